@@ -35,7 +35,9 @@ order of summation. Every kernel has a slow loop-for-loop twin in ``test_asae.py
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass, field
 from typing import Sequence
+import time
 
 import numpy as np
 from numba import njit
@@ -45,15 +47,13 @@ __all__ = [
     "exact_policy_gradient", "joint_surrogate", "synchronous_marginal_advantage",
     "counterfactual_advantage", "sync_weights", "sequential_weights",
     "clipped_surrogate", "clipped_surrogate_grad",
+    "Config", "TrainResult", "train", "evaluate", "advantage_bias", "METHODS",
 ]
 
-#: Saturation of log ρ inside the surrogate gradient: ρ ≤ e^300 ≈ 2e130, so Â ρ is finite
-#: for any |Â| < 1e178 (documented choice; below it the formula is exact).
+#: Log-space saturation of importance ratios and weights (a documented choice): a ratio or
+#: weight is at most e^300 ≈ 2e130, so ρ·w·Â stays finite for any |Â| < 1e47. Below the
+#: saturation the formulas are exact; above it the exact value would overflow float64.
 MAX_LOG_RATIO = 300.0
-
-#: Log-space saturation for importance weights: exp(±LOG_WEIGHT_MAX) is finite in float64.
-#: A weight whose log exceeds it is saturated (documented choice; the exact value would overflow).
-LOG_WEIGHT_MAX = 700.0
 
 # ---------------------------------------------------------------------------------------
 # Input validation (public wrappers only; kernels assume validated, contiguous input)
@@ -436,7 +436,7 @@ def sync_weights(log_ratios, clip: float | None = None) -> np.ndarray:
 
     Computed in log space, ``w^i = exp(Σ_{j≠i} log ρ^j)``; with ``clip = c`` the weight is
     clipped to ``[1 − c, 1 + c]`` (done on the log, so nothing overflows). Without a clip
-    the log weight saturates at ±LOG_WEIGHT_MAX (700) so the result stays finite.
+    the log weight saturates at ±MAX_LOG_RATIO (300) so the result stays finite.
 
     Args:
         log_ratios: (N, n) per-sample, per-agent ``log ρ^j = log π̃^j(a^j) − log π_old^j(a^j)``.
@@ -446,12 +446,8 @@ def sync_weights(log_ratios, clip: float | None = None) -> np.ndarray:
     [[1.5, 1.0, 6.0]]
     """
     lr = _log_ratio_table(log_ratios)
-    if clip is None:
-        lo, hi = -LOG_WEIGHT_MAX, LOG_WEIGHT_MAX
-    else:
-        c = _scalar("clip", clip, 0.0, np.inf)
-        lo = np.log(1.0 - c) if c < 1.0 else -LOG_WEIGHT_MAX
-        hi = min(np.log1p(c), LOG_WEIGHT_MAX)
+    c = None if clip is None else _scalar("clip", clip, 0.0, np.inf)
+    lo, hi = _weight_bounds(c)
     out = np.empty(lr.shape)
     _sync_weights_kernel(lr, lo, hi, out)
     return out
@@ -484,7 +480,7 @@ def sequential_weights(log_ratios, order) -> np.ndarray:
     if np.unique(o).size != n:
         raise ValueError(f"order must be a permutation of 0..{n - 1}; got {o.tolist()}")
     out = np.empty(lr.shape)
-    _sequential_weights_kernel(lr, o, -LOG_WEIGHT_MAX, LOG_WEIGHT_MAX, out)
+    _sequential_weights_kernel(lr, o, -MAX_LOG_RATIO, MAX_LOG_RATIO, out)
     return out
 
 
@@ -577,3 +573,583 @@ def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps:
     out = np.empty(z.shape)
     _clipped_surrogate_grad_kernel(z, acts, olp, adv, eps, MAX_LOG_RATIO, out)
     return out
+
+
+# =======================================================================================
+# Learners: decentralised tabular softmax actors, centralised tabular critics (E7–E10)
+# =======================================================================================
+
+METHODS = ("async", "asae", "happo", "coma", "exact_sync")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters of :func:`train`. One documented field each; defaults are for the
+    one-step matrix games with payoffs scaled to ~[-1, 1] (``reward_scale``)."""
+
+    gamma: float = 0.99
+    """Discount γ (E10). 0.99: standard; irrelevant in one-step games."""
+    lam: float = 0.95
+    """GAE λ (E10). 0.95: the usual PPO/MAPPO value."""
+    clip_eps: float = 0.2
+    """PPO ratio clip ε for each agent's sub-problem (E8). 0.2: the PPO/MAPPO default."""
+    sync_clip: float | None = 0.5
+    """**Our choice** (E8): ASAE weights w^i clipped to [1−c, 1+c]; None = no clip. 0.5 keeps
+    every weight in [0.5, 1.5]: wide enough that inside the PPO range (n=2, ε=0.2 gives
+    w ∈ [0.8, 1.2]) the clip never acts, and it bounds the variance when partners overshoot."""
+    epochs: int = 4
+    """Passes over each rollout per update (K in E8). 4: a common PPO setting."""
+    minibatches: int = 4
+    """Minibatches per epoch; each is one gradient step. 4 → 16 steps per update."""
+    lr_actor: float = 1.0
+    """SGD step size on the actors' logits (tabular, gradient of the batch-mean objective)."""
+    lr_critic: float = 0.5
+    """SGD step size of the tabular critics on ½(R − V)² (and ½(R − Q)² for COMA)."""
+    entropy_coef: float = 0.01
+    """Entropy bonus on each agent's policy. 0.01: a small, standard exploration bonus."""
+    n_envs: int = 32
+    """Parallel environments B per rollout."""
+    rollout_len: int = 8
+    """Steps T per environment per rollout; one update per rollout (N = T·B samples)."""
+    iterations: int = 100
+    """Number of rollout + update iterations."""
+    seed: int = 0
+    """Seed of every random choice (initial logits, sampling, minibatches, HAPPO order)."""
+    init_logit_std: float = 1.0
+    """Initial logits ~ N(0, std²), drawn from ``seed`` alone, so every method starts from the
+    same policy under the same seed. 0 gives uniform policies (all seeds in one basin)."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this before learning (e.g. 1/max|payoff|); reported returns
+    are unscaled."""
+    track_bias: bool = False
+    """Matrix games only: record the exact bias and second moment of the advantage each
+    method uses at every gradient step (see :func:`advantage_bias`)."""
+    record_policies: bool = False
+    """Keep each iteration's policy tables (for exact expected-return curves)."""
+    eval_episodes: int = 32
+    """Episodes of the final greedy and stochastic evaluation."""
+
+    def __post_init__(self):
+        for name in ("gamma", "lam"):
+            _scalar(name, getattr(self, name), 0.0, 1.0)
+        _scalar("clip_eps", self.clip_eps, 0.0, 1.0)
+        if self.sync_clip is not None:
+            _scalar("sync_clip", self.sync_clip, 0.0, np.inf)
+        for name in ("lr_actor", "lr_critic", "entropy_coef", "init_logit_std"):
+            _scalar(name, getattr(self, name), 0.0, np.inf)
+        _scalar("reward_scale", self.reward_scale, 0.0, np.inf, lo_open=True)
+        for name in ("epochs", "minibatches", "n_envs", "rollout_len", "iterations", "eval_episodes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"Config.{name} must be an integer ≥ 1; got {v!r}")
+        if self.minibatches > self.n_envs * self.rollout_len:
+            raise ValueError(f"Config.minibatches ({self.minibatches}) must be ≤ n_envs·rollout_len "
+                             f"({self.n_envs * self.rollout_len})")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"Config.seed must be a non-negative integer; got {self.seed!r}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns. Curves have one entry per iteration."""
+
+    method: str
+    iterations: np.ndarray
+    """(I,) iteration index 1..I (after that many updates)."""
+    env_steps: np.ndarray
+    """(I,) cumulative environment steps (each step of each env counts once)."""
+    mean_return: np.ndarray
+    """(I,) mean team return of the episodes that ended during that iteration's rollout
+    (NaN if none ended)."""
+    greedy_return: float
+    """Mean team return of the final greedy (argmax) joint policy."""
+    stochastic_return: float
+    """Mean team return of the final stochastic joint policy."""
+    greedy_optimal: bool
+    """Whether the greedy joint policy reaches ``env.optimum`` (within 1e-6)."""
+    wall_time: float
+    """Seconds spent in :func:`train` (rollouts + updates + evaluation)."""
+    logits: list
+    """Final per-agent logits tables, each (n_obs, A_i)."""
+    values: np.ndarray
+    """Final critic V(state), (n_states,)."""
+    policies: list | None = None
+    """If ``record_policies``: per iteration, the per-agent probability tables (n_obs, A_i)
+    at the start (index 0) and after each update."""
+    bias: dict | None = None
+    """If ``track_bias``: see :func:`advantage_bias`."""
+    diagnostics: dict = field(default_factory=dict)
+    """Numerics and identities: max |logit|, max ratio, max weight, all finite; max |w − 1| in
+    the first minibatch of each update (asae); max |M − 1| of the first agent (happo)."""
+
+
+def _check_env(env, method: str, cfg: Config, need_payoff: bool):
+    for attr in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "reset", "step"):
+        if not hasattr(env, attr):
+            raise TypeError(f"env must provide the batched interface; missing attribute {attr!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if not isinstance(cfg, Config):
+        raise TypeError(f"config must be an asae.Config; got {type(cfg).__name__}")
+    if len(tuple(env.n_actions)) != env.n_agents:
+        raise ValueError("env.n_actions must hold one action count per agent")
+    if need_payoff:
+        payoff = getattr(env, "payoff", None)
+        if payoff is None or env.n_states != 1 or env.n_obs != 1:
+            raise ValueError(f"method {method!r} / track_bias need a one-step matrix game "
+                             "(env.payoff, one state, one observation)")
+        payoff = _float_array("env.payoff", payoff)
+        if payoff.shape != tuple(env.n_actions):
+            raise ValueError(f"env.payoff must have shape {tuple(env.n_actions)}; got {payoff.shape}")
+        return payoff
+    return None
+
+
+@njit(cache=True)
+def _sample_kernel(table, obs, u, out):
+    """a_t ~ softmax(table[obs_t]) by inverse CDF with uniforms u_t (one agent, a batch)."""
+    A = table.shape[1]
+    for b in range(obs.shape[0]):
+        row = table[obs[b]]
+        zmax = row.max()
+        s = 0.0
+        for k in range(A):
+            s += np.exp(row[k] - zmax)
+        target = u[b] * s
+        c = 0.0
+        a = A - 1
+        for k in range(A):
+            c += np.exp(row[k] - zmax)
+            if target < c:
+                a = k
+                break
+        out[b] = a
+
+
+@njit(cache=True)
+def _gather_log_probs_kernel(table, obs, actions, out_lp):
+    """log π(a_t | o_t) for a batch, via log-softmax of the gathered logits row."""
+    A = table.shape[1]
+    for t in range(obs.shape[0]):
+        row = table[obs[t]]
+        zmax = row.max()
+        s = 0.0
+        for k in range(A):
+            s += np.exp(row[k] - zmax)
+        out_lp[t] = row[actions[t]] - zmax - np.log(s)
+
+
+@njit(cache=True)
+def _entropy_grad_kernel(z, coef, out):
+    """out += coef · ∂H/∂z, H(π) = −Σ_k π_k log π_k, ∂H/∂z_k = −π_k (log π_k + H)."""
+    N, A = z.shape
+    lp = np.empty(A)
+    for t in range(N):
+        zmax = z[t].max()
+        s = 0.0
+        for k in range(A):
+            s += np.exp(z[t, k] - zmax)
+        H = 0.0
+        for k in range(A):
+            lp[k] = z[t, k] - zmax - np.log(s)
+            H -= np.exp(lp[k]) * lp[k]
+        for k in range(A):
+            out[t, k] -= coef * np.exp(lp[k]) * (lp[k] + H)
+
+
+@njit(cache=True)
+def _scatter_add_rows_kernel(table, rows, grads, scale):
+    """table[rows[t]] += scale · grads[t] (repeated rows accumulate)."""
+    for t in range(rows.shape[0]):
+        r = rows[t]
+        for k in range(grads.shape[1]):
+            table[r, k] += scale * grads[t, k]
+
+
+class _Rollout:
+    """Flattened samples of one rollout (N = T·B), plus episode statistics."""
+
+    def __init__(self, obs, actions, rewards, terminated, truncated, states, next_states, ended):
+        self.obs, self.actions, self.rewards = obs, actions, rewards
+        self.terminated, self.truncated = terminated, truncated
+        self.states, self.next_states, self.ended_returns = states, next_states, ended
+
+
+def _rollout(env, logits, obs, state, ep_ret, T, rng):
+    """Run T batched steps with the current stochastic policies. Returns (rollout, obs, state)."""
+    B, n = obs.shape
+    O = np.empty((T, B, n), np.int64)
+    Acts = np.empty((T, B, n), np.int64)
+    R = np.empty((T, B))
+    TE = np.empty((T, B), np.bool_)
+    TR = np.empty((T, B), np.bool_)
+    S = np.empty((T, B), np.int64)
+    S2 = np.empty((T, B), np.int64)
+    ended = []
+    act = np.empty((B, n), np.int64)
+    col = np.empty(B, np.int64)
+    for t in range(T):
+        O[t], S[t] = obs, state
+        u = rng.random((n, B))
+        for i in range(n):
+            _sample_kernel(logits[i], np.ascontiguousarray(obs[:, i]), u[i], col)
+            act[:, i] = col
+        Acts[t] = act
+        obs, state, r, term, trunc, final = env.step(act)
+        R[t], TE[t], TR[t] = r, term, trunc
+        done = term | trunc
+        # V(s'_t): the true next state; for a finished env the state it ended in (E10).
+        S2[t] = np.where(done, final, state)
+        ep_ret += r
+        if done.any():
+            ended.extend(ep_ret[done].tolist())
+            ep_ret[done] = 0.0
+    return _Rollout(O, Acts, R, TE, TR, S, S2, ended), obs, state
+
+
+def _policy_tables(logits):
+    return [softmax(z) for z in logits]
+
+
+def _joint_index(actions, n_actions):
+    """Flat index of each joint action (C order over agents)."""
+    return np.ravel_multi_index(tuple(actions.T), n_actions).astype(np.int64)
+
+
+def _coma_advantages(Q, states, actions, logits_old, obs, n_actions):
+    """E7 for every agent: Q(s,a) − Σ_b π^i_old(b) Q(s,(b,a^-i)) from the tabular Q critic."""
+    N, n = actions.shape
+    flat = _joint_index(actions, n_actions)
+    strides = np.array([int(np.prod(n_actions[i + 1:])) for i in range(n)], np.int64)
+    out = np.empty((N, n))
+    tmp = np.empty(N)
+    for i in range(n):
+        b = np.arange(n_actions[i])
+        cf = flat[:, None] + (b[None, :] - actions[:, i:i + 1]) * strides[i]   # (b, a^-i)
+        q_agent = np.ascontiguousarray(Q[states[:, None], cf])
+        pi_agent = softmax(logits_old[i][obs[:, i]])
+        _counterfactual_kernel(q_agent, pi_agent, np.ascontiguousarray(actions[:, i]), tmp)
+        out[:, i] = tmp
+    return out
+
+
+def _exact_sync_table(payoff, v_old, current, i):
+    """E6 against the partners' current policies: Q^i_{π_k^-i}(a^i) − V_old, over a^i."""
+    return np.asarray(_contract(payoff, current, i), dtype=np.float64) - v_old
+
+
+def _joint_log_ratio_table(current, old):
+    """(∏A_j, n): log ρ^j(a^j) = log π_k^j(a^j) − log π_old^j(a^j) for every joint action."""
+    grids = np.meshgrid(*[np.log(c) - np.log(o) for c, o in zip(current, old)], indexing="ij")
+    return np.stack([g.ravel() for g in grids], axis=1)
+
+
+class _BiasProbe:
+    """Exact bias/variance of the per-agent advantage a method uses (matrix games only).
+
+    At each gradient step, for agent i the method's *expected* advantage given a^i is
+    ``u^i(a^i) = E_{a^-i~π_old^-i}[ω^i(a) A_old(a)]`` with the method's weight ω^i (1 for
+    async and COMA — whose expectation is A^i_old by E7 — w^i of E8 for asae, M of E9 for
+    happo, the unclipped E6 weight for exact_sync), and exact ``A_old = payoff − V_old``.
+    After the update the target is Ã^i of E6 under the updated partners.
+    """
+
+    def __init__(self, payoff):
+        self.payoff = payoff
+        self.abs_err, self.second_moment = [], []
+        self.pending = []
+
+    def start(self, old):
+        self.v_old = float(_contract(self.payoff, old, None))
+        self.A_old = self.payoff - self.v_old                      # exact A_{π_old}(a), E1
+        self.p_old = _contract_outer(old)                          # π_old(a)
+        n = self.payoff.ndim                                       # π_old^{-i}(a^{-i}) per agent
+        self.p_partners = [_contract_outer([np.ones_like(p) if j == i else p
+                                            for j, p in enumerate(old)]) for i in range(n)]
+        self.pending = []
+
+    def record(self, i, weights_i):
+        """weights_i: ω^i(a) for every joint action, shaped like the payoff."""
+        other_axes = tuple(j for j in range(self.payoff.ndim) if j != i)
+        used = np.sum(self.p_partners[i] * weights_i * self.A_old, axis=other_axes)
+        self.pending.append((i, used))
+        self.second_moment.append(float(np.sum(self.p_old * (weights_i * self.A_old) ** 2)))
+
+    def finish(self, new):
+        targets = [np.asarray(_contract(self.payoff, new, i)) - self.v_old
+                   for i in range(self.payoff.ndim)]
+        for i, used in self.pending:
+            self.abs_err.append(np.abs(used - targets[i]))
+        self.pending = []
+
+    def summary(self):
+        errs = np.concatenate(self.abs_err) if self.abs_err else np.zeros(0)
+        return {"mean_abs_bias": float(errs.mean()) if errs.size else float("nan"),
+                "mean_second_moment": float(np.mean(self.second_moment)) if self.second_moment else float("nan"),
+                "n_steps": len(self.second_moment)}
+
+
+def _contract_outer(policies):
+    """π(a) = ∏_j π^j(a^j) as a joint table."""
+    out = np.ones(())
+    for p in policies:
+        out = np.multiply.outer(out, p)
+    return out
+
+
+def _weight_bounds(clip):
+    """Log-space bounds of the E8 weights: [log(1−c), log(1+c)], or ±MAX_LOG_RATIO."""
+    if clip is None:
+        return -MAX_LOG_RATIO, MAX_LOG_RATIO
+    lo = np.log(1.0 - clip) if clip < 1.0 else -MAX_LOG_RATIO
+    return lo, min(np.log1p(clip), MAX_LOG_RATIO)
+
+
+class _Learner:
+    """State of one training run: actors, critics, and the per-update logic of each method."""
+
+    def __init__(self, env, method, cfg, payoff):
+        self.env, self.method, self.cfg = env, method, cfg
+        self.n = int(env.n_agents)
+        self.A = tuple(int(k) for k in env.n_actions)
+        init = np.random.default_rng([cfg.seed, 0])       # same initial logits for every method
+        self.rng = np.random.default_rng([cfg.seed, 1])
+        self.logits = [cfg.init_logit_std * init.standard_normal((int(env.n_obs), k)) for k in self.A]
+        self.V = np.zeros(int(env.n_states))
+        self.Q = np.zeros((int(env.n_states), int(np.prod(self.A)))) if method == "coma" else None
+        self.payoff = payoff
+        self.probe = _BiasProbe(payoff) if cfg.track_bias else None
+        self.diag = dict(max_abs_logit=0.0, max_ratio=0.0, max_weight=0.0,
+                         first_step_weight_dev=0.0, first_agent_M_dev=0.0, all_finite=True)
+
+    # -- one update (E8/E9/E7 per method) on one rollout ----------------------------------
+    def update(self, roll):
+        cfg, n = self.cfg, self.n
+        T, B, _ = roll.obs.shape
+        N = T * B
+        # E10: advantages and returns from the critic as it stands before this update.
+        adv = np.empty((T, B))
+        ret = np.empty((T, B))
+        _gae_kernel(roll.rewards * cfg.reward_scale, self.V[roll.states], self.V[roll.next_states],
+                    roll.terminated, roll.truncated, cfg.gamma, cfg.lam, adv, ret)
+        self.obs = [np.ascontiguousarray(roll.obs[:, :, i].ravel()) for i in range(n)]
+        self.act = [np.ascontiguousarray(roll.actions[:, :, i].ravel()) for i in range(n)]
+        self.old_lp = np.empty((N, n))
+        for i in range(n):
+            _gather_log_probs_kernel(self.logits[i], self.obs[i], self.act[i], self.old_lp[:, i])
+        adv, ret, states = adv.ravel(), ret.ravel(), roll.states.ravel()
+        if self.method == "coma":
+            self.base_adv = _coma_advantages(self.Q, states, roll.actions.reshape(N, n),
+                                             self.logits, roll.obs.reshape(N, n), self.A)
+        else:
+            self.base_adv = np.repeat(adv[:, None], n, axis=1)
+        if self.payoff is not None:
+            self.old_pi = [softmax(z[0]) for z in self.logits]
+            self.v_old = float(_contract(self.payoff, self.old_pi, None))
+            if self.probe:
+                self.probe.start(self.old_pi)
+        if self.method == "happo":
+            self._update_sequential(N)
+        else:
+            self._update_simultaneous(N)
+        if self.probe:
+            self.probe.finish([softmax(z[0]) for z in self.logits])
+        self._update_critics(states, ret, roll.actions.reshape(N, n))
+
+    def _minibatches(self, N):
+        for _ in range(self.cfg.epochs):
+            yield from np.array_split(self.rng.permutation(N), self.cfg.minibatches)
+
+    def _log_ratios(self, mb):
+        """(len(mb), n) current log ρ^j = log π_θk^j(a^j) − log π_old^j(a^j)."""
+        lr = np.empty((mb.size, self.n))
+        for j in range(self.n):
+            _gather_log_probs_kernel(self.logits[j], self.obs[j][mb], self.act[j][mb], lr[:, j])
+        lr -= self.old_lp[mb]
+        self.diag["max_ratio"] = max(self.diag["max_ratio"], float(np.exp(min(lr.max(), MAX_LOG_RATIO))))
+        return lr
+
+    def _actor_step(self, i, mb, adv_i):
+        """One SGD ascent step of agent i's clipped sub-problem (E8) on minibatch mb."""
+        cfg = self.cfg
+        obs_i = self.obs[i][mb]
+        z = self.logits[i][obs_i]
+        g = np.empty_like(z)
+        _clipped_surrogate_grad_kernel(z, self.act[i][mb], self.old_lp[mb, i],
+                                       np.ascontiguousarray(adv_i), cfg.clip_eps, MAX_LOG_RATIO, g)
+        if cfg.entropy_coef > 0:
+            _entropy_grad_kernel(z, cfg.entropy_coef, g)
+        _scatter_add_rows_kernel(self.logits[i], obs_i, g, cfg.lr_actor / mb.size)
+
+    def _update_simultaneous(self, N):
+        """async / coma / asae / exact_sync: every agent steps on every minibatch at once."""
+        lo, hi = _weight_bounds(self.cfg.sync_clip)
+        for step, mb in enumerate(self._minibatches(N)):
+            lr = self._log_ratios(mb)
+            adv = self.base_adv[mb]
+            if self.method == "asae":                     # E8: w^i = ∏_{j≠i} ρ^j, a constant
+                w = np.empty_like(lr)
+                _sync_weights_kernel(lr, lo, hi, w)
+                self.diag["max_weight"] = max(self.diag["max_weight"], float(w.max()))
+                if step == 0:
+                    self.diag["first_step_weight_dev"] = max(self.diag["first_step_weight_dev"],
+                                                             float(np.abs(w - 1.0).max()))
+                adv = w * adv
+            elif self.method == "exact_sync":             # E6, exact, partners' current policies
+                cur = [softmax(z[0]) for z in self.logits]
+                adv = np.stack([_exact_sync_table(self.payoff * self.cfg.reward_scale,
+                                                  self.v_old * self.cfg.reward_scale, cur, i)
+                                [self.act[i][mb]] for i in range(self.n)], axis=1)
+            if self.probe:
+                self._probe_simultaneous(lo, hi)
+            for i in range(self.n):                       # weights fixed above: order irrelevant
+                self._actor_step(i, mb, adv[:, i])
+
+    def _update_sequential(self, N):
+        """happo (E9): agents update one after another in a random order; agent i_m's
+        advantage is multiplied by M = ∏_{l<m} ρ^{i_l} of the already-updated agents."""
+        order = self.rng.permutation(self.n)
+        all_rows = np.arange(N)
+        for m, i in enumerate(order):
+            M = np.empty((N, self.n))
+            _sequential_weights_kernel(self._log_ratios(all_rows), order, -MAX_LOG_RATIO,
+                                       MAX_LOG_RATIO, M)
+            if m == 0:
+                self.diag["first_agent_M_dev"] = max(self.diag["first_agent_M_dev"],
+                                                     float(np.abs(M[:, i] - 1.0).max()))
+            self.diag["max_weight"] = max(self.diag["max_weight"], float(M[:, i].max()))
+            if self.probe:
+                cur = [softmax(z[0]) for z in self.logits]
+                W = np.empty((int(np.prod(self.A)), self.n))
+                _sequential_weights_kernel(_joint_log_ratio_table(cur, self.old_pi), order,
+                                           -MAX_LOG_RATIO, MAX_LOG_RATIO, W)
+            for mb in self._minibatches(N):
+                if self.probe:
+                    self.probe.record(i, W[:, i].reshape(self.A))
+                self._actor_step(i, mb, M[mb, i] * self.base_adv[mb, i])
+
+    def _probe_simultaneous(self, lo, hi):
+        """Record the exact expected advantage each agent uses at this step (bias study)."""
+        if self.method in ("async", "coma"):
+            for i in range(self.n):
+                self.probe.record(i, np.ones(self.A))
+            return
+        cur = [softmax(z[0]) for z in self.logits]
+        table = _joint_log_ratio_table(cur, self.old_pi)
+        W = np.empty_like(table)
+        if self.method == "asae":
+            _sync_weights_kernel(table, lo, hi, W)
+        else:                                              # exact_sync: unclipped E6 weight
+            _sync_weights_kernel(table, -MAX_LOG_RATIO, MAX_LOG_RATIO, W)
+        for i in range(self.n):
+            self.probe.record(i, W[:, i].reshape(self.A))
+
+    def _update_critics(self, states, ret, joint_actions):
+        """SGD on ½(R_t − V(s_t))² (and ½(R_t − Q(s_t, a_t))² for COMA), tabular."""
+        cfg = self.cfg
+        flat = _joint_index(joint_actions, self.A) if self.Q is not None else None
+        for mb in self._minibatches(states.size):
+            s = states[mb]
+            self.V += cfg.lr_critic / mb.size * np.bincount(s, ret[mb] - self.V[s],
+                                                            minlength=self.V.size)
+            if self.Q is not None:
+                qi = s * self.Q.shape[1] + flat[mb]
+                self.Q.ravel()[:] += cfg.lr_critic / mb.size * np.bincount(
+                    qi, ret[mb] - self.Q.ravel()[qi], minlength=self.Q.size)
+
+    def finish_diagnostics(self):
+        d = self.diag
+        d["max_abs_logit"] = max(float(np.abs(z).max()) for z in self.logits)
+        d["all_finite"] = bool(all(np.all(np.isfinite(z)) for z in self.logits)
+                               and np.all(np.isfinite(self.V))
+                               and np.isfinite(d["max_ratio"]) and np.isfinite(d["max_weight"]))
+        return d
+
+
+def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0) -> float:
+    """Mean team return of one episode in each of ``episodes`` envs under the tabular
+    policies ``logits`` (argmax actions if ``greedy``, else sampled)."""
+    rng = np.random.default_rng([seed, 2])
+    obs, _ = env.reset(episodes, seed=seed)
+    ret = np.zeros(episodes)
+    active = np.ones(episodes, bool)
+    act = np.empty((episodes, len(logits)), np.int64)
+    col = np.empty(episodes, np.int64)
+    for _ in range(int(env.episode_limit)):
+        for i, z in enumerate(logits):
+            if greedy:
+                act[:, i] = np.argmax(z[obs[:, i]], axis=1)
+            else:
+                _sample_kernel(z, np.ascontiguousarray(obs[:, i]), rng.random(episodes), col)
+                act[:, i] = col
+        obs, _, r, term, trunc, _ = env.step(act)
+        ret += np.where(active, r, 0.0)
+        active &= ~(term | trunc)
+        if not active.any():
+            break
+    return float(ret.mean())
+
+
+def train(env, method: str, config: Config | None = None) -> TrainResult:
+    """Train decentralised tabular softmax actors on ``env`` with one of :data:`METHODS`.
+
+    - ``"async"``: every agent uses the shared team advantage Â_t (MAPPO-style; E7's Ā^i).
+    - ``"asae"``: the paper's method, Â^i_t = w^i_t Â_t with w^i from the partners' current
+      in-update ratios (E8), clipped to [1 − sync_clip, 1 + sync_clip].
+    - ``"happo"``: sequential updates in a random order with M of E9.
+    - ``"coma"``: counterfactual advantage from a tabular Q(s, a) critic (E7).
+    - ``"exact_sync"`` (one-step matrix games): the exact E6 advantage against the
+      partners' current policies — asae without sampling noise.
+
+    Every method uses the same PPO clip (E8) per agent, a tabular V critic trained on GAE
+    returns (E10, truncated steps bootstrapped from ``final_state``), and the same initial
+    logits under the same seed. ``env`` needs the batched interface ``reset(n_envs, seed)``,
+    ``step(actions)`` and attributes n_agents, n_actions, n_states, n_obs, episode_limit
+    (and ``payoff`` for exact_sync / track_bias; ``optimum`` for ``greedy_optimal``).
+    Same config and seed → bit-identical result.
+    """
+    cfg = Config() if config is None else config
+    payoff = _check_env(env, method, cfg, method == "exact_sync" or cfg.track_bias)
+    t0 = time.perf_counter()
+    L = _Learner(env, method, cfg, payoff)
+    B, T = cfg.n_envs, cfg.rollout_len
+    obs, state = env.reset(B, seed=int(L.rng.integers(2**31 - 1)))
+    ep_ret = np.zeros(B)
+    curve = np.full(cfg.iterations, np.nan)
+    policies = [_policy_tables(L.logits)] if cfg.record_policies else None
+    for it in range(cfg.iterations):
+        roll, obs, state = _rollout(env, L.logits, obs, state, ep_ret, T, L.rng)
+        if roll.ended_returns:
+            curve[it] = float(np.mean(roll.ended_returns))
+        L.update(roll)
+        if policies is not None:
+            policies.append(_policy_tables(L.logits))
+    seed_eval = int(L.rng.integers(2**31 - 1))
+    greedy = evaluate(env, L.logits, cfg.eval_episodes, True, seed_eval)
+    stochastic = evaluate(env, L.logits, cfg.eval_episodes, False, seed_eval)
+    optimum = getattr(env, "optimum", np.inf)
+    return TrainResult(
+        method=method, iterations=np.arange(1, cfg.iterations + 1),
+        env_steps=np.arange(1, cfg.iterations + 1) * B * T, mean_return=curve,
+        greedy_return=greedy, stochastic_return=stochastic,
+        greedy_optimal=bool(greedy >= optimum - 1e-6), wall_time=time.perf_counter() - t0,
+        logits=L.logits, values=L.V, policies=policies,
+        bias=L.probe.summary() if L.probe else None, diagnostics=L.finish_diagnostics())
+
+
+def advantage_bias(env, method: str, config: Config | None = None) -> dict:
+    """Exact bias and variance of the advantage ``method`` uses, measured during training.
+
+    Trains with ``track_bias=True`` on a one-step matrix game. At every gradient step and for
+    every agent i, the method's expected advantage given a^i, ``E_{a^-i~π_old^-i}[ω^i A_old]``
+    (ω^i its weight: 1, w^i of E8, M of E9, or the exact E6 ratio), is compared with the
+    target Ã^i of E6 under the policies as they stand *after* the update.
+
+    Returns ``{"mean_abs_bias", "mean_second_moment", "n_steps"}``: the mean of
+    |used − Ã^i| over steps, agents and actions (uniformly), and the mean over steps and
+    agents of ``E_{a~π_old}[(ω^i A_old)²]`` (the per-sample second moment of the weighted
+    estimate), both in payoff units.
+    """
+    cfg = Config() if config is None else config
+    cfg = Config(**{**cfg.__dict__, "track_bias": True})
+    return train(env, method, cfg).bias
