@@ -1109,6 +1109,8 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
     Same config and seed → bit-identical result.
     """
     cfg = Config() if config is None else config
+    if not isinstance(cfg, Config):
+        raise TypeError(f"config must be an asae.Config; got {type(cfg).__name__}")
     payoff = _check_env(env, method, cfg, method == "exact_sync" or cfg.track_bias)
     t0 = time.perf_counter()
     L = _Learner(env, method, cfg, payoff)

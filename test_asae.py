@@ -103,7 +103,7 @@ def ref_sync_weights(lr, clip=None):
             for j in range(n):
                 if j != i:
                     s += lr[t][j]
-            s = min(max(s, -asae.LOG_WEIGHT_MAX), asae.LOG_WEIGHT_MAX)
+            s = min(max(s, -asae.MAX_LOG_RATIO), asae.MAX_LOG_RATIO)
             w = math.exp(s)
             if clip is not None:
                 w = min(max(w, 1.0 - clip), 1.0 + clip)
@@ -661,4 +661,176 @@ BAD_INPUTS = [
                          ids=[f"{i}-{b[2]}" for i, b in enumerate(BAD_INPUTS)])
 def test_bad_input_raises_clear_error(call, exc, name):
     with pytest.raises(exc, match=name.replace("[", r"\[").replace("]", r"\]")):
+        call()
+
+
+# =======================================================================================
+# Learners (E7–E10 in use): train, evaluate, the bias probe
+# =======================================================================================
+
+
+class OneStepGame:
+    """A minimal one-step matrix game with the batched interface (tests need no envs.py)."""
+
+    def __init__(self, payoff):
+        self.payoff = np.asarray(payoff, float)
+        self.n_agents = self.payoff.ndim
+        self.n_actions = self.payoff.shape
+        self.n_states = self.n_obs = self.episode_limit = 1
+        self.optimum = float(self.payoff.max())
+
+    def reset(self, n_envs, seed):
+        self.B = n_envs
+        return np.zeros((n_envs, self.n_agents), np.int64), np.zeros(n_envs, np.int64)
+
+    def step(self, actions):
+        r = self.payoff[tuple(np.asarray(actions).T)]
+        ones, zeros = np.ones(self.B, bool), np.zeros(self.B, np.int64)
+        return (np.zeros((self.B, self.n_agents), np.int64), zeros, r, ones,
+                ~ones, zeros)
+
+
+class RewardChain:
+    """One state, reward 1 per step, episodes cut every ``k`` steps by truncation (time
+    limit) or by termination. With bootstrapping at truncation V = 1/(1−γ)."""
+
+    def __init__(self, k=5, terminate=False):
+        self.k, self.terminate = k, terminate
+        self.n_agents, self.n_actions, self.n_states, self.n_obs = 1, (2,), 1, 1
+        self.episode_limit = k
+
+    def reset(self, n_envs, seed):
+        self.t = np.zeros(n_envs, np.int64)
+        return np.zeros((n_envs, 1), np.int64), np.zeros(n_envs, np.int64)
+
+    def step(self, actions):
+        B = self.t.size
+        self.t += 1
+        cut = self.t % self.k == 0
+        term, trunc = (cut, np.zeros(B, bool)) if self.terminate else (np.zeros(B, bool), cut)
+        zeros = np.zeros(B, np.int64)
+        return np.zeros((B, 1), np.int64), zeros, np.ones(B), term, trunc, zeros
+
+
+CLIMBING = [[11, -30, 0], [-30, 7, 6], [0, 0, 5]]
+QTRAN = [[8, -12, -12], [-12, 0, 0], [-12, 0, 0]]
+
+
+def small_config(**kw):
+    base = dict(iterations=6, n_envs=16, rollout_len=4, reward_scale=1 / 30, seed=3)
+    return asae.Config(**{**base, **kw})
+
+
+@pytest.mark.parametrize("method", asae.METHODS)
+def test_every_method_improves_expected_return_on_climbing(method):
+    """From a fixed random starting policy, the exact expected return J(π) goes up."""
+    game = OneStepGame(CLIMBING)
+    res = asae.train(game, method, small_config(record_policies=True))
+    J = [asae.joint_value(game.payoff, [p[0] for p in pols]) for pols in res.policies]
+    assert J[-1] > J[0] + 0.5, (method, J)
+
+
+@pytest.mark.parametrize("method", asae.METHODS)
+def test_training_is_deterministic_by_seed(method):
+    game = OneStepGame(CLIMBING)
+    a, b = (asae.train(game, method, small_config(seed=7)) for _ in range(2))
+    c = asae.train(game, method, small_config(seed=8))
+    for za, zb in zip(a.logits, b.logits):
+        assert np.array_equal(za, zb)
+    assert np.array_equal(a.mean_return, b.mean_return, equal_nan=True)
+    assert not all(np.array_equal(za, zc) for za, zc in zip(a.logits, c.logits))
+
+
+def test_same_seed_same_initial_policy_for_every_method():
+    game = OneStepGame(CLIMBING)
+    starts = [asae.train(game, m, small_config(iterations=1, record_policies=True)).policies[0]
+              for m in asae.METHODS]
+    for s in starts[1:]:
+        for p, q in zip(s, starts[0]):
+            assert np.array_equal(p, q)
+
+
+def test_asae_weights_are_one_in_first_minibatch_and_move_later():
+    res = asae.train(OneStepGame(CLIMBING), "asae", small_config(sync_clip=None))
+    assert res.diagnostics["first_step_weight_dev"] == 0.0
+    assert res.diagnostics["max_weight"] > 1.0           # partners' ratios do move within an update
+
+
+def test_happo_first_agent_has_unit_correction():
+    res = asae.train(OneStepGame(np.zeros((2, 3, 2)) + np.arange(12).reshape(2, 3, 2)), "happo",
+                     small_config())
+    assert res.diagnostics["first_agent_M_dev"] == 0.0
+    assert res.diagnostics["max_weight"] > 1.0
+
+
+@given(old_new_games())
+def test_exact_sync_advantage_is_e6(g):
+    """The advantage table exact_sync trains on is Ã^i of E6 with the current partners."""
+    q, old, cur, i = g
+    table = asae._exact_sync_table(q, asae.joint_value(q, old), cur, i)
+    assert_allclose(table, asae.synchronous_marginal_advantage(q, old, cur, i), rtol=1e-12, atol=1e-12)
+
+
+@given(old_new_games())
+def test_bias_probe_is_exact(g):
+    """Weight 1 yields A^i_old (bias = |Ā − Ã|, E7); the exact E6 ratio weight yields Ã (bias 0)."""
+    q, old, new, _ = g
+    for i in range(q.ndim):
+        probe = asae._BiasProbe(q)
+        probe.start(old)
+        probe.record(i, np.ones(q.shape))
+        W = asae.sync_weights(asae._joint_log_ratio_table(new, old))[:, i].reshape(q.shape)
+        probe.record(i, W)
+        probe.finish(new)
+        expected = np.abs(asae.marginal_advantage(q, old, i) - asae.synchronous_marginal_advantage(q, old, new, i))
+        assert_allclose(probe.abs_err[0], expected, rtol=1e-9, atol=1e-9)
+        assert_allclose(probe.abs_err[1], 0.0, atol=1e-9)
+
+
+def test_truncation_is_bootstrapped_and_termination_is_not():
+    cfg = asae.Config(gamma=0.9, lam=0.95, iterations=60, n_envs=8, rollout_len=10,
+                      lr_critic=0.5, entropy_coef=0.0, seed=0)
+    v_trunc = asae.train(RewardChain(terminate=False), "async", cfg).values[0]
+    v_term = asae.train(RewardChain(terminate=True), "async", cfg).values[0]
+    assert abs(v_trunc - 1 / (1 - 0.9)) < 0.1               # V = Σ γ^k = 10: the time limit is not the end
+    expected_term = np.mean([(1 - 0.9 ** k) / 0.1 for k in range(1, 6)])  # steps-to-go 5..1
+    assert abs(v_term - expected_term) < 0.1
+
+
+def test_large_steps_stay_finite():
+    """sync_clip=None, huge learning rate, many epochs: logits, ratios, weights stay finite."""
+    cfg = small_config(sync_clip=None, lr_actor=1e4, epochs=30, reward_scale=1.0, iterations=5)
+    for method in ("asae", "happo", "exact_sync"):
+        res = asae.train(OneStepGame(QTRAN), method, cfg)
+        d = res.diagnostics
+        assert d["all_finite"], (method, d)
+        assert np.isfinite(d["max_ratio"]) and np.isfinite(d["max_weight"]) and np.isfinite(d["max_abs_logit"])
+
+
+def test_advantage_bias_orders_methods_on_climbing():
+    """Measured, not assumed: exact_sync and asae weights track Ã closer than async's 1."""
+    cfg = small_config(iterations=10, sync_clip=None)
+    game = OneStepGame(CLIMBING)
+    b = {m: asae.advantage_bias(game, m, cfg) for m in ("async", "asae", "exact_sync")}
+    assert all(v["n_steps"] == 10 * 16 * 2 for v in b.values())
+    assert b["asae"]["mean_abs_bias"] < b["async"]["mean_abs_bias"]
+    assert b["exact_sync"]["mean_abs_bias"] < b["async"]["mean_abs_bias"]
+
+
+LEARNER_BAD = [
+    (lambda: asae.Config(gamma=1.5), ValueError, "gamma"),
+    (lambda: asae.Config(epochs=0), ValueError, "epochs"),
+    (lambda: asae.Config(sync_clip=-1.0), ValueError, "sync_clip"),
+    (lambda: asae.Config(n_envs=2, rollout_len=1, minibatches=4), ValueError, "minibatches"),
+    (lambda: asae.Config(reward_scale=0.0), ValueError, "reward_scale"),
+    (lambda: asae.train(OneStepGame(CLIMBING), "ppo"), ValueError, "method"),
+    (lambda: asae.train(object(), "asae"), TypeError, "env"),
+    (lambda: asae.train(RewardChain(), "exact_sync"), ValueError, "exact_sync"),
+    (lambda: asae.train(OneStepGame(CLIMBING), "asae", {"gamma": 0.9}), TypeError, "config"),
+]
+
+
+@pytest.mark.parametrize("call, exc, name", LEARNER_BAD, ids=[b[2] for b in LEARNER_BAD])
+def test_learner_bad_input(call, exc, name):
+    with pytest.raises(exc, match=name):
         call()
