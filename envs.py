@@ -59,6 +59,21 @@ def _check_seed(seed):
         _check_int(seed, "seed", 0)
 
 
+@numba.njit(cache=True)
+def _in_range(actions, n_actions):
+    """0 <= actions[:, i] < n_actions[i] for every agent i (agent-major loops are fastest)."""
+    B, n = actions.shape
+    for i in range(n):
+        low = 0
+        high = 0
+        for b in range(B):
+            low = min(low, actions[b, i])
+            high = max(high, actions[b, i])
+        if low < 0 or high >= n_actions[i]:
+            return False
+    return True
+
+
 # --------------------------------------------------------------------------- shared base
 
 class _Game:
@@ -93,7 +108,8 @@ class _Game:
         terminated = np.empty(B, np.bool_)
         truncated = np.empty(B, np.bool_)
         final_state = np.empty(B, np.int64)
-        self._kernel(actions, obs, state, reward, terminated, truncated, final_state)
+        if not self._kernel(actions, obs, state, reward, terminated, truncated, final_state):
+            raise self._range_error(actions)  # kernels check the range before changing anything
         return obs, state, reward, terminated, truncated, final_state
 
     def _check_actions(self, actions):
@@ -104,13 +120,12 @@ class _Game:
         if a.shape != expected:
             raise ValueError(
                 f"actions must have shape (n_envs, n_agents) = {expected}, got shape {a.shape}")
-        a = np.ascontiguousarray(a, np.int64)
-        bad = (a < 0) | (a >= self._n_actions_array)
-        if bad.any():
-            b, i = np.argwhere(bad)[0]
-            raise ValueError(f"actions[{b}, {i}] = {a[b, i]} is out of range: agent {i} "
-                             f"has actions 0..{self.n_actions[i] - 1}")
-        return a
+        return np.ascontiguousarray(a, np.int64)
+
+    def _range_error(self, actions):
+        b, i = np.argwhere((actions < 0) | (actions >= self._n_actions_array))[0]
+        return ValueError(f"actions[{b}, {i}] = {actions[b, i]} is out of range: agent {i} "
+                          f"has actions 0..{self.n_actions[i] - 1}")
 
     def reference_reset(self):
         """Plain-Python reset of one env: ``(state, t)``."""
@@ -124,28 +139,42 @@ class _Game:
 # --------------------------------------------------------------------------- matrix games
 
 @numba.njit(cache=True)
-def _matrix_step(actions, flat_payoff, radix, episode_len, state,
+def _fill_obs(state, obs):
+    """obs[b, i] = state[b] (full observability); agent-major loops vectorize."""
+    B, n = obs.shape
+    for i in range(n):
+        for b in range(B):
+            obs[b, i] = state[b]
+
+
+@numba.njit(cache=True)
+def _matrix_step(actions, n_actions, flat_payoff, radix, episode_len, state,
                  obs, state_out, reward, terminated, truncated, final_state):
     B, n = actions.shape
+    joint = np.zeros(B, np.int64)  # flat index of the joint action into payoff
+    for i in range(n):  # agent-major, checking the range before anything changes
+        low = 0
+        high = 0
+        for b in range(B):
+            a = actions[b, i]
+            low = min(low, a)
+            high = max(high, a)
+            joint[b] += a * radix[i]
+        if low < 0 or high >= n_actions[i]:
+            return False
+    for b in range(B):  # separate simple loops: LLVM vectorizes them, not a fused one
+        reward[b] = flat_payoff[joint[b]]
     for b in range(B):
-        joint = 0
-        for i in range(n):
-            joint += actions[b, i] * radix[i]
-        reward[b] = flat_payoff[joint]
         t = state[b]  # the state of a repeated matrix game is the step index
+        done = t + 1 == episode_len
+        terminated[b] = done
         truncated[b] = False
-        if t + 1 == episode_len:
-            terminated[b] = True
-            final_state[b] = t
-            s = 0
-        else:
-            terminated[b] = False
-            s = t + 1
-            final_state[b] = s
+        s = 0 if done else t + 1
+        final_state[b] = t if done else s
         state[b] = s
         state_out[b] = s
-        for i in range(n):
-            obs[b, i] = s
+    _fill_obs(state_out, obs)
+    return True
 
 
 class MatrixGame(_Game):
@@ -192,7 +221,7 @@ class MatrixGame(_Game):
         self._payoff_list = self.payoff.tolist()
 
     def _kernel(self, actions, *out):
-        _matrix_step(actions, self._flat, self._radix, self.episode_len, self._state, *out)
+        return _matrix_step(actions, self._n_actions_array, self._flat, self._radix, self.episode_len, self._state, *out)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env (state == t == step index); auto-resets."""
@@ -256,8 +285,10 @@ qtran = MatrixGame.qtran
 # --------------------------------------------------------------------------- two-step game
 
 @numba.njit(cache=True)
-def _two_step_step(actions, payoff_2a, payoff_2b, state,
+def _two_step_step(actions, n_actions, payoff_2a, payoff_2b, state,
                    obs, state_out, reward, terminated, truncated, final_state):
+    if not _in_range(actions, n_actions):
+        return False
     B, n = actions.shape
     for b in range(B):
         s = state[b]
@@ -279,8 +310,8 @@ def _two_step_step(actions, payoff_2a, payoff_2b, state,
             s = 0
         state[b] = s
         state_out[b] = s
-        for i in range(n):
-            obs[b, i] = s
+    _fill_obs(state_out, obs)
+    return True
 
 
 class TwoStepGame(_Game):
@@ -314,7 +345,7 @@ class TwoStepGame(_Game):
         self._n_actions_array = np.array(self.n_actions, np.int64)
 
     def _kernel(self, actions, *out):
-        _two_step_step(actions, self.payoff_2a, self.payoff_2b, self._state, *out)
+        return _two_step_step(actions, self._n_actions_array, self.payoff_2a, self.payoff_2b, self._state, *out)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env; auto-resets."""
@@ -387,8 +418,10 @@ def _grid_transition(s, acts, pos, size, food_cells, food_at):
 
 
 @numba.njit(cache=True)
-def _grid_step(actions, size, food_cells, food_at, max_steps, start, state, t,
+def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, state, t,
                obs, state_out, reward, terminated, truncated, final_state):
+    if not _in_range(actions, n_actions):
+        return False
     B, n = actions.shape
     all_food = (1 << food_cells.shape[0]) - 1
     pos = np.empty(n, np.int64)
@@ -407,8 +440,8 @@ def _grid_step(actions, size, food_cells, food_at, max_steps, start, state, t,
         state[b] = s
         t[b] = steps
         state_out[b] = s
-        for i in range(n):
-            obs[b, i] = s
+    _fill_obs(state_out, obs)
+    return True
 
 
 @numba.njit(cache=True)
@@ -590,7 +623,7 @@ class GridForaging(_Game):
 
     # -- dynamics
     def _kernel(self, actions, *out):
-        _grid_step(actions, self.size, self._food, self._food_at, self.max_steps,
+        return _grid_step(actions, self._n_actions_array, self.size, self._food, self._food_at, self.max_steps,
                    self.start_state, self._state, self._t, *out)
 
     def reference_step(self, state, t, actions):
