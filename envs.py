@@ -120,6 +120,8 @@ class _Game:
         if a.shape != expected:
             raise ValueError(
                 f"actions must have shape (n_envs, n_agents) = {expected}, got shape {a.shape}")
+        if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"actions has value {a.max()}, out of range")
         return np.ascontiguousarray(a, np.int64)
 
     def _range_error(self, actions):

@@ -1,0 +1,426 @@
+"""Tests of envs.py: batched Numba kernels against the plain-Python references, exact
+payoffs and optima, flags, determinism, input validation and the PettingZoo wrapper."""
+import warnings
+from collections import deque
+
+import numpy as np
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from envs import (LOAD, GridForaging, MatrixGame, TwoStepGame, climbing, penalty, qtran,
+                  to_parallel_env)
+
+
+# --------------------------------------------------------------------------- strategies
+
+@st.composite
+def matrix_games(draw):
+    kind = draw(st.sampled_from(["climbing", "penalty", "qtran", "random"]))
+    episode_len = draw(st.integers(1, 4))
+    if kind == "climbing":
+        return climbing(episode_len)
+    if kind == "qtran":
+        return qtran(episode_len)
+    if kind == "penalty":
+        return penalty(draw(st.integers(-100, 0)), episode_len)
+    shape = draw(st.lists(st.integers(1, 4), min_size=2, max_size=3))
+    values = draw(st.lists(st.integers(-20, 20), min_size=int(np.prod(shape)),
+                           max_size=int(np.prod(shape))))
+    return MatrixGame(np.reshape(values, shape), episode_len)
+
+
+@st.composite
+def grid_games(draw, max_size=4, max_agents=3):
+    size = draw(st.integers(2, max_size))
+    n_agents = draw(st.integers(1, max_agents))
+    n_food = draw(st.integers(1, min(3, size * size - n_agents)))
+    max_steps = draw(st.integers(1, 12))
+    if draw(st.booleans()):
+        return GridForaging(size, n_agents, n_food, max_steps, layout_seed=draw(st.integers(0, 10**6)))
+    cells = draw(st.permutations(range(size * size)))
+    food = [divmod(c, size) for c in cells[:n_food]]
+    agents = [divmod(c, size) for c in draw(st.lists(st.sampled_from(cells[n_food:]),
+                                                        min_size=n_agents, max_size=n_agents))]
+    return GridForaging(size, n_agents, n_food, max_steps, layout=(agents, food))
+
+
+games = st.one_of(matrix_games(), st.just(TwoStepGame()), grid_games())
+
+
+@st.composite
+def rollouts(draw, game_strategy=games):
+    """A game, a batch size and a (T, B, n) action sequence (load-heavy for the grid)."""
+    game = draw(game_strategy)
+    n_envs = draw(st.integers(1, 5))
+    T = draw(st.integers(1, 30))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    actions = np.stack([rng.integers(0, k, (T, n_envs)) for k in game.n_actions], axis=-1)
+    if isinstance(game, GridForaging):
+        actions[rng.random(actions.shape) < draw(st.floats(0, 0.9))] = LOAD
+    return game, actions
+
+
+def rollout(game, actions, seed=None):
+    """Run the batched env on a (T, B, n) action sequence; list of step outputs."""
+    game.reset(actions.shape[1], seed)
+    return [game.step(a) for a in actions]
+
+
+# --------------------------------------------------------------------------- kernel == reference
+
+@pytest.mark.parametrize("family", [matrix_games(), st.just(TwoStepGame()), grid_games()],
+                         ids=["matrix", "two_step", "grid"])
+@given(data=st.data())
+def test_batched_step_equals_reference(family, data):
+    game, actions = data.draw(rollouts(family))
+    T, B, n = actions.shape
+    obs, state = game.reset(B, seed=0)
+    assert obs.shape == (B, n) and obs.dtype == np.int64 and state.dtype == np.int64
+    ref = [game.reference_reset() for _ in range(B)]
+    assert state.tolist() == [s for s, _ in ref]
+    for a in actions:
+        obs, state, reward, terminated, truncated, final_state = game.step(a)
+        for b in range(B):
+            s, t, r, term, trunc, final = game.reference_step(*ref[b], a[b].tolist())
+            ref[b] = (s, t)
+            assert (state[b], reward[b], terminated[b], truncated[b], final_state[b]) == (
+                s, r, term, trunc, final)
+        assert (obs == state[:, None]).all()
+        assert ((0 <= state) & (state < game.n_states)).all()
+        assert ((0 <= final_state) & (final_state < game.n_states)).all()
+        assert not (terminated & truncated).any()
+        assert (final_state[~(terminated | truncated)] == state[~(terminated | truncated)]).all()
+        assert (state[terminated | truncated] == game.reference_reset()[0]).all()
+        for name, flag in [("terminated", terminated), ("truncated", truncated)]:
+            if flag.any():
+                event(f"{type(game).__name__} {name}")
+        if isinstance(game, GridForaging) and reward.any():
+            event("GridForaging food collected")
+
+
+@settings(max_examples=40)
+@given(rollouts(grid_games()))
+def test_grid_rewards_only_joint_adjacent_loads(case):
+    game, actions = case
+    _, state = game.reset(actions.shape[1])
+    for a in actions:
+        _, next_state, reward, _, _, final_state = game.step(a)
+        for b in range(len(a)):
+            positions, before = game.decode(state[b])
+            new_positions, after = game.decode(final_state[b])
+            collected = [f for f in range(game.n_food) if before[f] and not after[f]]
+            assert reward[b] == len(collected)
+            assert all(not after[f] for f in range(game.n_food) if not before[f])
+            if collected:
+                assert (a[b] == LOAD).all() and new_positions == positions
+                for f in collected:
+                    fr, fc = game.layout[1][f]
+                    assert all(abs(r - fr) + abs(c - fc) == 1 for r, c in positions)
+            for (r, c), left in zip(game.layout[1], after):
+                assert not left or (r, c) not in new_positions  # nobody stands on food
+        state = next_state
+
+
+# --------------------------------------------------------------------------- payoffs and optima
+
+def test_payoff_tables_exact():
+    assert climbing().payoff.tolist() == [[11, -30, 0], [-30, 7, 6], [0, 0, 5]]
+    assert penalty().payoff.tolist() == [[10, 0, -100], [0, 2, 0], [-100, 0, 10]]
+    assert penalty(-7).payoff.tolist() == [[10, 0, -7], [0, 2, 0], [-7, 0, 10]]
+    assert qtran().payoff.tolist() == [[8, -12, -12], [-12, 0, 0], [-12, 0, 0]]
+    assert TwoStepGame().payoff_2a.tolist() == [[7, 7], [7, 7]]
+    assert TwoStepGame().payoff_2b.tolist() == [[0, 1], [1, 8]]
+    assert (climbing().optimum, penalty().optimum, qtran().optimum) == (11, 10, 8)
+    assert climbing(episode_len=3).optimum == 33
+    assert MatrixGame.climbing is not None and climbing().payoff[1, 1] == 7  # the trap
+    assert not climbing().payoff.flags.writeable
+
+
+def test_attribute_types():
+    for game in (climbing(), TwoStepGame(), GridForaging()):
+        assert isinstance(game.n_actions, tuple) and len(game.n_actions) == game.n_agents
+        assert all(type(k) is int for k in game.n_actions)
+        assert all(type(v) is int for v in (game.n_agents, game.n_states, game.n_obs,
+                                            game.episode_limit))
+        assert type(game.optimum) is float
+
+
+def episode_returns(game, policy, n_envs=1, seed=0):
+    """Return of the first episode of each env; ``policy(t, obs) -> actions``."""
+    obs, _ = game.reset(n_envs, seed)
+    returns = np.zeros(n_envs)
+    running = np.ones(n_envs, bool)
+    for t in range(game.episode_limit):
+        obs, _, reward, terminated, truncated, _ = game.step(policy(t, obs))
+        returns += np.where(running, reward, 0.0)
+        running &= ~(terminated | truncated)
+    assert not running.any()
+    return returns
+
+
+@pytest.mark.parametrize("game", [climbing(), penalty(), qtran(), climbing(episode_len=3),
+                                  MatrixGame(np.arange(24).reshape(2, 3, 4) % 7, 2)])
+def test_matrix_optimal_and_random_policies(game):
+    best = np.unravel_index(np.argmax(game.payoff), game.payoff.shape)
+    assert episode_returns(game, lambda t, obs: np.array([best])) == [game.optimum]
+    assert game.payoff.mean() * game.episode_len < game.optimum  # random policy, exactly
+    rng = np.random.default_rng(0)
+    random = episode_returns(game, lambda t, obs: np.stack(
+        [rng.integers(0, k, len(obs)) for k in game.n_actions], axis=1), n_envs=4000)
+    assert random.mean() < game.optimum - 1
+
+
+def test_two_step_optimal_and_random_policies():
+    game = TwoStepGame()
+    assert episode_returns(game, lambda t, obs: np.array([[1, 0] if t == 0 else [1, 1]])) == [8.0]
+    assert episode_returns(game, lambda t, obs: np.array([[0, 1]])) == [7.0]  # the safe 2A
+    rng = np.random.default_rng(0)
+    random = episode_returns(game, lambda t, obs: rng.integers(0, 2, (len(obs), 2)), n_envs=4000)
+    assert abs(random.mean() - 4.75) < 0.2  # 0.5 * 7 + 0.5 * (0 + 1 + 1 + 8) / 4
+
+
+def python_bfs(game):
+    """Independent exact solution through the plain-Python reference step."""
+    start, _ = game.reference_reset()
+    dist, queue, best = {start: 0}, deque([start]), (0, 0)
+    joint_actions = np.stack(np.meshgrid(*[range(6)] * game.n_agents), -1).reshape(-1, game.n_agents)
+    while queue:
+        s = queue.popleft()
+        collected = game.n_food - sum(game.decode(s)[1])
+        best = max(best, (collected, -dist[s]))
+        if collected == game.n_food or dist[s] == game.max_steps:
+            continue
+        for a in joint_actions.tolist():
+            *_, final = game.reference_step(s, 0, a)
+            if final not in dist:
+                dist[final] = dist[s] + 1
+                queue.append(final)
+    return best[0], -best[1]
+
+
+def test_default_grid_solution():
+    game = GridForaging()
+    assert game.layout == (((0, 0), (4, 0)), ((1, 2), (3, 4)))
+    solution = game.solve()
+    assert (solution.optimum, solution.min_steps) == (2, 8) == python_bfs(game)
+    assert game.optimum == 2.0
+
+
+@settings(max_examples=15)
+@given(grid_games(max_size=3, max_agents=2))
+def test_grid_optimum_by_bfs_and_plan(game):
+    solution = game.solve()
+    assert (solution.optimum, solution.min_steps) == python_bfs(game)
+    assert len(solution.plan) == solution.min_steps <= game.max_steps
+    obs, _ = game.reset(1)
+    total, done = 0.0, solution.optimum == 0
+    for k, joint in enumerate(solution.plan):
+        assert not done
+        obs, _, reward, terminated, truncated, _ = game.step([joint])
+        total += reward[0]
+        done = terminated[0] or truncated[0]
+    assert total == game.optimum
+    if solution.optimum == game.n_food:
+        assert terminated[0]
+
+
+@pytest.mark.parametrize("game", [GridForaging(), GridForaging(4, 3, 2, 20, layout_seed=1)])
+def test_grid_optimal_plan_and_random_policy(game):
+    plan = game.solve().plan
+    returns = episode_returns(game, lambda t, obs: np.array([plan[min(t, len(plan) - 1)]]))
+    assert returns == [game.optimum] and game.optimum == game.n_food
+    rng = np.random.default_rng(0)
+    random = episode_returns(game, lambda t, obs: rng.integers(0, 6, obs.shape), n_envs=2000)
+    assert random.mean() < 0.1 * game.optimum
+
+
+# --------------------------------------------------------------------------- flags, resets
+
+def test_matrix_flags_and_auto_reset():
+    game = climbing(episode_len=3)
+    obs, state = game.reset(2)
+    assert state.tolist() == [0, 0] and obs.tolist() == [[0, 0], [0, 0]]
+    seen = []
+    for _ in range(6):
+        obs, state, reward, terminated, truncated, final = game.step([[0, 0], [1, 1]])
+        assert reward.tolist() == [11, 7] and not truncated.any()
+        seen.append((state[0], bool(terminated[0]), final[0]))
+    assert seen == [(1, False, 1), (2, False, 2), (0, True, 2)] * 2
+
+
+def test_two_step_flags():
+    game = TwoStepGame()
+    game.reset(2)
+    obs, state, reward, terminated, _, final = game.step([[0, 1], [1, 0]])
+    assert state.tolist() == [1, 2] and final.tolist() == [1, 2] and not terminated.any()
+    obs, state, reward, terminated, _, final = game.step([[1, 1], [1, 1]])
+    assert reward.tolist() == [7, 8] and terminated.all() and state.tolist() == [0, 0]
+    assert final.tolist() == [1, 2] and obs.tolist() == [[0, 0], [0, 0]]
+
+
+def test_grid_truncation_keeps_final_state():
+    game = GridForaging(3, 1, 1, max_steps=2, layout=([(0, 0)], [(2, 2)]))
+    game.reset(1)
+    for t, expected in enumerate([False, True]):
+        obs, state, reward, terminated, truncated, final = game.step([[4]])  # right
+        assert truncated[0] == expected and not terminated[0] and reward[0] == 0
+    assert game.decode(final[0]) == (((0, 2),), (True,))  # where the episode was cut
+    assert state[0] == game.start_state and obs[0, 0] == game.start_state
+
+
+def test_grid_termination_and_blocking():
+    game = GridForaging(3, 2, 1, max_steps=9, layout=([(0, 1), (2, 1)], [(1, 1)]))
+    game.reset(1)
+    out = game.step([[2, 1]])  # both try to walk onto the food: blocked
+    assert out[1][0] == game.start_state and out[2][0] == 0
+    out = game.step([[LOAD, 0]])  # one loader alone: nothing
+    assert out[2][0] == 0 and not out[3][0]
+    obs, state, reward, terminated, truncated, final = game.step([[LOAD, LOAD]])
+    assert reward[0] == 1 and terminated[0] and not truncated[0]
+    assert game.decode(final[0]) == (((0, 1), (2, 1)), (False,)) and state[0] == game.start_state
+
+
+# --------------------------------------------------------------------------- determinism
+
+@settings(max_examples=20)
+@given(rollouts())
+def test_same_seed_same_trajectory(case):
+    game, actions = case
+    first, second = rollout(game, actions, seed=3), rollout(game, actions, seed=3)
+    for x, y in zip(first, second):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_layout_seed():
+    layouts = {GridForaging(layout_seed=s).layout for s in range(10)}
+    assert len(layouts) > 5  # different seeds differ
+    assert GridForaging(layout_seed=7).layout == GridForaging(layout_seed=7).layout
+    assert GridForaging().layout == GridForaging().layout
+
+
+# --------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("actions, error, match", [
+    (np.zeros((2, 3), int), ValueError, r"actions must have shape .*\(2, 2\).*\(2, 3\)"),
+    (np.zeros(2, int), ValueError, "actions must have shape"),
+    (np.zeros((3, 2), int), ValueError, "actions must have shape"),
+    (np.zeros((2, 2)), TypeError, "actions must be an integer array.*float64"),
+    (np.zeros((2, 2), bool), TypeError, "actions must be an integer array.*bool"),
+    ([["a", "b"], ["c", "d"]], TypeError, "actions must be an integer array"),
+    ([[0, 3], [0, 0]], ValueError, r"actions\[0, 1\] = 3 is out of range"),
+    ([[0, 0], [-1, 0]], ValueError, r"actions\[1, 0\] = -1 is out of range"),
+    (np.full((2, 2), 2**64 - 1, np.uint64), ValueError, "actions has value 18446744073709551615"),
+])
+@pytest.mark.parametrize("game", [climbing(), TwoStepGame(), GridForaging()],
+                         ids=lambda g: type(g).__name__)
+def test_bad_actions(game, actions, error, match):
+    if isinstance(game, TwoStepGame) and "3 is out" in match:
+        actions = [[0, 2], [0, 0]]
+        match = r"actions\[0, 1\] = 2 is out of range"
+    if isinstance(game, GridForaging) and "3 is out" in match:
+        actions = [[0, 6], [0, 0]]
+        match = r"actions\[0, 1\] = 6 is out of range"
+    _, state = game.reset(2)
+    with pytest.raises(error, match=match):
+        game.step(actions)
+    assert (game.step(np.zeros((2, game.n_agents), int))[1] != -1).all()  # still usable
+    game.reset(2)
+    with pytest.raises(error):
+        game.step(actions)
+    np.testing.assert_array_equal(game._state, state)  # nothing changed
+
+
+def test_bad_reset_and_step_order():
+    game = climbing()
+    with pytest.raises(RuntimeError, match="reset"):
+        game.step([[0, 0]])
+    with pytest.raises(ValueError, match="n_envs must be >= 1, got 0"):
+        game.reset(0)
+    with pytest.raises(TypeError, match="n_envs must be an int, got float"):
+        game.reset(1.5)
+    with pytest.raises(TypeError, match="n_envs must be an int, got bool"):
+        game.reset(True)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        game.reset(1, seed=-1)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        game.reset(1, seed="x")
+    assert game.reset(np.int32(3))[1].shape == (3,)
+
+
+@pytest.mark.parametrize("payoff, episode_len, error, match", [
+    ([[1.0, np.nan], [0, 0]], 1, ValueError, "payoff must be finite"),
+    ([[1.0, np.inf], [0, 0]], 1, ValueError, "payoff must be finite"),
+    ([1.0, 2.0], 1, ValueError, "payoff must have one axis per agent.*1 axes"),
+    (3.0, 1, ValueError, "payoff must have one axis per agent.*0 axes"),
+    (np.zeros((2, 0)), 1, ValueError, "payoff needs at least one action"),
+    ([["a", "b"], ["c", "d"]], 1, TypeError, "payoff must be a real numeric array"),
+    (np.zeros((2, 2), complex), 1, TypeError, "payoff must be a real numeric array"),
+    (np.zeros((2, 2)), 0, ValueError, "episode_len must be >= 1"),
+    (np.zeros((2, 2)), 1.0, TypeError, "episode_len must be an int"),
+])
+def test_bad_payoff(payoff, episode_len, error, match):
+    with pytest.raises(error, match=match):
+        MatrixGame(payoff, episode_len)
+
+
+def test_bad_penalty_and_grid_arguments():
+    with pytest.raises(TypeError, match="k must be a real number"):
+        penalty("x")
+    with pytest.raises(ValueError, match="payoff must be finite"):
+        penalty(float("nan"))
+    for kwargs, error, match in [
+        (dict(size=1), ValueError, "size must be >= 2"),
+        (dict(n_agents=0), ValueError, "n_agents must be >= 1"),
+        (dict(n_food=0), ValueError, "n_food must be >= 1"),
+        (dict(max_steps=2.5), TypeError, "max_steps must be an int"),
+        (dict(layout_seed=-1), ValueError, "layout_seed must be >= 0"),
+        (dict(size=2, n_agents=3, n_food=2, layout_seed=0), ValueError, "do not fit"),
+        (dict(size=20, n_agents=4), ValueError, "states"),
+        (dict(layout=([(0, 0)], [(1, 1), (2, 2)])), ValueError, "layout has 1 agents"),
+        (dict(layout=([(0, 0), (0, 5)], [(1, 1), (2, 2)])), ValueError, r"layout cell \(0, 5\)"),
+        (dict(layout=([(0, 0), (1, 1)], [(1, 1), (2, 2)])), ValueError, "may not start on food"),
+        (dict(layout=([(0, 0), (0, 0)], [(1, 1), (1, 1)])), ValueError, "food cells must be distinct"),
+        (dict(layout="nonsense"), TypeError, "layout must be a pair"),
+    ]:
+        with pytest.raises(error, match=match):
+            GridForaging(**kwargs)
+
+
+# --------------------------------------------------------------------------- PettingZoo
+
+ALL_GAMES = [climbing(), penalty(), qtran(), climbing(episode_len=3), TwoStepGame(),
+             GridForaging(), GridForaging(3, 3, 2, 10, layout_seed=4)]
+
+
+@pytest.mark.parametrize("game", ALL_GAMES, ids=repr)
+def test_pettingzoo_parallel_api(game):
+    pytest.importorskip("gymnasium")
+    test = pytest.importorskip("pettingzoo.test")
+    env = to_parallel_env(game, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        test.parallel_api_test(env, num_cycles=100)
+
+
+def test_pettingzoo_episode():
+    pytest.importorskip("pettingzoo")
+    game = TwoStepGame()
+    game.reset(4)
+    env = to_parallel_env(game, seed=1)
+    assert env.possible_agents == ["agent_0", "agent_1"]
+    assert env.observation_space("agent_0").n == 3 and env.action_space("agent_1").n == 2
+    obs, infos = env.reset()
+    assert obs == {"agent_0": 0, "agent_1": 0} and env.agents == env.possible_agents
+    obs, rewards, terminated, truncated, _ = env.step({"agent_0": 1, "agent_1": 0})
+    assert obs["agent_0"] == 2 and rewards["agent_1"] == 0 and not any(terminated.values())
+    obs, rewards, terminated, truncated, _ = env.step({"agent_0": 1, "agent_1": 1})
+    assert rewards == {"agent_0": 8.0, "agent_1": 8.0} and all(terminated.values())
+    assert obs["agent_0"] == 2 and env.agents == [] and int(env.state()) == 2
+    assert game._state.shape == (4,)  # the wrapper works on a copy
+    with pytest.raises(ValueError, match="missing agents"):
+        env.reset()
+        env.step({"agent_0": 0})
+    with pytest.raises(TypeError, match="game must be an asae game"):
+        to_parallel_env("climbing")
