@@ -89,7 +89,11 @@ class _Game:
     _t = None  # (B,) int64 step count within the episode
 
     def reset(self, n_envs, seed=None):
-        """Start ``n_envs`` episodes; returns ``(obs (B, n) int64, state (B,) int64)``."""
+        """Start ``n_envs`` episodes; returns ``(obs (B, n) int64, state (B,) int64)``.
+
+        ``seed`` (None or an int >= 0) is validated; the built-in games are deterministic,
+        so it does not change their trajectories.
+        """
         n_envs = _check_int(n_envs, "n_envs", 1)
         _check_seed(seed)
         self._state = np.full(n_envs, self.start_state, np.int64)
@@ -135,7 +139,7 @@ class _Game:
 
     def __repr__(self):
         return (f"{type(self).__name__}(n_agents={self.n_agents}, n_actions={self.n_actions}, "
-                f"n_states={self.n_states}, optimum={self.optimum})")
+                f"n_states={self.n_states}, episode_limit={self.episode_limit})")
 
 
 # --------------------------------------------------------------------------- matrix games
