@@ -405,13 +405,13 @@ def _grid_transition(s, acts, pos, size, food_cells, food_at):
             r = pos[i] // size
             c = pos[i] % size
             a = acts[i]
-            if a == 1:
+            if a == 1:  # up
                 r -= 1
-            elif a == 2:
+            elif a == 2:  # down
                 r += 1
-            elif a == 3:
+            elif a == 3:  # left
                 c -= 1
-            elif a == 4:
+            elif a == 4:  # right
                 c += 1
             if 0 <= r < size and 0 <= c < size:
                 f = food_at[r * size + c]
@@ -522,7 +522,9 @@ class GridForaging(_Game):
       the minimal number of steps are computed exactly by :meth:`solve`, a breadth-first
       search over the joint state space.
 
-    The default layout (agents 0 and 1, food ``F``) is solved in 8 steps (6 moves and 2 loads):
+    The default layout (agents 0 and 1, food ``F``) is solved in 8 steps (6 moves and 2
+    loads; agent 1 needs 4 moves to reach a cell next to either food and 2 more between
+    them, so 8 is also a hand lower bound):
 
     >>> g = GridForaging()
     >>> print(g.render(g.start_state))
@@ -667,7 +669,8 @@ class GridForaging(_Game):
         Every item is worth 1, so the return of an episode is the number of food items
         gone in the last state; BFS from the start state (never past ``max_steps`` or a
         terminal state) gives the fewest steps to every reachable state, hence the most
-        food collectable within ``max_steps`` and the fewest steps to collect it.
+        food collectable within ``max_steps`` and the fewest steps to collect it.  Cost:
+        O(reachable states * 6**n_agents) transitions and ~28 bytes per state id.
         """
         if self._solution is None:
             dist, parent, parent_joint = _grid_bfs(
