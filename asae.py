@@ -4,7 +4,7 @@ Paper: L. Wan, X. Song, X. Lan, N. Zheng, "Multi-agent Policy Optimization with
 Approximatively Synchronous Advantage Estimation", arXiv:2012.03488 (2020/2021).
 
 The paper's full text is not reproduced here. The equations E1–E10 implemented below are
-this project's precise statement of the paper's method (see ``EQUATIONS.md`` / the README),
+this project's precise statement of the paper's method (see ``EQUATIONS.md`` and the README),
 derived from its definitions and the standard multi-agent policy-optimisation identities.
 Where a choice is ours it is a parameter: ``sync_clip`` (E8), the clip-boundary convention
 of the surrogate gradient (E8), and the log-space saturation of importance weights.
@@ -26,6 +26,11 @@ E9   M^{i_m} = ∏_{l<m} ρ^{i_l} (HAPPO-style)                      :func:`sequ
 E10  δ_t = r_t + γ(1−term_t)V(s'_t) − V(s_t);
      Â_t = δ_t + γλ(1−done_t)Â_{t+1}                              :func:`gae`
 ===  ===========================================================  ==============================
+
+Learners (tabular; any env with the batched ``reset``/``step`` interface): :func:`train`
+with methods ``async`` (E7's asynchronous Ā^i), ``asae`` (E8), ``happo`` (E9), ``coma`` (E7)
+and ``exact_sync`` (E6 exactly); :class:`Config`, :class:`TrainResult`, :func:`evaluate`;
+:func:`advantage_bias` measures each method's exact bias against Ã^i (E6).
 
 Design: each public function validates and casts its inputs (clear ``ValueError`` /
 ``TypeError`` naming the argument) and then calls a private ``@njit(cache=True)`` kernel
