@@ -232,7 +232,7 @@ def header(args) -> dict:
 
 def timing_params(args) -> dict:
     """Repeats and minimal repeat duration for the current mode (always ≥ 5 repeats)."""
-    return {"repeats": 5, "min_time": 0.002} if args.quick else {"repeats": 9, "min_time": 0.02}
+    return {"repeats": 5, "min_time": 0.002} if args.quick else {"repeats": 11, "min_time": 0.05}
 
 
 # =======================================================================================
