@@ -360,6 +360,11 @@ def table_gae(args, results):
         "Bandwidth probe: one `np.add(x, y, out=z)` pass over preallocated arrays moving "
         "the same number of bytes as GAE (42 B per (t, b): 3 float64 + 2 bool read, "
         "2 float64 written). float64, random terminations (2 %) and truncations (1 %).",
+        "Caveat: at mid sizes (arrays of ~0.1–2 MB) fresh output arrays may come from pages "
+        "glibc has just returned to the OS, and the page faults can cost more than the "
+        "arithmetic; this hits both `asae.gae` and the NumPy reference, so their times (and the "
+        "ratio) can vary several-fold between runs. The raw kernel and probe use preallocated "
+        "arrays and are steady.",
     ]
     emit_table(results, "speed", "gae", "GAE (E10): Numba kernel vs NumPy vs pure Python",
                headers, rows, records, notes)
@@ -680,12 +685,11 @@ print(json.dumps({"import_numpy": t1 - t0, "import_asae_envs": t2 - t1, "first_c
 
 def run_first_calls(cache_dir):
     """Run the first-call script in a fresh interpreter (``NUMBA_CACHE_DIR=cache_dir``, or
-    the default ``__pycache__`` next to the sources if None); returns its JSON + wall."""
+    if None the same cache as this process: ``$NUMBA_CACHE_DIR`` if set, else the default
+    ``__pycache__`` next to the sources); returns its JSON + wall."""
     env = dict(os.environ)
     env.pop("NUMBA_DISABLE_JIT", None)
-    if cache_dir is None:
-        env.pop("NUMBA_CACHE_DIR", None)
-    else:
+    if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _FIRST_CALL_SCRIPT, HERE], env=env,
@@ -710,9 +714,11 @@ def table_compile(args, results):
             runs["cold"] = run_first_calls(cache_dir)
             log("compile: warm subprocess (same cache dir)")
             runs["warm"] = run_first_calls(cache_dir)
-    log("compile: priming subprocess (default __pycache__; compiles whatever is stale)")
+    where = (f"$NUMBA_CACHE_DIR={os.environ['NUMBA_CACHE_DIR']}" if os.environ.get("NUMBA_CACHE_DIR")
+             else "default __pycache__")
+    log(f"compile: priming subprocess ({where}; compiles whatever is stale)")
     primed = run_first_calls(None)
-    log("compile: warm subprocess (default __pycache__, as pytest and users see it)")
+    log(f"compile: warm subprocess ({where}, as pytest and users see it)")
     runs["default"] = run_first_calls(None)
     labels = {"cold": "cold (empty cache)", "warm": "warm (same cache dir)",
               "default": "warm (default __pycache__)"}
@@ -734,8 +740,8 @@ def table_compile(args, results):
     notes = [
         "Each column is a fresh interpreter. 'cold' points NUMBA_CACHE_DIR at a new empty "
         "temp dir, so every `@njit(cache=True)` kernel compiles; 'warm' reruns with that "
-        "now-filled dir; the last column uses the default cache in `__pycache__` next to "
-        "the sources, which is what pytest and users get. First calls use tiny inputs, so "
+        "now-filled dir; the last column uses the cache this process uses — `__pycache__` "
+        "next to the sources unless NUMBA_CACHE_DIR is set — which is what pytest and users get. First calls use tiny inputs, so "
         "they measure compile or cache-load time, not work (the first warm call also pays "
         "Numba's one-off dispatcher start-up). Cache hits / misses count (kernel, signature) "
         "entries loaded / compiled; helper kernels called only from other kernels are "
