@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import datetime
 import gc
-import inspect
 import json
 import os
 import platform
@@ -406,15 +405,6 @@ def clipped_surrogate_grad_numpy(z, a, olp, adv, eps):
     return out
 
 
-def _extra_flags(kernel, n_args, value):
-    """Trailing flag arguments (e.g. a ``check`` switch) a kernel takes beyond ``n_args``."""
-    try:
-        n = len(inspect.signature(kernel.py_func).parameters)
-    except (AttributeError, TypeError, ValueError):
-        return ()
-    return (value,) * max(0, n - n_args)
-
-
 def kernel_cases(N, rng):
     """(name, public call, raw-kernel call, NumPy call) for the three kernels at size N."""
     n, A = N_AGENTS_BENCH, N_ACTIONS_BENCH
@@ -434,8 +424,7 @@ def kernel_cases(N, rng):
          lambda: asae._sync_weights_kernel(lr, lo, hi, w_out),
          lambda: sync_weights_numpy(lr, SYNC_CLIP)),
         ("counterfactual_advantage", lambda: asae.counterfactual_advantage(q, pi, acts),
-         lambda: asae._counterfactual_kernel(q, pi, acts, cf_out, *_extra_flags(
-             asae._counterfactual_kernel, 4, True)),
+         lambda: asae._counterfactual_kernel(q, pi, acts, cf_out),
          lambda: counterfactual_numpy(q, pi, acts)),
         ("clipped_surrogate_grad",
          lambda: asae.clipped_surrogate_grad(z, acts, olp, adv, CLIP_EPS),
@@ -781,7 +770,12 @@ def section_speed(args, results):
 
 
 def section_learning(args, results):
-    """Learning curves (asae vs baselines on the games). --- STUB: to be replaced. ---"""
+    """Learning curves (asae vs baselines on the games). --- STUB: to be replaced. ---
+
+    Conventions: print tables with ``emit_table(results, "learning", key, title, headers,
+    rows, records, notes)``; progress via ``log()``; size the work on ``args.quick`` (the
+    whole --quick run must stay < 60 s; speed takes ≈ 15–25 s of it); ``args.plot`` is the
+    PNG path for curves (None: no plot); fixed seeds."""
     print("\n## Learning\n\n(not yet implemented)")
     results["learning"] = {"status": "not yet implemented"}
 
