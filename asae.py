@@ -45,7 +45,7 @@ from typing import Sequence
 import time
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 __all__ = [
     "gae", "softmax", "log_softmax", "joint_value", "marginal_q", "marginal_advantage",
@@ -59,6 +59,14 @@ __all__ = [
 #: weight is at most e^300 ≈ 2e130, so ρ·w·Â stays finite for any |Â| < 1e47. Below the
 #: saturation the formulas are exact; above it the exact value would overflow float64.
 MAX_LOG_RATIO = 300.0
+
+#: Row-wise kernels (``sync_weights``, ``clipped_surrogate_grad``) switch to a multi-threaded
+#: twin (``parallel=True``, chunks of PARALLEL_CHUNK rows) at this many rows. Each row is
+#: computed by the same code either way, so the results are bit-identical; below the
+#: threshold thread start-up costs more than it saves. Both kernels are exp-bound, like
+#: their NumPy equivalents, so a single thread cannot beat NumPy by much at large N.
+PARALLEL_MIN_ROWS = 1 << 15
+PARALLEL_CHUNK = 4096
 
 # ---------------------------------------------------------------------------------------
 # Input validation (public wrappers only; kernels assume validated, contiguous input)
@@ -158,22 +166,59 @@ def _payoff_and_policies(q, policies, name: str = "policies"):
 
 
 @njit(cache=True)
+def _gae_row(r, v, nv, te, tr, nxt, adv, ret, gamma, gl):
+    """E10 for one time step over the batch (1-D rows); returns whether every δ_t is finite.
+
+    Branch-free so that LLVM vectorises it: (1 − terminated) and (1 − done) enter as 0/1
+    factors, bit-identical to the branchy form for finite inputs (0·x = ±0 adds nothing).
+    ``δ − δ == 0`` is False exactly when δ is NaN or ±inf.
+    """
+    finite = True
+    for b in range(r.shape[0]):
+        not_term = 1.0 - np.float64(te[b])
+        not_done = not_term * (1.0 - np.float64(tr[b]))
+        delta = r[b] + gamma * not_term * nv[b] - v[b]                # TD error δ_t
+        a = delta + gl * not_done * nxt[b]                            # λ-return recursion
+        adv[b] = a
+        ret[b] = a + v[b]
+        finite &= (delta - delta) == 0.0
+    return finite
+
+
+@njit(cache=True)
 def _gae_kernel(rewards, values, next_values, terminated, truncated, gamma, lam, adv, ret):
     """Implements E10 over (T, B) arrays, time-outer (backward) so each row is contiguous.
 
     δ_t = r_t + γ (1 − terminated_t) V(s'_t) − V(s_t)
     Â_t = δ_t + γ λ (1 − done_t) Â_{t+1},   Â_T = 0,   R_t = Â_t + V(s_t)
+
+    Returns True iff every δ_t is finite — barring float overflow, iff every r_t, V(s_t),
+    V(s'_t) is (a NaN/inf operand makes δ_t non-finite even where terminated, as
+    0·inf = NaN) — so the wrapper checks finiteness without extra passes over the data.
+    Batches of ≥ 32 envs go row by row through the vectorised :func:`_gae_row`; narrower
+    ones (where a row view costs more than the row) run the same arithmetic inline.
     """
     T, B = rewards.shape
+    gl = gamma * lam
+    finite = True
+    if B >= 32:
+        nxt = np.zeros(B)                                             # Â_T = 0
+        for t in range(T - 1, -1, -1):
+            finite &= _gae_row(rewards[t], values[t], next_values[t], terminated[t],
+                               truncated[t], nxt, adv[t], ret[t], gamma, gl)
+            nxt = adv[t]
+        return finite
     carry = np.zeros(B)  # Â_{t+1} for each env; Â_T = 0
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            bootstrap = 0.0 if terminated[t, b] else gamma * next_values[t, b]
-            delta = rewards[t, b] + bootstrap - values[t, b]          # TD error δ_t
-            trace = 0.0 if (terminated[t, b] or truncated[t, b]) else gamma * lam
-            carry[b] = delta + trace * carry[b]                       # λ-return recursion
+            not_term = 1.0 - np.float64(terminated[t, b])
+            not_done = not_term * (1.0 - np.float64(truncated[t, b]))
+            delta = rewards[t, b] + gamma * not_term * next_values[t, b] - values[t, b]
+            carry[b] = delta + gl * not_done * carry[b]
             adv[t, b] = carry[b]
             ret[t, b] = carry[b] + values[t, b]
+            finite &= (delta - delta) == 0.0
+    return finite
 
 
 def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: float):
@@ -198,10 +243,10 @@ def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: 
     >>> adv.tolist(), ret.tolist()
     ([2.0, 1.0], [2.0, 1.0])
     """
-    r = _float_array("rewards", rewards, ndims=(1, 2))
+    r = _float_array("rewards", rewards, ndims=(1, 2), finite=False)   # finiteness: kernel
     shape = r.shape
-    v = _float_array("values", values)
-    nv = _float_array("next_values", next_values)
+    v = _float_array("values", values, finite=False)
+    nv = _float_array("next_values", next_values, finite=False)
     for name, arr in (("values", v), ("next_values", nv)):
         if arr.shape != shape:
             raise ValueError(f"{name} must have shape {shape} (same as rewards); got {_describe(arr)}")
@@ -210,9 +255,14 @@ def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: 
     g = _scalar("gamma", gamma, 0.0, 1.0)
     la = _scalar("lam", lam, 0.0, 1.0)
     as2d = (lambda a: a.reshape(shape[0], 1)) if r.ndim == 1 else (lambda a: a)
-    adv = np.empty(shape)
-    ret = np.empty(shape)
-    _gae_kernel(as2d(r), as2d(v), as2d(nv), as2d(term), as2d(trunc), g, la, as2d(adv), as2d(ret))
+    # One block for both outputs: two separate large arrays make glibc trim and re-map the
+    # heap on every call, and the page faults then cost more than the kernel.
+    adv, ret = np.empty((2,) + shape)
+    if not _gae_kernel(as2d(r), as2d(v), as2d(nv), as2d(term), as2d(trunc), g, la,
+                       as2d(adv), as2d(ret)):
+        for name, arr in (("rewards", r), ("values", v), ("next_values", nv)):
+            _float_array(name, arr)  # raises for the first non-finite input
+        # none: finite inputs overflowed; the (non-finite) result stands, as before
     return adv, ret
 
 
@@ -374,13 +424,32 @@ def synchronous_marginal_advantage(q, old_policies, new_policies, agent: int) ->
 
 @njit(cache=True)
 def _counterfactual_kernel(q_agent, pi_agent, actions, out):
-    """Implements E7 (COMA): A^i_C = Q(a^i, a^-i) − Σ_b π^i(b) Q(b, a^-i), per sample."""
+    """Implements E7 (COMA): A^i_C = Q(a^i, a^-i) − Σ_b π^i(b) Q(b, a^-i), per sample.
+
+    Returns True iff the inputs pass the wrapper's checks — finite q and π, π ≥ 0, rows
+    summing to 1 ± 1e-8, actions in [0, A) — checked in the same pass over the data. A row
+    whose action is out of range gets NaN (nothing is read out of bounds).
+    """
     N, A = q_agent.shape
+    valid = True
     for n in range(N):
         baseline = 0.0  # counterfactual baseline Σ_b π^i(b) Q(s, (b, a^-i))
+        total = 0.0
+        ok = True
         for b in range(A):
-            baseline += pi_agent[n, b] * q_agent[n, b]
-        out[n] = q_agent[n, actions[n]] - baseline
+            p = pi_agent[n, b]
+            qv = q_agent[n, b]
+            baseline += p * qv
+            total += p
+            ok &= (p >= 0.0) & ((qv - qv) == 0.0) & ((p - p) == 0.0)
+        valid &= ok & (abs(total - 1.0) <= 1e-8)
+        a = actions[n]
+        if 0 <= a < A:
+            out[n] = q_agent[n, a] - baseline
+        else:
+            valid = False
+            out[n] = np.nan
+    return valid
 
 
 def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
@@ -393,17 +462,25 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
         pi_agent: (N, A) — agent i's policy rows (each sums to 1).
         actions_agent: (N,) — the action agent i took.
     """
-    qa = _float_array("q_agent", q_agent, ndims=(2,))
-    pa = _float_array("pi_agent", pi_agent, ndims=(2,))
+    qa = _float_array("q_agent", q_agent, ndims=(2,), finite=False)   # values: kernel
+    pa = _float_array("pi_agent", pi_agent, ndims=(2,), finite=False)
     if pa.shape != qa.shape:
         raise ValueError(f"pi_agent must have shape {qa.shape} (same as q_agent); got {_describe(pa)}")
     if qa.shape[1] == 0:
         raise ValueError(f"q_agent must have at least one action column; got {_describe(qa)}")
-    if np.any(pa < 0) or np.any(np.abs(pa.sum(axis=1) - 1.0) > 1e-8):
-        raise ValueError("pi_agent rows must be non-negative and sum to 1 (±1e-8)")
-    acts = _index_array("actions_agent", actions_agent, (qa.shape[0],), qa.shape[1])
+    acts = np.asarray(actions_agent)
+    if acts.dtype.kind not in "iu" or acts.shape != (qa.shape[0],):
+        _index_array("actions_agent", acts, (qa.shape[0],), qa.shape[1])  # raises
+    acts = np.ascontiguousarray(acts, dtype=np.int64)
     out = np.empty(qa.shape[0])
-    _counterfactual_kernel(qa, pa, acts, out)
+    if not _counterfactual_kernel(qa, pa, acts, out):
+        # Slow path: the NumPy checks, in their usual order, raise the precise error. (If
+        # none fires, a row sum was within 1e-8 only in NumPy's summation order: result stands.)
+        _float_array("q_agent", qa)
+        _float_array("pi_agent", pa)
+        if np.any(pa < 0) or np.any(np.abs(pa.sum(axis=1) - 1.0) > 1e-8):
+            raise ValueError("pi_agent rows must be non-negative and sum to 1 (±1e-8)")
+        _index_array("actions_agent", acts, (qa.shape[0],), qa.shape[1])
     return out
 
 
@@ -413,20 +490,44 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
 
 
 @njit(cache=True)
-def _sync_weights_kernel(log_ratios, lo, hi, out):
-    """Implements E8: ``w^i = exp(Σ_{j≠i} log ρ^j)``, log weight clamped to [lo, hi].
+def _sync_weights_rows(log_ratios, lo, hi, out, start, stop):
+    """Implements E8 on rows [start, stop): ``w^i = exp(Σ_{j≠i} log ρ^j)``, log clamped to [lo, hi].
 
-    The partners' log ratios are summed directly (j ≠ i), never as ``total − own``, so a
-    huge own ratio cannot cancel catastrophically.
+    The partners' log ratios are summed directly — suffix Σ_{j>i} plus prefix Σ_{j<i},
+    never ``total − own`` — so a huge own ratio cannot cancel catastrophically.
+    Returns True iff every log ratio is finite (NaN/inf make the row sum non-finite).
     """
-    N, n = log_ratios.shape
-    for t in range(N):
-        for i in range(n):
-            s = 0.0
-            for j in range(n):
-                if j != i:
-                    s += log_ratios[t, j]      # log ρ^j of partner j
-            out[t, i] = np.exp(min(max(s, lo), hi))
+    n = log_ratios.shape[1]
+    finite = True
+    for t in range(start, stop):
+        s = 0.0
+        for i in range(n - 1, -1, -1):               # out ← Σ_{j>i} log ρ^j (suffix sums)
+            out[t, i] = s
+            s += log_ratios[t, i]
+        finite &= (s - s) == 0.0
+        p = 0.0
+        for i in range(n):                           # + Σ_{j<i} log ρ^j (prefix), clamp, exp
+            out[t, i] = np.exp(min(max(p + out[t, i], lo), hi))
+            p += log_ratios[t, i]
+    return finite
+
+
+@njit(cache=True)
+def _sync_weights_kernel(log_ratios, lo, hi, out):
+    """E8 weights for every row, one thread (see :func:`_sync_weights_rows`)."""
+    return _sync_weights_rows(log_ratios, lo, hi, out, 0, log_ratios.shape[0])
+
+
+@njit(cache=True, parallel=True)
+def _sync_weights_parallel(log_ratios, lo, hi, out, chunk):
+    """E8 weights, row chunks spread over threads; bit-identical to the serial kernel."""
+    N = log_ratios.shape[0]
+    n_chunks = (N + chunk - 1) // chunk
+    n_bad = 0
+    for c in prange(n_chunks):
+        ok = _sync_weights_rows(log_ratios, lo, hi, out, c * chunk, min(N, (c + 1) * chunk))
+        n_bad += 0 if ok else 1
+    return n_bad == 0
 
 
 def _log_ratio_table(log_ratios) -> np.ndarray:
@@ -450,11 +551,18 @@ def sync_weights(log_ratios, clip: float | None = None) -> np.ndarray:
     >>> sync_weights(np.log([[2.0, 3.0, 0.5]])).round(12).tolist()
     [[1.5, 1.0, 6.0]]
     """
-    lr = _log_ratio_table(log_ratios)
+    lr = _float_array("log_ratios", log_ratios, ndims=(2,), finite=False)  # finite: kernel
+    if lr.shape[1] == 0:
+        raise ValueError(f"log_ratios must have one column per agent (n ≥ 1); got {_describe(lr)}")
     c = None if clip is None else _scalar("clip", clip, 0.0, np.inf)
     lo, hi = _weight_bounds(c)
     out = np.empty(lr.shape)
-    _sync_weights_kernel(lr, lo, hi, out)
+    if lr.shape[0] >= PARALLEL_MIN_ROWS:
+        finite = _sync_weights_parallel(lr, lo, hi, out, PARALLEL_CHUNK)
+    else:
+        finite = _sync_weights_kernel(lr, lo, hi, out)
+    if not finite:
+        _log_ratio_table(lr)  # raises if a log ratio is NaN/inf (else: overflow, result stands)
     return out
 
 
@@ -522,16 +630,17 @@ def clipped_surrogate(ratios, advantages, clip_eps: float) -> np.ndarray:
 
 
 @njit(cache=True)
-def _clipped_surrogate_grad_kernel(logits, actions, old_log_probs, advantages, eps, max_log_ratio, out):
-    """Implements ∇_z of E8's ``min(ρÂ, clip(ρ)Â)`` for softmax logits z, per sample.
+def _clipped_surrogate_grad_rows(logits, actions, old_log_probs, advantages, eps, max_log_ratio, out,
+                                 start, stop):
+    """Implements ∇_z of E8's ``min(ρÂ, clip(ρ)Â)`` for softmax logits z, rows [start, stop).
 
     ρ = exp(log π(a) − log π_old(a)),  ∂ρ/∂z_k = ρ (1[k=a] − π_k).
     The gradient is zero where the clip binds: (Â > 0 and ρ > 1+ε) or (Â < 0 and ρ < 1−ε);
     at the boundary itself the unclipped branch is used. log ρ is saturated at
     ``max_log_ratio`` so that Â ρ stays finite.
     """
-    N, A = logits.shape
-    for t in range(N):
+    A = logits.shape[1]
+    for t in range(start, stop):
         a = actions[t]
         zmax = logits[t, 0]
         for k in range(1, A):
@@ -550,6 +659,23 @@ def _clipped_surrogate_grad_kernel(logits, actions, old_log_probs, advantages, e
         for k in range(A):
             pi_k = out[t, k] / s
             out[t, k] = g * ((1.0 if k == a else 0.0) - pi_k)
+
+
+@njit(cache=True)
+def _clipped_surrogate_grad_kernel(logits, actions, old_log_probs, advantages, eps, max_log_ratio, out):
+    """E8 surrogate gradient for every row, one thread (see :func:`_clipped_surrogate_grad_rows`)."""
+    _clipped_surrogate_grad_rows(logits, actions, old_log_probs, advantages, eps, max_log_ratio,
+                                 out, 0, logits.shape[0])
+
+
+@njit(cache=True, parallel=True)
+def _clipped_surrogate_grad_parallel(logits, actions, old_log_probs, advantages, eps,
+                                     max_log_ratio, out, chunk):
+    """E8 surrogate gradient, row chunks spread over threads; bit-identical to the serial kernel."""
+    N = logits.shape[0]
+    for c in prange((N + chunk - 1) // chunk):
+        _clipped_surrogate_grad_rows(logits, actions, old_log_probs, advantages, eps,
+                                     max_log_ratio, out, c * chunk, min(N, (c + 1) * chunk))
 
 
 def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps: float) -> np.ndarray:
@@ -576,7 +702,10 @@ def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps:
     adv = _same_length("advantages", advantages, N)
     eps = _scalar("clip_eps", clip_eps, 0.0, 1.0)
     out = np.empty(z.shape)
-    _clipped_surrogate_grad_kernel(z, acts, olp, adv, eps, MAX_LOG_RATIO, out)
+    if N >= PARALLEL_MIN_ROWS:
+        _clipped_surrogate_grad_parallel(z, acts, olp, adv, eps, MAX_LOG_RATIO, out, PARALLEL_CHUNK)
+    else:
+        _clipped_surrogate_grad_kernel(z, acts, olp, adv, eps, MAX_LOG_RATIO, out)
     return out
 
 

@@ -158,7 +158,8 @@ def arrays(draw, shape, elements=finite):
 @st.composite
 def gae_inputs(draw):
     T = draw(st.integers(1, 24))
-    shape = (T,) if draw(st.booleans()) else (T, draw(st.integers(1, 5)))
+    # B ≥ 32 exercises the kernel's vectorised row path, B < 32 its scalar path
+    shape = (T,) if draw(st.booleans()) else (T, draw(st.sampled_from([1, 2, 3, 5, 31, 32, 40])))
     n = int(np.prod(shape))
     flags = lambda: np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n))).reshape(shape)
     return dict(rewards=arrays(draw, shape), values=arrays(draw, shape),
@@ -603,6 +604,29 @@ def test_sum_of_subproblem_gradients_is_joint_surrogate_gradient(b):
                 assert math.isclose(g_sub[t, k], fd, rel_tol=1e-5, abs_tol=1e-7)
 
 
+def test_parallel_twins_are_bit_identical_and_match_reference():
+    """Above PARALLEL_MIN_ROWS the wrappers use multi-threaded twins: same bits as serial."""
+    rng = np.random.default_rng(0)
+    N = asae.PARALLEL_MIN_ROWS + 123
+    lr = rng.normal(0.0, 2.0, (N, 3))
+    w = asae.sync_weights(lr, 0.5)
+    w_serial = np.empty_like(lr)
+    asae._sync_weights_kernel(lr, np.log(0.5), np.log(1.5), w_serial)
+    assert np.array_equal(w, w_serial)
+    rows = np.r_[0:40, N - 40:N]
+    assert_allclose(w[rows], ref_sync_weights(lr[rows], 0.5), rtol=RTOL, atol=ATOL)
+    z = rng.normal(size=(N, 4))
+    acts = rng.integers(0, 4, N)
+    olp = asae.log_softmax(z + rng.normal(0.0, 0.5, z.shape))[np.arange(N), acts]
+    adv = rng.normal(size=N)
+    g = asae.clipped_surrogate_grad(z, acts, olp, adv, 0.2)
+    g_serial = np.empty_like(z)
+    asae._clipped_surrogate_grad_kernel(z, acts, olp, adv, 0.2, asae.MAX_LOG_RATIO, g_serial)
+    assert np.array_equal(g, g_serial)
+    assert_allclose(g[rows], ref_clipped_surrogate_grad(z[rows], acts[rows], olp[rows], adv[rows], 0.2),
+                    rtol=RTOL, atol=ATOL)
+
+
 # =======================================================================================
 # Bad input: clear ValueError / TypeError naming the argument
 # =======================================================================================
@@ -643,6 +667,11 @@ BAD_INPUTS = [
     (lambda: asae.counterfactual_advantage(_q, [[0.5, 0.5]] * 2, [0, 2]), ValueError, "actions_agent"),
     (lambda: asae.counterfactual_advantage(_q, [[0.5, 0.5]] * 2, [0.0, 1.0]), TypeError, "actions_agent"),
     (lambda: asae.counterfactual_advantage(_q, [[0.9, 0.5]] * 2, [0, 1]), ValueError, "pi_agent"),
+    (lambda: asae.counterfactual_advantage(_q + np.nan, [[0.5, 0.5]] * 2, [0, 1]), ValueError, "q_agent"),
+    (lambda: asae.counterfactual_advantage(_q, [[np.nan, 0.5]] * 2, [0, 1]), ValueError, "pi_agent"),
+    (lambda: asae.gae(np.zeros((3, 40)), np.zeros((3, 40)), np.full((3, 40), np.inf),
+                      np.ones((3, 40), bool), np.zeros((3, 40), bool), 0.9, 0.9), ValueError, "next_values"),
+    (lambda: asae.sync_weights(np.full((asae.PARALLEL_MIN_ROWS, 2), np.inf)), ValueError, "log_ratios"),
     (lambda: asae.sync_weights(np.zeros(3)), ValueError, "log_ratios"),
     (lambda: asae.sync_weights(np.zeros((2, 2)), clip=-0.1), ValueError, "clip"),
     (lambda: asae.sequential_weights(np.zeros((2, 3)), [0, 0, 1]), ValueError, "order"),
