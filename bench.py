@@ -769,21 +769,260 @@ def section_speed(args, results):
     log(f"speed section done in {time.perf_counter() - t0:.1f} s")
 
 
-def section_learning(args, results):
-    """Learning curves (asae vs baselines on the games). --- STUB: to be replaced. ---
+# =======================================================================================
+# Learning — asae vs asynchronous baselines on games with known answers
+# =======================================================================================
 
-    Conventions: print tables with ``emit_table(results, "learning", key, title, headers,
-    rows, records, notes)``; progress via ``log()``; size the work on ``args.quick`` (the
-    whole --quick run must stay < 60 s; speed takes ≈ 15–25 s of it); ``args.plot`` is the
-    PNG path for curves (None: no plot); fixed seeds."""
-    print("\n## Learning\n\n(not yet implemented)")
-    results["learning"] = {"status": "not yet implemented"}
+
+@dataclasses.dataclass(frozen=True)
+class GameSpec:
+    """One game of the learning study and its shared hyperparameters (all methods)."""
+
+    name: str
+    make: object
+    reward_scale: float
+    iterations: int
+    n_envs: int = 32
+    rollout_len: int = 8
+    exact: bool = True          # exact expected return J(π) available from the policy tables
+    overrides: tuple = ()       # further Config fields shared by every method on this game
+
+
+def game_specs(quick: bool):
+    """The games, with one shared setting each (every method gets the same): rewards scaled
+    by 1/max|payoff|; matrix and two-step games 100 updates of 32×8 samples; grid foraging
+    400 updates of 64×16 with lr_actor 3 (chosen on async alone, 3 seeds: 1.0 left a third
+    of the seeds with no food). --quick: 20 and 30 updates."""
+    m_it, g_it = (20, 30) if quick else (100, 400)
+    return [
+        GameSpec("climbing", envs.climbing, 1 / 30, m_it),
+        GameSpec("penalty(k=-100)", lambda: envs.penalty(-100), 1 / 100, m_it),
+        GameSpec("qtran", envs.qtran, 1 / 12, m_it),
+        GameSpec("two-step", envs.TwoStepGame, 1 / 8, m_it),
+        GameSpec("grid foraging", envs.GridForaging, 1.0, g_it, n_envs=64, rollout_len=16,
+                 exact=False, overrides=(("lr_actor", 3.0),)),
+    ]
+
+
+def spec_config(spec, seed, **kw):
+    """The shared Config of a game (same for every method) for one seed."""
+    base = dict(reward_scale=spec.reward_scale, iterations=spec.iterations, n_envs=spec.n_envs,
+                rollout_len=spec.rollout_len, seed=seed, **dict(spec.overrides))
+    return asae.Config(**{**base, **kw})
+
+
+def methods_for(env):
+    """exact_sync needs a one-step matrix game (an exact payoff to enumerate)."""
+    one_step = getattr(env, "payoff", None) is not None and env.n_states == 1
+    return [m for m in asae.METHODS if m != "exact_sync" or one_step]
+
+
+def exact_return(env, policies):
+    """Exact expected team return of the tabular policies (matrix and two-step games)."""
+    if getattr(env, "payoff", None) is not None:
+        return asae.joint_value(env.payoff, [p[0] for p in policies])
+    if isinstance(env, envs.TwoStepGame):                 # agent 0 picks 2A / 2B in state 0
+        p0 = policies[0][0]
+        return (p0[0] * asae.joint_value(env.payoff_2a, [p[1] for p in policies])
+                + p0[1] * asae.joint_value(env.payoff_2b, [p[2] for p in policies]))
+    raise ValueError(f"no exact return for {type(env).__name__}")
+
+
+def learning_curve(env, spec, res):
+    """(env_steps, return) per update: exact J(π) where available, else the mean return of
+    the episodes that ended in each rollout (NaNs carried forward)."""
+    if spec.exact:
+        J = np.array([exact_return(env, pols) for pols in res.policies])
+        steps = np.concatenate([[0], res.env_steps])
+        return steps, J
+    curve = res.mean_return.copy()
+    for t in range(1, curve.size):
+        if np.isnan(curve[t]):
+            curve[t] = curve[t - 1]
+    return res.env_steps, curve
+
+
+def steps_to_reach(steps, curve, level):
+    """First env-step count at which the curve reaches ``level`` (inf if never)."""
+    hit = np.nonzero(np.nan_to_num(curve, nan=-np.inf) >= level)[0]
+    return float(steps[hit[0]]) if hit.size else np.inf
+
+
+def run_study(args, spec, init_std, seeds):
+    """Train every method on every seed; returns {method: [per-seed dict]}."""
+    env = spec.make()
+    out = {}
+    for method in methods_for(env):
+        t0 = time.perf_counter()
+        runs = []
+        for seed in seeds:
+            cfg = spec_config(spec, seed, init_logit_std=init_std, record_policies=spec.exact)
+            res = asae.train(env, method, cfg)
+            steps, curve = learning_curve(env, spec, res)
+            runs.append(dict(seed=seed, greedy=res.greedy_return, stochastic=res.stochastic_return,
+                             optimal=res.greedy_optimal, wall=res.wall_time, steps=steps,
+                             curve=curve, to95=steps_to_reach(steps, curve, 0.95 * env.optimum)))
+        out[method] = runs
+        log(f"learning {spec.name:16s} {method:10s} init std {init_std}: {len(seeds)} seeds "
+            f"in {time.perf_counter() - t0:.1f} s")
+    return env, out
+
+
+def _early(runs, k, exact):
+    """Mean over seeds of the return after k updates (index k of an exact curve)."""
+    vals = [r["curve"][k if exact else k - 1] for r in runs if len(r["curve"]) > k]
+    return float(np.nanmean(vals)) if vals else float("nan")
+
+
+def _median_steps(runs):
+    s = np.array([r["to95"] for r in runs])
+    reached = np.isfinite(s).sum()
+    med = np.median(s)  # inf when fewer than half reach
+    return (f"{med:,.0f}" if np.isfinite(med) else "—") + f" ({reached}/{len(s)})", med, int(reached)
+
+
+def learning_rows(spec, env, study, brief=False):
+    rows, records = [], []
+    for method, runs in study.items():
+        g = np.array([r["greedy"] for r in runs])
+        st = np.array([r["stochastic"] for r in runs])
+        frac = np.mean([r["optimal"] for r in runs])
+        med_txt, med, reached = _median_steps(runs)
+        e5, e15 = _early(runs, 5, spec.exact), _early(runs, 15, spec.exact)
+        rec = dict(game=spec.name, method=method, seeds=len(runs), optimum=env.optimum,
+                   frac_optimal=frac, greedy_mean=g.mean(), greedy_std=g.std(),
+                   stochastic_mean=st.mean(), stochastic_std=st.std(),
+                   median_steps_to_95=med, n_reached_95=reached, return_after_5=e5,
+                   return_after_15=e15, wall_s=sum(r["wall"] for r in runs))
+        records.append(rec)
+        if brief:
+            rows.append([spec.name, method, f"{frac:.2f}", f"{g.mean():.2f} ± {g.std():.2f}"])
+        else:
+            rows.append([spec.name, method, f"{frac:.2f}", f"{g.mean():.2f} ± {g.std():.2f}",
+                         f"{st.mean():.2f} ± {st.std():.2f}", med_txt, f"{e5:.2f}", f"{e15:.2f}"])
+    return rows, records
+
+
+def section_learning(args, results):
+    """Learning table: games × methods × seeds, random N(0,1) initial logits (the same for
+    every method under a seed), plus a brief uniform-initialisation variant."""
+    print("\n## Learning\n")
+    seeds = list(range(2 if args.quick else 20))
+    specs = game_specs(args.quick)
+    rows, records, curves = [], [], {}
+    for spec in specs:
+        env, study = run_study(args, spec, 1.0, seeds)
+        r, rec = learning_rows(spec, env, study)
+        rows += r
+        records += rec
+        curves[spec.name] = {m: (runs[0]["steps"], np.nanmean([x["curve"] for x in runs], axis=0),
+                                 env.optimum) for m, runs in study.items()}
+    hp = asae.Config()
+    notes = [
+        f"{len(seeds)} seeds per cell; initial logits N(0, 1) drawn from the seed alone, so every "
+        "method starts from the same policy under the same seed. Shared hyperparameters "
+        f"(asae.Config defaults, every method): γ={hp.gamma}, λ={hp.lam}, ε={hp.clip_eps}, "
+        f"sync_clip={hp.sync_clip}, epochs={hp.epochs}, minibatches={hp.minibatches}, "
+        f"lr_actor={hp.lr_actor}, lr_critic={hp.lr_critic}, entropy_coef={hp.entropy_coef}. "
+        "Per game (all methods): " + "; ".join(
+            f"{s.name}: reward_scale={s.reward_scale:.4g}, {s.iterations} updates × "
+            f"{s.n_envs}×{s.rollout_len} steps" for s in specs) + ".",
+        "optimal: fraction of seeds whose final greedy joint policy reaches the optimum. "
+        "greedy / stochastic: final return of the argmax / sampled joint policy (mean ± std "
+        "over seeds). steps to 95%: median env steps until the expected return reaches 95% of "
+        "the optimum ('—' if fewer than half the seeds do; in brackets how many do). "
+        "J@5, J@15: mean return after 5 and 15 updates. Matrix and two-step games: exact "
+        "expected return J(π) of the policy tables; grid foraging: mean return of the episodes "
+        "that ended in that rollout (noisy).",
+    ]
+    emit_table(results, "learning", "random_init", "Learning: random initial logits N(0, 1)",
+               ["game", "method", "optimal", "greedy return", "stochastic return",
+                "steps to 95%", "J@5", "J@15"], rows, records, notes)
+    # Uniform initial logits: every seed starts in one basin; only sampling differs.
+    rows_u, rec_u = [], []
+    seeds_u = seeds[: (1 if args.quick else 10)]
+    for spec in specs:
+        if not spec.exact:
+            continue
+        env, study = run_study(args, spec, 0.0, seeds_u)
+        r, rec = learning_rows(spec, env, study, brief=True)
+        rows_u += r
+        rec_u += rec
+    emit_table(results, "learning", "uniform_init", "Learning: uniform initial policies",
+               ["game", "method", "optimal", "greedy return"], rows_u, rec_u,
+               [f"{len(seeds_u)} seeds, all starting from the uniform joint policy (one basin); "
+                "same hyperparameters as above."])
+    if args.plot:
+        plot_curves(curves, args.plot)
+
+
+def plot_curves(curves, path):
+    """Mean learning curve per game and method (random initial logits) → PNG."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("--plot: matplotlib not installed (pip install -e '.[plot]'); no plot written")
+        return
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.4))
+    for ax, (game, by_method) in zip(np.atleast_1d(axes), curves.items()):
+        for method, (steps, curve, optimum) in by_method.items():
+            ax.plot(steps, curve, label=method, lw=1.5)
+        ax.axhline(optimum, color="k", ls=":", lw=1)
+        ax.set_title(game)
+        ax.set_xlabel("env steps")
+    np.atleast_1d(axes)[0].set_ylabel("expected team return (mean over seeds)")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    log(f"wrote {path}")
+
+
+# =======================================================================================
+# Bias — each method's advantage vs the exact synchronous target Ã^i (E6)
+# =======================================================================================
 
 
 def section_bias(args, results):
-    """Bias of the advantage estimators vs the exact oracles. --- STUB: to be replaced. ---"""
-    print("\n## Bias\n\n(not yet implemented)")
-    results["bias"] = {"status": "not yet implemented"}
+    """Exact bias and second moment of the advantage each method uses (advantage_bias)."""
+    print("\n## Bias\n")
+    seeds = list(range(1 if args.quick else 20))
+    variants = [(m, m, None) for m in asae.METHODS] + [("asae (sync_clip=None)", "asae", "none")]
+    rows, records = [], []
+    for spec in game_specs(args.quick)[:3]:
+        env = spec.make()
+        base_bias = None
+        for label, method, clip in variants:
+            t0 = time.perf_counter()
+            b, m2 = [], []
+            for seed in seeds:
+                kw = {"sync_clip": None} if clip == "none" else {}
+                out = asae.advantage_bias(env, method, spec_config(spec, seed, **kw))
+                b.append(out["mean_abs_bias"])
+                m2.append(out["mean_second_moment"])
+            b, m2 = np.array(b), np.array(m2)
+            if method == "async" and clip is None:
+                base_bias = b.mean()
+            rel = b.mean() / base_bias if base_bias else float("nan")
+            rows.append([spec.name, label, f"{b.mean():.4f} ± {b.std():.4f}", f"{rel:.2f}",
+                         f"{m2.mean():.2f}"])
+            records.append(dict(game=spec.name, method=label, seeds=len(seeds),
+                                mean_abs_bias=b.mean(), bias_std=b.std(), bias_vs_async=rel,
+                                second_moment=m2.mean()))
+            log(f"bias {spec.name:16s} {label:22s} {time.perf_counter() - t0:.1f} s")
+    emit_table(
+        results, "bias", "bias", "Bias: |used advantage − synchronous target Ã^i| (exact)",
+        ["game", "method", "mean |bias| (payoff units)", "vs async", "second moment"], rows,
+        records,
+        [f"{len(seeds)} seeds; same training setting as the learning table. At every gradient "
+         "step of every update and for every agent, the method's expected advantage given a^i, "
+         "E_{a^-i~π_old^-i}[ω^i(a) A_old(a)] (ω^i: 1 for async and coma, w^i of E8 for asae, M of "
+         "E9 for happo, the exact E6 ratio for exact_sync), is compared with Ã^i of E6 under the "
+         "policies after the update; mean over steps, agents, actions (uniform) and seeds "
+         "(± std over seeds). second moment: E_{a~π_old}[(ω^i A_old)^2], the per-sample second "
+         "moment of the weighted estimate, mean over steps and agents. COMA's expectation with an "
+         "exact Q is A^i_old (E7), so its bias is async's formula on its own training path."])
 
 
 SECTIONS = {"speed": section_speed, "learning": section_learning, "bias": section_bias}
