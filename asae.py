@@ -986,11 +986,15 @@ class _BiasProbe:
     async and COMA — whose expectation is A^i_old by E7 — w^i of E8 for asae, M of E9 for
     happo, the unclipped E6 weight for exact_sync), and exact ``A_old = payoff − V_old``.
     After the update the target is Ã^i of E6 under the updated partners.
+
+    Alongside, the same quantities with ω = 1 (the asynchronous estimate) are recorded at
+    the same steps, so a method can be compared with async *on its own training path*.
     """
 
     def __init__(self, payoff):
         self.payoff = payoff
-        self.abs_err, self.second_moment = [], []
+        self.abs_err, self.abs_err_async = [], []          # |u^i − Ã^i|, |A^i_old − Ã^i|
+        self.second_moment, self.second_moment_async = [], []
         self.pending = []
 
     def start(self, old):
@@ -1006,20 +1010,25 @@ class _BiasProbe:
         """weights_i: ω^i(a) for every joint action, shaped like the payoff."""
         other_axes = tuple(j for j in range(self.payoff.ndim) if j != i)
         used = np.sum(self.p_partners[i] * weights_i * self.A_old, axis=other_axes)
-        self.pending.append((i, used))
+        used_async = np.sum(self.p_partners[i] * self.A_old, axis=other_axes)   # A^i_old, E3
+        self.pending.append((i, used, used_async))
         self.second_moment.append(float(np.sum(self.p_old * (weights_i * self.A_old) ** 2)))
+        self.second_moment_async.append(float(np.sum(self.p_old * self.A_old ** 2)))
 
     def finish(self, new):
         targets = [np.asarray(_contract(self.payoff, new, i)) - self.v_old
                    for i in range(self.payoff.ndim)]
-        for i, used in self.pending:
+        for i, used, used_async in self.pending:
             self.abs_err.append(np.abs(used - targets[i]))
+            self.abs_err_async.append(np.abs(used_async - targets[i]))
         self.pending = []
 
     def summary(self):
-        errs = np.concatenate(self.abs_err) if self.abs_err else np.zeros(0)
-        return {"mean_abs_bias": float(errs.mean()) if errs.size else float("nan"),
-                "mean_second_moment": float(np.mean(self.second_moment)) if self.second_moment else float("nan"),
+        mean = lambda xs: float(np.mean(np.concatenate([np.atleast_1d(x) for x in xs]))) if xs else float("nan")
+        return {"mean_abs_bias": mean(self.abs_err),
+                "mean_abs_bias_async": mean(self.abs_err_async),
+                "mean_second_moment": mean(self.second_moment),
+                "mean_second_moment_async": mean(self.second_moment_async),
                 "n_steps": len(self.second_moment)}
 
 
@@ -1281,10 +1290,12 @@ def advantage_bias(env, method: str, config: Config | None = None) -> dict:
     (ω^i its weight: 1, w^i of E8, M of E9, or the exact E6 ratio), is compared with the
     target Ã^i of E6 under the policies as they stand *after* the update.
 
-    Returns ``{"mean_abs_bias", "mean_second_moment", "n_steps"}``: the mean of
-    |used − Ã^i| over steps, agents and actions (uniformly), and the mean over steps and
-    agents of ``E_{a~π_old}[(ω^i A_old)²]`` (the per-sample second moment of the weighted
-    estimate), both in payoff units.
+    Returns ``{"mean_abs_bias", "mean_second_moment", "mean_abs_bias_async",
+    "mean_second_moment_async", "n_steps"}``: the mean of |used − Ã^i| over steps, agents
+    and actions (uniformly), and the mean over steps and agents of
+    ``E_{a~π_old}[(ω^i A_old)²]`` (the per-sample second moment of the weighted estimate),
+    in payoff units; the ``_async`` twins are the same with ω = 1 at the same steps (the
+    asynchronous estimate on this method's own training path).
     """
     cfg = Config() if config is None else config
     cfg = Config(**{**cfg.__dict__, "track_bias": True})

@@ -814,6 +814,13 @@ def test_bias_probe_is_exact(g):
         expected = np.abs(asae.marginal_advantage(q, old, i) - asae.synchronous_marginal_advantage(q, old, new, i))
         assert_allclose(probe.abs_err[0], expected, rtol=1e-9, atol=1e-9)
         assert_allclose(probe.abs_err[1], 0.0, atol=1e-9)
+        for k in range(2):                       # the ω = 1 twin recorded at the same steps
+            assert_allclose(probe.abs_err_async[k], expected, rtol=1e-9, atol=1e-9)
+            assert probe.second_moment_async[k] == probe.second_moment[0]
+        A_old = q - ref_joint_value(q, old)      # E_{a~π_old}[(ω A_old)²] with ω = 1, by enumeration
+        m2 = sum(np.prod([old[j][a[j]] for j in range(q.ndim)]) * A_old[a] ** 2
+                 for a in itertools.product(*(range(k) for k in q.shape)))
+        assert math.isclose(probe.second_moment[0], m2, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def test_truncation_is_bootstrapped_and_termination_is_not():
