@@ -60,11 +60,11 @@ __all__ = [
 #: saturation the formulas are exact; above it the exact value would overflow float64.
 MAX_LOG_RATIO = 300.0
 
-#: Row-wise kernels (``sync_weights``, ``clipped_surrogate_grad``) switch to a multi-threaded
+#: Row-wise kernels (``sync_weights``, ``counterfactual_advantage``, ``clipped_surrogate_grad``) switch to a multi-threaded
 #: twin (``parallel=True``, chunks of PARALLEL_CHUNK rows) at this many rows. Each row is
 #: computed by the same code either way, so the results are bit-identical; below the
-#: threshold thread start-up costs more than it saves. Both kernels are exp-bound, like
-#: their NumPy equivalents, so a single thread cannot beat NumPy by much at large N.
+#: threshold thread start-up costs more than it saves. At large N these kernels are bound
+#: by exp or by memory, like their NumPy equivalents, so one thread cannot beat NumPy by much.
 PARALLEL_MIN_ROWS = 1 << 15
 PARALLEL_CHUNK = 4096
 
@@ -423,16 +423,16 @@ def synchronous_marginal_advantage(q, old_policies, new_policies, agent: int) ->
 
 
 @njit(cache=True)
-def _counterfactual_kernel(q_agent, pi_agent, actions, out):
-    """Implements E7 (COMA): A^i_C = Q(a^i, a^-i) − Σ_b π^i(b) Q(b, a^-i), per sample.
+def _counterfactual_rows(q_agent, pi_agent, actions, out, start, stop):
+    """Implements E7 (COMA) on rows [start, stop): A^i_C = Q(a^i, a^-i) − Σ_b π^i(b) Q(b, a^-i).
 
     Returns True iff the inputs pass the wrapper's checks — finite q and π, π ≥ 0, rows
     summing to 1 ± 1e-8, actions in [0, A) — checked in the same pass over the data. A row
     whose action is out of range gets NaN (nothing is read out of bounds).
     """
-    N, A = q_agent.shape
+    A = q_agent.shape[1]
     valid = True
-    for n in range(N):
+    for n in range(start, stop):
         baseline = 0.0  # counterfactual baseline Σ_b π^i(b) Q(s, (b, a^-i))
         total = 0.0
         ok = True
@@ -450,6 +450,23 @@ def _counterfactual_kernel(q_agent, pi_agent, actions, out):
             valid = False
             out[n] = np.nan
     return valid
+
+
+@njit(cache=True)
+def _counterfactual_kernel(q_agent, pi_agent, actions, out):
+    """E7 for every row, one thread (see :func:`_counterfactual_rows`)."""
+    return _counterfactual_rows(q_agent, pi_agent, actions, out, 0, q_agent.shape[0])
+
+
+@njit(cache=True, parallel=True)
+def _counterfactual_parallel(q_agent, pi_agent, actions, out, chunk):
+    """E7, row chunks spread over threads; bit-identical to the serial kernel."""
+    N = q_agent.shape[0]
+    n_bad = 0
+    for c in prange((N + chunk - 1) // chunk):
+        ok = _counterfactual_rows(q_agent, pi_agent, actions, out, c * chunk, min(N, (c + 1) * chunk))
+        n_bad += 0 if ok else 1
+    return n_bad == 0
 
 
 def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
@@ -473,7 +490,11 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
         _index_array("actions_agent", acts, (qa.shape[0],), qa.shape[1])  # raises
     acts = np.ascontiguousarray(acts, dtype=np.int64)
     out = np.empty(qa.shape[0])
-    if not _counterfactual_kernel(qa, pa, acts, out):
+    if qa.shape[0] >= PARALLEL_MIN_ROWS:
+        valid = _counterfactual_parallel(qa, pa, acts, out, PARALLEL_CHUNK)
+    else:
+        valid = _counterfactual_kernel(qa, pa, acts, out)
+    if not valid:
         # Slow path: the NumPy checks, in their usual order, raise the precise error. (If
         # none fires, a row sum was within 1e-8 only in NumPy's summation order: result stands.)
         _float_array("q_agent", qa)

@@ -625,6 +625,12 @@ def test_parallel_twins_are_bit_identical_and_match_reference():
     assert np.array_equal(g, g_serial)
     assert_allclose(g[rows], ref_clipped_surrogate_grad(z[rows], acts[rows], olp[rows], adv[rows], 0.2),
                     rtol=RTOL, atol=ATOL)
+    pi = asae.softmax(rng.normal(size=(N, 4)))
+    c = asae.counterfactual_advantage(z, pi, acts)
+    c_serial = np.empty(N)
+    assert asae._counterfactual_kernel(z, pi, acts, c_serial)
+    assert np.array_equal(c, c_serial)
+    assert_allclose(c[rows], ref_counterfactual(z[rows], pi[rows], acts[rows]), rtol=RTOL, atol=ATOL)
 
 
 # =======================================================================================
@@ -672,6 +678,9 @@ BAD_INPUTS = [
     (lambda: asae.gae(np.zeros((3, 40)), np.zeros((3, 40)), np.full((3, 40), np.inf),
                       np.ones((3, 40), bool), np.zeros((3, 40), bool), 0.9, 0.9), ValueError, "next_values"),
     (lambda: asae.sync_weights(np.full((asae.PARALLEL_MIN_ROWS, 2), np.inf)), ValueError, "log_ratios"),
+    (lambda: asae.counterfactual_advantage(np.zeros((asae.PARALLEL_MIN_ROWS, 2)),
+                                           np.full((asae.PARALLEL_MIN_ROWS, 2), 0.5),
+                                           np.full(asae.PARALLEL_MIN_ROWS, 2)), ValueError, "actions_agent"),
     (lambda: asae.sync_weights(np.zeros(3)), ValueError, "log_ratios"),
     (lambda: asae.sync_weights(np.zeros((2, 2)), clip=-0.1), ValueError, "clip"),
     (lambda: asae.sequential_weights(np.zeros((2, 3)), [0, 0, 1]), ValueError, "order"),
@@ -870,3 +879,13 @@ LEARNER_BAD = [
 def test_learner_bad_input(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+def test_evaluate_greedy_and_stochastic_policies():
+    """evaluate: argmax of hand-set logits reaches the payoff's optimum; uniform play averages."""
+    game = OneStepGame(CLIMBING)
+    best = [np.array([[5.0, 0.0, 0.0]]), np.array([[5.0, 0.0, 0.0]])]
+    assert asae.evaluate(game, best, episodes=8, greedy=True) == 11.0
+    uniform = [np.zeros((1, 3)), np.zeros((1, 3))]
+    mean = asae.evaluate(game, uniform, episodes=4000, greedy=False, seed=1)
+    assert abs(mean - np.mean(CLIMBING)) < 1.0      # E1 under the uniform policy: −31/9 ± sampling
