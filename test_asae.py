@@ -634,6 +634,108 @@ def test_parallel_twins_are_bit_identical_and_match_reference():
 
 
 # =======================================================================================
+# Learner kernels: sampling, gathered log-probabilities, entropy gradient, scatter-add
+# =======================================================================================
+
+
+def ref_sample(table, obs, u):
+    """Inverse CDF: a = min{k : u · Σ_b e^{z_b − m} < Σ_{j≤k} e^{z_j − m}}, z = table[o]."""
+    out = []
+    for b in range(len(obs)):
+        z = list(table[obs[b]])
+        m = max(z)
+        e = [math.exp(zk - m) for zk in z]
+        total = 0.0
+        for ek in e:
+            total += ek
+        target, c, a = u[b] * total, 0.0, len(z) - 1
+        for k, ek in enumerate(e):
+            c += ek
+            if target < c:
+                a = k
+                break
+        out.append(a)
+    return np.array(out)
+
+
+def ref_entropy_grad(z, coef):
+    """coef · ∂H/∂z_k with H = −Σ_k π_k log π_k: −coef · π_k (log π_k + H)."""
+    out = np.zeros(z.shape)
+    for t in range(z.shape[0]):
+        lp = ref_log_softmax_row(list(z[t]))
+        H = -sum(math.exp(l) * l for l in lp)
+        for k in range(z.shape[1]):
+            out[t, k] = -coef * math.exp(lp[k]) * (lp[k] + H)
+    return out
+
+
+@st.composite
+def logit_tables(draw, max_abs=20.0):
+    """A logits table (n_obs, A), a batch of observation ids, actions and uniforms."""
+    n_obs, A, N = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 12))
+    table = arrays(draw, (n_obs, A), st.floats(-max_abs, max_abs))
+    ints = lambda hi: np.array(draw(st.lists(st.integers(0, hi - 1), min_size=N, max_size=N)), np.int64)
+    u = np.array(draw(st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=N, max_size=N)))
+    return table, ints(n_obs), ints(A), u
+
+
+@given(logit_tables())
+@example((np.array([[0.0, 0.0]]), np.array([0, 0]), np.array([0, 1]), np.array([0.0, 0.5])))
+def test_sample_kernel_matches_reference(case):
+    table, obs, _, u = case
+    out = np.empty(len(obs), np.int64)
+    asae._sample_kernel(table, obs, u, out)
+    assert np.array_equal(out, ref_sample(table, obs, u))
+
+
+def test_sample_kernel_frequencies_follow_the_policy():
+    z = np.array([[0.0, np.log(3.0)]])                 # π = (0.25, 0.75)
+    u = np.random.default_rng(0).random(20000)
+    out = np.empty(u.size, np.int64)
+    asae._sample_kernel(z, np.zeros(u.size, np.int64), u, out)
+    assert abs(out.mean() - 0.75) < 0.01
+
+
+@given(logit_tables())
+def test_gather_log_probs_kernel_matches_reference(case):
+    table, obs, acts, _ = case
+    out = np.empty(len(obs))
+    asae._gather_log_probs_kernel(table, obs, acts, out)
+    ref = [ref_log_softmax_row(list(table[o]))[a] for o, a in zip(obs, acts)]
+    assert_allclose(out, ref, rtol=RTOL, atol=ATOL)
+
+
+@given(logit_batches(max_abs=5.0), st.floats(0.0, 1.0))
+def test_entropy_grad_kernel_matches_reference_and_finite_differences(zb, coef):
+    z, _ = zb
+    out = np.full(z.shape, 0.25)                       # the kernel adds to what is there
+    asae._entropy_grad_kernel(z, coef, out)
+    assert_allclose(out - 0.25, ref_entropy_grad(z, coef), rtol=1e-9, atol=1e-12)
+    H = lambda row: -sum(math.exp(l) * l for l in ref_log_softmax_row(list(row)))
+    h = 1e-6
+    for t in range(z.shape[0]):
+        for k in range(z.shape[1]):
+            zp, zm = z[t].copy(), z[t].copy()
+            zp[k] += h
+            zm[k] -= h
+            assert math.isclose(out[t, k] - 0.25, coef * (H(zp) - H(zm)) / (2 * h),
+                                rel_tol=1e-5, abs_tol=1e-7)
+
+
+@given(logit_tables(), st.floats(-2.0, 2.0))
+def test_scatter_add_rows_kernel_matches_reference(case, scale):
+    table, obs, _, u = case
+    grads = np.outer(u, np.arange(1.0, table.shape[1] + 1.0))
+    got = table.copy()
+    asae._scatter_add_rows_kernel(got, obs, grads, scale)
+    ref = table.copy()
+    for t in range(len(obs)):                          # repeated rows accumulate
+        for k in range(table.shape[1]):
+            ref[obs[t], k] += scale * grads[t, k]
+    assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
+
+
+# =======================================================================================
 # Bad input: clear ValueError / TypeError naming the argument
 # =======================================================================================
 
