@@ -272,17 +272,25 @@ def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: 
 
 
 @njit(cache=True)
+def _max_sumexp(row):
+    """(m, s) with m = max_k z_k and s = Σ_k exp(z_k − m) ≥ 1: the stable pieces of
+    log Σ_k exp(z_k) = m + log s, shared by every softmax-based kernel below."""
+    m = row[0]
+    for k in range(1, row.shape[0]):
+        if row[k] > m:
+            m = row[k]
+    s = 0.0
+    for k in range(row.shape[0]):
+        s += np.exp(row[k] - m)
+    return m, s
+
+
+@njit(cache=True)
 def _log_softmax_kernel(z, out):
     """log π_k = z_k − max(z) − log Σ_b exp(z_b − max(z)), row by row over (M, A)."""
     M, A = z.shape
     for m in range(M):
-        zmax = z[m, 0]
-        for k in range(1, A):
-            if z[m, k] > zmax:
-                zmax = z[m, k]
-        s = 0.0
-        for k in range(A):
-            s += np.exp(z[m, k] - zmax)
+        zmax, s = _max_sumexp(z[m])
         log_norm = zmax + np.log(s)
         for k in range(A):
             out[m, k] = z[m, k] - log_norm
@@ -866,10 +874,7 @@ def _sample_kernel(table, obs, u, out):
     A = table.shape[1]
     for b in range(obs.shape[0]):
         row = table[obs[b]]
-        zmax = row.max()
-        s = 0.0
-        for k in range(A):
-            s += np.exp(row[k] - zmax)
+        zmax, s = _max_sumexp(row)
         target = u[b] * s
         c = 0.0
         a = A - 1
@@ -884,13 +889,9 @@ def _sample_kernel(table, obs, u, out):
 @njit(cache=True)
 def _gather_log_probs_kernel(table, obs, actions, out_lp):
     """log π(a_t | o_t) for a batch, via log-softmax of the gathered logits row."""
-    A = table.shape[1]
     for t in range(obs.shape[0]):
         row = table[obs[t]]
-        zmax = row.max()
-        s = 0.0
-        for k in range(A):
-            s += np.exp(row[k] - zmax)
+        zmax, s = _max_sumexp(row)
         out_lp[t] = row[actions[t]] - zmax - np.log(s)
 
 
@@ -900,10 +901,7 @@ def _entropy_grad_kernel(z, coef, out):
     N, A = z.shape
     lp = np.empty(A)
     for t in range(N):
-        zmax = z[t].max()
-        s = 0.0
-        for k in range(A):
-            s += np.exp(z[t, k] - zmax)
+        zmax, s = _max_sumexp(z[t])
         H = 0.0
         for k in range(A):
             lp[k] = z[t, k] - zmax - np.log(s)
@@ -993,9 +991,10 @@ def _exact_sync_table(payoff, v_old, current, i):
     return np.asarray(_contract(payoff, current, i), dtype=np.float64) - v_old
 
 
-def _joint_log_ratio_table(current, old):
-    """(∏A_j, n): log ρ^j(a^j) = log π_k^j(a^j) − log π_old^j(a^j) for every joint action."""
-    grids = np.meshgrid(*[np.log(c) - np.log(o) for c, o in zip(current, old)], indexing="ij")
+def _joint_log_ratio_table(current_logp, old_logp):
+    """(∏A_j, n): log ρ^j(a^j) = log π_k^j(a^j) − log π_old^j(a^j) for every joint action,
+    from per-agent log-probability vectors (``log_softmax`` of the logits)."""
+    grids = np.meshgrid(*[c - o for c, o in zip(current_logp, old_logp)], indexing="ij")
     return np.stack([g.ravel() for g in grids], axis=1)
 
 
@@ -1109,6 +1108,7 @@ class _Learner:
             self.base_adv = np.repeat(adv[:, None], n, axis=1)
         if self.payoff is not None:
             self.old_pi = [softmax(z[0]) for z in self.logits]
+            self.old_logp = [log_softmax(z[0]) for z in self.logits]
             self.v_old = float(_contract(self.payoff, self.old_pi, None))
             if self.probe:
                 self.probe.start(self.old_pi)
@@ -1148,6 +1148,9 @@ class _Learner:
     def _update_simultaneous(self, N):
         """async / coma / asae / exact_sync: every agent steps on every minibatch at once."""
         lo, hi = _weight_bounds(self.cfg.sync_clip)
+        if self.method == "exact_sync":                   # scaled like the sampled rewards
+            payoff_s = self.payoff * self.cfg.reward_scale
+            v_old_s = self.v_old * self.cfg.reward_scale
         for step, mb in enumerate(self._minibatches(N)):
             lr = self._log_ratios(mb)
             adv = self.base_adv[mb]
@@ -1161,9 +1164,8 @@ class _Learner:
                 adv = w * adv
             elif self.method == "exact_sync":             # E6, exact, partners' current policies
                 cur = [softmax(z[0]) for z in self.logits]
-                adv = np.stack([_exact_sync_table(self.payoff * self.cfg.reward_scale,
-                                                  self.v_old * self.cfg.reward_scale, cur, i)
-                                [self.act[i][mb]] for i in range(self.n)], axis=1)
+                adv = np.stack([_exact_sync_table(payoff_s, v_old_s, cur, i)[self.act[i][mb]]
+                                for i in range(self.n)], axis=1)
             if self.probe:
                 self._probe_simultaneous(lo, hi)
             for i in range(self.n):                       # weights fixed above: order irrelevant
@@ -1183,9 +1185,9 @@ class _Learner:
                                                      float(np.abs(M[:, i] - 1.0).max()))
             self.diag["max_weight"] = max(self.diag["max_weight"], float(M[:, i].max()))
             if self.probe:
-                cur = [softmax(z[0]) for z in self.logits]
+                cur = [log_softmax(z[0]) for z in self.logits]
                 W = np.empty((int(np.prod(self.A)), self.n))
-                _sequential_weights_kernel(_joint_log_ratio_table(cur, self.old_pi), order,
+                _sequential_weights_kernel(_joint_log_ratio_table(cur, self.old_logp), order,
                                            -MAX_LOG_RATIO, MAX_LOG_RATIO, W)
             for mb in self._minibatches(N):
                 if self.probe:
@@ -1198,8 +1200,8 @@ class _Learner:
             for i in range(self.n):
                 self.probe.record(i, np.ones(self.A))
             return
-        cur = [softmax(z[0]) for z in self.logits]
-        table = _joint_log_ratio_table(cur, self.old_pi)
+        cur = [log_softmax(z[0]) for z in self.logits]
+        table = _joint_log_ratio_table(cur, self.old_logp)
         W = np.empty_like(table)
         if self.method == "asae":
             _sync_weights_kernel(table, lo, hi, W)

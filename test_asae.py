@@ -919,7 +919,7 @@ def test_bias_probe_is_exact(g):
         probe = asae._BiasProbe(q)
         probe.start(old)
         probe.record(i, np.ones(q.shape))
-        W = asae.sync_weights(asae._joint_log_ratio_table(new, old))[:, i].reshape(q.shape)
+        W = asae.sync_weights(asae._joint_log_ratio_table([np.log(p) for p in new], [np.log(p) for p in old]))[:, i].reshape(q.shape)
         probe.record(i, W)
         probe.finish(new)
         expected = np.abs(asae.marginal_advantage(q, old, i) - asae.synchronous_marginal_advantage(q, old, new, i))
