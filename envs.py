@@ -40,7 +40,7 @@ import numpy as np
 
 __all__ = [
     "MatrixGame", "climbing", "penalty", "qtran", "TwoStepGame", "GridForaging",
-    "GridSolution", "to_parallel_env",
+    "GridSolution", "GameTables", "to_parallel_env",
 ]
 
 
@@ -76,6 +76,16 @@ def _in_range(actions, n_actions):
 
 # --------------------------------------------------------------------------- shared base
 
+class GameTables(NamedTuple):
+    """Transition tables of a game (see :meth:`_Game.tables`); ``J = prod(n_actions)``."""
+    next_state: np.ndarray  #: (n_states, J) int64 successor s' (``final_state``, before any reset)
+    reward: np.ndarray  #: (n_states, J) float64 team reward of the transition
+    terminated: np.ndarray  #: (n_states, J) bool, the transition ends the game
+    obs: np.ndarray  #: (n_states, n_agents) int64 observation id of every agent in each state
+    start_state: int  #: the state every episode starts in
+    time_limit: int  #: truncate when t + 1 >= time_limit and not terminated (= episode_limit)
+
+
 class _Game:
     """Batched interface shared by all games; subclasses provide ``_kernel``."""
 
@@ -87,6 +97,7 @@ class _Game:
     start_state = 0
     _state = None  # (B,) int64 current state ids, set by reset
     _t = None  # (B,) int64 step count within the episode
+    _tables = None  # GameTables, built by the first call of tables()
 
     def reset(self, n_envs, seed=None):
         """Start ``n_envs`` episodes; returns ``(obs (B, n) int64, state (B,) int64)``.
@@ -112,7 +123,8 @@ class _Game:
         terminated = np.empty(B, np.bool_)
         truncated = np.empty(B, np.bool_)
         final_state = np.empty(B, np.int64)
-        if not self._kernel(actions, obs, state, reward, terminated, truncated, final_state):
+        if not self._kernel(self._state, self._t, actions,
+                            obs, state, reward, terminated, truncated, final_state):
             raise self._range_error(actions)  # kernels check the range before changing anything
         return obs, state, reward, terminated, truncated, final_state
 
@@ -136,6 +148,76 @@ class _Game:
     def reference_reset(self):
         """Plain-Python reset of one env: ``(state, t)``."""
         return self.start_state, 0
+
+    def tables(self):
+        """The whole game as transition tables, a :class:`GameTables`, so that rollouts can
+        run inside jitted code.
+
+        With ``J = prod(n_actions)`` joint actions, numbered in C order (agent 0 most
+        significant), ``j = np.ravel_multi_index(tuple(actions), n_actions)``:
+
+        * ``next_state`` (n_states, J) int64: the successor s' of state s under joint
+          action j (what ``step`` reports as ``final_state``: before any auto-reset);
+        * ``reward`` (n_states, J) float64 and ``terminated`` (n_states, J) bool;
+        * ``obs`` (n_states, n_agents) int64: observation id of every agent in state s
+          (for the built-in games ``obs[s, i] == s``);
+        * ``start_state`` (int): the state every episode starts in;
+        * ``time_limit`` (int, == ``episode_limit``): the step budget of an episode.
+
+        They reproduce :meth:`step` exactly: from state ``s`` at step count ``t`` (0 after
+        a reset) with joint action ``j``::
+
+            s2, r, term = next_state[s, j], reward[s, j], terminated[s, j]
+            trunc = (not term) and t + 1 >= time_limit
+            final_state = s2
+            s, t = (start_state, 0) if term or trunc else (s2, t + 1)
+            observations = obs[s]                       # of the new (s, t)
+
+        The tables are built by running the game's own batched step kernel once over
+        all ``n_states * J`` (state, joint action) pairs at ``t = 0`` (taking
+        ``final_state`` and ``terminated``), not by a second implementation of the
+        dynamics.  They are computed on the first call, cached on the instance and
+        read-only.  Memory: about 17 bytes per (state, joint action) entry (8 + 8 + 1), so
+        ``17 * n_states * J`` bytes (1.5 MB for the default :class:`GridForaging`: 2500
+        states, 36 joint actions); building them needs about ``16 * n_agents + 33`` more
+        bytes per entry for a moment.
+
+        >>> tab = TwoStepGame().tables()
+        >>> tab.next_state  # state 0: agent 0's action picks 2A (1) or 2B (2)
+        array([[1, 1, 2, 2],
+               [1, 1, 1, 1],
+               [2, 2, 2, 2]])
+        >>> tab.reward[2], tab.terminated[:, 0]
+        (array([0., 1., 1., 8.]), array([False,  True,  True]))
+        >>> tab.obs[:, 0], tab.start_state, tab.time_limit
+        (array([0, 1, 2]), 0, 2)
+        """
+        if self._tables is None:
+            n_states, n = self.n_states, self.n_agents
+            n_joint = int(np.prod(self.n_actions))
+            size = n_states * n_joint
+            joint = np.stack(np.unravel_index(np.arange(n_joint), self.n_actions), axis=1)
+            actions = np.ascontiguousarray(np.tile(joint.astype(np.int64), (n_states, 1)))
+            state = np.repeat(np.arange(n_states, dtype=np.int64), n_joint)
+            t = np.zeros(size, np.int64)
+            next_state = np.empty(size, np.int64)
+            reward = np.empty(size, np.float64)
+            terminated = np.empty(size, np.bool_)
+            scratch_obs = np.empty((size, n), np.int64)
+            scratch_state = np.empty(size, np.int64)
+            scratch_truncated = np.empty(size, np.bool_)
+            if not self._kernel(state, t, actions, scratch_obs, scratch_state, reward,
+                                terminated, scratch_truncated, next_state):
+                raise AssertionError("joint actions out of range")  # unreachable
+            del actions, state, t, scratch_obs, scratch_state, scratch_truncated
+            obs = np.empty((n_states, n), np.int64)
+            _fill_obs(np.arange(n_states, dtype=np.int64), obs)
+            for a in (next_state, reward, terminated, obs):
+                a.setflags(write=False)  # before reshaping, so the views cannot be unlocked
+            arrays = [next_state.reshape(n_states, n_joint), reward.reshape(n_states, n_joint),
+                      terminated.reshape(n_states, n_joint), obs.reshape(n_states, n)]
+            self._tables = GameTables(*arrays, int(self.start_state), int(self.episode_limit))
+        return self._tables
 
     def __repr__(self):
         return (f"{type(self).__name__}(n_agents={self.n_agents}, n_actions={self.n_actions}, "
@@ -226,8 +308,10 @@ class MatrixGame(_Game):
         self._n_actions_array = np.array(self.n_actions, np.int64)
         self._payoff_list = self.payoff.tolist()
 
-    def _kernel(self, actions, *out):
-        return _matrix_step(actions, self._n_actions_array, self._flat, self._radix, self.episode_len, self._state, *out)
+    def _kernel(self, state, t, actions, *out):
+        # the state of a repeated matrix game is the step index, so t is not needed
+        return _matrix_step(actions, self._n_actions_array, self._flat, self._radix,
+                            self.episode_len, state, *out)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env (state == t == step index); auto-resets."""
@@ -350,8 +434,9 @@ class TwoStepGame(_Game):
             p.setflags(write=False)
         self._n_actions_array = np.array(self.n_actions, np.int64)
 
-    def _kernel(self, actions, *out):
-        return _two_step_step(actions, self._n_actions_array, self.payoff_2a, self.payoff_2b, self._state, *out)
+    def _kernel(self, state, t, actions, *out):
+        return _two_step_step(actions, self._n_actions_array, self.payoff_2a, self.payoff_2b,
+                              state, *out)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env; auto-resets."""
@@ -630,9 +715,9 @@ class GridForaging(_Game):
         return "\n".join("".join(row) for row in grid)
 
     # -- dynamics
-    def _kernel(self, actions, *out):
-        return _grid_step(actions, self._n_actions_array, self.size, self._food, self._food_at, self.max_steps,
-                   self.start_state, self._state, self._t, *out)
+    def _kernel(self, state, t, actions, *out):
+        return _grid_step(actions, self._n_actions_array, self.size, self._food, self._food_at,
+                          self.max_steps, self.start_state, state, t, *out)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env from state id ``state`` at step ``t``; auto-resets."""

@@ -1,15 +1,15 @@
 """Tests of envs.py: batched Numba kernels against the plain-Python references, exact
 payoffs and optima, flags, determinism, input validation and the PettingZoo wrapper."""
 import warnings
-from collections import deque
+from collections import Counter, deque
 
 import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from envs import (LOAD, GridForaging, MatrixGame, TwoStepGame, climbing, penalty, qtran,
-                  to_parallel_env)
+from envs import (LOAD, GameTables, GridForaging, MatrixGame, TwoStepGame, climbing, penalty,
+                  qtran, to_parallel_env)
 
 
 # --------------------------------------------------------------------------- strategies
@@ -279,6 +279,141 @@ def test_grid_termination_and_blocking():
     obs, state, reward, terminated, truncated, final = game.step([[LOAD, LOAD]])
     assert reward[0] == 1 and terminated[0] and not truncated[0]
     assert game.decode(final[0]) == (((0, 1), (2, 1)), (False,)) and state[0] == game.start_state
+
+
+# --------------------------------------------------------------------------- transition tables
+
+def joint_index(actions, n_actions):
+    """C-order joint action number, agent 0 most significant (written out by hand)."""
+    j = 0
+    for a, k in zip(actions, n_actions):
+        j = j * k + int(a)
+    return j
+
+
+def table_step(tab, n_actions, s, t, actions):
+    """The documented table semantics, in plain Python: ``(s, t, obs, reward, terminated,
+    truncated, final_state)`` after one step of one env."""
+    j = joint_index(actions, n_actions)
+    s2, r, term = int(tab.next_state[s, j]), float(tab.reward[s, j]), bool(tab.terminated[s, j])
+    trunc = (not term) and t + 1 >= tab.time_limit
+    s, t = (tab.start_state, 0) if term or trunc else (s2, t + 1)
+    return s, t, tab.obs[s].tolist(), r, term, trunc, s2
+
+
+def check_tables_reproduce_step(game, actions, plan=()):
+    """Roll the batched env and the tables side by side on (T, B, n) ``actions`` and compare
+    every output exactly; env 0 follows ``plan`` (joint actions by step count) while it
+    lasts.  Returns a Counter of the flags seen."""
+    tab = game.tables()
+    T, B, n = actions.shape
+    obs, state = game.reset(B)
+    ref = [(tab.start_state, 0)] * B
+    assert state.tolist() == [s for s, _ in ref]
+    assert obs.tolist() == [tab.obs[s].tolist() for s, _ in ref]
+    seen = Counter()
+    for a in actions:
+        a = a.copy()
+        if ref[0][1] < len(plan):
+            a[0] = plan[ref[0][1]]
+        obs, state, reward, terminated, truncated, final_state = game.step(a)
+        for b in range(B):
+            s, t, o, r, term, trunc, final = table_step(tab, game.n_actions, *ref[b], a[b])
+            ref[b] = (s, t)
+            assert (obs[b].tolist(), int(state[b]), float(reward[b]), bool(terminated[b]),
+                    bool(truncated[b]), int(final_state[b])) == (o, s, r, term, trunc, final)
+            seen.update(terminated=term, truncated=trunc, rewarded=r != 0)
+    return seen
+
+
+TABLE_GAMES = [
+    (climbing(), {"terminated"}), (penalty(), {"terminated"}), (qtran(), {"terminated"}),
+    (climbing(episode_len=3), {"terminated"}),
+    (MatrixGame(np.arange(24).reshape(2, 3, 4) % 7 - 3, episode_len=2), {"terminated"}),
+    (TwoStepGame(), {"terminated"}),
+    (GridForaging(), {"terminated", "truncated", "rewarded"}),
+    (GridForaging(3, 2, 2, 10, layout_seed=5), {"terminated", "truncated", "rewarded"}),
+    (GridForaging(3, 3, 2, 12, layout_seed=4), {"terminated", "truncated", "rewarded"}),
+    (GridForaging(max_steps=1), {"truncated"}),
+]
+
+
+@pytest.mark.parametrize("game, flags", TABLE_GAMES, ids=[repr(g) for g, _ in TABLE_GAMES])
+def test_tables_reproduce_step(game, flags):
+    rng = np.random.default_rng(0)
+    T, B = 300, 6
+    actions = np.stack([rng.integers(0, k, (T, B)) for k in game.n_actions], axis=-1)
+    plan = ()
+    if isinstance(game, GridForaging):
+        actions[rng.random((T, B)) < 0.3] = LOAD  # everyone loads: food gets collected
+        plan = game.solve().plan
+    seen = check_tables_reproduce_step(game, actions, plan)
+    assert {k for k, v in seen.items() if v} >= flags  # the interesting paths ran
+    if "truncated" not in flags:
+        assert seen["truncated"] == 0
+
+
+@settings(max_examples=30)
+@given(rollouts(st.one_of(matrix_games(), st.just(TwoStepGame()),
+                          grid_games(max_size=3, max_agents=2))))
+def test_tables_reproduce_step_property(case):
+    game, actions = case
+    seen = check_tables_reproduce_step(game, actions)
+    for name, count in seen.items():
+        if count:
+            event(f"{type(game).__name__} {name}")
+
+
+@pytest.mark.parametrize("game", [climbing(episode_len=2), TwoStepGame(), GridForaging(),
+                                  MatrixGame(np.zeros((2, 3, 4)))], ids=repr)
+def test_tables_shapes_dtypes_read_only_cached(game):
+    tab = game.tables()
+    assert isinstance(tab, GameTables)
+    J = int(np.prod(game.n_actions))
+    for name, shape, dtype in [("next_state", (game.n_states, J), np.int64),
+                               ("reward", (game.n_states, J), np.float64),
+                               ("terminated", (game.n_states, J), np.bool_),
+                               ("obs", (game.n_states, game.n_agents), np.int64)]:
+        array = getattr(tab, name)
+        assert array.shape == shape and array.dtype == dtype, name
+        assert not array.flags.writeable, name
+        with pytest.raises(ValueError):
+            array.setflags(write=True)
+        with pytest.raises(ValueError):
+            array[0, 0] = 0
+    assert type(tab.start_state) is int and tab.start_state == game.reference_reset()[0]
+    assert type(tab.time_limit) is int and tab.time_limit == game.episode_limit
+    assert ((0 <= tab.next_state) & (tab.next_state < game.n_states)).all()
+    assert (tab.obs == np.arange(game.n_states)[:, None]).all()
+    assert game.tables() is tab  # computed once
+
+
+def test_tables_matrix_and_grid_entries():
+    game = MatrixGame(np.arange(24).reshape(2, 3, 4), episode_len=3)
+    tab = game.tables()
+    for s in range(3):
+        assert tab.reward[s].tolist() == list(range(24))  # C order: agent 0 most significant
+        assert tab.terminated[s].tolist() == [s == 2] * 24
+        assert tab.next_state[s].tolist() == [min(s + 1, 2)] * 24
+    game = GridForaging(3, 2, 1, 9, layout=([(0, 1), (2, 1)], [(1, 1)]))
+    tab = game.tables()
+    s = game.start_state
+    j = joint_index([LOAD, LOAD], game.n_actions)
+    assert (tab.reward[s, j], tab.terminated[s, j]) == (1.0, True)
+    assert game.decode(tab.next_state[s, j]) == (((0, 1), (2, 1)), (False,))
+    j = joint_index([4, LOAD], game.n_actions)  # agent 0 right, agent 1 loads alone
+    assert game.decode(tab.next_state[s, j]) == (((0, 2), (2, 1)), (True,))
+    assert (tab.reward[s, j], tab.terminated[s, j]) == (0.0, False)
+
+
+def test_tables_leave_running_envs_alone():
+    game = GridForaging()
+    game.reset(3)
+    game.step([[4, 1], [2, 2], [LOAD, LOAD]])
+    state, t = game._state.copy(), game._t.copy()
+    game.tables()
+    np.testing.assert_array_equal(game._state, state)
+    np.testing.assert_array_equal(game._t, t)
 
 
 # --------------------------------------------------------------------------- determinism
