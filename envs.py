@@ -32,6 +32,7 @@ pettingzoo are imported lazily; the core needs only numpy and numba).
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 from typing import NamedTuple
 
@@ -337,8 +338,15 @@ class MatrixGame(_Game):
         return cls([[11, -30, 0], [-30, 7, 6], [0, 0, 5]], episode_len)
 
     @classmethod
-    def penalty(cls, k=-100, episode_len=1):
-        """Penalty game (Claus & Boutilier 1998): optima 10 at (0, 0) and (2, 2), miscoordination costs k.
+    def penalty(cls, k=-100, episode_len=1, *, n_agents=2):
+        """Penalty game (Claus & Boutilier 1998), for ``n_agents`` agents with 3 actions each.
+
+        Team reward: 10 when all agents choose 0 or all choose 2 (the two optima), 2 when
+        all choose 1, ``k`` (the miscoordination penalty) when at least one agent chooses
+        0 and another 2, and 0 otherwise.  With two agents this is the classic table
+        ``[[10, 0, k], [0, 2, 0], [k, 0, 10]]``.  ``k`` must be a finite real number,
+        ``n_agents`` an int >= 2 (the payoff has ``3**n_agents`` entries);
+        ``episode_len`` as in :class:`MatrixGame`.  ``optimum = 10 * episode_len``.
 
         >>> g = MatrixGame.penalty()
         >>> g.payoff
@@ -347,10 +355,27 @@ class MatrixGame(_Game):
                [-100.,    0.,   10.]])
         >>> g.optimum
         10.0
+        >>> g3 = MatrixGame.penalty(k=-50, n_agents=3)
+        >>> g3.n_actions, g3.optimum
+        ((3, 3, 3), 10.0)
+        >>> [float(g3.payoff[a]) for a in [(2, 2, 2), (1, 1, 1), (0, 1, 2), (0, 0, 1), (1, 2, 1)]]
+        [10.0, 2.0, -50.0, 0.0, 0.0]
         """
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Real):
             raise TypeError(f"k must be a real number, got {type(k).__name__} {k!r}")
-        return cls([[10, 0, k], [0, 2, 0], [k, 0, 10]], episode_len)
+        try:
+            k_float = float(k)
+        except OverflowError:
+            k_float = math.inf
+        if not math.isfinite(k_float):
+            raise ValueError(f"k must be a finite real number (a float64), got {k!r}")
+        n_agents = _check_int(n_agents, "n_agents", 2)
+        a = np.indices((3,) * n_agents)  # a[i] = action of agent i at every joint action
+        some_0, some_2 = (a == 0).any(axis=0), (a == 2).any(axis=0)
+        all_same = (a == a[0]).all(axis=0)
+        payoff = np.where(all_same & (a[0] != 1), 10.0, np.where(
+            all_same, 2.0, np.where(some_0 & some_2, k_float, 0.0)))
+        return cls(payoff, episode_len)
 
     @classmethod
     def qtran(cls, episode_len=1):

@@ -23,7 +23,7 @@ def matrix_games(draw):
     if kind == "qtran":
         return qtran(episode_len)
     if kind == "penalty":
-        return penalty(draw(st.integers(-100, 0)), episode_len)
+        return penalty(draw(st.integers(-100, 0)), episode_len, n_agents=draw(st.integers(2, 3)))
     shape = draw(st.lists(st.integers(1, 4), min_size=2, max_size=3))
     values = draw(st.lists(st.integers(-20, 20), min_size=int(np.prod(shape)),
                            max_size=int(np.prod(shape))))
@@ -135,6 +135,42 @@ def test_payoff_tables_exact():
     assert climbing(episode_len=3).optimum == 33
     assert MatrixGame.climbing is not None and climbing().payoff[1, 1] == 7  # the trap
     assert not climbing().payoff.flags.writeable
+
+
+def penalty_rule(actions, k):
+    """The n-agent penalty game's team reward, written out case by case."""
+    if all(a == 0 for a in actions) or all(a == 2 for a in actions):
+        return 10.0
+    if all(a == 1 for a in actions):
+        return 2.0
+    if 0 in actions and 2 in actions:
+        return float(k)
+    return 0.0
+
+
+def test_penalty_two_agents_is_the_classic_table():
+    for k in (-100, -7, 0, -0.5, 3):
+        classic = [[10, 0, k], [0, 2, 0], [k, 0, 10]]
+        for game in (penalty(k), penalty(k, n_agents=2), MatrixGame.penalty(k=k, n_agents=2)):
+            assert game.payoff.tolist() == classic and game.payoff.dtype == np.float64
+            assert game.n_agents == 2 and game.optimum == 10.0
+    game = penalty(-3, 4)  # positional episode_len still works
+    assert game.episode_len == 4 and game.optimum == 40.0 and game.payoff[0, 2] == -3
+
+
+@pytest.mark.parametrize("n_agents", [3, 4])
+@pytest.mark.parametrize("k", [-100, -1.5])
+def test_penalty_n_agents_every_entry(n_agents, k):
+    game = penalty(k, episode_len=2, n_agents=n_agents)
+    assert game.n_agents == n_agents and game.n_actions == (3,) * n_agents
+    assert game.episode_len == 2 and game.optimum == 20.0
+    values = Counter()
+    for actions in np.ndindex(*game.n_actions):
+        assert game.payoff[actions] == penalty_rule(actions, k), actions
+        values[float(game.payoff[actions])] += 1
+    # 2 optima, 1 all-ones, 3**n - 2**n - 2**n + 1 joint actions with both a 0 and a 2
+    assert values == {10.0: 2, 2.0: 1, float(k): 3**n_agents - 2 * 2**n_agents + 1,
+                      0.0: 2 * 2**n_agents - 4}
 
 
 def test_attribute_types():
@@ -500,11 +536,27 @@ def test_bad_payoff(payoff, episode_len, error, match):
         MatrixGame(payoff, episode_len)
 
 
-def test_bad_penalty_and_grid_arguments():
-    with pytest.raises(TypeError, match="k must be a real number"):
-        penalty("x")
-    with pytest.raises(ValueError, match="payoff must be finite"):
-        penalty(float("nan"))
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(k="x"), TypeError, "k must be a real number, got str 'x'"),
+    (dict(k=None), TypeError, "k must be a real number, got NoneType"),
+    (dict(k=True), TypeError, "k must be a real number, got bool"),
+    (dict(k=float("nan")), ValueError, "k must be a finite real number.*got nan"),
+    (dict(k=float("inf")), ValueError, "k must be a finite real number.*got inf"),
+    (dict(k=-np.inf), ValueError, "k must be a finite real number.*got -inf"),
+    (dict(k=-10**400), ValueError, "k must be a finite real number"),
+    (dict(n_agents=1), ValueError, "n_agents must be >= 2, got 1"),
+    (dict(n_agents=0), ValueError, "n_agents must be >= 2, got 0"),
+    (dict(n_agents=2.0), TypeError, "n_agents must be an int, got float 2.0"),
+    (dict(n_agents="3"), TypeError, "n_agents must be an int, got str '3'"),
+    (dict(n_agents=True), TypeError, "n_agents must be an int, got bool"),
+    (dict(episode_len=0), ValueError, "episode_len must be >= 1"),
+])
+def test_bad_penalty_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        penalty(**kwargs)
+
+
+def test_bad_grid_arguments():
     for kwargs, error, match in [
         (dict(size=1), ValueError, "size must be >= 2"),
         (dict(n_agents=0), ValueError, "n_agents must be >= 1"),
