@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numba
@@ -47,17 +48,23 @@ __all__ = [
 
 # --------------------------------------------------------------------------- validation
 
-def _check_int(value, name, low=None):
+def _check_int(value, name, low=None, high=None):
+    """``int(value)`` if it is an int (numpy ints and 0-d int arrays too, not bools) with
+    ``low <= value`` and, if ``high`` is given, ``value < high``."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
+        value = value.item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if high is not None and not low <= value < high:
+        raise ValueError(f"{name} must be in [{low}, {high}), got {value}")
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     return int(value)
 
 
 def _check_seed(seed):
-    if seed is not None:
-        _check_int(seed, "seed", 0)
+    """None or the seed as a Python int >= 0."""
+    return None if seed is None else _check_int(seed, "seed", 0)
 
 
 @numba.njit(cache=True)
@@ -130,7 +137,12 @@ class _Game:
         return obs, state, reward, terminated, truncated, final_state
 
     def _check_actions(self, actions):
-        a = np.asarray(actions)
+        try:
+            a = np.asarray(actions)
+        except (ValueError, TypeError) as e:  # ragged nested lists
+            raise ValueError(f"actions must be an integer array of shape (n_envs, n_agents) = "
+                             f"{(self._state.shape[0], self.n_agents)}, got a {type(actions).__name__} "
+                             f"numpy cannot make an array of ({e})") from None
         if a.dtype.kind not in "iu":
             raise TypeError(f"actions must be an integer array, got dtype {a.dtype}")
         expected = (self._state.shape[0], self.n_agents)
@@ -149,6 +161,29 @@ class _Game:
     def reference_reset(self):
         """Plain-Python reset of one env: ``(state, t)``."""
         return self.start_state, 0
+
+    def _check_reference_args(self, state, t, actions):
+        """Validated ``(state, t, actions)`` of ``reference_step``; actions as a tuple of ints."""
+        state = _check_int(state, "state", 0, self.n_states)
+        t = _check_int(t, "t", 0, self.episode_limit)
+        try:
+            acts = tuple(actions)
+        except TypeError:
+            raise TypeError(f"actions must be a sequence of n_agents={self.n_agents} ints, "
+                            f"got {type(actions).__name__} {actions!r}") from None
+        if len(acts) != self.n_agents:
+            raise ValueError(f"actions must hold one action per agent (n_agents={self.n_agents}), "
+                             f"got {len(acts)}: {actions!r}")
+        checked = []
+        for i, (a, k) in enumerate(zip(acts, self.n_actions)):
+            if isinstance(a, np.ndarray) and a.ndim == 0 and a.dtype.kind in "iu":
+                a = a.item()
+            if isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral):
+                raise TypeError(f"actions[{i}] must be an int, got {type(a).__name__} {a!r}")
+            if not 0 <= a < k:
+                raise ValueError(f"actions[{i}] = {a} is out of range: agent {i} has actions 0..{k - 1}")
+            checked.append(int(a))
+        return state, t, tuple(checked)
 
     def tables(self):
         """The whole game as transition tables, a :class:`GameTables`, so that rollouts can
@@ -316,6 +351,10 @@ class MatrixGame(_Game):
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env (state == t == step index); auto-resets."""
+        state, t, actions = self._check_reference_args(state, t, actions)
+        if state != t:
+            raise ValueError(f"state and t of a MatrixGame are both the step index, so they "
+                             f"must be equal, got state={state}, t={t}")
         r = self._payoff_list
         for a in actions:
             r = r[a]
@@ -465,7 +504,10 @@ class TwoStepGame(_Game):
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env; auto-resets."""
-        a0, a1 = actions
+        state, t, (a0, a1) = self._check_reference_args(state, t, actions)
+        if t != min(state, 1):
+            raise ValueError(f"state {state} of the TwoStepGame is only reached at step "
+                             f"t={min(state, 1)}, got t={t}")
         if state == 0:
             s = 1 if a0 == 0 else 2
             return s, 1, 0.0, False, False, s
@@ -658,6 +700,9 @@ class GridForaging(_Game):
         if self.n_states > 2 ** 31 - 1:
             raise ValueError(f"size={size}, n_agents={n_agents}, n_food={n_food} give "
                              f"{self.n_states} states; at most 2**31 - 1 are supported")
+        if layout is not None and layout_seed is not None:
+            raise ValueError(f"pass layout or layout_seed, not both (got layout={layout!r}, "
+                             f"layout_seed={layout_seed!r})")
         if layout is not None:
             agents, food = self._check_layout(layout)
         elif layout_seed is not None:
@@ -683,23 +728,21 @@ class GridForaging(_Game):
         self._food = np.array(food, np.int64)
         self._food_at = np.full(n_cells, -1, np.int64)
         self._food_at[self._food] = np.arange(self.n_food)
-        self.start_state = self.encode(self.layout[0], (True,) * self.n_food)
+        self.start_state = self._encode(self.layout[0], (True,) * self.n_food)
         self._solution = None
 
     def _check_layout(self, layout):
         try:
             agents, food = layout
-            agents = [tuple(int(x) for x in rc) for rc in agents]
-            food = [tuple(int(x) for x in rc) for rc in food]
+            agents, food = [tuple(rc) for rc in agents], [tuple(rc) for rc in food]
         except (TypeError, ValueError):
             raise TypeError("layout must be a pair (agent_cells, food_cells) of (row, col) "
                             f"sequences, got {layout!r}") from None
         if len(agents) != self.n_agents or len(food) != self.n_food:
             raise ValueError(f"layout has {len(agents)} agents and {len(food)} food, expected "
                              f"n_agents={self.n_agents} and n_food={self.n_food}")
-        for rc in agents + food:
-            if len(rc) != 2 or not all(0 <= x < self.size for x in rc):
-                raise ValueError(f"layout cell {rc} is not a (row, col) in a {self.size}x{self.size} grid")
+        agents = [self._check_cell(rc, "layout cell") for rc in agents]
+        food = [self._check_cell(rc, "layout cell") for rc in food]
         cells = [r * self.size + c for r, c in agents], [r * self.size + c for r, c in food]
         if len(set(cells[1])) != self.n_food:
             raise ValueError(f"layout food cells must be distinct, got {food}")
@@ -707,9 +750,56 @@ class GridForaging(_Game):
             raise ValueError(f"layout agents may not start on food, got agents {agents}, food {food}")
         return cells
 
+    def _check_cell(self, rc, name):
+        """``(row, col)`` as ints inside the grid, or a ValueError/TypeError naming ``name``."""
+        rc = tuple(rc) if isinstance(rc, (tuple, list, np.ndarray)) else rc
+        if not isinstance(rc, tuple) or len(rc) != 2:
+            raise ValueError(f"{name} {rc!r} is not a (row, col) pair")
+        for x in rc:
+            if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
+                raise TypeError(f"{name} {rc!r} must hold int coordinates, got "
+                                f"{type(x).__name__} {x!r}")
+        if not all(0 <= x < self.size for x in rc):
+            raise ValueError(f"{name} {rc!r} is not a (row, col) in a {self.size}x{self.size} grid")
+        return int(rc[0]), int(rc[1])
+
     # -- state ids
     def encode(self, positions, food_remaining):
-        """State id of agents at ``positions`` ((row, col) each) with food ``food_remaining`` (bools)."""
+        """State id of agents at ``positions`` ((row, col) each) with food ``food_remaining`` (bools).
+
+        Any cells in the grid are accepted (also unreachable states, like an agent on
+        remaining food); ``decode`` is its inverse.
+
+        >>> g = GridForaging()
+        >>> g.encode([(0, 0), (4, 0)], [True, False])
+        2001
+        >>> g.decode(2001)
+        (((0, 0), (4, 0)), (True, False))
+        """
+        try:
+            positions = list(positions)
+        except TypeError:
+            raise TypeError(f"positions must be a sequence of n_agents={self.n_agents} (row, col) "
+                            f"pairs, got {type(positions).__name__} {positions!r}") from None
+        if len(positions) != self.n_agents:
+            raise ValueError(f"positions must hold one (row, col) per agent (n_agents="
+                             f"{self.n_agents}), got {len(positions)}: {positions!r}")
+        positions = [self._check_cell(rc, f"positions[{i}]") for i, rc in enumerate(positions)]
+        try:
+            flags = list(food_remaining)
+        except TypeError:
+            raise TypeError(f"food_remaining must be a sequence of n_food={self.n_food} bools, "
+                            f"got {type(food_remaining).__name__} {food_remaining!r}") from None
+        if len(flags) != self.n_food:
+            raise ValueError(f"food_remaining must hold one flag per food (n_food={self.n_food}), "
+                             f"got {len(flags)}: {food_remaining!r}")
+        for f, left in enumerate(flags):
+            if not isinstance(left, (bool, np.bool_)) and not (
+                    isinstance(left, numbers.Integral) and left in (0, 1)):
+                raise TypeError(f"food_remaining[{f}] must be a bool, got {type(left).__name__} {left!r}")
+        return self._encode(positions, flags)
+
+    def _encode(self, positions, food_remaining):
         mask = sum(1 << f for f, left in enumerate(food_remaining) if left)
         cells = 0
         for r, c in reversed(positions):
@@ -718,7 +808,9 @@ class GridForaging(_Game):
 
     def decode(self, state):
         """``(positions, food_remaining)`` of a state id: (row, col) per agent, bool per food."""
-        state = int(state)
+        return self._decode(_check_int(state, "state", 0, self.n_states))
+
+    def _decode(self, state):
         food_remaining = tuple(bool(state >> f & 1) for f in range(self.n_food))
         rest = state >> self.n_food
         positions = []
@@ -746,7 +838,8 @@ class GridForaging(_Game):
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env from state id ``state`` at step ``t``; auto-resets."""
-        positions, left = self.decode(state)
+        state, t, actions = self._check_reference_args(state, t, actions)
+        positions, left = self._decode(state)
         left = list(left)
         food = [divmod(c, self.size) for c in self.food_cells]
         reward = 0.0
@@ -765,7 +858,7 @@ class GridForaging(_Game):
                 inside = 0 <= cell[0] < self.size and 0 <= cell[1] < self.size
                 new_positions.append(cell if inside and cell not in blocked else (r, c))
             positions = new_positions
-        s = self.encode(positions, left)
+        s = self._encode(positions, left)
         terminated = not any(left)
         truncated = not terminated and t + 1 >= self.max_steps
         if terminated or truncated:
@@ -815,8 +908,14 @@ def _parallel_class():
     global _PARALLEL_CLASS
     if _PARALLEL_CLASS is not None:
         return _PARALLEL_CLASS
-    from gymnasium import spaces
-    from pettingzoo import ParallelEnv
+    try:
+        from gymnasium import spaces
+        from pettingzoo import ParallelEnv
+    except ImportError as e:
+        raise ModuleNotFoundError(
+            f"to_parallel_env needs gymnasium and pettingzoo ({e}); install them with "
+            "pip install -e '.[pettingzoo]' in a checkout of asae, or pip install 'asae[pettingzoo]'",
+            name=e.name) from e
 
     class AsaeParallelEnv(ParallelEnv):
         """One env of an asae game in PettingZoo's Parallel API (see ``to_parallel_env``)."""
@@ -835,13 +934,23 @@ def _parallel_class():
             self._seed = seed
             self._state_id = None
 
+        def _check_agent(self, agent):
+            if agent not in self._action_spaces:
+                raise ValueError(f"agent must be one of {self.possible_agents}, got {agent!r}")
+
         def observation_space(self, agent):
+            self._check_agent(agent)
             return self._observation_spaces[agent]
 
         def action_space(self, agent):
+            self._check_agent(agent)
             return self._action_spaces[agent]
 
         def reset(self, seed=None, options=None):
+            seed = _check_seed(seed)  # a Python int: gymnasium's seeding rejects numpy ints
+            if options is not None and not isinstance(options, Mapping):
+                raise TypeError(f"options must be None or a dict, got {type(options).__name__} "
+                                f"{options!r}")
             if seed is None:
                 seed, self._seed = self._seed, None
             if seed is not None:
@@ -856,10 +965,19 @@ def _parallel_class():
         def step(self, actions):
             if not self.agents:
                 raise RuntimeError("episode is over; call reset()")
+            if not isinstance(actions, Mapping):
+                raise TypeError(f"actions must be a dict {{agent: action}}, got "
+                                f"{type(actions).__name__} {actions!r}")
+            unknown = [a for a in actions if a not in self.agents]
+            if unknown:
+                raise ValueError(f"actions has keys {unknown} that are not live agents "
+                                 f"{self.agents}")
             missing = [a for a in self.agents if a not in actions]
             if missing:
                 raise ValueError(f"actions is missing agents {missing}")
-            joint = np.array([[actions[a] for a in self.possible_agents]])
+            joint = np.empty((1, len(self.possible_agents)), np.int64)
+            for i, a in enumerate(self.possible_agents):
+                joint[0, i] = _check_int(actions[a], f"actions[{a!r}]", 0, self.game.n_actions[i])
             _, state, reward, terminated, truncated, final_state = self.game.step(joint)
             done = bool(terminated[0] or truncated[0])
             self._state_id = int(final_state[0] if done else state[0])
@@ -873,6 +991,8 @@ def _parallel_class():
                     {a: {} for a in agents})
 
         def state(self):
+            if self._state_id is None:
+                raise RuntimeError("call reset() before state()")
             return np.asarray(self._state_id, np.int64)
 
     _PARALLEL_CLASS = AsaeParallelEnv
@@ -886,11 +1006,12 @@ def to_parallel_env(game, seed=None):
     ids, actions ``Discrete(game.n_actions[i])``; ``state()`` is the global state id
     (``state_space = Discrete(game.n_states)``).  ``seed`` seeds the first ``reset`` (and
     the action spaces).  When the episode ends, the returned observations are those of
-    the final state and ``agents`` becomes empty.  Requires gymnasium and pettingzoo
-    (``pip install asae[pettingzoo]``).
+    the final state and ``agents`` becomes empty.  ``step`` takes a dict with exactly one
+    int action per live agent (unknown or missing agents are a ValueError).  Requires
+    gymnasium and pettingzoo (``pip install -e '.[pettingzoo]'`` in a checkout, or
+    ``pip install 'asae[pettingzoo]'``); without them this raises ModuleNotFoundError.
     """
     if not isinstance(game, _Game):
         raise TypeError(f"game must be an asae game (MatrixGame, TwoStepGame, GridForaging), "
                         f"got {type(game).__name__}")
-    _check_seed(seed)
-    return _parallel_class()(game, seed)
+    return _parallel_class()(game, _check_seed(seed))

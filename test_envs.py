@@ -1,5 +1,6 @@
 """Tests of envs.py: batched Numba kernels against the plain-Python references, exact
 payoffs and optima, flags, determinism, input validation and the PettingZoo wrapper."""
+import sys
 import warnings
 from collections import Counter, deque
 
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+import envs
 from envs import (LOAD, GameTables, GridForaging, MatrixGame, TwoStepGame, climbing, penalty,
                   qtran, to_parallel_env)
 
@@ -483,6 +485,8 @@ def test_layout_seed():
     ([[0, 3], [0, 0]], ValueError, r"actions\[0, 1\] = 3 is out of range"),
     ([[0, 0], [-1, 0]], ValueError, r"actions\[1, 0\] = -1 is out of range"),
     (np.full((2, 2), 2**64 - 1, np.uint64), ValueError, "actions has value 18446744073709551615"),
+    ([[0, 0], [0]], ValueError, r"actions must be an integer array of shape .*\(2, 2\)"),
+    (None, TypeError, "actions must be an integer array, got dtype object"),
 ])
 @pytest.mark.parametrize("game", [climbing(), TwoStepGame(), GridForaging()],
                          ids=lambda g: type(g).__name__)
@@ -570,9 +574,126 @@ def test_bad_grid_arguments():
         (dict(layout=([(0, 0), (1, 1)], [(1, 1), (2, 2)])), ValueError, "may not start on food"),
         (dict(layout=([(0, 0), (0, 0)], [(1, 1), (1, 1)])), ValueError, "food cells must be distinct"),
         (dict(layout="nonsense"), TypeError, "layout must be a pair"),
+        (dict(layout=([0, 1], [(1, 1), (2, 2)])), TypeError, "layout must be a pair"),
+        (dict(layout=([(0.5, 0), (1, 0)], [(1, 1), (2, 2)])), TypeError,
+         r"layout cell \(0.5, 0\) must hold int coordinates, got float 0.5"),
+        (dict(layout=([(0, 0), (1, 0)], [(1, 1), (2, 2.0)])), TypeError,
+         r"layout cell \(2, 2.0\) must hold int coordinates, got float"),
+        (dict(layout=([(0, 0), (True, 0)], [(1, 1), (2, 2)])), TypeError,
+         r"layout cell \(True, 0\) must hold int coordinates, got bool"),
+        (dict(layout=([(0, 0), ("1", 0)], [(1, 1), (2, 2)])), TypeError,
+         r"layout cell \('1', 0\) must hold int coordinates, got str"),
+        (dict(layout=([(0, 0), (1, 0, 0)], [(1, 1), (2, 2)])), ValueError,
+         r"layout cell \(1, 0, 0\) is not a \(row, col\) pair"),
+        (dict(layout=([(0, 0), (-1, 0)], [(1, 1), (2, 2)])), ValueError,
+         r"layout cell \(-1, 0\) is not a \(row, col\) in a 5x5 grid"),
+        (dict(layout=([(0, 0), (1, 0)], [(1, 1), (2, 2)]), layout_seed=3), ValueError,
+         "pass layout or layout_seed, not both"),
     ]:
         with pytest.raises(error, match=match):
             GridForaging(**kwargs)
+
+
+@pytest.mark.parametrize("state, error, match", [
+    (-1, ValueError, r"state must be in \[0, 2500\), got -1"),
+    (2500, ValueError, r"state must be in \[0, 2500\), got 2500"),
+    (10**9, ValueError, r"state must be in \[0, 2500\), got 1000000000"),
+    (1.7, TypeError, "state must be an int, got float 1.7"),
+    (3.0, TypeError, "state must be an int, got float 3.0"),
+    (True, TypeError, "state must be an int, got bool True"),
+    ("3", TypeError, "state must be an int, got str '3'"),
+    (None, TypeError, "state must be an int, got NoneType"),
+    (np.array([3]), TypeError, "state must be an int, got ndarray"),
+])
+@pytest.mark.parametrize("method", ["decode", "render"])
+def test_grid_bad_state(method, state, error, match):
+    game = GridForaging()
+    with pytest.raises(error, match=match):
+        getattr(game, method)(state)
+
+
+def test_grid_encode_decode_round_trip():
+    game = GridForaging(3, 2, 2, 5, layout_seed=0)
+    for s in range(game.n_states):
+        positions, food = game.decode(s)
+        assert game.encode(positions, food) == s
+        assert game.encode(np.array(positions), np.array(food, int)) == s  # numpy, 0/1 flags
+    assert game.decode(np.int64(7)) == game.decode(np.array(7)) == game.decode(7)
+    assert game.render(np.uint8(7)) == game.render(7)
+
+
+@pytest.mark.parametrize("positions, food, error, match", [
+    ([(0, 0), (5, 0)], [True, True], ValueError,
+     r"positions\[1\] \(5, 0\) is not a \(row, col\) in a 5x5 grid"),
+    ([(0, -1), (1, 0)], [True, True], ValueError, r"positions\[0\] \(0, -1\) is not a \(row, col\)"),
+    ([(0, 0)], [True, True], ValueError,
+     r"positions must hold one \(row, col\) per agent \(n_agents=2\), got 1"),
+    ([(0, 0), (1, 1), (2, 2)], [True, True], ValueError, "positions must hold one .* got 3"),
+    ([(0, 0), (1.5, 0)], [True, True], TypeError,
+     r"positions\[1\] \(1.5, 0\) must hold int coordinates, got float 1.5"),
+    ([(0, 0), (1, 0.0)], [True, True], TypeError, r"positions\[1\] .* got float 0.0"),
+    ([(0, 0), (1,)], [True, True], ValueError, r"positions\[1\] \(1,\) is not a \(row, col\) pair"),
+    ([(0, 0), 7], [True, True], ValueError, r"positions\[1\] 7 is not a \(row, col\) pair"),
+    (5, [True, True], TypeError, "positions must be a sequence of n_agents=2"),
+    ([(0, 0), (1, 1)], [True], ValueError,
+     r"food_remaining must hold one flag per food \(n_food=2\), got 1"),
+    ([(0, 0), (1, 1)], [True, False, True], ValueError, "food_remaining must hold one flag .* got 3"),
+    ([(0, 0), (1, 1)], [True, 0.5], TypeError, r"food_remaining\[1\] must be a bool, got float 0.5"),
+    ([(0, 0), (1, 1)], [2, True], TypeError, r"food_remaining\[0\] must be a bool, got int 2"),
+    ([(0, 0), (1, 1)], [True, "no"], TypeError, r"food_remaining\[1\] must be a bool, got str"),
+    ([(0, 0), (1, 1)], None, TypeError, "food_remaining must be a sequence of n_food=2 bools"),
+])
+def test_grid_bad_encode(positions, food, error, match):
+    with pytest.raises(error, match=match):
+        GridForaging().encode(positions, food)
+
+
+REFERENCE_GAMES = [climbing(), penalty(n_agents=3), MatrixGame(np.zeros((2, 3, 4)), 2),
+                   TwoStepGame(), GridForaging()]
+
+
+@pytest.mark.parametrize("game", REFERENCE_GAMES, ids=repr)
+def test_reference_step_bad_input(game):
+    n, k = game.n_agents, game.n_actions
+    s, t = game.reference_reset()
+    ok = [0] * n
+    for actions, error, match in [
+        (ok[:-1] + [k[-1]], ValueError,
+         rf"actions\[{n - 1}\] = {k[-1]} is out of range: agent {n - 1} has actions 0..{k[-1] - 1}"),
+        ([-1] + ok[1:], ValueError, r"actions\[0\] = -1 is out of range"),
+        (ok + [0], ValueError, rf"actions must hold one action per agent \(n_agents={n}\), got {n + 1}"),
+        (ok[:-1], ValueError, rf"actions must hold one action per agent .* got {n - 1}"),
+        ([0.0] + ok[1:], TypeError, r"actions\[0\] must be an int, got float 0.0"),
+        (ok[:-1] + [True], TypeError, rf"actions\[{n - 1}\] must be an int, got bool"),
+        (ok[:-1] + ["1"], TypeError, rf"actions\[{n - 1}\] must be an int, got str"),
+        (None, TypeError, f"actions must be a sequence of n_agents={n} ints, got NoneType"),
+        (3, TypeError, "actions must be a sequence"),
+    ]:
+        with pytest.raises(error, match=match):
+            game.reference_step(s, t, actions)
+    for state, t_, error, match in [
+        (-1, 0, ValueError, rf"state must be in \[0, {game.n_states}\), got -1"),
+        (game.n_states, 0, ValueError, rf"state must be in \[0, {game.n_states}\), got {game.n_states}"),
+        (0.0, 0, TypeError, "state must be an int, got float"),
+        (s, -1, ValueError, rf"t must be in \[0, {game.episode_limit}\), got -1"),
+        (s, game.episode_limit, ValueError, rf"t must be in \[0, {game.episode_limit}\)"),
+        (s, 0.5, TypeError, "t must be an int, got float"),
+    ]:
+        with pytest.raises(error, match=match):
+            game.reference_step(state, t_, ok)
+    # numpy scalars, 0-d arrays and arrays are fine and give the same answer
+    expected = game.reference_step(s, t, ok)
+    assert game.reference_step(np.int64(s), np.array(t), np.zeros(n, np.int32)) == expected
+    assert game.reference_step(s, t, tuple(np.zeros(n, np.uint8))) == expected
+
+
+def test_reference_step_inconsistent_state_and_t():
+    with pytest.raises(ValueError, match="must be equal, got state=1, t=2"):
+        climbing(episode_len=3).reference_step(1, 2, [0, 0])
+    with pytest.raises(ValueError, match="state 1 of the TwoStepGame is only reached at step t=1"):
+        TwoStepGame().reference_step(1, 0, [0, 0])
+    with pytest.raises(ValueError, match="state 0 .* at step t=0, got t=1"):
+        TwoStepGame().reference_step(0, 1, [0, 0])
 
 
 # --------------------------------------------------------------------------- PettingZoo
@@ -611,3 +732,52 @@ def test_pettingzoo_episode():
         env.step({"agent_0": 0})
     with pytest.raises(TypeError, match="game must be an asae game"):
         to_parallel_env("climbing")
+
+
+def test_pettingzoo_bad_input():
+    pytest.importorskip("pettingzoo")
+    env = to_parallel_env(climbing(episode_len=3), seed=0)
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.state()
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step({"agent_0": 0, "agent_1": 0})
+    for kwargs, error, match in [
+        (dict(seed="x"), TypeError, "seed must be an int, got str 'x'"),
+        (dict(seed=1.5), TypeError, "seed must be an int, got float"),
+        (dict(seed=-1), ValueError, "seed must be >= 0, got -1"),
+        (dict(options=3), TypeError, "options must be None or a dict, got int 3"),
+    ]:
+        with pytest.raises(error, match=match):
+            env.reset(**kwargs)
+    env.reset(seed=np.int64(2), options={"anything": 1})
+    for actions, error, match in [
+        ({"agent_0": 0, "agent_1": 0, "agent_9": 1}, ValueError,
+         r"actions has keys \['agent_9'\] that are not live agents \['agent_0', 'agent_1'\]"),
+        ({"agent_0": 0, "agent_1": 0, 1: 1}, ValueError, r"actions has keys \[1\]"),
+        ({"agent_0": 0}, ValueError, r"actions is missing agents \['agent_1'\]"),
+        ({}, ValueError, r"actions is missing agents \['agent_0', 'agent_1'\]"),
+        ([0, 0], TypeError, r"actions must be a dict \{agent: action\}, got list"),
+        ({"agent_0": 3, "agent_1": 0}, ValueError, r"actions\['agent_0'\] must be in \[0, 3\), got 3"),
+        ({"agent_0": 0, "agent_1": -1}, ValueError, r"actions\['agent_1'\] must be in \[0, 3\), got -1"),
+        ({"agent_0": 1.0, "agent_1": 0}, TypeError, r"actions\['agent_0'\] must be an int, got float"),
+        ({"agent_0": None, "agent_1": 0}, TypeError, r"actions\['agent_0'\] must be an int, got NoneType"),
+    ]:
+        with pytest.raises(error, match=match):
+            env.step(actions)
+    assert int(env.state()) == 0 and env.agents == ["agent_0", "agent_1"]  # nothing changed
+    assert to_parallel_env(TwoStepGame(), seed=np.int64(3)).reset()[0] == {"agent_0": 0, "agent_1": 0}
+    obs, rewards, *_ = env.step({"agent_0": np.int64(1), "agent_1": np.array(1)})
+    assert rewards == {"agent_0": 7.0, "agent_1": 7.0} and int(env.state()) == 1
+    for method in (env.observation_space, env.action_space):
+        assert method("agent_1").n in (3,)
+        with pytest.raises(ValueError, match=r"agent must be one of \['agent_0', 'agent_1'\], got 'agent_2'"):
+            method("agent_2")
+
+
+@pytest.mark.parametrize("module", ["gymnasium", "pettingzoo"])
+def test_to_parallel_env_without_optional_dependencies(monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    monkeypatch.setattr(envs, "_PARALLEL_CLASS", None)  # forget the cached wrapper class
+    with pytest.raises(ModuleNotFoundError, match=r"pip install -e '\.\[pettingzoo\]'") as info:
+        to_parallel_env(climbing())
+    assert "asae[pettingzoo]" in str(info.value) and info.value.name == module
