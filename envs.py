@@ -26,6 +26,11 @@ plain-Python single-env reference, ``env.reference_reset() -> (state, t)`` and
 final_state)`` (``t`` is the step count within the episode; auto-reset included), which
 the tests compare against the kernel.
 
+``env.tables()`` gives the whole game as transition tables (:class:`GameTables`: next
+state, reward and termination per (state, joint action), observations per state, start
+state and time limit) that reproduce ``step`` exactly, so a learner can run rollouts
+inside jitted code.
+
 :func:`to_parallel_env` wraps one environment in PettingZoo's Parallel API (gymnasium and
 pettingzoo are imported lazily; the core needs only numpy and numba).
 """
@@ -322,7 +327,12 @@ class MatrixGame(_Game):
     """
 
     def __init__(self, payoff, episode_len=1):
-        p = np.asarray(payoff)
+        try:
+            p = np.asarray(payoff)
+        except (ValueError, TypeError) as e:  # ragged nested lists
+            raise ValueError(f"payoff must be a rectangular array of shape (A_1, ..., A_n), "
+                             f"got a {type(payoff).__name__} numpy cannot make an array of "
+                             f"({e})") from None
         if p.dtype.kind not in "iuf":
             raise TypeError(f"payoff must be a real numeric array, got dtype {p.dtype}")
         if p.ndim < 2:
@@ -409,6 +419,9 @@ class MatrixGame(_Game):
         if not math.isfinite(k_float):
             raise ValueError(f"k must be a finite real number (a float64), got {k!r}")
         n_agents = _check_int(n_agents, "n_agents", 2)
+        if 3 ** n_agents > 2 ** 31 - 1:
+            raise ValueError(f"n_agents={n_agents} gives 3**{n_agents} joint actions; at most "
+                             f"2**31 - 1 are supported (n_agents <= 19)")
         a = np.indices((3,) * n_agents)  # a[i] = action of agent i at every joint action
         some_0, some_2 = (a == 0).any(axis=0), (a == 2).any(axis=0)
         all_same = (a == a[0]).all(axis=0)

@@ -531,6 +531,8 @@ def test_bad_reset_and_step_order():
     (3.0, 1, ValueError, "payoff must have one axis per agent.*0 axes"),
     (np.zeros((2, 0)), 1, ValueError, "payoff needs at least one action"),
     ([["a", "b"], ["c", "d"]], 1, TypeError, "payoff must be a real numeric array"),
+    ([[1, 2], [3]], 1, ValueError, "payoff must be a rectangular array"),
+    ([[1, 2], [3, None]], 1, TypeError, "payoff must be a real numeric array, got dtype object"),
     (np.zeros((2, 2), complex), 1, TypeError, "payoff must be a real numeric array"),
     (np.zeros((2, 2)), 0, ValueError, "episode_len must be >= 1"),
     (np.zeros((2, 2)), 1.0, TypeError, "episode_len must be an int"),
@@ -553,6 +555,8 @@ def test_bad_payoff(payoff, episode_len, error, match):
     (dict(n_agents=2.0), TypeError, "n_agents must be an int, got float 2.0"),
     (dict(n_agents="3"), TypeError, "n_agents must be an int, got str '3'"),
     (dict(n_agents=True), TypeError, "n_agents must be an int, got bool"),
+    (dict(n_agents=20), ValueError, r"n_agents=20 gives 3\*\*20 joint actions"),
+    (dict(n_agents=40), ValueError, "n_agents=40 gives"),
     (dict(episode_len=0), ValueError, "episode_len must be >= 1"),
 ])
 def test_bad_penalty_arguments(kwargs, error, match):
