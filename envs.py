@@ -169,6 +169,14 @@ class _Game:
 
     def _check_reference_args(self, state, t, actions):
         """Validated ``(state, t, actions)`` of ``reference_step``; actions as a tuple of ints."""
+        if (type(state) is int and type(t) is int and type(actions) is tuple  # fast path
+                and 0 <= state < self.n_states and 0 <= t < self.episode_limit
+                and len(actions) == self.n_agents):
+            for a, k in zip(actions, self.n_actions):
+                if type(a) is not int or not 0 <= a < k:
+                    break
+            else:
+                return state, t, actions
         state = _check_int(state, "state", 0, self.n_states)
         t = _check_int(t, "t", 0, self.episode_limit)
         try:
