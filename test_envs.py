@@ -673,8 +673,9 @@ def test_reference_step_bad_input(game):
         (None, TypeError, f"actions must be a sequence of n_agents={n} ints, got NoneType"),
         (3, TypeError, "actions must be a sequence"),
     ]:
-        with pytest.raises(error, match=match):
-            game.reference_step(s, t, actions)
+        for wrap in (list, tuple):  # tuples of ints take the fast path
+            with pytest.raises(error, match=match):
+                game.reference_step(s, t, wrap(actions) if isinstance(actions, list) else actions)
     for state, t_, error, match in [
         (-1, 0, ValueError, rf"state must be in \[0, {game.n_states}\), got -1"),
         (game.n_states, 0, ValueError, rf"state must be in \[0, {game.n_states}\), got {game.n_states}"),
@@ -683,8 +684,9 @@ def test_reference_step_bad_input(game):
         (s, game.episode_limit, ValueError, rf"t must be in \[0, {game.episode_limit}\)"),
         (s, 0.5, TypeError, "t must be an int, got float"),
     ]:
-        with pytest.raises(error, match=match):
-            game.reference_step(state, t_, ok)
+        for wrap in (list, tuple):
+            with pytest.raises(error, match=match):
+                game.reference_step(state, t_, wrap(ok))
     # numpy scalars, 0-d arrays and arrays are fine and give the same answer
     expected = game.reference_step(s, t, ok)
     assert game.reference_step(np.int64(s), np.array(t), np.zeros(n, np.int32)) == expected
