@@ -40,8 +40,8 @@ order of summation. Every kernel has a slow loop-for-loop twin in ``test_asae.py
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import NamedTuple, Protocol, Sequence
 import time
 
 import numpy as np
@@ -52,7 +52,8 @@ __all__ = [
     "exact_policy_gradient", "joint_surrogate", "synchronous_marginal_advantage",
     "counterfactual_advantage", "sync_weights", "sequential_weights",
     "clipped_surrogate", "clipped_surrogate_grad",
-    "Config", "TrainResult", "train", "evaluate", "advantage_bias", "METHODS",
+    "method_advantages", "Config", "TrainResult", "BatchedEnv", "train", "evaluate",
+    "advantage_bias", "METHODS",
 ]
 
 #: Log-space saturation of importance ratios and weights (a documented choice): a ratio or
@@ -738,327 +739,9 @@ def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps:
     return out
 
 
-# =======================================================================================
-# Learners: decentralised tabular softmax actors, centralised tabular critics (E7–E10)
-# =======================================================================================
-
-METHODS = ("async", "asae", "happo", "coma", "exact_sync")
-
-
-@dataclass(frozen=True)
-class Config:
-    """Hyperparameters of :func:`train`. One documented field each; defaults are for the
-    one-step matrix games with payoffs scaled to ~[-1, 1] (``reward_scale``)."""
-
-    gamma: float = 0.99
-    """Discount γ (E10). 0.99: standard; irrelevant in one-step games."""
-    lam: float = 0.95
-    """GAE λ (E10). 0.95: the usual PPO/MAPPO value."""
-    clip_eps: float = 0.2
-    """PPO ratio clip ε for each agent's sub-problem (E8). 0.2: the PPO/MAPPO default."""
-    sync_clip: float | None = 0.5
-    """**Our choice** (E8): ASAE weights w^i clipped to [1−c, 1+c]; None = no clip. 0.5 keeps
-    every weight in [0.5, 1.5]: wide enough that inside the PPO range (n=2, ε=0.2 gives
-    w ∈ [0.8, 1.2]) the clip never acts, and it bounds the variance when partners overshoot."""
-    epochs: int = 4
-    """Passes over each rollout per update (K in E8). 4: a common PPO setting."""
-    minibatches: int = 4
-    """Minibatches per epoch; each is one gradient step. 4 → 16 steps per update."""
-    lr_actor: float = 1.0
-    """SGD step size on the actors' logits (tabular, gradient of the batch-mean objective)."""
-    lr_critic: float = 0.5
-    """SGD step size of the tabular critics on ½(R − V)² (and ½(R − Q)² for COMA)."""
-    entropy_coef: float = 0.01
-    """Entropy bonus on each agent's policy. 0.01: a small, standard exploration bonus."""
-    n_envs: int = 32
-    """Parallel environments B per rollout."""
-    rollout_len: int = 8
-    """Steps T per environment per rollout; one update per rollout (N = T·B samples)."""
-    iterations: int = 100
-    """Number of rollout + update iterations."""
-    seed: int = 0
-    """Seed of every random choice (initial logits, sampling, minibatches, HAPPO order)."""
-    init_logit_std: float = 1.0
-    """Initial logits ~ N(0, std²), drawn from ``seed`` alone, so every method starts from the
-    same policy under the same seed. 0 gives uniform policies (all seeds in one basin)."""
-    reward_scale: float = 1.0
-    """Rewards are multiplied by this before learning (e.g. 1/max|payoff|); reported returns
-    are unscaled."""
-    track_bias: bool = False
-    """Matrix games only: record the exact bias and second moment of the advantage each
-    method uses at every gradient step (see :func:`advantage_bias`)."""
-    record_policies: bool = False
-    """Keep each iteration's policy tables (for exact expected-return curves)."""
-    eval_episodes: int = 32
-    """Episodes of the final greedy and stochastic evaluation."""
-
-    def __post_init__(self):
-        for name in ("gamma", "lam"):
-            _scalar(name, getattr(self, name), 0.0, 1.0)
-        _scalar("clip_eps", self.clip_eps, 0.0, 1.0)
-        if self.sync_clip is not None:
-            _scalar("sync_clip", self.sync_clip, 0.0, np.inf)
-        for name in ("lr_actor", "lr_critic", "entropy_coef", "init_logit_std"):
-            _scalar(name, getattr(self, name), 0.0, np.inf)
-        _scalar("reward_scale", self.reward_scale, 0.0, np.inf, lo_open=True)
-        for name in ("epochs", "minibatches", "n_envs", "rollout_len", "iterations", "eval_episodes"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"Config.{name} must be an integer ≥ 1; got {v!r}")
-        if self.minibatches > self.n_envs * self.rollout_len:
-            raise ValueError(f"Config.minibatches ({self.minibatches}) must be ≤ n_envs·rollout_len "
-                             f"({self.n_envs * self.rollout_len})")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
-            raise ValueError(f"Config.seed must be a non-negative integer; got {self.seed!r}")
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns. Curves have one entry per iteration."""
-
-    method: str
-    iterations: np.ndarray
-    """(I,) iteration index 1..I (after that many updates)."""
-    env_steps: np.ndarray
-    """(I,) cumulative environment steps (each step of each env counts once)."""
-    mean_return: np.ndarray
-    """(I,) mean team return of the episodes that ended during that iteration's rollout
-    (NaN if none ended)."""
-    greedy_return: float
-    """Mean team return of the final greedy (argmax) joint policy."""
-    stochastic_return: float
-    """Mean team return of the final stochastic joint policy."""
-    greedy_optimal: bool
-    """Whether the greedy joint policy reaches ``env.optimum`` (within 1e-6)."""
-    wall_time: float
-    """Seconds spent in :func:`train` (rollouts + updates + evaluation)."""
-    logits: list
-    """Final per-agent logits tables, each (n_obs, A_i)."""
-    values: np.ndarray
-    """Final critic V(state), (n_states,)."""
-    policies: list | None = None
-    """If ``record_policies``: per iteration, the per-agent probability tables (n_obs, A_i)
-    at the start (index 0) and after each update."""
-    bias: dict | None = None
-    """If ``track_bias``: see :func:`advantage_bias`."""
-    diagnostics: dict = field(default_factory=dict)
-    """Numerics and identities: max |logit|, max ratio, max weight, all finite; max |w − 1| in
-    the first minibatch of each update (asae); max |M − 1| of the first agent (happo)."""
-
-
-def _check_env(env, method: str, cfg: Config, need_payoff: bool):
-    for attr in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "reset", "step"):
-        if not hasattr(env, attr):
-            raise TypeError(f"env must provide the batched interface; missing attribute {attr!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    if not isinstance(cfg, Config):
-        raise TypeError(f"config must be an asae.Config; got {type(cfg).__name__}")
-    if len(tuple(env.n_actions)) != env.n_agents:
-        raise ValueError("env.n_actions must hold one action count per agent")
-    if need_payoff:
-        payoff = getattr(env, "payoff", None)
-        if payoff is None or env.n_states != 1 or env.n_obs != 1:
-            raise ValueError(f"method {method!r} / track_bias need a one-step matrix game "
-                             "(env.payoff, one state, one observation)")
-        payoff = _float_array("env.payoff", payoff)
-        if payoff.shape != tuple(env.n_actions):
-            raise ValueError(f"env.payoff must have shape {tuple(env.n_actions)}; got {payoff.shape}")
-        return payoff
-    return None
-
-
-@njit(cache=True)
-def _sample_kernel(table, obs, u, out):
-    """a_t ~ softmax(table[obs_t]) by inverse CDF with uniforms u_t (one agent, a batch)."""
-    A = table.shape[1]
-    for b in range(obs.shape[0]):
-        row = table[obs[b]]
-        zmax, s = _max_sumexp(row)
-        target = u[b] * s
-        c = 0.0
-        a = A - 1
-        for k in range(A):
-            c += np.exp(row[k] - zmax)
-            if target < c:
-                a = k
-                break
-        out[b] = a
-
-
-@njit(cache=True)
-def _gather_log_probs_kernel(table, obs, actions, out_lp):
-    """log π(a_t | o_t) for a batch, via log-softmax of the gathered logits row."""
-    for t in range(obs.shape[0]):
-        row = table[obs[t]]
-        zmax, s = _max_sumexp(row)
-        out_lp[t] = row[actions[t]] - zmax - np.log(s)
-
-
-@njit(cache=True)
-def _entropy_grad_kernel(z, coef, out):
-    """out += coef · ∂H/∂z, H(π) = −Σ_k π_k log π_k, ∂H/∂z_k = −π_k (log π_k + H)."""
-    N, A = z.shape
-    lp = np.empty(A)
-    for t in range(N):
-        zmax, s = _max_sumexp(z[t])
-        H = 0.0
-        for k in range(A):
-            lp[k] = z[t, k] - zmax - np.log(s)
-            H -= np.exp(lp[k]) * lp[k]
-        for k in range(A):
-            out[t, k] -= coef * np.exp(lp[k]) * (lp[k] + H)
-
-
-@njit(cache=True)
-def _scatter_add_rows_kernel(table, rows, grads, scale):
-    """table[rows[t]] += scale · grads[t] (repeated rows accumulate)."""
-    for t in range(rows.shape[0]):
-        r = rows[t]
-        for k in range(grads.shape[1]):
-            table[r, k] += scale * grads[t, k]
-
-
-class _Rollout:
-    """Flattened samples of one rollout (N = T·B), plus episode statistics."""
-
-    def __init__(self, obs, actions, rewards, terminated, truncated, states, next_states, ended):
-        self.obs, self.actions, self.rewards = obs, actions, rewards
-        self.terminated, self.truncated = terminated, truncated
-        self.states, self.next_states, self.ended_returns = states, next_states, ended
-
-
-def _rollout(env, logits, obs, state, ep_ret, T, rng):
-    """Run T batched steps with the current stochastic policies. Returns (rollout, obs, state)."""
-    B, n = obs.shape
-    O = np.empty((T, B, n), np.int64)
-    Acts = np.empty((T, B, n), np.int64)
-    R = np.empty((T, B))
-    TE = np.empty((T, B), np.bool_)
-    TR = np.empty((T, B), np.bool_)
-    S = np.empty((T, B), np.int64)
-    S2 = np.empty((T, B), np.int64)
-    ended = []
-    act = np.empty((B, n), np.int64)
-    col = np.empty(B, np.int64)
-    for t in range(T):
-        O[t], S[t] = obs, state
-        u = rng.random((n, B))
-        for i in range(n):
-            _sample_kernel(logits[i], np.ascontiguousarray(obs[:, i]), u[i], col)
-            act[:, i] = col
-        Acts[t] = act
-        obs, state, r, term, trunc, final = env.step(act)
-        R[t], TE[t], TR[t] = r, term, trunc
-        done = term | trunc
-        # V(s'_t): the true next state; for a finished env the state it ended in (E10).
-        S2[t] = np.where(done, final, state)
-        ep_ret += r
-        if done.any():
-            ended.extend(ep_ret[done].tolist())
-            ep_ret[done] = 0.0
-    return _Rollout(O, Acts, R, TE, TR, S, S2, ended), obs, state
-
-
-def _policy_tables(logits):
-    return [softmax(z) for z in logits]
-
-
-def _joint_index(actions, n_actions):
-    """Flat index of each joint action (C order over agents)."""
-    return np.ravel_multi_index(tuple(actions.T), n_actions).astype(np.int64)
-
-
-def _coma_advantages(Q, states, actions, logits_old, obs, n_actions):
-    """E7 for every agent: Q(s,a) − Σ_b π^i_old(b) Q(s,(b,a^-i)) from the tabular Q critic."""
-    N, n = actions.shape
-    flat = _joint_index(actions, n_actions)
-    strides = np.array([int(np.prod(n_actions[i + 1:])) for i in range(n)], np.int64)
-    out = np.empty((N, n))
-    tmp = np.empty(N)
-    for i in range(n):
-        b = np.arange(n_actions[i])
-        cf = flat[:, None] + (b[None, :] - actions[:, i:i + 1]) * strides[i]   # (b, a^-i)
-        q_agent = np.ascontiguousarray(Q[states[:, None], cf])
-        pi_agent = softmax(logits_old[i][obs[:, i]])
-        _counterfactual_kernel(q_agent, pi_agent, np.ascontiguousarray(actions[:, i]), tmp)
-        out[:, i] = tmp
-    return out
-
-
-def _exact_sync_table(payoff, v_old, current, i):
-    """E6 against the partners' current policies: Q^i_{π_k^-i}(a^i) − V_old, over a^i."""
-    return np.asarray(_contract(payoff, current, i), dtype=np.float64) - v_old
-
-
-def _joint_log_ratio_table(current_logp, old_logp):
-    """(∏A_j, n): log ρ^j(a^j) = log π_k^j(a^j) − log π_old^j(a^j) for every joint action,
-    from per-agent log-probability vectors (``log_softmax`` of the logits)."""
-    grids = np.meshgrid(*[c - o for c, o in zip(current_logp, old_logp)], indexing="ij")
-    return np.stack([g.ravel() for g in grids], axis=1)
-
-
-class _BiasProbe:
-    """Exact bias/variance of the per-agent advantage a method uses (matrix games only).
-
-    At each gradient step, for agent i the method's *expected* advantage given a^i is
-    ``u^i(a^i) = E_{a^-i~π_old^-i}[ω^i(a) A_old(a)]`` with the method's weight ω^i (1 for
-    async and COMA — whose expectation is A^i_old by E7 — w^i of E8 for asae, M of E9 for
-    happo, the unclipped E6 weight for exact_sync), and exact ``A_old = payoff − V_old``.
-    After the update the target is Ã^i of E6 under the updated partners.
-
-    Alongside, the same quantities with ω = 1 (the asynchronous estimate) are recorded at
-    the same steps, so a method can be compared with async *on its own training path*.
-    """
-
-    def __init__(self, payoff):
-        self.payoff = payoff
-        self.abs_err, self.abs_err_async = [], []          # |u^i − Ã^i|, |A^i_old − Ã^i|
-        self.second_moment, self.second_moment_async = [], []
-        self.pending = []
-
-    def start(self, old):
-        self.v_old = float(_contract(self.payoff, old, None))
-        self.A_old = self.payoff - self.v_old                      # exact A_{π_old}(a), E1
-        self.p_old = _contract_outer(old)                          # π_old(a)
-        n = self.payoff.ndim                                       # π_old^{-i}(a^{-i}) per agent
-        self.p_partners = [_contract_outer([np.ones_like(p) if j == i else p
-                                            for j, p in enumerate(old)]) for i in range(n)]
-        self.pending = []
-
-    def record(self, i, weights_i):
-        """weights_i: ω^i(a) for every joint action, shaped like the payoff."""
-        other_axes = tuple(j for j in range(self.payoff.ndim) if j != i)
-        used = np.sum(self.p_partners[i] * weights_i * self.A_old, axis=other_axes)
-        used_async = np.sum(self.p_partners[i] * self.A_old, axis=other_axes)   # A^i_old, E3
-        self.pending.append((i, used, used_async))
-        self.second_moment.append(float(np.sum(self.p_old * (weights_i * self.A_old) ** 2)))
-        self.second_moment_async.append(float(np.sum(self.p_old * self.A_old ** 2)))
-
-    def finish(self, new):
-        targets = [np.asarray(_contract(self.payoff, new, i)) - self.v_old
-                   for i in range(self.payoff.ndim)]
-        for i, used, used_async in self.pending:
-            self.abs_err.append(np.abs(used - targets[i]))
-            self.abs_err_async.append(np.abs(used_async - targets[i]))
-        self.pending = []
-
-    def summary(self):
-        mean = lambda xs: float(np.mean(np.concatenate([np.atleast_1d(x) for x in xs]))) if xs else float("nan")
-        return {"mean_abs_bias": mean(self.abs_err),
-                "mean_abs_bias_async": mean(self.abs_err_async),
-                "mean_second_moment": mean(self.second_moment),
-                "mean_second_moment_async": mean(self.second_moment_async),
-                "n_steps": len(self.second_moment)}
-
-
-def _contract_outer(policies):
-    """π(a) = ∏_j π^j(a^j) as a joint table."""
-    out = np.ones(())
-    for p in policies:
-        out = np.multiply.outer(out, p)
-    return out
-
+# ---------------------------------------------------------------------------------------
+# E8 in use — the advantage each agent's surrogate uses, per method
+# ---------------------------------------------------------------------------------------
 
 def _weight_bounds(clip):
     """Log-space bounds of the E8 weights: [log(1−c), log(1+c)], or ±MAX_LOG_RATIO."""
@@ -1068,192 +751,1092 @@ def _weight_bounds(clip):
     return lo, min(np.log1p(clip), MAX_LOG_RATIO)
 
 
-class _Learner:
-    """State of one training run: actors, critics, and the per-update logic of each method."""
+#: The learners. Their index in this tuple is the method's code inside the jitted kernels.
+METHODS = ("async", "asae", "happo", "coma", "exact_sync", "exact_async")
 
-    def __init__(self, env, method, cfg, payoff):
-        self.env, self.method, self.cfg = env, method, cfg
-        self.n = int(env.n_agents)
-        self.A = tuple(int(k) for k in env.n_actions)
-        init = np.random.default_rng([cfg.seed, 0])       # same initial logits for every method
-        self.rng = np.random.default_rng([cfg.seed, 1])
-        self.logits = [cfg.init_logit_std * init.standard_normal((int(env.n_obs), k)) for k in self.A]
-        self.V = np.zeros(int(env.n_states))
-        self.Q = np.zeros((int(env.n_states), int(np.prod(self.A)))) if method == "coma" else None
-        self.payoff = payoff
-        self.probe = _BiasProbe(payoff) if cfg.track_bias else None
-        self.diag = dict(max_abs_logit=0.0, max_ratio=0.0, max_weight=0.0,
-                         first_step_weight_dev=0.0, first_agent_M_dev=0.0, all_finite=True)
 
-    # -- one update (E8/E9/E7 per method) on one rollout ----------------------------------
-    def update(self, roll):
-        cfg, n = self.cfg, self.n
-        T, B, _ = roll.obs.shape
-        N = T * B
-        # E10: advantages and returns from the critic as it stands before this update.
-        adv = np.empty((T, B))
-        ret = np.empty((T, B))
-        _gae_kernel(roll.rewards * cfg.reward_scale, self.V[roll.states], self.V[roll.next_states],
-                    roll.terminated, roll.truncated, cfg.gamma, cfg.lam, adv, ret)
-        self.obs = [np.ascontiguousarray(roll.obs[:, :, i].ravel()) for i in range(n)]
-        self.act = [np.ascontiguousarray(roll.actions[:, :, i].ravel()) for i in range(n)]
-        self.old_lp = np.empty((N, n))
+@njit(cache=True)
+def _method_advantages_kernel(method, base, log_ratios, lo, hi, max_log_ratio, order,
+                              actions, tables, out):
+    """The advantage Â^i_t each agent's E8 sub-problem uses, for every row t and agent i.
+
+    method (index in METHODS)      out[t, i]
+    0 async        (E7, Ā^i)        base[t, i]                      shared Â_t: weight 1
+    1 asae         (E8)             w^i_t · base[t, i]              w^i = ∏_{j≠i} ρ^j_t ∈ [e^lo, e^hi]
+    2 happo        (E9)             M^i_t · base[t, i]              M^{i_m} = ∏_{l<m} ρ^{i_l}_t
+    3 coma         (E7)             base[t, i]                      counterfactual A^i_C (weight 1)
+    4 exact_sync   (E6)             tables[i, a^i_t]                Ã^i under the current partners
+    5 exact_async  (E3/E7)          tables[i, a^i_t]                A^i under the partners' old policies
+    """
+    N, n = out.shape
+    if method == 1:
+        _sync_weights_rows(log_ratios, lo, hi, out, 0, N)                 # w^i_t (E8)
+    elif method == 2:
+        _sequential_weights_kernel(log_ratios, order, -max_log_ratio, max_log_ratio, out)  # M (E9)
+    for t in range(N):
         for i in range(n):
-            _gather_log_probs_kernel(self.logits[i], self.obs[i], self.act[i], self.old_lp[:, i])
-        adv, ret, states = adv.ravel(), ret.ravel(), roll.states.ravel()
-        if self.method == "coma":
-            self.base_adv = _coma_advantages(self.Q, states, roll.actions.reshape(N, n),
-                                             self.logits, roll.obs.reshape(N, n), self.A)
-        else:
-            self.base_adv = np.repeat(adv[:, None], n, axis=1)
-        if self.payoff is not None:
-            self.old_pi = [softmax(z[0]) for z in self.logits]
-            self.old_logp = [log_softmax(z[0]) for z in self.logits]
-            self.v_old = float(_contract(self.payoff, self.old_pi, None))
-            if self.probe:
-                self.probe.start(self.old_pi)
-        if self.method == "happo":
-            self._update_sequential(N)
-        else:
-            self._update_simultaneous(N)
-        if self.probe:
-            self.probe.finish([softmax(z[0]) for z in self.logits])
-        self._update_critics(states, ret, roll.actions.reshape(N, n))
-
-    def _minibatches(self, N):
-        for _ in range(self.cfg.epochs):
-            yield from np.array_split(self.rng.permutation(N), self.cfg.minibatches)
-
-    def _log_ratios(self, mb):
-        """(len(mb), n) current log ρ^j = log π_θk^j(a^j) − log π_old^j(a^j)."""
-        lr = np.empty((mb.size, self.n))
-        for j in range(self.n):
-            _gather_log_probs_kernel(self.logits[j], self.obs[j][mb], self.act[j][mb], lr[:, j])
-        lr -= self.old_lp[mb]
-        self.diag["max_ratio"] = max(self.diag["max_ratio"], float(np.exp(min(lr.max(), MAX_LOG_RATIO))))
-        return lr
-
-    def _actor_step(self, i, mb, adv_i):
-        """One SGD ascent step of agent i's clipped sub-problem (E8) on minibatch mb."""
-        cfg = self.cfg
-        obs_i = self.obs[i][mb]
-        z = self.logits[i][obs_i]
-        g = np.empty_like(z)
-        _clipped_surrogate_grad_kernel(z, self.act[i][mb], self.old_lp[mb, i],
-                                       np.ascontiguousarray(adv_i), cfg.clip_eps, MAX_LOG_RATIO, g)
-        if cfg.entropy_coef > 0:
-            _entropy_grad_kernel(z, cfg.entropy_coef, g)
-        _scatter_add_rows_kernel(self.logits[i], obs_i, g, cfg.lr_actor / mb.size)
-
-    def _update_simultaneous(self, N):
-        """async / coma / asae / exact_sync: every agent steps on every minibatch at once."""
-        lo, hi = _weight_bounds(self.cfg.sync_clip)
-        if self.method == "exact_sync":                   # scaled like the sampled rewards
-            payoff_s = self.payoff * self.cfg.reward_scale
-            v_old_s = self.v_old * self.cfg.reward_scale
-        for step, mb in enumerate(self._minibatches(N)):
-            lr = self._log_ratios(mb)
-            adv = self.base_adv[mb]
-            if self.method == "asae":                     # E8: w^i = ∏_{j≠i} ρ^j, a constant
-                w = np.empty_like(lr)
-                _sync_weights_kernel(lr, lo, hi, w)
-                self.diag["max_weight"] = max(self.diag["max_weight"], float(w.max()))
-                if step == 0:
-                    self.diag["first_step_weight_dev"] = max(self.diag["first_step_weight_dev"],
-                                                             float(np.abs(w - 1.0).max()))
-                adv = w * adv
-            elif self.method == "exact_sync":             # E6, exact, partners' current policies
-                cur = [softmax(z[0]) for z in self.logits]
-                adv = np.stack([_exact_sync_table(payoff_s, v_old_s, cur, i)[self.act[i][mb]]
-                                for i in range(self.n)], axis=1)
-            if self.probe:
-                self._probe_simultaneous(lo, hi)
-            for i in range(self.n):                       # weights fixed above: order irrelevant
-                self._actor_step(i, mb, adv[:, i])
-
-    def _update_sequential(self, N):
-        """happo (E9): agents update one after another in a random order; agent i_m's
-        advantage is multiplied by M = ∏_{l<m} ρ^{i_l} of the already-updated agents."""
-        order = self.rng.permutation(self.n)
-        all_rows = np.arange(N)
-        for m, i in enumerate(order):
-            M = np.empty((N, self.n))
-            _sequential_weights_kernel(self._log_ratios(all_rows), order, -MAX_LOG_RATIO,
-                                       MAX_LOG_RATIO, M)
-            if m == 0:
-                self.diag["first_agent_M_dev"] = max(self.diag["first_agent_M_dev"],
-                                                     float(np.abs(M[:, i] - 1.0).max()))
-            self.diag["max_weight"] = max(self.diag["max_weight"], float(M[:, i].max()))
-            if self.probe:
-                cur = [log_softmax(z[0]) for z in self.logits]
-                W = np.empty((int(np.prod(self.A)), self.n))
-                _sequential_weights_kernel(_joint_log_ratio_table(cur, self.old_logp), order,
-                                           -MAX_LOG_RATIO, MAX_LOG_RATIO, W)
-            for mb in self._minibatches(N):
-                if self.probe:
-                    self.probe.record(i, W[:, i].reshape(self.A))
-                self._actor_step(i, mb, M[mb, i] * self.base_adv[mb, i])
-
-    def _probe_simultaneous(self, lo, hi):
-        """Record the exact expected advantage each agent uses at this step (bias study)."""
-        if self.method in ("async", "coma"):
-            for i in range(self.n):
-                self.probe.record(i, np.ones(self.A))
-            return
-        cur = [log_softmax(z[0]) for z in self.logits]
-        table = _joint_log_ratio_table(cur, self.old_logp)
-        W = np.empty_like(table)
-        if self.method == "asae":
-            _sync_weights_kernel(table, lo, hi, W)
-        else:                                              # exact_sync: unclipped E6 weight
-            _sync_weights_kernel(table, -MAX_LOG_RATIO, MAX_LOG_RATIO, W)
-        for i in range(self.n):
-            self.probe.record(i, W[:, i].reshape(self.A))
-
-    def _update_critics(self, states, ret, joint_actions):
-        """SGD on ½(R_t − V(s_t))² (and ½(R_t − Q(s_t, a_t))² for COMA), tabular."""
-        cfg = self.cfg
-        flat = _joint_index(joint_actions, self.A) if self.Q is not None else None
-        for mb in self._minibatches(states.size):
-            s = states[mb]
-            self.V += cfg.lr_critic / mb.size * np.bincount(s, ret[mb] - self.V[s],
-                                                            minlength=self.V.size)
-            if self.Q is not None:
-                qi = s * self.Q.shape[1] + flat[mb]
-                self.Q.ravel()[:] += cfg.lr_critic / mb.size * np.bincount(
-                    qi, ret[mb] - self.Q.ravel()[qi], minlength=self.Q.size)
-
-    def finish_diagnostics(self):
-        d = self.diag
-        d["max_abs_logit"] = max(float(np.abs(z).max()) for z in self.logits)
-        d["all_finite"] = bool(all(np.all(np.isfinite(z)) for z in self.logits)
-                               and np.all(np.isfinite(self.V))
-                               and np.isfinite(d["max_ratio"]) and np.isfinite(d["max_weight"]))
-        return d
-
-
-def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0) -> float:
-    """Mean team return of one episode in each of ``episodes`` envs under the tabular
-    policies ``logits`` (argmax actions if ``greedy``, else sampled)."""
-    rng = np.random.default_rng([seed, 2])
-    obs, _ = env.reset(episodes, seed=seed)
-    ret = np.zeros(episodes)
-    active = np.ones(episodes, bool)
-    act = np.empty((episodes, len(logits)), np.int64)
-    col = np.empty(episodes, np.int64)
-    for _ in range(int(env.episode_limit)):
-        for i, z in enumerate(logits):
-            if greedy:
-                act[:, i] = np.argmax(z[obs[:, i]], axis=1)
+            if method == 1 or method == 2:
+                out[t, i] *= base[t, i]                                   # ω^i_t · Â_t
+            elif method == 4 or method == 5:
+                out[t, i] = tables[i, actions[t, i]]                      # exact table at a^i_t
             else:
-                _sample_kernel(z, np.ascontiguousarray(obs[:, i]), rng.random(episodes), col)
-                act[:, i] = col
-        obs, _, r, term, trunc, _ = env.step(act)
-        ret += np.where(active, r, 0.0)
-        active &= ~(term | trunc)
-        if not active.any():
-            break
-    return float(ret.mean())
+                out[t, i] = base[t, i]                                    # ω = 1
+
+
+def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: float | None = 0.5,
+                      order=None, actions=None, tables=None) -> np.ndarray:
+    """The advantage each agent's clipped sub-problem (E8) uses under ``method`` → (N, n).
+
+    This is the one line in which the learners differ; :func:`train` and
+    :func:`advantage_bias` both go through it (its kernel, inside the jitted update).
+
+    ==============  ========================================  ==========================
+    method          Â^i_t                                     needs
+    ==============  ========================================  ==========================
+    ``async``       Â_t (shared; E7's asynchronous Ā^i)        advantages (N,) or (N, n)
+    ``asae``        w^i_t Â_t, w^i = ∏_{j≠i} ρ^j_t (E8),      advantages, log_ratios,
+                    clipped to [1 − sync_clip, 1 + sync_clip]  sync_clip
+    ``happo``       M^i_t Â_t, M^{i_m} = ∏_{l<m} ρ^{i_l} (E9)  advantages, log_ratios, order
+    ``coma``        the counterfactual A^i_C (E7), as given   advantages (N, n)
+    ``exact_sync``  Ã^i(a^i_t), the exact E6 table under the  tables, actions
+                    partners' *current* policies
+    ``exact_async`` A^i(a^i_t), the exact E3 table under the  tables, actions
+                    partners' *old* policies
+    ==============  ========================================  ==========================
+
+    Args:
+        method: one of :data:`METHODS`.
+        advantages: (N,) shared Â_t, or (N, n) one column per agent (COMA's A^i_C).
+        log_ratios: (N, n) current ``log ρ^j_t`` of every agent (asae, happo).
+        sync_clip: asae's weight clip c (None: no clip).
+        order: happo's update order (a permutation of 0..n−1).
+        actions: (N, n) integer actions (exact methods).
+        tables: sequence of n vectors, ``tables[i][a]`` the exact advantage of agent i's
+            action a (exact methods).
+
+    >>> method_advantages("asae", [1.0], np.log([[2.0, 1.25]]), sync_clip=None).tolist()
+    [[1.25, 2.0]]
+    >>> method_advantages("happo", [1.0], np.log([[2.0, 1.25]]), order=[1, 0]).tolist()
+    [[1.25, 1.0]]
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    code = METHODS.index(method)
+    adv = _float_array("advantages", advantages, ndims=(1, 2))
+    exact = method in ("exact_sync", "exact_async")
+    if exact:
+        if tables is None or isinstance(tables, np.ndarray) and tables.ndim < 2:
+            raise TypeError(f"tables must be a sequence of per-agent advantage vectors for {method!r}")
+        vecs = [_float_array(f"tables[{i}]", v, ndims=(1,)) for i, v in enumerate(tables)]
+        n = len(vecs)
+        if n == 0 or any(v.size == 0 for v in vecs):
+            raise ValueError("tables must hold one non-empty vector per agent")
+    elif log_ratios is not None:
+        n = _float_array("log_ratios", log_ratios, ndims=(2,)).shape[1]
+    else:
+        n = adv.shape[1] if adv.ndim == 2 else 1
+    N = adv.shape[0]
+    base = np.ascontiguousarray(np.broadcast_to(adv[:, None], (N, n)) if adv.ndim == 1 else adv)
+    if base.shape != (N, n):
+        raise ValueError(f"advantages must have shape ({N},) or ({N}, {n}); got {_describe(adv)}")
+    lr = np.zeros((N, n))
+    if method in ("asae", "happo"):
+        if log_ratios is None:
+            raise TypeError(f"method {method!r} needs log_ratios of shape ({N}, n)")
+        lr = _float_array("log_ratios", log_ratios, ndims=(2,))
+        if lr.shape[0] != N or lr.shape[1] == 0:
+            raise ValueError(f"log_ratios must have shape ({N}, n ≥ 1); got {_describe(lr)}")
+    o = np.arange(n, dtype=np.int64)
+    if method == "happo":
+        if order is None:
+            raise TypeError("method 'happo' needs order, a permutation of 0..n−1")
+        o = _index_array("order", order, (n,), n)
+        if np.unique(o).size != n:
+            raise ValueError(f"order must be a permutation of 0..{n - 1}; got {o.tolist()}")
+    c = None if sync_clip is None else _scalar("sync_clip", sync_clip, 0.0, np.inf)
+    lo, hi = _weight_bounds(c)
+    acts = np.zeros((N, n), np.int64)
+    tab = np.zeros((n, 1))
+    if exact:
+        sizes = [v.size for v in vecs]
+        acts = _index_array("actions", actions, (N, n), max(sizes))
+        for i, k in enumerate(sizes):
+            if acts[:, i].size and acts[:, i].max() >= k:
+                raise ValueError(f"actions[:, {i}] must be < {k} (len(tables[{i}])); "
+                                 f"got {acts[:, i].max()}")
+        tab = np.zeros((n, max(sizes)))
+        for i, v in enumerate(vecs):
+            tab[i, :v.size] = v
+    out = np.empty((N, n))
+    _method_advantages_kernel(code, base, lr, lo, hi, MAX_LOG_RATIO, o, acts, tab, out)
+    return out
+
+
+# =======================================================================================
+# Learners: decentralised tabular softmax actors, centralised tabular critics (E7–E10)
+# =======================================================================================
+#
+# One training run = `iterations` × (rollout of T steps in B envs → one update). The update
+# (`_update`, jitted) is, per method:
+#   E10  Â, R = GAE(r · reward_scale, V(s), V(s'))           with V as it stands
+#   base Â (shared) | COMA's A^i_C from the Q critic | the exact E3 table (exact_async)
+#   K epochs × minibatches of one SGD step per agent on its clipped sub-problem (E8) with
+#        Â^i = method_advantages(...)  (weights from the log-ratios at that step);
+#        happo: agents one after another in a random order (E9)
+#   critics: K epochs × minibatches of SGD on ½(R − V(s))² (and ½(R − Q(s, a))², COMA)
+# Rollouts run inside the jitted loop when the env offers transition tables
+# (`env.tables()`), else through the env's own Python `step`.
+
+
+@njit(cache=True)
+def _rng_next(state):
+    """SplitMix64 (Steele, Lea & Flood 2014): the next 64-bit output of the stream ``state``."""
+    state[0] += np.uint64(0x9E3779B97F4A7C15)
+    z = state[0]
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def _rng_uniform(state):
+    """A uniform double in [0, 1) from the top 53 bits of the next output."""
+    return np.float64(_rng_next(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def _rng_permutation(state, out):
+    """Fill ``out`` with a uniformly random permutation of 0..len−1 (Fisher–Yates)."""
+    for k in range(out.shape[0]):
+        out[k] = k
+    for k in range(out.shape[0] - 1, 0, -1):
+        j = int(_rng_uniform(state) * (k + 1))
+        out[k], out[j] = out[j], out[k]
+
+
+def _rng(seed: int) -> np.ndarray:
+    """A fresh random stream for ``seed`` (its state is one uint64, advanced in place)."""
+    return np.array([(int(seed) * 0xD1B54A32D192ED03 + 1) % 2 ** 64], np.uint64)
+
+
+@njit(cache=True, inline='always')
+def _log_softmax_row(z, logp, pi):
+    """logp = log softmax(z) and pi = softmax(z) for one row, from one exp per action:
+    with m = max z and s = Σ_b exp(z_b − m), π_k = exp(z_k − m)/s and log π_k = z_k − m − log s."""
+    m = z[0]
+    for k in range(1, z.shape[0]):
+        if z[k] > m:
+            m = z[k]
+    s = 0.0
+    for k in range(z.shape[0]):
+        pi[k] = np.exp(z[k] - m)
+        s += pi[k]
+    log_norm = m + np.log(s)
+    for k in range(z.shape[0]):
+        logp[k] = z[k] - log_norm
+        pi[k] /= s
+
+
+@njit(cache=True)
+def _sample_actions(logits, n_actions, obs, rng, out):
+    """a^i_b ~ softmax(logits[i, obs[b, i]]) by inverse CDF, agent-major uniform draws."""
+    B, n = obs.shape
+    for i in range(n):
+        A = n_actions[i]
+        for b in range(B):
+            row = logits[i, obs[b, i], :A]
+            zmax, s = _max_sumexp(row)
+            target = _rng_uniform(rng) * s
+            c = 0.0
+            a = A - 1
+            for k in range(A):
+                c += np.exp(row[k] - zmax)
+                if target < c:
+                    a = k
+                    break
+            out[b, i] = a
+
+
+@njit(cache=True, inline='always')
+def _policy_grad_row(logp, pi, a, log_rho, log_x, adv, eps, entropy_coef, max_log_ratio, out):
+    """∇_z of one sample's E8 objective plus the entropy bonus, from the row's log-softmax.
+
+    Objective ``min(ρ Â, clip(x, 1−ε, 1+ε) (ρ/x) Â) + c·H(π)`` with ρ = exp(log_rho) the
+    agent's own ratio and x = exp(log_x) the ratio the clip acts on (x = ρ: PPO; x = the
+    joint ratio ∏_j ρ^j: ``clip_ratio="joint"``); ε = inf means no clip. Its gradient:
+        ∂/∂z_k = g (1[k=a] − π_k) − c π_k (log π_k + H),   H = −Σ_k π_k log π_k,
+        g = 0 where the clip binds, (Â > 0 and x > 1+ε) or (Â < 0 and x < 1−ε), else Â ρ.
+    ``logp``/``pi`` come from one :func:`_log_softmax_row` per (row, agent), which also
+    gave the ratio: one softmax serves the ratio, this gradient and the entropy.
+    """
+    rho = np.exp(min(log_rho, max_log_ratio))
+    x = rho if log_x == log_rho else np.exp(min(log_x, max_log_ratio))
+    binding = (adv > 0.0 and x > 1.0 + eps) or (adv < 0.0 and x < 1.0 - eps)
+    g = 0.0 if binding else adv * rho                     # d/dρ of the surrogate, times ρ
+    H = 0.0
+    for k in range(logp.shape[0]):
+        H -= pi[k] * logp[k]                               # entropy H(π)
+    for k in range(logp.shape[0]):
+        out[k] = g * ((1.0 if k == a else 0.0) - pi[k]) - entropy_coef * pi[k] * (logp[k] + H)
+
+
+@njit(cache=True)
+def _exact_tables(payoff, radix, n_actions, logp, v, out):
+    """out[i, k] = Σ_{a: a^i=k} ∏_{j≠i} π^j(a^j) payoff(a) − v for every agent i (E2/E3/E6).
+
+    ``payoff`` is the flat joint table (C order, strides ``radix``), ``logp`` (n, A_max) the
+    agents' log-policies. With the partners' old policies this is A^i_old (E3); with their
+    current ones Ã^i (E6), for v = V_old.
+    """
+    n = logp.shape[0]
+    out[:, :] = 0.0
+    for j in range(payoff.shape[0]):
+        for i in range(n):
+            p = 1.0
+            for l in range(n):
+                if l != i:
+                    p *= np.exp(logp[l, (j // radix[l]) % n_actions[l]])
+            out[i, (j // radix[i]) % n_actions[i]] += p * payoff[j]
+    for i in range(n):
+        for k in range(n_actions[i]):
+            out[i, k] -= v
+
+
+@njit(cache=True)
+def _joint_value_kernel(payoff, radix, n_actions, logp):
+    """E1: V = Σ_a ∏_j π^j(a^j) payoff(a) over the flat joint table."""
+    v = 0.0
+    for j in range(payoff.shape[0]):
+        p = 1.0
+        for l in range(logp.shape[0]):
+            p *= np.exp(logp[l, (j // radix[l]) % n_actions[l]])
+        v += p * payoff[j]
+    return v
+
+
+class _Hyper(NamedTuple):
+    """The scalars of :class:`Config` that the jitted update reads (built by ``_hyper``)."""
+    gamma: float
+    lam: float
+    clip_eps: float          # inf: no PPO clip
+    joint_clip: bool         # clip the joint ratio ∏_j ρ^j instead of the agent's own ρ^i
+    w_lo: float              # log-space bounds of the asae weights (sync_clip)
+    w_hi: float
+    max_log_ratio: float
+    epochs: int
+    minibatches: int
+    lr_actor: float
+    lr_critic: float
+    entropy_coef: float
+    reward_scale: float
+    track_bias: bool
+
+
+class _Batch(NamedTuple):
+    """One rollout, (T, B[, n]) arrays in time-major order."""
+    obs: np.ndarray          # (T, B, n) int64 observation ids
+    act: np.ndarray          # (T, B, n) int64 actions
+    rew: np.ndarray          # (T, B) team rewards (unscaled)
+    term: np.ndarray         # (T, B) bool
+    trunc: np.ndarray        # (T, B) bool
+    states: np.ndarray       # (T, B) int64 s_t
+    next_states: np.ndarray  # (T, B) int64 s'_t (the true successor, E10)
+
+
+class _Probe(NamedTuple):
+    """Accumulators of the exact bias probe (see :func:`advantage_bias`)."""
+    sums: np.ndarray         # (9,) running sums, see _probe_summary
+    agent: np.ndarray        # (P,) agent of each pending record of this update
+    used: np.ndarray         # (P, A_max) E_{a^-i~π_old^-i}[Â^i | a^i] the method used
+    grad: np.ndarray         # (P, A_max) E_{a~π_old}[∇_{z^i} objective] with those advantages
+    grad_async: np.ndarray   # (P, A_max) the same with ω = 1 (A_old)
+    logp: np.ndarray         # (P, n, A_max) the current log-policies at that step
+    count: np.ndarray        # (1,) pending records
+
+
+def _new_batch(T, B, n):
+    return _Batch(np.zeros((T, B, n), np.int64), np.zeros((T, B, n), np.int64), np.zeros((T, B)),
+                  np.zeros((T, B), np.bool_), np.zeros((T, B), np.bool_),
+                  np.zeros((T, B), np.int64), np.zeros((T, B), np.int64))
+
+
+def _new_probe(records, n, A_max):
+    return _Probe(np.zeros(9), np.zeros(records, np.int64), np.zeros((records, A_max)),
+                  np.zeros((records, A_max)), np.zeros((records, A_max)),
+                  np.zeros((records, n, A_max)), np.zeros(1, np.int64))
+
+
+@njit(cache=True)
+def _partner_prob(logp, n_actions, radix, j, i):
+    """π^{-i}(a^{-i}) = ∏_{l≠i} π^l(a^l) of the joint action with flat index j."""
+    p = 1.0
+    for l in range(logp.shape[0]):
+        if l != i:
+            p *= np.exp(logp[l, (j // radix[l]) % n_actions[l]])
+    return p
+
+
+@njit(cache=True)
+def _probe_grad(hp, cur, old, n_actions, radix, i, adv_of_joint, out):
+    """out = E_{a~π_old}[∇_{z^i} of agent i's clipped objective] with advantage
+    adv_of_joint[j] at joint action j — the PPO clip's indicator evaluated per joint action."""
+    A = n_actions[i]
+    n = cur.shape[0]
+    row = np.empty(A)
+    pi = np.exp(cur[i, :A])
+    out[:A] = 0.0
+    for j in range(adv_of_joint.shape[0]):
+        a = (j // radix[i]) % A
+        log_rho = cur[i, a] - old[i, a]
+        log_x = log_rho
+        if hp.joint_clip:
+            log_x = 0.0
+            for l in range(n):
+                al = (j // radix[l]) % n_actions[l]
+                log_x += cur[l, al] - old[l, al]
+        p = _partner_prob(old, n_actions, radix, j, i) * np.exp(old[i, a])
+        _policy_grad_row(cur[i, :A], pi, a, log_rho, log_x, adv_of_joint[j], hp.clip_eps, 0.0,
+                         hp.max_log_ratio, row)
+        for k in range(A):
+            out[k] += p * row[k]
+
+
+@njit(cache=True)
+def _probe_record(method, i, hp, cur, old, payoff, radix, n_actions, v_old, order, probe):
+    """Record, for agent i at this gradient step, the exact expectation of the advantage the
+    method uses given a^i, its second moment, and the expected gradient reaching z^i.
+
+    The method's advantage over every joint action a comes from the same
+    :func:`_method_advantages_kernel` as training, fed the exact A_old(a) = payoff(a) − V_old
+    (COMA: the exact counterfactual with Q = payoff) and the current log ratios.
+    """
+    J = payoff.shape[0]
+    n, A_max = cur.shape
+    log_ratios = np.empty((J, n))
+    acts = np.empty((J, n), np.int64)
+    base = np.empty((J, n))
+    for j in range(J):
+        for l in range(n):
+            a = (j // radix[l]) % n_actions[l]
+            acts[j, l] = a
+            log_ratios[j, l] = cur[l, a] - old[l, a]
+            if method == 3:                       # COMA: Q(a) − Σ_b π_old^l(b) Q(b, a^-l)
+                cf = payoff[j]
+                for b in range(n_actions[l]):
+                    cf -= np.exp(old[l, b]) * payoff[j + (b - a) * radix[l]]
+                base[j, l] = cf
+            else:
+                base[j, l] = payoff[j] - v_old
+    tables = np.zeros((n, A_max))
+    if method == 4:
+        _exact_tables(payoff, radix, n_actions, cur, v_old, tables)
+    elif method == 5:
+        _exact_tables(payoff, radix, n_actions, old, v_old, tables)
+    out = np.empty((J, n))
+    _method_advantages_kernel(method, base, log_ratios, hp.w_lo, hp.w_hi, hp.max_log_ratio, order,
+                              acts, tables, out)
+    k = probe.count[0]
+    probe.count[0] = k + 1
+    probe.agent[k] = i
+    probe.used[k, :] = 0.0
+    m2 = 0.0
+    m2_async = 0.0
+    for j in range(J):
+        p_partners = _partner_prob(old, n_actions, radix, j, i)
+        a = acts[j, i]
+        probe.used[k, a] += p_partners * out[j, i]
+        p = p_partners * np.exp(old[i, a])
+        m2 += p * out[j, i] ** 2
+        m2_async += p * (payoff[j] - v_old) ** 2
+    _probe_grad(hp, cur, old, n_actions, radix, i, out[:, i].copy(), probe.grad[k])
+    a_old = np.empty(J)
+    for j in range(J):
+        a_old[j] = payoff[j] - v_old
+    _probe_grad(hp, cur, old, n_actions, radix, i, a_old, probe.grad_async[k])
+    probe.logp[k] = cur
+    probe.sums[3] += m2
+    probe.sums[4] += m2_async
+    probe.sums[5] += 1.0
+
+
+@njit(cache=True)
+def _probe_finish(hp, new, old, payoff, radix, n_actions, v_old, probe):
+    """Compare this update's records with the target Ã^i of E6 under the *updated*
+    partners (and, for the gradient, the clipped gradient with Ã^i as the advantage)."""
+    n, A_max = new.shape
+    J = payoff.shape[0]
+    target = np.empty((n, A_max))
+    _exact_tables(payoff, radix, n_actions, new, v_old, target)          # Ã^i (E6)
+    a_old = np.empty((n, A_max))
+    _exact_tables(payoff, radix, n_actions, old, v_old, a_old)           # A^i_old (E3)
+    adv_t = np.empty(J)
+    g_t = np.empty(A_max)
+    for k in range(probe.count[0]):
+        i = probe.agent[k]
+        A = n_actions[i]
+        for a in range(A):
+            probe.sums[0] += abs(probe.used[k, a] - target[i, a])
+            probe.sums[1] += abs(a_old[i, a] - target[i, a])
+            probe.sums[2] += 1.0
+        for j in range(J):
+            adv_t[j] = target[i, (j // radix[i]) % A]
+        _probe_grad(hp, probe.logp[k], old, n_actions, radix, i, adv_t, g_t)
+        for a in range(A):
+            probe.sums[6] += abs(probe.grad[k, a] - g_t[a])
+            probe.sums[7] += abs(probe.grad_async[k, a] - g_t[a])
+            probe.sums[8] += 1.0
+    probe.count[0] = 0
+
+
+@njit(cache=True)
+def _state_log_policies(logits, n_actions, o, out):
+    """out[i] = log π^i(·|o) for every agent (padding columns left untouched)."""
+    pi = np.empty(logits.shape[2])
+    for i in range(logits.shape[0]):
+        A = n_actions[i]
+        _log_softmax_row(logits[i, o, :A], out[i, :A], pi[:A])
+
+
+@njit(cache=True)
+def _actor_step(i, hp, logits, n_actions, obs, act, rows, lp, pi, lr, adv, scale):
+    """One SGD ascent step of agent i's sub-problem (E8) on the minibatch ``rows``, from the
+    log-policies ``lp`` and log ratios ``lr`` computed before any agent moved."""
+    A = n_actions[i]
+    g = np.empty(A)
+    for r in range(rows.shape[0]):
+        t = rows[r]
+        log_x = lr[r, i]
+        if hp.joint_clip:                                      # x = ∏_j ρ^j
+            log_x = 0.0
+            for j in range(lr.shape[1]):
+                log_x += lr[r, j]
+        _policy_grad_row(lp[r, i, :A], pi[r, i, :A], act[t, i], lr[r, i], log_x, adv[r, i], hp.clip_eps,
+                         hp.entropy_coef, hp.max_log_ratio, g)
+        z = logits[i, obs[t, i]]
+        for k in range(A):
+            z[k] += scale * g[k]
+
+
+@njit(cache=True)
+def _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, lp, pi, lr, diag):
+    """lp[r, i] = log π^i_θk(·|o^i_t), pi[r, i] = π^i_θk(·|o^i_t) and lr[r, i] = log ρ^i_t
+    for t = rows[r] and every i in agents: one softmax per (row, agent) per minibatch."""
+    for r in range(rows.shape[0]):
+        t = rows[r]
+        for i in agents:
+            A = n_actions[i]
+            _log_softmax_row(logits[i, obs[t, i], :A], lp[r, i, :A], pi[r, i, :A])
+            lr[r, i] = lp[r, i, act[t, i]] - old_lp[t, i]
+            diag[0] = max(diag[0], lr[r, i])
+
+
+@njit(cache=True)
+def _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, tables, radix,
+                         payoff, payoff_s, v_old, v_old_s, old0, rng, diag, probe):
+    """async / asae / coma / exact_sync / exact_async: on every minibatch every agent takes
+    one step, all with advantages from the log ratios before any of them moved."""
+    N, n = base.shape
+    A_max = logits.shape[2]
+    M = hp.minibatches
+    size_max = N // M + (1 if N % M else 0)
+    perm = np.empty(N, np.int64)
+    lp = np.empty((size_max, n, A_max))
+    pi = np.empty((size_max, n, A_max))
+    lr = np.empty((size_max, n))
+    base_mb = np.empty((size_max, n))
+    act_mb = np.empty((size_max, n), np.int64)
+    adv = np.empty((size_max, n))
+    cur0 = np.zeros((n, A_max))
+    agents = np.arange(n)
+    for _ in range(hp.epochs):
+        _rng_permutation(rng, perm)
+        start = 0
+        for m in range(M):
+            size = N // M + (1 if m < N % M else 0)
+            rows = perm[start:start + size]
+            start += size
+            _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, lp, pi, lr, diag)
+            for r in range(size):
+                for i in range(n):
+                    base_mb[r, i] = base[rows[r], i]
+                    act_mb[r, i] = act[rows[r], i]
+            if method == 4 or hp.track_bias:
+                _state_log_policies(logits, n_actions, 0, cur0)
+            if method == 4:                                     # E6 under the current partners
+                _exact_tables(payoff_s, radix, n_actions, cur0, v_old_s, tables)
+            _method_advantages_kernel(method, base_mb[:size], lr[:size], hp.w_lo, hp.w_hi,
+                                      hp.max_log_ratio, agents, act_mb[:size], tables, adv[:size])
+            if hp.track_bias:
+                for i in range(n):
+                    _probe_record(method, i, hp, cur0, old0, payoff, radix, n_actions, v_old,
+                                  agents, probe)
+            for i in range(n):
+                _actor_step(i, hp, logits, n_actions, obs, act, rows, lp, pi, lr, adv,
+                            hp.lr_actor / size)
+
+
+@njit(cache=True)
+def _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, radix, payoff,
+                       v_old, old0, rng, diag, probe):
+    """happo (E9): agents update one after another in a random order; agent i_m's advantage
+    is M^{i_m} Â with M from the already-updated agents' ratios, fixed during its turn."""
+    N, n = base.shape
+    A_max = logits.shape[2]
+    M = hp.minibatches
+    size_max = N // M + (1 if N % M else 0)
+    order = np.empty(n, np.int64)
+    _rng_permutation(rng, order)
+    all_rows = np.arange(N)
+    agents = np.arange(n)
+    lp_all = np.empty((N, n, A_max))
+    pi_all = np.empty((N, n, A_max))
+    lr_all = np.empty((N, n))
+    adv_all = np.empty((N, n))
+    perm = np.empty(N, np.int64)
+    lp = np.empty((size_max, n, A_max))
+    pi = np.empty((size_max, n, A_max))
+    lr = np.empty((size_max, n))
+    adv = np.empty((size_max, n))
+    cur0 = np.zeros((n, A_max))
+    for m in range(n):
+        i = order[m]
+        _minibatch_logp(logits, n_actions, obs, act, old_lp, all_rows, agents, lp_all, pi_all,
+                        lr_all, diag)
+        _method_advantages_kernel(2, base, lr_all, hp.w_lo, hp.w_hi, hp.max_log_ratio, order,
+                                  act, tables, adv_all)             # M^i Â (E9)
+        me = agents[i:i + 1]
+        for _ in range(hp.epochs):
+            _rng_permutation(rng, perm)
+            start = 0
+            for mb in range(M):
+                size = N // M + (1 if mb < N % M else 0)
+                rows = perm[start:start + size]
+                start += size
+                _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, me, lp, pi, lr, diag)
+                for r in range(size):
+                    adv[r, i] = adv_all[rows[r], i]
+                    for j in range(n):
+                        if j != i:
+                            lr[r, j] = lr_all[rows[r], j]          # partners: fixed this turn
+                if hp.track_bias:
+                    _state_log_policies(logits, n_actions, 0, cur0)
+                    _probe_record(2, i, hp, cur0, old0, payoff, radix, n_actions, v_old, order, probe)
+                _actor_step(i, hp, logits, n_actions, obs, act, rows, lp, pi, lr, adv,
+                            hp.lr_actor / size)
+
+
+@njit(cache=True)
+def _critic_step(hp, V, Q, states, joint, ret, rng):
+    """K epochs × minibatches of SGD on ½(R_t − V(s_t))² (and ½(R_t − Q(s_t, a_t))², COMA;
+    Q has one column when unused), each a step on the minibatch mean."""
+    N = ret.shape[0]
+    M = hp.minibatches
+    coma = Q.shape[1] > 1
+    perm = np.empty(N, np.int64)
+    dv = np.empty(N)
+    dq = np.empty(N)
+    for _ in range(hp.epochs):
+        _rng_permutation(rng, perm)
+        start = 0
+        for m in range(M):
+            size = N // M + (1 if m < N % M else 0)
+            scale = hp.lr_critic / size
+            for r in range(start, start + size):         # errors before any change in this step
+                t = perm[r]
+                dv[r] = ret[t] - V[states[t]]
+                if coma:
+                    dq[r] = ret[t] - Q[states[t], joint[t]]
+            for r in range(start, start + size):
+                t = perm[r]
+                V[states[t]] += scale * dv[r]
+                if coma:
+                    Q[states[t], joint[t]] += scale * dq[r]
+            start += size
+
+
+@njit(cache=True)
+def _update(method, hp, logits, n_actions, V, Q, batch, radix, payoff, payoff_s, rng, diag, probe):
+    """One update on one rollout (see the learner banner above); returns 0, or the code of
+    the first table that is no longer finite: 1 V, 2 Q, 10 + i agent i's logits."""
+    T, B = batch.rew.shape
+    n, _, A_max = logits.shape
+    N = T * B
+    r = np.empty((T, B))
+    v = np.empty((T, B))
+    nv = np.empty((T, B))
+    for t in range(T):
+        for b in range(B):
+            r[t, b] = batch.rew[t, b] * hp.reward_scale
+            v[t, b] = V[batch.states[t, b]]
+            nv[t, b] = V[batch.next_states[t, b]]
+    adv = np.empty((T, B))
+    ret = np.empty((T, B))
+    _gae_kernel(r, v, nv, batch.term, batch.trunc, hp.gamma, hp.lam, adv, ret)   # E10
+    obs = batch.obs.reshape(N, n)
+    act = batch.act.reshape(N, n)
+    states = batch.states.reshape(N)
+    adv = adv.reshape(N)
+    ret = ret.reshape(N)
+    joint = np.zeros(N, np.int64)
+    old_lp = np.empty((N, n))
+    base = np.empty((N, n))
+    row = np.empty(A_max)
+    pirow = np.empty(A_max)
+    for t in range(N):
+        for i in range(n):
+            joint[t] += act[t, i] * radix[i]
+    for t in range(N):
+        for i in range(n):
+            A = n_actions[i]
+            a = act[t, i]
+            _log_softmax_row(logits[i, obs[t, i], :A], row[:A], pirow[:A])
+            old_lp[t, i] = row[a]
+            if method == 3:                   # COMA (E7): Q(s,a) − Σ_b π_old^i(b) Q(s,(b,a^-i))
+                cf = Q[states[t], joint[t]]
+                for bb in range(A):
+                    cf -= pirow[bb] * Q[states[t], joint[t] + (bb - a) * radix[i]]
+                base[t, i] = cf
+            else:
+                base[t, i] = adv[t]           # the shared Â_t
+    exact = method == 4 or method == 5
+    old0 = np.zeros((n, A_max))
+    tables = np.zeros((n, A_max))
+    v_old = 0.0
+    v_old_s = 0.0
+    if exact or hp.track_bias:                # one-step matrix games: one state, obs 0
+        _state_log_policies(logits, n_actions, 0, old0)
+        v_old = _joint_value_kernel(payoff, radix, n_actions, old0)
+        v_old_s = _joint_value_kernel(payoff_s, radix, n_actions, old0)
+    if method == 5:                           # exact_async: A^i under the old partners (E3)
+        _exact_tables(payoff_s, radix, n_actions, old0, v_old_s, tables)
+    if method == 2:
+        _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, radix, payoff,
+                           v_old, old0, rng, diag, probe)
+    else:
+        _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, tables, radix,
+                             payoff, payoff_s, v_old, v_old_s, old0, rng, diag, probe)
+    if hp.track_bias:
+        new0 = np.zeros((n, A_max))
+        _state_log_policies(logits, n_actions, 0, new0)
+        _probe_finish(hp, new0, old0, payoff, radix, n_actions, v_old, probe)
+    _critic_step(hp, V, Q, states, joint, ret, rng)
+    for i in range(n):                        # guard: never go on from a non-finite table
+        for o in range(logits.shape[1]):
+            for k in range(n_actions[i]):
+                if not np.isfinite(logits[i, o, k]):
+                    return 10 + i
+    for s in range(V.shape[0]):
+        if not np.isfinite(V[s]):
+            return 1
+    for s in range(Q.shape[0]):
+        for j in range(Q.shape[1]):
+            if not np.isfinite(Q[s, j]):
+                return 2
+    return 0
+
+
+@njit(cache=True)
+def _rollout_tables(next_state, reward, terminated, obs_table, start, time_limit, radix, logits,
+                    n_actions, state, t_ep, ep_ret, rng, batch):
+    """T steps of B envs from the env's transition tables (the ``env.tables()`` protocol),
+    sampling with the current policies. Returns (Σ returns, count) of episodes that ended."""
+    T, B = batch.rew.shape
+    n = logits.shape[0]
+    obs = np.empty((B, n), np.int64)
+    act = np.empty((B, n), np.int64)
+    ended_sum = 0.0
+    ended = 0
+    for t in range(T):
+        for b in range(B):
+            for i in range(n):
+                obs[b, i] = obs_table[state[b], i]
+        _sample_actions(logits, n_actions, obs, rng, act)
+        for b in range(B):
+            s = state[b]
+            j = 0
+            for i in range(n):
+                j += act[b, i] * radix[i]
+                batch.obs[t, b, i] = obs[b, i]
+                batch.act[t, b, i] = act[b, i]
+            s2 = next_state[s, j]
+            r = reward[s, j]
+            term = terminated[s, j]
+            trunc = (not term) and t_ep[b] + 1 >= time_limit
+            batch.states[t, b] = s
+            batch.next_states[t, b] = s2                     # V(s'_t): the true successor
+            batch.rew[t, b] = r
+            batch.term[t, b] = term
+            batch.trunc[t, b] = trunc
+            ep_ret[b] += r
+            if term or trunc:
+                ended_sum += ep_ret[b]
+                ended += 1
+                ep_ret[b] = 0.0
+                state[b] = start
+                t_ep[b] = 0
+            else:
+                state[b] = s2
+                t_ep[b] += 1
+    return ended_sum, ended
+
+
+@njit(cache=True)
+def _train_tables(method, hp, logits, n_actions, V, Q, next_state, reward, terminated, obs_table,
+                  start, time_limit, radix, payoff, payoff_s, rng, diag, probe, batch, curve,
+                  policy_log):
+    """The whole training run for an env with transition tables: every iteration a rollout
+    and an update, in one call. Returns (iteration, code) of a guard failure, or (−1, 0)."""
+    B = batch.rew.shape[1]
+    state = np.full(B, start, np.int64)
+    t_ep = np.zeros(B, np.int64)
+    ep_ret = np.zeros(B)
+    record = policy_log.shape[0] > 1
+    if record:
+        policy_log[0] = logits
+    for it in range(curve.shape[0]):
+        total, ended = _rollout_tables(next_state, reward, terminated, obs_table, start,
+                                       time_limit, radix, logits, n_actions, state, t_ep, ep_ret,
+                                       rng, batch)
+        curve[it] = total / ended if ended > 0 else np.nan
+        code = _update(method, hp, logits, n_actions, V, Q, batch, radix, payoff, payoff_s, rng,
+                       diag, probe)
+        if code != 0:
+            return it, code
+        if record:
+            policy_log[it + 1] = logits
+    return -1, 0
+
+
+# ---------------------------------------------------------------------------------------
+# The public learner: Config, TrainResult, train, evaluate, advantage_bias
+# ---------------------------------------------------------------------------------------
+
+#: ``train`` refuses a run whose tables (logits, critics, transition tables, recorded
+#: policies) would need more than this many bytes, rather than exhausting memory.
+MAX_TABLE_BYTES = 2 ** 30
+
+
+def _doc(default, doc: str, **kw):
+    """A dataclass field carrying its one-line documentation (shown by ``help()``)."""
+    return field(default=default, metadata={"doc": doc}, **kw)
+
+
+def _document_fields(cls, heading: str):
+    """Append a numpydoc section listing every field with its doc to ``cls.__doc__``."""
+    lines = [cls.__doc__.rstrip(), "", heading, "-" * len(heading)]
+    for f in fields(cls):
+        default = "" if f.default is MISSING else f", default {f.default!r}"
+        lines += [f"{f.name} : {f.type}{default}", f"    {f.metadata.get('doc', '')}"]
+    cls.__doc__ = "\n".join(lines) + "\n"
+    return cls
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters of :func:`train`, one documented field each. Defaults are for the
+    one-step matrix games with payoffs scaled to ~[-1, 1] (``reward_scale``)."""
+
+    gamma: float = _doc(0.99, "Discount γ (E10) in [0, 1]. 0.99: standard; irrelevant in one-step games.")
+    lam: float = _doc(0.95, "GAE λ (E10) in [0, 1]. 0.95: the usual PPO/MAPPO value.")
+    clip_eps: float | None = _doc(0.2, "PPO clip ε in [0, 1] of each agent's sub-problem (E8); "
+                                  "None: no clip (plain importance-weighted surrogate). 0.2: the "
+                                  "PPO/MAPPO default.")
+    clip_ratio: str = _doc("own", "What the PPO clip acts on (E8): 'own' — agent i's ratio ρ^i "
+                           "(PPO, MAPPO); 'joint' — the joint ratio ∏_j ρ^j, the partners' move "
+                           "counted inside the trust region (CoPPO-style).")
+    sync_clip: float | None = _doc(0.5, "**Our choice** (E8): asae weights w^i clipped to "
+                                   "[1−c, 1+c], c ≥ 0; None = no clip. 0.5: inside the PPO range "
+                                   "(n=2, ε=0.2 gives w ∈ [0.8, 1.2]) it never acts; it bounds the "
+                                   "variance when partners overshoot.")
+    epochs: int = _doc(4, "Passes K over each rollout per update (E8), ≥ 1. 4: a common PPO setting.")
+    minibatches: int = _doc(4, "Minibatches per epoch, each one gradient step; 1 ≤ minibatches ≤ "
+                            "n_envs·rollout_len. 4 → 16 steps per update.")
+    lr_actor: float = _doc(1.0, "SGD step size on the actors' logits (tabular; gradient of the "
+                           "minibatch-mean objective), > 0 and finite. Any value is numerically "
+                           "safe (softmax is shift-stable, ratios saturate at e^300); a run whose "
+                           "logits overflow raises FloatingPointError.")
+    lr_critic: float = _doc(0.5, "SGD step size of the tabular critics on ½(R − V)² (and ½(R − Q)² "
+                            "for COMA), in (0, 1]: a step moves V(s) towards the minibatch mean "
+                            "return by lr·(share of the minibatch in s) ≤ 1 of the distance, so it "
+                            "never overshoots; above 1 it can (and above 2 it diverges).")
+    entropy_coef: float = _doc(0.01, "Entropy bonus on each agent's policy, ≥ 0. 0.01: a small, "
+                               "standard exploration bonus.")
+    n_envs: int = _doc(32, "Parallel environments B per rollout, ≥ 1.")
+    rollout_len: int = _doc(8, "Steps T per environment per rollout, ≥ 1; one update per rollout "
+                            "(N = T·B samples).")
+    iterations: int = _doc(100, "Number of rollout + update iterations, ≥ 1.")
+    seed: int = _doc(0, "Seed (integer ≥ 0) of every random choice: initial logits, sampling, "
+                     "minibatches, HAPPO order, evaluation.")
+    init_logit_std: float = _doc(1.0, "Initial logits ~ N(0, std²), ≥ 0, drawn from ``seed`` alone "
+                                 "so every method starts from the same policy under the same "
+                                 "seed. 0: uniform policies.")
+    init_logits: tuple | None = _doc(None, "Fixed initial logits instead: one (n_obs, A_i) table "
+                                     "per agent (nested sequences of finite numbers); None: drawn "
+                                     "as above.")
+    reward_scale: float = _doc(1.0, "Rewards are multiplied by this (> 0) before learning, e.g. "
+                               "1/max|payoff|; reported returns are unscaled.")
+    track_bias: bool = _doc(False, "Matrix games only: record the exact bias of each method's "
+                            "advantage at every gradient step (see advantage_bias).")
+    record_policies: bool = _doc(False, "Keep each iteration's policy tables (for exact "
+                                 "expected-return curves).")
+    eval_episodes: int = _doc(32, "Episodes of the final greedy and stochastic evaluation, ≥ 1.")
+
+    def __post_init__(self):
+        for name in ("gamma", "lam"):
+            _scalar(f"Config.{name}", getattr(self, name), 0.0, 1.0)
+        if self.clip_eps is not None:
+            _scalar("Config.clip_eps", self.clip_eps, 0.0, 1.0)
+        if self.clip_ratio not in ("own", "joint"):
+            raise ValueError(f"Config.clip_ratio must be 'own' or 'joint'; got {self.clip_ratio!r}")
+        if self.sync_clip is not None:
+            _scalar("Config.sync_clip", self.sync_clip, 0.0, np.inf)
+        _scalar("Config.lr_actor", self.lr_actor, 0.0, np.finfo(float).max, lo_open=True)
+        _scalar("Config.lr_critic", self.lr_critic, 0.0, 1.0, lo_open=True)
+        for name in ("entropy_coef", "init_logit_std"):
+            _scalar(f"Config.{name}", getattr(self, name), 0.0, np.finfo(float).max)
+        _scalar("Config.reward_scale", self.reward_scale, 0.0, np.finfo(float).max, lo_open=True)
+        for name in ("epochs", "minibatches", "n_envs", "rollout_len", "iterations",
+                     "eval_episodes", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"Config.{name} must be an integer; got {type(v).__name__} {v!r}")
+            if v < (0 if name == "seed" else 1):
+                raise ValueError(f"Config.{name} must be ≥ {0 if name == 'seed' else 1}; got {v!r}")
+        if self.minibatches > self.n_envs * self.rollout_len:
+            raise ValueError(f"Config.minibatches ({self.minibatches}) must be ≤ n_envs·rollout_len "
+                             f"({self.n_envs * self.rollout_len})")
+        for name in ("track_bias", "record_policies"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"Config.{name} must be True or False; got {getattr(self, name)!r}")
+        if self.init_logits is not None:
+            try:
+                tabs = tuple(np.asarray(z, dtype=np.float64) for z in self.init_logits)
+            except (TypeError, ValueError):
+                raise TypeError("Config.init_logits must be a sequence of per-agent 2-D tables "
+                                "of real numbers (n_obs, A_i)") from None
+            for i, z in enumerate(tabs):
+                if z.ndim != 2 or not np.all(np.isfinite(z)):
+                    raise ValueError(f"Config.init_logits[{i}] must be a finite 2-D table "
+                                     f"(n_obs, A_i); got {_describe(z)}")
+            object.__setattr__(self, "init_logits", tuple(tuple(map(tuple, z)) for z in tabs))
+
+
+_document_fields(Config, "Parameters")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns. Curves have one entry per iteration."""
+
+    method: str = _doc(MISSING, "The method trained (one of METHODS).")
+    iterations: np.ndarray = _doc(MISSING, "(I,) iteration index 1..I (after that many updates).")
+    env_steps: np.ndarray = _doc(MISSING, "(I,) cumulative environment steps (each step of each "
+                                 "env counts once).")
+    mean_return: np.ndarray = _doc(MISSING, "(I,) mean team return of the episodes that ended "
+                                   "during that iteration's rollout (NaN if none ended).")
+    greedy_return: float = _doc(MISSING, "Mean team return of the final greedy (argmax) joint policy.")
+    stochastic_return: float = _doc(MISSING, "Mean team return of the final stochastic joint policy.")
+    greedy_optimal: bool = _doc(MISSING, "Whether the greedy return reaches env.optimum (within 1e-6).")
+    wall_time: float = _doc(MISSING, "Seconds spent in train (rollouts, updates, evaluation).")
+    logits: list = _doc(MISSING, "Final per-agent logits tables, each (n_obs, A_i).")
+    values: np.ndarray = _doc(MISSING, "Final critic V(state), (n_states,).")
+    policies: list | None = _doc(None, "If record_policies: per iteration (index 0 = start), the "
+                                 "per-agent probability tables (n_obs, A_i).")
+    bias: dict | None = _doc(None, "If track_bias: see advantage_bias.")
+    diagnostics: dict = _doc(None, "max_abs_logit (final) and max_ratio (largest ρ^i_t seen "
+                             "during the updates).")
+
+
+_document_fields(TrainResult, "Attributes")
+
+
+class BatchedEnv(Protocol):
+    """The environment interface :func:`train` and :func:`evaluate` accept (B envs, n agents).
+
+    ``reset(n_envs, seed) -> (obs (B, n) int, state (B,) int)`` and
+    ``step(actions (B, n) int) -> (obs, state, reward (B,) float, terminated (B,) bool,
+    truncated (B,) bool, final_state (B,) int)``, with auto-reset: for a finished env,
+    ``obs``/``state`` start the next episode and ``final_state`` is the successor s'_t of the
+    step just taken (E10 bootstraps from it when truncated). Observation ids lie in
+    [0, n_obs), state ids in [0, n_states), rewards are finite; every step's outputs are
+    checked and a violation raises ``ValueError``/``TypeError`` naming it.
+
+    Optional, for speed: ``tables()`` returning transition tables with attributes
+    ``next_state`` (n_states, J) int, ``reward`` (n_states, J) float, ``terminated``
+    (n_states, J) bool, ``obs`` (n_states, n) int, ``start_state`` and ``time_limit`` (J =
+    ∏ A_i, joint index in C order over agents): a step from (s, t) under joint action j
+    goes to s' = next_state[s, j], is truncated when not terminated and t + 1 ≥ time_limit,
+    and resets to start_state when it ends. With tables the whole run is one jitted call.
+    ``payoff`` (the joint payoff table of a one-step game) enables the exact methods and
+    the bias probe; ``optimum`` enables ``greedy_optimal``.
+    """
+
+    n_agents: int
+    n_actions: Sequence[int]
+    n_states: int
+    n_obs: int
+    episode_limit: int
+
+    def reset(self, n_envs: int, seed: int | None = None): ...
+
+    def step(self, actions): ...
+
+
+def _int_attr(env, name: str, low: int = 1) -> int:
+    v = getattr(env, name)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < low:
+        raise ValueError(f"env.{name} must be an integer ≥ {low}; got {v!r}")
+    return int(v)
+
+
+def _check_env(env):
+    """Validate the env's static interface → (n, n_actions array, n_states, n_obs)."""
+    if isinstance(env, type):
+        raise TypeError(f"env must be an environment instance, not the class {env.__name__}; "
+                        f"call it first, e.g. {env.__name__}()")
+    for attr in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "reset", "step"):
+        if not hasattr(env, attr):
+            raise TypeError(f"env must provide the batched interface (asae.BatchedEnv); "
+                            f"missing attribute {attr!r}")
+    n = _int_attr(env, "n_agents")
+    n_actions = tuple(env.n_actions)
+    if len(n_actions) != n:
+        raise ValueError(f"env.n_actions must hold one action count per agent ({n}); got {n_actions!r}")
+    for i, k in enumerate(n_actions):
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"env.n_actions[{i}] must be an integer ≥ 1; got {k!r}")
+    _int_attr(env, "episode_limit")
+    return n, np.array(n_actions, np.int64), _int_attr(env, "n_states"), _int_attr(env, "n_obs")
+
+
+def _check_ids(what: str, x, shape, high: int, kind: str = "id") -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be integer {kind}s; got {_describe(arr)}")
+    if arr.shape != shape:
+        raise ValueError(f"{what} must have shape {shape}; got {_describe(arr)}")
+    if arr.size and (arr.min() < 0 or arr.max() >= high):
+        raise ValueError(f"{what} must lie in [0, {high}); got values in [{arr.min()}, {arr.max()}]")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _check_flags(what: str, x, shape) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind != "b" or arr.shape != shape:
+        raise TypeError(f"{what} must be a bool array of shape {shape}; got {_describe(arr)}")
+    return arr
+
+
+def _check_reset(env, out, B, n, n_obs, n_states):
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError("env.reset must return (obs, state)")
+    return (_check_ids("env.reset obs", out[0], (B, n), n_obs),
+            _check_ids("env.reset state", out[1], (B,), n_states))
+
+
+def _check_step(out, B, n, n_obs, n_states):
+    """Check one env.step's outputs against the protocol (cheap: O(B·n))."""
+    if not (isinstance(out, tuple) and len(out) == 6):
+        raise TypeError("env.step must return (obs, state, reward, terminated, truncated, final_state)")
+    obs = _check_ids("env.step obs", out[0], (B, n), n_obs)
+    state = _check_ids("env.step state", out[1], (B,), n_states)
+    rew = np.asarray(out[2])
+    if rew.dtype.kind not in "iuf" or rew.shape != (B,):
+        raise TypeError(f"env.step reward must be a real array of shape ({B},); got {_describe(rew)}")
+    if not np.all(np.isfinite(rew)):
+        raise ValueError("env.step reward must be finite; got NaN or inf")
+    term = _check_flags("env.step terminated", out[3], (B,))
+    trunc = _check_flags("env.step truncated", out[4], (B,))
+    final = _check_ids("env.step final_state", out[5], (B,), n_states)
+    return obs, state, rew, term, trunc, final
+
+
+def _check_tables(tab, n, n_actions, n_states, n_obs):
+    """Validate an env's transition tables once (shapes, dtypes, ranges, finite rewards)."""
+    J = int(np.prod(n_actions))
+    nxt = _check_ids("env.tables().next_state", tab.next_state, (n_states, J), n_states)
+    obs = _check_ids("env.tables().obs", tab.obs, (n_states, n), n_obs)
+    rew = _float_array("env.tables().reward", tab.reward, ndims=(2,))
+    if rew.shape != (n_states, J):
+        raise ValueError(f"env.tables().reward must have shape {(n_states, J)}; got {_describe(rew)}")
+    term = _check_flags("env.tables().terminated", tab.terminated, (n_states, J))
+    start = int(_check_ids("env.tables().start_state", np.array([tab.start_state]), (1,), n_states)[0])
+    limit = int(tab.time_limit)
+    if limit < 1:
+        raise ValueError(f"env.tables().time_limit must be ≥ 1; got {limit}")
+    # Private writable copies: one compiled signature for every env, and nothing shared.
+    return nxt.copy(), rew.copy(), np.array(term), obs.copy(), start, limit
+
+
+def _hyper(cfg: Config) -> _Hyper:
+    lo, hi = _weight_bounds(cfg.sync_clip)
+    return _Hyper(float(cfg.gamma), float(cfg.lam),
+                  np.inf if cfg.clip_eps is None else float(cfg.clip_eps),
+                  cfg.clip_ratio == "joint", float(lo), float(hi), MAX_LOG_RATIO, int(cfg.epochs),
+                  int(cfg.minibatches), float(cfg.lr_actor), float(cfg.lr_critic),
+                  float(cfg.entropy_coef), float(cfg.reward_scale), bool(cfg.track_bias))
+
+
+def _pack(tables, n_actions) -> np.ndarray:
+    """Per-agent (n_obs, A_i) tables → one (n, n_obs, A_max) array (padding: 0, never read)."""
+    out = np.zeros((len(tables), tables[0].shape[0], int(max(n_actions))))
+    for i, z in enumerate(tables):
+        out[i, :, :z.shape[1]] = z
+    return out
+
+
+def _initial_logits(cfg: Config, n_obs: int, n_actions) -> np.ndarray:
+    if cfg.init_logits is not None:
+        tabs = [np.array(z, dtype=np.float64) for z in cfg.init_logits]
+        if len(tabs) != len(n_actions):
+            raise ValueError(f"Config.init_logits must hold one table per agent ({len(n_actions)}); "
+                             f"got {len(tabs)}")
+        for i, z in enumerate(tabs):
+            if z.shape != (n_obs, n_actions[i]):
+                raise ValueError(f"Config.init_logits[{i}] must have shape {(n_obs, int(n_actions[i]))}; "
+                                 f"got {z.shape}")
+        return _pack(tabs, n_actions)
+    init = np.random.default_rng([cfg.seed, 0])          # same initial logits for every method
+    return _pack([cfg.init_logit_std * init.standard_normal((n_obs, int(k))) for k in n_actions],
+                 n_actions)
+
+
+def _memory_estimate(cfg, method, n, n_actions, n_states, n_obs, has_tables) -> int:
+    J = int(np.prod(n_actions))
+    b = n * n_obs * int(max(n_actions)) * 8 * (1 + (cfg.iterations + 1) * cfg.record_policies)
+    b += n_states * 8 + (n_states * J * 8 if method == "coma" else 0)
+    return b + (n_states * J * 17 if has_tables else 0)
+
+
+def _raise_guard(it: int, code: int):
+    what = ("the critic V" if code == 1 else "the COMA critic Q" if code == 2
+            else f"agent {code - 10}'s logits table")
+    raise FloatingPointError(f"training diverged at iteration {it + 1}: {what} is no longer finite "
+                             "(lower lr_critic / lr_actor or reward_scale)")
+
+
+def _check_train_args(env, method, config):
+    cfg = Config() if config is None else config
+    if not isinstance(cfg, Config):
+        raise TypeError(f"config must be an asae.Config; got {type(cfg).__name__}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    n, n_actions, n_states, n_obs = _check_env(env)
+    payoff = None
+    if method in ("exact_sync", "exact_async") or cfg.track_bias:
+        payoff = getattr(env, "payoff", None)
+        if payoff is None or n_states != 1 or n_obs != 1:
+            raise ValueError(f"method {method!r} / track_bias need a one-step matrix game "
+                             "(env.payoff, one state, one observation)")
+        payoff = _float_array("env.payoff", payoff)
+        if payoff.shape != tuple(n_actions):
+            raise ValueError(f"env.payoff must have shape {tuple(n_actions)}; got {payoff.shape}")
+    need = _memory_estimate(cfg, method, n, n_actions, n_states, n_obs, hasattr(env, "tables"))
+    if need > MAX_TABLE_BYTES:
+        raise ValueError(f"env needs ≈ {need / 2**30:.1f} GiB of tables ({n_states} states, "
+                         f"{n_obs} observations, {int(np.prod(n_actions))} joint actions); "
+                         f"train refuses more than MAX_TABLE_BYTES = {MAX_TABLE_BYTES / 2**30:.0f} GiB")
+    return cfg, n, n_actions, n_states, n_obs, payoff
 
 
 def train(env, method: str, config: Config | None = None) -> TrainResult:
@@ -1266,60 +1849,155 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
     - ``"coma"``: counterfactual advantage from a tabular Q(s, a) critic (E7).
     - ``"exact_sync"`` (one-step matrix games): the exact E6 advantage against the
       partners' current policies — asae without sampling noise.
+    - ``"exact_async"`` (one-step matrix games): the exact E3 advantage against the
+      partners' old policies — the noise-free asynchronous control.
 
-    Every method uses the same PPO clip (E8) per agent, a tabular V critic trained on GAE
-    returns (E10, truncated steps bootstrapped from ``final_state``), and the same initial
-    logits under the same seed. ``env`` needs the batched interface ``reset(n_envs, seed)``,
-    ``step(actions)`` and attributes n_agents, n_actions, n_states, n_obs, episode_limit
-    (and ``payoff`` for exact_sync / track_bias; ``optimum`` for ``greedy_optimal``).
-    Same config and seed → bit-identical result.
+    Every method uses the same per-agent PPO clip (E8; ``clip_eps``, ``clip_ratio``), a
+    tabular V critic trained on GAE returns (E10), and the same initial logits under the
+    same seed; the per-method advantage is :func:`method_advantages`. ``env`` follows
+    :class:`BatchedEnv`; with ``env.tables()`` the whole run is one jitted call, else each
+    step goes through ``env.step`` (checked). Same config and seed → bit-identical result.
+    Raises ``FloatingPointError`` if a table stops being finite.
     """
-    cfg = Config() if config is None else config
-    if not isinstance(cfg, Config):
-        raise TypeError(f"config must be an asae.Config; got {type(cfg).__name__}")
-    payoff = _check_env(env, method, cfg, method == "exact_sync" or cfg.track_bias)
     t0 = time.perf_counter()
-    L = _Learner(env, method, cfg, payoff)
-    B, T = cfg.n_envs, cfg.rollout_len
-    obs, state = env.reset(B, seed=int(L.rng.integers(2**31 - 1)))
-    ep_ret = np.zeros(B)
-    curve = np.full(cfg.iterations, np.nan)
-    policies = [_policy_tables(L.logits)] if cfg.record_policies else None
-    for it in range(cfg.iterations):
-        roll, obs, state = _rollout(env, L.logits, obs, state, ep_ret, T, L.rng)
-        if roll.ended_returns:
-            curve[it] = float(np.mean(roll.ended_returns))
-        L.update(roll)
-        if policies is not None:
-            policies.append(_policy_tables(L.logits))
-    seed_eval = int(L.rng.integers(2**31 - 1))
-    greedy = evaluate(env, L.logits, cfg.eval_episodes, True, seed_eval)
-    stochastic = evaluate(env, L.logits, cfg.eval_episodes, False, seed_eval)
+    cfg, n, n_actions, n_states, n_obs, payoff = _check_train_args(env, method, config)
+    code_m = METHODS.index(method)
+    hp = _hyper(cfg)
+    logits = _initial_logits(cfg, n_obs, n_actions)
+    V = np.zeros(n_states)
+    J = int(np.prod(n_actions))
+    Q = np.zeros((n_states, J) if method == "coma" else (1, 1))
+    radix = np.array([int(np.prod(n_actions[i + 1:])) for i in range(n)], np.int64)
+    payoff_flat = np.zeros(1) if payoff is None else payoff.ravel().copy()
+    payoff_s = payoff_flat * cfg.reward_scale
+    rng = _rng(cfg.seed)
+    diag = np.zeros(1)
+    A_max = logits.shape[2]
+    probe = _new_probe(cfg.epochs * cfg.minibatches * n if cfg.track_bias else 1, n, A_max)
+    B, T, I = cfg.n_envs, cfg.rollout_len, cfg.iterations
+    batch = _new_batch(T, B, n)
+    curve = np.full(I, np.nan)
+    policy_log = np.zeros((I + 1 if cfg.record_policies else 1,) + logits.shape)
+    if hasattr(env, "tables"):
+        nxt, rew, term, obs_t, start, limit = _check_tables(env.tables(), n, n_actions, n_states, n_obs)
+        it, code = _train_tables(code_m, hp, logits, n_actions, V, Q, nxt, rew, term, obs_t, start,
+                                 limit, radix, payoff_flat, payoff_s, rng, diag, probe, batch, curve,
+                                 policy_log)
+        if code:
+            _raise_guard(it, code)
+    else:
+        obs, state = _check_reset(env, env.reset(B, seed=cfg.seed), B, n, n_obs, n_states)
+        ep_ret = np.zeros(B)
+        act = np.empty((B, n), np.int64)
+        policy_log[0] = logits
+        for it in range(I):
+            ended = []
+            for t in range(T):
+                batch.obs[t], batch.states[t] = obs, state
+                _sample_actions(logits, n_actions, obs, rng, act)
+                batch.act[t] = act
+                obs, state, r, te, tr, final = _check_step(env.step(act.copy()), B, n, n_obs, n_states)
+                done = te | tr
+                batch.rew[t], batch.term[t], batch.trunc[t] = r, te, tr
+                batch.next_states[t] = np.where(done, final, state)     # V(s'_t), E10
+                ep_ret += r
+                ended.extend(ep_ret[done].tolist())
+                ep_ret[done] = 0.0
+            curve[it] = sum(ended) / len(ended) if ended else np.nan
+            code = _update(code_m, hp, logits, n_actions, V, Q, batch, radix, payoff_flat, payoff_s,
+                           rng, diag, probe)
+            if code:
+                _raise_guard(it, code)
+            if cfg.record_policies:
+                policy_log[it + 1] = logits
+    tables = [logits[i, :, :k].copy() for i, k in enumerate(n_actions)]
+    seed_eval = int(_rng_next(rng) >> np.uint64(33))
+    greedy = evaluate(env, tables, cfg.eval_episodes, True, seed_eval)
+    stochastic = evaluate(env, tables, cfg.eval_episodes, False, seed_eval)
     optimum = getattr(env, "optimum", np.inf)
+    policies = None
+    if cfg.record_policies:
+        policies = [[softmax(p[i, :, :k]) for i, k in enumerate(n_actions)] for p in policy_log]
     return TrainResult(
-        method=method, iterations=np.arange(1, cfg.iterations + 1),
-        env_steps=np.arange(1, cfg.iterations + 1) * B * T, mean_return=curve,
-        greedy_return=greedy, stochastic_return=stochastic,
+        method=method, iterations=np.arange(1, I + 1), env_steps=np.arange(1, I + 1) * B * T,
+        mean_return=curve, greedy_return=greedy, stochastic_return=stochastic,
         greedy_optimal=bool(greedy >= optimum - 1e-6), wall_time=time.perf_counter() - t0,
-        logits=L.logits, values=L.V, policies=policies,
-        bias=L.probe.summary() if L.probe else None, diagnostics=L.finish_diagnostics())
+        logits=tables, values=V, policies=policies,
+        bias=_probe_summary(probe) if cfg.track_bias else None,
+        diagnostics=dict(max_abs_logit=float(max(np.abs(z).max() for z in tables)),
+                         max_ratio=float(np.exp(min(diag[0], MAX_LOG_RATIO)))))
+
+
+def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0) -> float:
+    """Mean team return of one episode in each of ``episodes`` envs under the tabular
+    policies ``logits`` (one (n_obs, A_i) table per agent; argmax actions if ``greedy``,
+    else sampled with a stream seeded by ``seed``). Every env output is checked."""
+    n, n_actions, n_states, n_obs = _check_env(env)
+    if isinstance(logits, np.ndarray) and logits.ndim != 3 or not hasattr(logits, "__len__"):
+        raise TypeError("logits must be a sequence of per-agent (n_obs, A_i) tables")
+    if len(logits) != n:
+        raise ValueError(f"logits must hold one table per agent ({n}); got {len(logits)}")
+    tabs = []
+    for i, z in enumerate(logits):
+        z = _float_array(f"logits[{i}]", z, ndims=(2,))
+        if z.shape != (n_obs, n_actions[i]):
+            raise ValueError(f"logits[{i}] must have shape {(n_obs, int(n_actions[i]))} for this env; "
+                             f"got {_describe(z)}")
+        tabs.append(z)
+    if isinstance(episodes, (bool, np.bool_)) or not isinstance(episodes, numbers.Integral) or episodes < 1:
+        raise ValueError(f"episodes must be an integer ≥ 1; got {episodes!r}")
+    if not isinstance(greedy, (bool, np.bool_)):
+        raise TypeError(f"greedy must be True or False; got {greedy!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer ≥ 0; got {seed!r}")
+    table = _pack(tabs, n_actions)
+    rng = _rng(int(seed))
+    obs, _ = _check_reset(env, env.reset(episodes, seed=int(seed)), episodes, n, n_obs, n_states)
+    ret = np.zeros(episodes)
+    active = np.ones(episodes, bool)
+    act = np.empty((episodes, n), np.int64)
+    for _ in range(int(env.episode_limit)):
+        if greedy:
+            for i, z in enumerate(tabs):
+                act[:, i] = np.argmax(z[obs[:, i]], axis=1)
+        else:
+            _sample_actions(table, n_actions, obs, rng, act)
+        obs, _, r, term, trunc, _ = _check_step(env.step(act.copy()), episodes, n, n_obs, n_states)
+        ret += np.where(active, r, 0.0)
+        active &= ~(term | trunc)
+        if not active.any():
+            break
+    return float(ret.mean())
+
+
+def _probe_summary(probe: _Probe) -> dict:
+    s = probe.sums
+    return {"mean_abs_bias": s[0] / s[2], "mean_abs_bias_async": s[1] / s[2],
+            "mean_second_moment": s[3] / s[5], "mean_second_moment_async": s[4] / s[5],
+            "mean_abs_grad_bias": s[6] / s[8], "mean_abs_grad_bias_async": s[7] / s[8],
+            "n_steps": int(s[5])}
 
 
 def advantage_bias(env, method: str, config: Config | None = None) -> dict:
     """Exact bias and variance of the advantage ``method`` uses, measured during training.
 
-    Trains with ``track_bias=True`` on a one-step matrix game. At every gradient step and for
-    every agent i, the method's expected advantage given a^i, ``E_{a^-i~π_old^-i}[ω^i A_old]``
-    (ω^i its weight: 1, w^i of E8, M of E9, or the exact E6 ratio), is compared with the
-    target Ã^i of E6 under the policies as they stand *after* the update.
+    Trains with ``track_bias=True`` on a one-step matrix game. At every gradient step and
+    for every agent i, the advantage the method uses (:func:`method_advantages`, fed the
+    exact A_old(a) = payoff(a) − V_old for every joint action a, and for COMA the exact
+    counterfactual) is compared with the target Ã^i of E6 under the policies as they stand
+    *after* the update:
 
-    Returns ``{"mean_abs_bias", "mean_second_moment", "mean_abs_bias_async",
-    "mean_second_moment_async", "n_steps"}``: the mean of |used − Ã^i| over steps, agents
-    and actions (uniformly), and the mean over steps and agents of
-    ``E_{a~π_old}[(ω^i A_old)²]`` (the per-sample second moment of the weighted estimate),
-    in payoff units; the ``_async`` twins are the same with ω = 1 at the same steps (the
-    asynchronous estimate on this method's own training path).
+    - ``mean_abs_bias``: mean over steps, agents and actions of
+      |E_{a^-i~π_old^-i}[Â^i | a^i] − Ã^i(a^i)| (before any clipping);
+    - ``mean_abs_grad_bias``: mean over steps, agents and logits of |E_{a~π_old}[∇ of the
+      clipped per-sample objective with Â^i] − the same with Ã^i(a^i)| — the PPO clip's
+      indicator evaluated per joint action, so this is the bias that reaches the logits;
+    - ``mean_second_moment``: mean of E_{a~π_old}[(Â^i)²], in payoff units;
+    - each ``_async`` twin: the same with ω = 1 (A_old) at the same steps, i.e. the
+      asynchronous estimate on this method's own training path; ``n_steps``: records.
     """
     cfg = Config() if config is None else config
-    cfg = Config(**{**cfg.__dict__, "track_bias": True})
+    if not isinstance(cfg, Config):
+        raise TypeError(f"config must be an asae.Config; got {type(cfg).__name__}")
+    cfg = replace(cfg, track_bias=True)
     return train(env, method, cfg).bias

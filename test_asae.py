@@ -5,15 +5,23 @@ Profiles live in conftest.py (``ci``: derandomized, no deadline — JIT compiles
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+import os
+import pydoc
+import subprocess
+import sys
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import assume, example, given, strategies as st
 from numpy.testing import assert_allclose
 
 import asae
+import envs
 
 RTOL, ATOL = 1e-10, 1e-12
 
@@ -634,105 +642,225 @@ def test_parallel_twins_are_bit_identical_and_match_reference():
 
 
 # =======================================================================================
-# Learner kernels: sampling, gathered log-probabilities, entropy gradient, scatter-add
+# Learner kernels: random stream, sampling, the fused row kernel, exact tables
 # =======================================================================================
 
-
-def ref_sample(table, obs, u):
-    """Inverse CDF: a = min{k : u · Σ_b e^{z_b − m} < Σ_{j≤k} e^{z_j − m}}, z = table[o]."""
-    out = []
-    for b in range(len(obs)):
-        z = list(table[obs[b]])
-        m = max(z)
-        e = [math.exp(zk - m) for zk in z]
-        total = 0.0
-        for ek in e:
-            total += ek
-        target, c, a = u[b] * total, 0.0, len(z) - 1
-        for k, ek in enumerate(e):
-            c += ek
-            if target < c:
-                a = k
-                break
-        out.append(a)
-    return np.array(out)
+MASK64 = 2 ** 64 - 1
 
 
-def ref_entropy_grad(z, coef):
-    """coef · ∂H/∂z_k with H = −Σ_k π_k log π_k: −coef · π_k (log π_k + H)."""
-    out = np.zeros(z.shape)
-    for t in range(z.shape[0]):
-        lp = ref_log_softmax_row(list(z[t]))
-        H = -sum(math.exp(l) * l for l in lp)
-        for k in range(z.shape[1]):
-            out[t, k] = -coef * math.exp(lp[k]) * (lp[k] + H)
-    return out
+class RefRng:
+    """SplitMix64 written from its definition (Steele, Lea & Flood 2014), Python integers."""
+
+    def __init__(self, seed):
+        self.state = (seed * 0xD1B54A32D192ED03 + 1) & MASK64
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    def uniform(self):
+        return (self.next() >> 11) / 2.0 ** 53
+
+    def permutation(self, n):
+        out = list(range(n))
+        for k in range(n - 1, 0, -1):
+            j = int(self.uniform() * (k + 1))
+            out[k], out[j] = out[j], out[k]
+        return np.array(out, np.int64)
+
+
+@given(st.integers(0, 2 ** 40), st.integers(1, 40))
+def test_rng_stream_and_permutation_match_reference(seed, n):
+    rng, ref = asae._rng(seed), RefRng(seed)
+    assert [asae._rng_uniform(rng) for _ in range(5)] == [ref.uniform() for _ in range(5)]
+    perm = np.empty(n, np.int64)
+    asae._rng_permutation(rng, perm)
+    assert perm.tolist() == ref.permutation(n).tolist()
+    assert sorted(perm.tolist()) == list(range(n))
+
+
+def test_rng_uniforms_are_uniform_and_seeds_differ():
+    rng = asae._rng(1)
+    u = np.array([asae._rng_uniform(rng) for _ in range(20000)])
+    assert u.min() >= 0.0 and u.max() < 1.0
+    counts = np.histogram(u, bins=10, range=(0, 1))[0]
+    assert np.all(np.abs(counts - 2000) < 5 * np.sqrt(2000))     # ±5σ per bin
+    assert asae._rng_uniform(asae._rng(2)) != asae._rng_uniform(asae._rng(3))
+
+
+def ref_sample(z, u):
+    """Inverse CDF: a = min{k : u · Σ_b e^{z_b − m} < Σ_{j≤k} e^{z_j − m}}."""
+    m = max(z)
+    e = [math.exp(zk - m) for zk in z]
+    total = 0.0
+    for ek in e:
+        total += ek
+    target, c = u * total, 0.0
+    for k, ek in enumerate(e):
+        c += ek
+        if target < c:
+            return k
+    return len(z) - 1
 
 
 @st.composite
-def logit_tables(draw, max_abs=20.0):
-    """A logits table (n_obs, A), a batch of observation ids, actions and uniforms."""
-    n_obs, A, N = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 12))
-    table = arrays(draw, (n_obs, A), st.floats(-max_abs, max_abs))
-    ints = lambda hi: np.array(draw(st.lists(st.integers(0, hi - 1), min_size=N, max_size=N)), np.int64)
-    u = np.array(draw(st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=N, max_size=N)))
-    return table, ints(n_obs), ints(A), u
+def multi_agent_tables(draw, max_abs=20.0):
+    """Per-agent logits tables packed as (n, n_obs, A_max), action counts, a batch of obs."""
+    n, n_obs, B = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 10))
+    n_actions = np.array([draw(st.integers(1, 4)) for _ in range(n)], np.int64)
+    logits = np.zeros((n, n_obs, int(n_actions.max())))
+    for i, A in enumerate(n_actions):
+        logits[i, :, :A] = arrays(draw, (n_obs, int(A)), st.floats(-max_abs, max_abs))
+    obs = np.array([[draw(st.integers(0, n_obs - 1)) for _ in range(n)] for _ in range(B)], np.int64)
+    return logits, n_actions, obs
 
 
-@given(logit_tables())
-@example((np.array([[0.0, 0.0]]), np.array([0, 0]), np.array([0, 1]), np.array([0.0, 0.5])))
-def test_sample_kernel_matches_reference(case):
-    table, obs, _, u = case
-    out = np.empty(len(obs), np.int64)
-    asae._sample_kernel(table, obs, u, out)
-    assert np.array_equal(out, ref_sample(table, obs, u))
+@given(multi_agent_tables(), st.integers(0, 1000))
+def test_sample_actions_matches_reference(case, seed):
+    """Agent-major uniform draws from the stream, inverse CDF on each agent's logits row."""
+    logits, n_actions, obs = case
+    out = np.empty(obs.shape, np.int64)
+    asae._sample_actions(logits, n_actions, obs, asae._rng(seed), out)
+    ref = RefRng(seed)
+    for i in range(obs.shape[1]):
+        for b in range(obs.shape[0]):
+            z = list(logits[i, obs[b, i], :n_actions[i]])
+            assert out[b, i] == ref_sample(z, ref.uniform())
 
 
-def test_sample_kernel_frequencies_follow_the_policy():
-    z = np.array([[0.0, np.log(3.0)]])                 # π = (0.25, 0.75)
-    u = np.random.default_rng(0).random(20000)
-    out = np.empty(u.size, np.int64)
-    asae._sample_kernel(z, np.zeros(u.size, np.int64), u, out)
-    assert abs(out.mean() - 0.75) < 0.01
+def test_sample_actions_frequencies_follow_the_policy():
+    z = np.log(np.array([[[0.1, 0.6, 0.3]]]))
+    out = np.empty((20000, 1), np.int64)
+    asae._sample_actions(z, np.array([3]), np.zeros((20000, 1), np.int64), asae._rng(0), out)
+    freq = np.bincount(out[:, 0], minlength=3) / out.shape[0]
+    assert_allclose(freq, [0.1, 0.6, 0.3], atol=0.015)
 
 
-@given(logit_tables())
-def test_gather_log_probs_kernel_matches_reference(case):
-    table, obs, acts, _ = case
-    out = np.empty(len(obs))
-    asae._gather_log_probs_kernel(table, obs, acts, out)
-    ref = [ref_log_softmax_row(list(table[o]))[a] for o, a in zip(obs, acts)]
-    assert_allclose(out, ref, rtol=RTOL, atol=ATOL)
+def ref_policy_grad(z, a, old_lp, log_x_partners, adv, eps, coef, joint):
+    """∇_z [min(ρÂ, clip(x)(ρ/x)Â) + c H(π)] for one row, from the equations:
+    ρ = π(a)/π_old(a); x = ρ (own) or ρ·∏_{j≠i}ρ^j (joint); zero surrogate gradient where
+    the clip binds; entropy gradient −c π_k (log π_k + H)."""
+    pi, logpi = ref_softmax_row(list(z)), ref_log_softmax_row(list(z))
+    log_rho = logpi[a] - old_lp
+    rho = math.exp(min(log_rho, asae.MAX_LOG_RATIO))
+    x = math.exp(min(log_rho + log_x_partners, asae.MAX_LOG_RATIO)) if joint else rho
+    binding = (adv > 0 and x > 1 + eps) or (adv < 0 and x < 1 - eps)
+    H = -sum(p * l for p, l in zip(pi, logpi))
+    return np.array([(0.0 if binding else adv * rho * ((k == a) - pi[k]))
+                     - coef * pi[k] * (logpi[k] + H) for k in range(len(z))])
 
 
-@given(logit_batches(max_abs=5.0), st.floats(0.0, 1.0))
-def test_entropy_grad_kernel_matches_reference_and_finite_differences(zb, coef):
-    z, _ = zb
-    out = np.full(z.shape, 0.25)                       # the kernel adds to what is there
-    asae._entropy_grad_kernel(z, coef, out)
-    assert_allclose(out - 0.25, ref_entropy_grad(z, coef), rtol=1e-9, atol=1e-12)
-    H = lambda row: -sum(math.exp(l) * l for l in ref_log_softmax_row(list(row)))
+@st.composite
+def grad_rows(draw):
+    A = draw(st.integers(1, 5))
+    z = arrays(draw, (A,), st.floats(-8.0, 8.0))
+    a = draw(st.integers(0, A - 1))
+    old_lp = draw(st.floats(-6.0, 0.0))
+    partners = draw(st.floats(-1.0, 1.0))
+    adv = draw(st.floats(-5.0, 5.0))
+    eps = draw(st.sampled_from([0.0, 0.1, 0.2, 0.5, np.inf]))
+    return z, a, old_lp, partners, adv, eps, draw(st.floats(0.0, 1.0)), draw(st.booleans())
+
+
+def _fused(z, a, old_lp, partners, adv, eps, coef, joint):
+    A = z.size
+    lp, pi, out = np.empty(A), np.empty(A), np.empty(A)
+    asae._log_softmax_row(z, lp, pi)
+    log_rho = lp[a] - old_lp
+    log_x = log_rho + partners if joint else log_rho
+    asae._policy_grad_row(lp, pi, a, log_rho, log_x, adv, eps, coef, asae.MAX_LOG_RATIO, out)
+    return lp, pi, out
+
+
+@given(grad_rows())
+@example((np.array([0.0, 0.0]), 0, math.log(0.5), 0.0, 1.0, 0.2, 0.0, False))
+def test_fused_row_kernel_matches_reference(row):
+    """One log-softmax per (row, agent) serves ratio, clipped-surrogate and entropy gradient."""
+    z = row[0]
+    lp, pi, out = _fused(*row)
+    assert_allclose(lp, ref_log_softmax_row(list(z)), rtol=RTOL, atol=ATOL)
+    assert_allclose(pi, ref_softmax_row(list(z)), rtol=RTOL, atol=ATOL)
+    assert_allclose(out, ref_policy_grad(*row), rtol=RTOL, atol=ATOL)
+
+
+@given(grad_rows())
+def test_fused_row_kernel_is_the_objective_gradient_away_from_the_clip(row):
+    z, a, old_lp, partners, adv, eps, coef, joint = row
+
+    def objective(zz):
+        lp = ref_log_softmax_row(list(zz))
+        rho = math.exp(lp[a] - old_lp)
+        x = rho * math.exp(partners) if joint else rho
+        clipped = min(max(x, 1 - eps), 1 + eps) * rho / x
+        return min(rho * adv, clipped * adv) - coef * sum(math.exp(l) * l for l in lp)
+
+    lp = ref_log_softmax_row(list(z))
+    x = math.exp(lp[a] - old_lp + (partners if joint else 0.0))
+    assume(min(abs(x - (1 + eps)), abs(x - (1 - eps))) > 1e-3)     # not on the clip's kink
+    g = _fused(*row)[2]
     h = 1e-6
-    for t in range(z.shape[0]):
-        for k in range(z.shape[1]):
-            zp, zm = z[t].copy(), z[t].copy()
-            zp[k] += h
-            zm[k] -= h
-            assert math.isclose(out[t, k] - 0.25, coef * (H(zp) - H(zm)) / (2 * h),
-                                rel_tol=1e-5, abs_tol=1e-7)
+    for k in range(z.size):
+        zp, zm = z.copy(), z.copy()
+        zp[k] += h
+        zm[k] -= h
+        fd = (objective(zp) - objective(zm)) / (2 * h)
+        assert math.isclose(g[k], fd, rel_tol=1e-5, abs_tol=1e-6), (k, g[k], fd)
 
 
-@given(logit_tables(), st.floats(-2.0, 2.0))
-def test_scatter_add_rows_kernel_matches_reference(case, scale):
-    table, obs, _, u = case
-    grads = np.outer(u, np.arange(1.0, table.shape[1] + 1.0))
-    got = table.copy()
-    asae._scatter_add_rows_kernel(got, obs, grads, scale)
-    ref = table.copy()
-    for t in range(len(obs)):                          # repeated rows accumulate
-        for k in range(table.shape[1]):
-            ref[obs[t], k] += scale * grads[t, k]
-    assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
+@given(games(min_mass=0.01))
+def test_exact_tables_and_joint_value_match_enumeration(g):
+    """_exact_tables: Σ_{a^-i} π^-i q − v = Q^i − v (E2/E3/E6); _joint_value_kernel = E1."""
+    q, pis, _ = g
+    n_actions = np.array(q.shape, np.int64)
+    radix = np.array([int(np.prod(q.shape[i + 1:])) for i in range(q.ndim)], np.int64)
+    logp = np.zeros((q.ndim, int(n_actions.max())))
+    for i, p in enumerate(pis):
+        logp[i, :p.size] = np.log(p)
+    v = asae._joint_value_kernel(q.ravel().copy(), radix, n_actions, logp)
+    assert math.isclose(v, ref_joint_value(q, pis), rel_tol=1e-9, abs_tol=1e-9)
+    out = np.empty_like(logp)
+    asae._exact_tables(q.ravel().copy(), radix, n_actions, logp, 0.7, out)
+    for i in range(q.ndim):
+        assert_allclose(out[i, :q.shape[i]], ref_marginal_q(q, pis, i) - 0.7, rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# E8 in use: method_advantages (the one line in which the learners differ)
+# ---------------------------------------------------------------------------------------
+
+
+@given(log_ratio_tables(max_abs=3.0), st.sampled_from([None, 0.2, 0.5]), st.data())
+def test_method_advantages_match_reference(lr, clip, data):
+    N, n = lr.shape
+    adv = arrays(data.draw, (N,))
+    per_agent = arrays(data.draw, (N, n))
+    order = data.draw(st.permutations(range(n)))
+    assert_allclose(asae.method_advantages("async", adv, lr), np.repeat(adv[:, None], n, 1), rtol=0, atol=0)
+    assert_allclose(asae.method_advantages("coma", per_agent), per_agent, rtol=0, atol=0)
+    assert_allclose(asae.method_advantages("asae", adv, lr, sync_clip=clip),
+                    ref_sync_weights(lr, clip) * adv[:, None], rtol=RTOL, atol=ATOL)
+    assert_allclose(asae.method_advantages("happo", adv, lr, order=order),
+                    ref_sequential_weights(lr, order) * adv[:, None], rtol=RTOL, atol=ATOL)
+    tables = [arrays(data.draw, (3,)) for _ in range(n)]
+    acts = np.array(data.draw(st.lists(st.lists(st.integers(0, 2), min_size=n, max_size=n),
+                                       min_size=N, max_size=N)), np.int64)
+    for m in ("exact_sync", "exact_async"):
+        got = asae.method_advantages(m, adv, tables=tables, actions=acts)
+        assert_allclose(got, [[tables[i][acts[t, i]] for i in range(n)] for t in range(N)], rtol=0, atol=0)
+
+
+def test_method_advantages_asae_is_async_when_nobody_has_moved_and_clips_overshoot():
+    adv = np.array([1.0, -2.0])
+    assert np.array_equal(asae.method_advantages("asae", adv, np.zeros((2, 3))),
+                          asae.method_advantages("async", adv, np.zeros((2, 3))))
+    big = np.log([[3.0, 3.0, 1.0], [0.1, 1.0, 1.0]])     # partners overshoot: w = 3, 9, 0.1 …
+    w = asae.method_advantages("asae", np.ones(2), big, sync_clip=0.5)
+    assert_allclose(w, [[1.5, 1.5, 1.5], [1.0, 0.5, 0.5]], rtol=1e-12)
+    assert_allclose(asae.method_advantages("asae", np.ones(2), big, sync_clip=None),
+                    [[3.0, 3.0, 9.0], [1.0, 0.1, 0.1]], rtol=1e-12)
 
 
 # =======================================================================================
@@ -805,51 +933,194 @@ def test_bad_input_raises_clear_error(call, exc, name):
 
 
 # =======================================================================================
-# Learners (E7–E10 in use): train, evaluate, the bias probe
+# Learners (E7–E10 in use): the whole update vs its slow twin, behaviour, guards
 # =======================================================================================
 
 
-class OneStepGame:
-    """A minimal one-step matrix game with the batched interface (tests need no envs.py)."""
+def ref_update(method, cfg, logits, V, Q, batch, payoff, rng):
+    """One update written from the equations, plain Python/NumPy (twin of ``asae._update``).
 
-    def __init__(self, payoff):
-        self.payoff = np.asarray(payoff, float)
-        self.n_agents = self.payoff.ndim
-        self.n_actions = self.payoff.shape
-        self.n_states = self.n_obs = self.episode_limit = 1
-        self.optimum = float(self.payoff.max())
+    logits: list of per-agent (n_obs, A_i) tables (changed in place), V (n_states,),
+    Q (n_states, J) for COMA; batch: dict of (T, B[, n]) arrays; payoff: joint table
+    (exact methods, one state); rng: RefRng, consumed like the jitted stream.
+    """
+    T, B, n = batch["obs"].shape
+    N = T * B
+    A = [z.shape[1] for z in logits]
+    eps = math.inf if cfg.clip_eps is None else cfg.clip_eps
+    joint_clip = cfg.clip_ratio == "joint"
+    # E10 with the critic before this update
+    adv, ret = ref_gae(batch["rew"] * cfg.reward_scale, V[batch["states"]], V[batch["next_states"]],
+                       batch["term"], batch["trunc"], cfg.gamma, cfg.lam)
+    obs, act = batch["obs"].reshape(N, n), batch["act"].reshape(N, n)
+    s, adv, ret = batch["states"].reshape(N), adv.reshape(N), ret.reshape(N)
+    joint = np.array([np.ravel_multi_index(tuple(a), A) for a in act], np.int64)
 
-    def reset(self, n_envs, seed):
-        self.B = n_envs
-        return np.zeros((n_envs, self.n_agents), np.int64), np.zeros(n_envs, np.int64)
+    def log_pi(i, o):
+        return ref_log_softmax_row(list(logits[i][o]))
+
+    old_lp = np.array([[log_pi(i, obs[t, i])[act[t, i]] for i in range(n)] for t in range(N)])
+    base = np.repeat(adv[:, None], n, axis=1)                    # shared Â_t
+    if method == "coma":                                         # E7 with the Q critic
+        for t in range(N):
+            for i in range(n):
+                pi = ref_softmax_row(list(logits[i][obs[t, i]]))
+                cf = Q[s[t], joint[t]]
+                for b in range(A[i]):
+                    a_cf = list(act[t])
+                    a_cf[i] = b
+                    cf -= pi[b] * Q[s[t], np.ravel_multi_index(tuple(a_cf), A)]
+                base[t, i] = cf
+    if method in ("exact_sync", "exact_async"):
+        q_s = payoff * cfg.reward_scale
+        old_pis = [np.array(ref_softmax_row(list(z[0]))) for z in logits]
+        v_old = ref_joint_value(q_s, old_pis)
+        tables = [ref_marginal_q(q_s, old_pis, i) - v_old for i in range(n)]   # E3 (old)
+
+    def log_ratios():
+        return np.array([[log_pi(j, obs[t, j])[act[t, j]] - old_lp[t, j] for j in range(n)]
+                         for t in range(N)])
+
+    def step(i, rows, lr, adv_i):
+        """One SGD step of agent i's clipped sub-problem (E8) + entropy, minibatch mean."""
+        grads = []
+        for r, t in enumerate(rows):                               # all from the pre-step logits
+            partners = sum(lr[r][j] for j in range(n) if j != i)
+            grads.append(ref_policy_grad(logits[i][obs[t, i]], act[t, i], old_lp[t, i], partners,
+                                         adv_i[r], eps, cfg.entropy_coef, joint_clip))
+        for r, t in enumerate(rows):
+            logits[i][obs[t, i]] += cfg.lr_actor / len(rows) * grads[r]
+
+    def minibatches():
+        for _ in range(cfg.epochs):
+            yield from np.array_split(rng.permutation(N), cfg.minibatches)
+
+    if method == "happo":                                        # E9: one agent after another
+        order = rng.permutation(n)
+        for m, i in enumerate(order):
+            M = ref_sequential_weights(log_ratios(), order)[:, i]
+            lr_turn = log_ratios()
+            for rows in minibatches():
+                lr = log_ratios()[rows]
+                for j in range(n):
+                    if j != i:
+                        lr[:, j] = lr_turn[rows, j]
+                step(i, rows, lr, M[rows] * base[rows, i])
+    else:
+        for rows in minibatches():
+            lr = log_ratios()[rows]
+            if method == "asae":                                 # E8: Â^i = w^i Â
+                adv_mb = ref_sync_weights(lr, cfg.sync_clip) * base[rows]
+            elif method == "exact_sync":                         # E6 under the current partners
+                cur = [np.array(ref_softmax_row(list(z[0]))) for z in logits]
+                tab = [ref_marginal_q(q_s, cur, i) - v_old for i in range(n)]
+                adv_mb = np.array([[tab[i][act[t, i]] for i in range(n)] for t in rows])
+            elif method == "exact_async":
+                adv_mb = np.array([[tables[i][act[t, i]] for i in range(n)] for t in rows])
+            else:                                                # async, coma
+                adv_mb = base[rows]
+            for i in range(n):
+                step(i, rows, lr, adv_mb[:, i])
+    for rows in minibatches():                                   # critics: ½(R − V)², ½(R − Q)²
+        dv = np.bincount(s[rows], ret[rows] - V[s[rows]], minlength=V.size)
+        if method == "coma":
+            flat = s[rows] * Q.shape[1] + joint[rows]
+            dq = np.bincount(flat, ret[rows] - Q.ravel()[flat], minlength=Q.size).reshape(Q.shape)
+            Q += cfg.lr_critic / len(rows) * dq
+        V += cfg.lr_critic / len(rows) * dv
+
+
+def random_batch(rng, T, B, n_actions, n_states, n_obs):
+    n = len(n_actions)
+    return dict(obs=rng.integers(0, n_obs, (T, B, n)),
+                act=np.stack([rng.integers(0, k, (T, B)) for k in n_actions], axis=2),
+                rew=rng.normal(size=(T, B)), term=rng.random((T, B)) < 0.2,
+                trunc=rng.random((T, B)) < 0.1, states=rng.integers(0, n_states, (T, B)),
+                next_states=rng.integers(0, n_states, (T, B)))
+
+
+def run_update(method, cfg, logits, V, Q, batch, payoff, seed):
+    """asae's jitted update on packed copies; returns (per-agent logits, V, Q, code)."""
+    n_actions = np.array([z.shape[1] for z in logits], np.int64)
+    L = asae._pack([z.copy() for z in logits], n_actions)
+    V, Q = V.copy(), Q.copy()
+    n = len(logits)
+    radix = np.array([int(np.prod(n_actions[i + 1:])) for i in range(n)], np.int64)
+    p = np.zeros(1) if payoff is None else payoff.ravel().copy()
+    b = asae._Batch(**{k: np.ascontiguousarray(batch[f]) for k, f in
+                       zip(asae._Batch._fields, ("obs", "act", "rew", "term", "trunc", "states",
+                                                 "next_states"))})
+    code = asae._update(asae.METHODS.index(method), asae._hyper(cfg), L, n_actions, V, Q, b, radix,
+                        p, p * cfg.reward_scale, asae._rng(seed), np.zeros(1),
+                        asae._new_probe(1, n, L.shape[2]))
+    return [L[i, :, :k] for i, k in enumerate(n_actions)], V, Q, code
+
+
+VARIANTS = [dict(), dict(clip_ratio="joint"), dict(clip_eps=None), dict(sync_clip=None),
+            dict(epochs=3, minibatches=5, entropy_coef=0.0, lr_actor=3.0)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[str(v) for v in VARIANTS])
+@pytest.mark.parametrize("method", asae.METHODS)
+def test_update_matches_slow_twin(method, variant):
+    """The whole jitted update (GAE → per-method advantage → clipped surrogate + entropy
+    gradient → SGD, critic steps) equals the plain reference, for every method and clip."""
+    rng = np.random.default_rng(abs(hash((method, str(variant)))) % 2 ** 32)
+    exact = method in ("exact_sync", "exact_async")
+    for n_actions in ([3, 3], [2, 3, 2]):
+        n_states, n_obs = (1, 1) if exact else (4, 3)
+        cfg = asae.Config(**{**dict(epochs=2, minibatches=3, lr_actor=2.0, entropy_coef=0.05,
+                                    reward_scale=0.5, gamma=0.9, lam=0.8, lr_critic=0.7), **variant})
+        logits = [rng.normal(0, 1.5, (n_obs, k)) for k in n_actions]
+        V = rng.normal(size=n_states)
+        J = int(np.prod(n_actions))
+        Q = rng.normal(size=(n_states, J)) if method == "coma" else np.zeros((1, 1))
+        batch = random_batch(rng, 4, 6, n_actions, n_states, n_obs)
+        payoff = rng.normal(size=n_actions) if exact else None
+        got_L, got_V, got_Q, code = run_update(method, cfg, logits, V, Q, batch, payoff, seed=11)
+        assert code == 0
+        ref_L = [z.copy() for z in logits]
+        ref_V, ref_Q = V.copy(), Q.copy()
+        ref_update(method, cfg, ref_L, ref_V, ref_Q, batch, payoff, RefRng(11))
+        for g, r, z0 in zip(got_L, ref_L, logits):
+            assert not np.allclose(r, z0)                         # the update did something
+            assert_allclose(g, r, rtol=RTOL, atol=1e-11)
+        assert_allclose(got_V, ref_V, rtol=RTOL, atol=ATOL)
+        assert_allclose(got_Q, ref_Q, rtol=RTOL, atol=ATOL)
+
+
+class NoTables:
+    """Hides an env's transition tables, so train takes the env.step path."""
+
+    def __init__(self, env):
+        self.env = env
+        for a in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "optimum", "payoff"):
+            if hasattr(env, a):
+                setattr(self, a, getattr(env, a))
+
+    def reset(self, n_envs, seed=None):
+        return self.env.reset(n_envs, seed)
 
     def step(self, actions):
-        r = self.payoff[tuple(np.asarray(actions).T)]
-        ones, zeros = np.ones(self.B, bool), np.zeros(self.B, np.int64)
-        return (np.zeros((self.B, self.n_agents), np.int64), zeros, r, ones,
-                ~ones, zeros)
+        return self.env.step(actions)
 
 
-class RewardChain:
-    """One state, reward 1 per step, episodes cut every ``k`` steps by truncation (time
-    limit) or by termination. With bootstrapping at truncation V = 1/(1−γ)."""
+def _same_result(a, b):
+    for za, zb in zip(a.logits, b.logits):
+        assert np.array_equal(za, zb)
+    assert np.array_equal(a.values, b.values)
+    assert np.array_equal(a.mean_return, b.mean_return, equal_nan=True)
+    assert a.greedy_return == b.greedy_return and a.stochastic_return == b.stochastic_return
 
-    def __init__(self, k=5, terminate=False):
-        self.k, self.terminate = k, terminate
-        self.n_agents, self.n_actions, self.n_states, self.n_obs = 1, (2,), 1, 1
-        self.episode_limit = k
 
-    def reset(self, n_envs, seed):
-        self.t = np.zeros(n_envs, np.int64)
-        return np.zeros((n_envs, 1), np.int64), np.zeros(n_envs, np.int64)
-
-    def step(self, actions):
-        B = self.t.size
-        self.t += 1
-        cut = self.t % self.k == 0
-        term, trunc = (cut, np.zeros(B, bool)) if self.terminate else (np.zeros(B, bool), cut)
-        zeros = np.zeros(B, np.int64)
-        return np.zeros((B, 1), np.int64), zeros, np.ones(B), term, trunc, zeros
+@pytest.mark.parametrize("make, method", [(envs.climbing, "asae"), (envs.TwoStepGame, "happo"),
+                                          (lambda: envs.GridForaging(size=3, n_food=1, max_steps=6), "coma"),
+                                          (lambda: envs.MatrixGame(np.arange(8.0).reshape(2, 2, 2), 3), "async")])
+def test_jitted_rollout_equals_env_step_path(make, method):
+    """The table-driven rollout inside the jitted run reproduces the env.step path bit for bit."""
+    cfg = asae.Config(iterations=5, n_envs=8, rollout_len=7, seed=4, reward_scale=0.1)
+    env = make()
+    _same_result(asae.train(env, method, cfg), asae.train(NoTables(env), method, cfg))
 
 
 CLIMBING = [[11, -30, 0], [-30, 7, 6], [0, 0, 5]]
@@ -864,7 +1135,7 @@ def small_config(**kw):
 @pytest.mark.parametrize("method", asae.METHODS)
 def test_every_method_improves_expected_return_on_climbing(method):
     """From a fixed random starting policy, the exact expected return J(π) goes up."""
-    game = OneStepGame(CLIMBING)
+    game = envs.MatrixGame(CLIMBING)
     res = asae.train(game, method, small_config(record_policies=True))
     J = [asae.joint_value(game.payoff, [p[0] for p in pols]) for pols in res.policies]
     assert J[-1] > J[0] + 0.5, (method, J)
@@ -872,17 +1143,15 @@ def test_every_method_improves_expected_return_on_climbing(method):
 
 @pytest.mark.parametrize("method", asae.METHODS)
 def test_training_is_deterministic_by_seed(method):
-    game = OneStepGame(CLIMBING)
+    game = envs.MatrixGame(CLIMBING)
     a, b = (asae.train(game, method, small_config(seed=7)) for _ in range(2))
     c = asae.train(game, method, small_config(seed=8))
-    for za, zb in zip(a.logits, b.logits):
-        assert np.array_equal(za, zb)
-    assert np.array_equal(a.mean_return, b.mean_return, equal_nan=True)
+    _same_result(a, b)
     assert not all(np.array_equal(za, zc) for za, zc in zip(a.logits, c.logits))
 
 
 def test_same_seed_same_initial_policy_for_every_method():
-    game = OneStepGame(CLIMBING)
+    game = envs.MatrixGame(CLIMBING)
     starts = [asae.train(game, m, small_config(iterations=1, record_policies=True)).policies[0]
               for m in asae.METHODS]
     for s in starts[1:]:
@@ -890,53 +1159,149 @@ def test_same_seed_same_initial_policy_for_every_method():
             assert np.array_equal(p, q)
 
 
-def test_asae_weights_are_one_in_first_minibatch_and_move_later():
-    res = asae.train(OneStepGame(CLIMBING), "asae", small_config(sync_clip=None))
-    assert res.diagnostics["first_step_weight_dev"] == 0.0
-    assert res.diagnostics["max_weight"] > 1.0           # partners' ratios do move within an update
+def test_one_gradient_step_asae_is_async_and_exact_sync_is_exact_async():
+    """With one gradient step per update nobody has moved when the advantage is computed:
+    every w^i is exactly 1 (E8), and Ã^i = A^i_old (E6 = E3) — bit-identical runs."""
+    game = envs.MatrixGame(CLIMBING)
+    cfg = small_config(epochs=1, minibatches=1, iterations=10, lr_actor=3.0)
+    _same_result(asae.train(game, "asae", cfg), asae.train(game, "async", cfg))
+    _same_result(asae.train(game, "exact_sync", cfg), asae.train(game, "exact_async", cfg))
 
 
-def test_happo_first_agent_has_unit_correction():
-    res = asae.train(OneStepGame(np.zeros((2, 3, 2)) + np.arange(12).reshape(2, 3, 2)), "happo",
-                     small_config())
-    assert res.diagnostics["first_agent_M_dev"] == 0.0
-    assert res.diagnostics["max_weight"] > 1.0
+def test_with_several_steps_each_method_differs_from_its_control():
+    game = envs.MatrixGame(CLIMBING)
+    cfg = small_config(epochs=4, minibatches=4, iterations=3, lr_actor=3.0)
+    runs = {m: asae.train(game, m, cfg) for m in asae.METHODS}
+    for m, ctrl in [("asae", "async"), ("happo", "async"), ("exact_sync", "exact_async"),
+                    ("coma", "async")]:
+        assert not np.array_equal(runs[m].logits[0], runs[ctrl].logits[0]), m
+
+
+def test_sync_clip_acts_when_partners_overshoot():
+    game = envs.MatrixGame(CLIMBING)
+    cfg = small_config(epochs=8, iterations=3, lr_actor=30.0, sync_clip=None)
+    free = asae.train(game, "asae", cfg)
+    clipped = asae.train(game, "asae", replace(cfg, sync_clip=0.05))
+    assert free.diagnostics["max_ratio"] > 1.2                    # partners did overshoot
+    assert not np.array_equal(free.logits[0], clipped.logits[0])
+
+
+@pytest.mark.parametrize("variant", [dict(clip_ratio="joint"), dict(clip_eps=None)])
+def test_clip_variants_change_the_run(variant):
+    game = envs.MatrixGame(CLIMBING)
+    cfg = small_config(epochs=8, iterations=3, lr_actor=10.0)
+    assert not np.array_equal(asae.train(game, "asae", cfg).logits[0],
+                              asae.train(game, "asae", replace(cfg, **variant)).logits[0])
+
+
+# ---------------------------------------------------------------------------------------
+# The exact bias probe
+# ---------------------------------------------------------------------------------------
+
+
+def _probe_at(method, q, old, cur, cfg, order=None):
+    """Record one step for every agent; returns the probe (used, grads, sums)."""
+    n = q.ndim
+    n_actions = np.array(q.shape, np.int64)
+    radix = np.array([int(np.prod(q.shape[i + 1:])) for i in range(n)], np.int64)
+    pack = lambda ps: asae._pack([np.log(np.asarray(p))[None, :] for p in ps], n_actions)[:, 0, :]
+    o, c = pack(old), pack(cur)
+    probe = asae._new_probe(n, n, int(n_actions.max()))
+    v_old = ref_joint_value(q, old)
+    o_arr = np.arange(n) if order is None else np.asarray(order, np.int64)
+    for i in range(n):
+        asae._probe_record(asae.METHODS.index(method), i, asae._hyper(cfg), c, o, q.ravel().copy(),
+                           radix, n_actions, v_old, o_arr, probe)
+    return probe, o, radix, n_actions, v_old
 
 
 @given(old_new_games())
-def test_exact_sync_advantage_is_e6(g):
-    """The advantage table exact_sync trains on is Ã^i of E6 with the current partners."""
-    q, old, cur, i = g
-    table = asae._exact_sync_table(q, asae.joint_value(q, old), cur, i)
-    assert_allclose(table, asae.synchronous_marginal_advantage(q, old, cur, i), rtol=1e-12, atol=1e-12)
-
-
-@given(old_new_games())
-def test_bias_probe_is_exact(g):
-    """Weight 1 yields A^i_old (bias = |Ā − Ã|, E7); the exact E6 ratio weight yields Ã (bias 0)."""
-    q, old, new, _ = g
+def test_probe_records_the_exact_expected_advantage(g):
+    """Measured against the equations: async uses A^i_old (E3/E7); unclipped asae and
+    exact_sync both use E_{a^-i~π_old}[w^i A_old] = Ã^i under the current partners (E6);
+    exact_async uses A^i_old; second moments by enumeration."""
+    q, old, cur, _ = g
+    cfg = asae.Config(sync_clip=None)
+    targets = [asae.synchronous_marginal_advantage(q, old, cur, i) for i in range(q.ndim)]
+    a_old = [asae.marginal_advantage(q, old, i) for i in range(q.ndim)]
+    for method, want in [("async", a_old), ("asae", targets), ("exact_sync", targets),
+                         ("exact_async", a_old), ("coma", a_old)]:
+        probe = _probe_at(method, q, old, cur, cfg)[0]
+        for i in range(q.ndim):
+            assert_allclose(probe.used[i, :q.shape[i]], want[i], rtol=1e-9, atol=1e-9)
+    # second moment of the asae estimate E_{a~π_old}[(w^i A_old)²], by enumeration
+    probe = _probe_at("asae", q, old, cur, cfg)[0]
+    A_old = q - ref_joint_value(q, old)
+    m2 = 0.0
     for i in range(q.ndim):
-        probe = asae._BiasProbe(q)
-        probe.start(old)
-        probe.record(i, np.ones(q.shape))
-        W = asae.sync_weights(asae._joint_log_ratio_table([np.log(p) for p in new], [np.log(p) for p in old]))[:, i].reshape(q.shape)
-        probe.record(i, W)
-        probe.finish(new)
-        expected = np.abs(asae.marginal_advantage(q, old, i) - asae.synchronous_marginal_advantage(q, old, new, i))
-        assert_allclose(probe.abs_err[0], expected, rtol=1e-9, atol=1e-9)
-        assert_allclose(probe.abs_err[1], 0.0, atol=1e-9)
-        for k in range(2):                       # the ω = 1 twin recorded at the same steps
-            assert_allclose(probe.abs_err_async[k], expected, rtol=1e-9, atol=1e-9)
-            assert probe.second_moment_async[k] == probe.second_moment[0]
-        A_old = q - ref_joint_value(q, old)      # E_{a~π_old}[(ω A_old)²] with ω = 1, by enumeration
-        m2 = sum(np.prod([old[j][a[j]] for j in range(q.ndim)]) * A_old[a] ** 2
-                 for a in itertools.product(*(range(k) for k in q.shape)))
-        assert math.isclose(probe.second_moment[0], m2, rel_tol=1e-9, abs_tol=1e-12)
+        for a in itertools.product(*(range(k) for k in q.shape)):
+            p = np.prod([old[j][a[j]] for j in range(q.ndim)])
+            w = np.prod([cur[j][a[j]] / old[j][a[j]] for j in range(q.ndim) if j != i])
+            m2 += p * (w * A_old[a]) ** 2
+    assert math.isclose(probe.sums[3], m2, rel_tol=1e-9, abs_tol=1e-12)
+
+
+@given(old_new_games(), st.sampled_from(["async", "asae", "exact_sync"]),
+       st.sampled_from([dict(), dict(clip_ratio="joint"), dict(clip_eps=None)]))
+def test_probe_gradient_is_the_expected_clipped_gradient(g, method, variant):
+    """The recorded gradient = Σ_a π_old(a) ∇_{z^i}[clipped per-sample objective at a]
+    with the method's advantage, by enumeration with the reference row gradient."""
+    q, old, cur, _ = g
+    cfg = asae.Config(sync_clip=None, **variant)
+    eps = math.inf if cfg.clip_eps is None else cfg.clip_eps
+    probe = _probe_at(method, q, old, cur, cfg)[0]
+    v_old = ref_joint_value(q, old)
+    for i in range(q.ndim):
+        want = np.zeros(q.shape[i])
+        for a in itertools.product(*(range(k) for k in q.shape)):
+            p = np.prod([old[j][a[j]] for j in range(q.ndim)])
+            partners = sum(math.log(cur[j][a[j]] / old[j][a[j]]) for j in range(q.ndim) if j != i)
+            if method == "async":
+                adv = q[a] - v_old
+            elif method == "asae":
+                adv = math.exp(partners) * (q[a] - v_old)
+            else:
+                adv = asae.synchronous_marginal_advantage(q, old, cur, i)[a[i]]
+            want += p * ref_policy_grad(np.log(cur[i]), a[i], math.log(old[i][a[i]]), partners, adv,
+                                        eps, 0.0, cfg.clip_ratio == "joint")
+        assert_allclose(probe.grad[i, :q.shape[i]], want, rtol=1e-8, atol=1e-10)
+
+
+@given(old_new_games())
+def test_probe_finish_compares_with_e6_after_the_update(g):
+    """Bias = |used − Ã^i(new)|: zero for exact_sync recorded at the new policies; for
+    async it is |A^i_old − Ã^i(new)| = the E7 bias formula."""
+    q, old, new, _ = g
+    cfg = asae.Config(sync_clip=None)
+    for method in ("exact_sync", "async"):
+        probe, o, radix, n_actions, v_old = _probe_at(method, q, old, new, cfg)
+        pack = asae._pack([np.log(np.asarray(p))[None, :] for p in new], n_actions)[:, 0, :]
+        asae._probe_finish(asae._hyper(cfg), pack, o, q.ravel().copy(), radix, n_actions, v_old, probe)
+        bias = sum(np.abs(asae.marginal_advantage(q, old, i)
+                          - asae.synchronous_marginal_advantage(q, old, new, i)).sum()
+                   for i in range(q.ndim))
+        if method == "exact_sync":
+            assert probe.sums[0] < 1e-9 * max(1.0, np.abs(q).max()) and probe.sums[6] < 1e-7
+        else:
+            assert math.isclose(probe.sums[0], bias, rel_tol=1e-9, abs_tol=1e-9)
+        assert math.isclose(probe.sums[1], bias, rel_tol=1e-9, abs_tol=1e-9)
+        assert probe.count[0] == 0 and probe.sums[2] == sum(q.shape)
+
+
+def test_advantage_bias_orders_methods_on_climbing():
+    """Measured, not assumed: exact_sync and asae weights track Ã closer than async's 1."""
+    cfg = small_config(iterations=10, sync_clip=None)
+    game = envs.MatrixGame(CLIMBING)
+    b = {m: asae.advantage_bias(game, m, cfg) for m in ("async", "asae", "exact_sync")}
+    assert all(v["n_steps"] == 10 * 16 * 2 for v in b.values())
+    assert b["asae"]["mean_abs_bias"] < b["async"]["mean_abs_bias"]
+    assert b["exact_sync"]["mean_abs_bias"] < b["async"]["mean_abs_bias"]
+    assert math.isclose(b["async"]["mean_abs_bias"], b["async"]["mean_abs_bias_async"])
 
 
 def test_truncation_is_bootstrapped_and_termination_is_not():
     cfg = asae.Config(gamma=0.9, lam=0.95, iterations=60, n_envs=8, rollout_len=10,
-                      lr_critic=0.5, entropy_coef=0.0, seed=0)
+                      lr_critic=0.1, entropy_coef=0.0, seed=0)
     v_trunc = asae.train(RewardChain(terminate=False), "async", cfg).values[0]
     v_term = asae.train(RewardChain(terminate=True), "async", cfg).values[0]
     assert abs(v_trunc - 1 / (1 - 0.9)) < 0.1               # V = Σ γ^k = 10: the time limit is not the end
@@ -945,49 +1310,174 @@ def test_truncation_is_bootstrapped_and_termination_is_not():
 
 
 def test_large_steps_stay_finite():
-    """sync_clip=None, huge learning rate, many epochs: logits, ratios, weights stay finite."""
+    """sync_clip=None, huge learning rate, many epochs: a finite result (or the guard)."""
     cfg = small_config(sync_clip=None, lr_actor=1e4, epochs=30, reward_scale=1.0, iterations=5)
     for method in ("asae", "happo", "exact_sync"):
-        res = asae.train(OneStepGame(QTRAN), method, cfg)
-        d = res.diagnostics
-        assert d["all_finite"], (method, d)
-        assert np.isfinite(d["max_ratio"]) and np.isfinite(d["max_weight"]) and np.isfinite(d["max_abs_logit"])
+        res = asae.train(envs.MatrixGame(QTRAN), method, cfg)
+        assert all(np.all(np.isfinite(z)) for z in res.logits)
+        assert np.isfinite(res.diagnostics["max_ratio"])
 
 
-def test_advantage_bias_orders_methods_on_climbing():
-    """Measured, not assumed: exact_sync and asae weights track Ã closer than async's 1."""
-    cfg = small_config(iterations=10, sync_clip=None)
-    game = OneStepGame(CLIMBING)
-    b = {m: asae.advantage_bias(game, m, cfg) for m in ("async", "asae", "exact_sync")}
-    assert all(v["n_steps"] == 10 * 16 * 2 for v in b.values())
-    assert b["asae"]["mean_abs_bias"] < b["async"]["mean_abs_bias"]
-    assert b["exact_sync"]["mean_abs_bias"] < b["async"]["mean_abs_bias"]
+# ---------------------------------------------------------------------------------------
+# Guards: non-finite state raises; every bad input a clear error, never a crash
+# ---------------------------------------------------------------------------------------
+
+
+class RewardChain:
+    """One state, reward ``r`` per step, episodes cut every ``k`` steps by truncation (time
+    limit) or by termination. With bootstrapping at truncation V = r/(1−γ)."""
+
+    def __init__(self, k=5, terminate=False, r=1.0, n_actions=2):
+        self.k, self.terminate, self.r = k, terminate, r
+        self.n_agents, self.n_actions, self.n_states, self.n_obs = 1, (n_actions,), 1, 1
+        self.episode_limit = k
+
+    def reset(self, n_envs, seed=None):
+        self.t = np.zeros(n_envs, np.int64)
+        return np.zeros((n_envs, 1), np.int64), np.zeros(n_envs, np.int64)
+
+    def step(self, actions):
+        B = self.t.size
+        self.t += 1
+        cut = self.t % self.k == 0
+        term, trunc = (cut, np.zeros(B, bool)) if self.terminate else (np.zeros(B, bool), cut)
+        zeros = np.zeros(B, np.int64)
+        return np.zeros((B, 1), np.int64), zeros, np.full(B, self.r), term, trunc, zeros
+
+
+class BadEnv(RewardChain):
+    """RewardChain whose step output is corrupted by ``corrupt(out) -> out``."""
+
+    def __init__(self, corrupt, **kw):
+        super().__init__(**kw)
+        self.corrupt = corrupt
+
+    def step(self, actions):
+        return self.corrupt(list(super().step(actions)))
+
+
+def _set(k, v):
+    def corrupt(out):
+        out[k] = v(out[k]) if callable(v) else v
+        return tuple(out)
+    return corrupt
+
+
+def test_diverging_critic_raises_naming_it():
+    env = RewardChain(r=1e307, n_actions=1)       # one action: the actor cannot diverge
+    with pytest.raises(FloatingPointError, match=r"iteration \d+: the critic V"):
+        asae.train(env, "async", asae.Config(gamma=1.0, iterations=100, n_envs=4, rollout_len=5))
+
+
+def test_diverging_actor_raises_naming_it():
+    env = RewardChain(r=1e300)
+    with pytest.raises(FloatingPointError, match="iteration 1: agent 0's logits"):
+        asae.train(env, "async", asae.Config(reward_scale=1e10, iterations=3, n_envs=4, rollout_len=5))
 
 
 LEARNER_BAD = [
     (lambda: asae.Config(gamma=1.5), ValueError, "gamma"),
     (lambda: asae.Config(epochs=0), ValueError, "epochs"),
+    (lambda: asae.Config(epochs=2.0), TypeError, "epochs"),
     (lambda: asae.Config(sync_clip=-1.0), ValueError, "sync_clip"),
+    (lambda: asae.Config(clip_eps=2.0), ValueError, "clip_eps"),
+    (lambda: asae.Config(clip_ratio="both"), ValueError, "clip_ratio"),
     (lambda: asae.Config(n_envs=2, rollout_len=1, minibatches=4), ValueError, "minibatches"),
     (lambda: asae.Config(reward_scale=0.0), ValueError, "reward_scale"),
-    (lambda: asae.train(OneStepGame(CLIMBING), "ppo"), ValueError, "method"),
+    (lambda: asae.Config(lr_critic=3.0, reward_scale=1 / 30), ValueError, "lr_critic"),
+    (lambda: asae.Config(lr_critic=2.1), ValueError, "lr_critic"),
+    (lambda: asae.Config(lr_actor=np.inf), ValueError, "lr_actor"),
+    (lambda: asae.Config(track_bias="no"), TypeError, "track_bias"),
+    (lambda: asae.Config(record_policies=1), TypeError, "record_policies"),
+    (lambda: asae.Config(seed=-1), ValueError, "seed"),
+    (lambda: asae.Config(init_logits=[[[0.0, np.nan]]]), ValueError, "init_logits"),
+    (lambda: asae.Config(init_logits="abc"), TypeError, "init_logits"),
+    (lambda: asae.train(envs.climbing(), "asae", asae.Config(init_logits=[[[0.0, 0.0, 0.0]]])),
+     ValueError, "init_logits"),
+    (lambda: asae.train(envs.climbing(), "ppo"), ValueError, "method"),
     (lambda: asae.train(object(), "asae"), TypeError, "env"),
+    (lambda: asae.train(envs.TwoStepGame, "asae"), TypeError, "TwoStepGame()"),
     (lambda: asae.train(RewardChain(), "exact_sync"), ValueError, "exact_sync"),
-    (lambda: asae.train(OneStepGame(CLIMBING), "asae", {"gamma": 0.9}), TypeError, "config"),
+    (lambda: asae.train(RewardChain(), "exact_async"), ValueError, "exact_async"),
+    (lambda: asae.train(envs.climbing(), "asae", {"gamma": 0.9}), TypeError, "config"),
+    (lambda: asae.advantage_bias(envs.climbing(), "asae", "fast"), TypeError, "config"),
+    (lambda: asae.train(envs.GridForaging(size=100, n_food=1), "asae"), ValueError, "GiB"),
+    (lambda: asae.train(BadEnv(_set(0, lambda o: o + 5)), "async"), ValueError, "obs"),
+    (lambda: asae.train(BadEnv(_set(0, lambda o: o.astype(float))), "async"), TypeError, "obs"),
+    (lambda: asae.train(BadEnv(_set(2, lambda r: r * np.nan)), "async"), ValueError, "reward"),
+    (lambda: asae.train(BadEnv(_set(2, lambda r: r[:1])), "async"), TypeError, "reward"),
+    (lambda: asae.train(BadEnv(_set(1, lambda s: s - 1)), "async"), ValueError, "state"),
+    (lambda: asae.train(BadEnv(_set(5, lambda s: s + 1)), "async"), ValueError, "final_state"),
+    (lambda: asae.train(BadEnv(_set(3, lambda t: t.astype(int))), "async"), TypeError, "terminated"),
+    (lambda: asae.train(BadEnv(lambda out: out[:5]), "async"), TypeError, "env.step"),
+    (lambda: asae.evaluate(envs.climbing(), [np.zeros((1, 3))] * 3), ValueError, "one table per agent"),
+    (lambda: asae.evaluate(envs.climbing(), [np.zeros((1, 2))] * 2), ValueError, r"logits\[0\]"),
+    (lambda: asae.evaluate(envs.climbing(), [np.full((1, 3), np.nan)] * 2), ValueError, r"logits\[0\]"),
+    (lambda: asae.evaluate(envs.climbing(), np.zeros((1, 3))), TypeError, "logits"),
+    (lambda: asae.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, episodes=0), ValueError, "episodes"),
+    (lambda: asae.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, greedy="yes"), TypeError, "greedy"),
+    (lambda: asae.method_advantages("ppo", [1.0]), ValueError, "method"),
+    (lambda: asae.method_advantages("asae", [1.0]), TypeError, "log_ratios"),
+    (lambda: asae.method_advantages("asae", [1.0, 2.0], np.zeros((3, 2))), ValueError, "log_ratios"),
+    (lambda: asae.method_advantages("happo", [1.0], np.zeros((1, 2))), TypeError, "order"),
+    (lambda: asae.method_advantages("happo", [1.0], np.zeros((1, 2)), order=[0, 0]), ValueError, "order"),
+    (lambda: asae.method_advantages("exact_sync", [1.0]), TypeError, "tables"),
+    (lambda: asae.method_advantages("exact_sync", [1.0], tables=[[0.0, 1.0]], actions=[[2]]),
+     ValueError, "actions"),
+    (lambda: asae.method_advantages("coma", np.zeros((2, 2)), np.zeros((2, 3))), ValueError, "advantages"),
 ]
 
 
-@pytest.mark.parametrize("call, exc, name", LEARNER_BAD, ids=[b[2] for b in LEARNER_BAD])
+@pytest.mark.parametrize("call, exc, name", LEARNER_BAD, ids=[f"{i}-{b[2]}" for i, b in enumerate(LEARNER_BAD)])
 def test_learner_bad_input(call, exc, name):
-    with pytest.raises(exc, match=name):
+    with pytest.raises(exc, match=name.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+CRASH_CASES = {
+    # tables trained on a 3×3 grid evaluated on a 30×30 one (segfaulted in 0.1)
+    "evaluate_grid_mismatch": "asae.evaluate(envs.GridForaging(size=30, n_food=1), "
+                              "asae.train(envs.GridForaging(size=3, n_food=1), 'async', "
+                              "asae.Config(iterations=1)).logits, greedy=False)",
+    # a custom env whose observation ids exceed n_obs (segfaulted in _rollout)
+    "obs_out_of_range": "asae.train(test_asae.BadEnv(test_asae._set(0, lambda o: o + 10**6)), 'async')",
+    "tables_out_of_range": "asae.train(test_asae.BadTables(), 'async')",
+}
+
+
+class BadTables(RewardChain):
+    """A custom env offering transition tables with an out-of-range successor state."""
+
+    def tables(self):
+        return SimpleNamespace(next_state=np.array([[5, 0]]), reward=np.ones((1, 2)),
+                               terminated=np.zeros((1, 2), bool), obs=np.zeros((1, 1), np.int64),
+                               start_state=0, time_limit=5)
+
+
+@pytest.mark.parametrize("case", sorted(CRASH_CASES))
+def test_former_crashes_raise_clear_errors_in_a_subprocess(case):
+    """Run in a fresh interpreter: a segfault would show as a negative return code."""
+    code = ("import asae, envs, test_asae\n"
+            f"try:\n    {CRASH_CASES[case]}\n"
+            "except (ValueError, TypeError) as e:\n    print('CLEAR', type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert out.stdout.startswith("CLEAR"), out.stdout + out.stderr[-2000:]
 
 
 def test_evaluate_greedy_and_stochastic_policies():
     """evaluate: argmax of hand-set logits reaches the payoff's optimum; uniform play averages."""
-    game = OneStepGame(CLIMBING)
+    game = envs.MatrixGame(CLIMBING)
     best = [np.array([[5.0, 0.0, 0.0]]), np.array([[5.0, 0.0, 0.0]])]
     assert asae.evaluate(game, best, episodes=8, greedy=True) == 11.0
     uniform = [np.zeros((1, 3)), np.zeros((1, 3))]
     mean = asae.evaluate(game, uniform, episodes=4000, greedy=False, seed=1)
     assert abs(mean - np.mean(CLIMBING)) < 1.0      # E1 under the uniform policy: −31/9 ± sampling
+
+
+def test_config_and_train_result_docs_are_visible_in_help():
+    for cls in (asae.Config, asae.TrainResult):
+        doc = pydoc.render_doc(cls)
+        for f in dataclasses.fields(cls):
+            assert f.name in doc and f.metadata["doc"][:30] in doc.replace("\n    ", " ")
