@@ -938,23 +938,37 @@ def _log_softmax_row(z, logp, pi):
 
 
 @njit(cache=True)
-def _sample_actions(logits, n_actions, obs, rng, out):
-    """a^i_b ~ softmax(logits[i, obs[b, i]]) by inverse CDF, agent-major uniform draws."""
+def _sample_actions(logits, n_actions, obs, rng, out, cdf, ready):
+    """a^i_b ~ softmax(logits[i, obs[b, i]]) by inverse CDF, agent-major uniform draws:
+    a = min{k : u · Σ_j e^{z_j − m} < Σ_{j≤k} e^{z_j − m}}, m = max z.
+
+    ``cdf[i, o]`` memoises the running sums of agent i's row o (``ready[i, o]``); the caller
+    clears ``ready`` whenever the logits change (once per rollout).
+    """
     B, n = obs.shape
     for i in range(n):
         A = n_actions[i]
         for b in range(B):
-            row = logits[i, obs[b, i], :A]
-            zmax, s = _max_sumexp(row)
-            target = _rng_uniform(rng) * s
-            c = 0.0
+            o = obs[b, i]
+            if not ready[i, o]:
+                zmax, _ = _max_sumexp(logits[i, o, :A])
+                c = 0.0
+                for k in range(A):
+                    c += np.exp(logits[i, o, k] - zmax)
+                    cdf[i, o, k] = c
+                ready[i, o] = True
+            target = _rng_uniform(rng) * cdf[i, o, A - 1]
             a = A - 1
             for k in range(A):
-                c += np.exp(row[k] - zmax)
-                if target < c:
+                if target < cdf[i, o, k]:
                     a = k
                     break
             out[b, i] = a
+
+
+def _new_cdf(logits):
+    """Scratch for :func:`_sample_actions`: (cdf, ready) for one set of logits."""
+    return np.empty(logits.shape), np.zeros(logits.shape[:2], np.bool_)
 
 
 @njit(cache=True, inline='always')
@@ -1041,6 +1055,15 @@ class _Batch(NamedTuple):
     trunc: np.ndarray        # (T, B) bool
     states: np.ndarray       # (T, B) int64 s_t
     next_states: np.ndarray  # (T, B) int64 s'_t (the true successor, E10)
+
+
+class _Work(NamedTuple):
+    """Per-update memo of log-softmax rows: a (agent, observation) row is computed once per
+    minibatch step (``stamp[i, o] == clock``) and shared by every sample that observes it."""
+    lp: np.ndarray           # (n, n_obs, A_max) log π^i(·|o)
+    pi: np.ndarray           # (n, n_obs, A_max) π^i(·|o)
+    stamp: np.ndarray        # (n, n_obs) clock value when the row was last computed
+    clock: np.ndarray        # (1,) current minibatch step
 
 
 class _Probe(NamedTuple):
@@ -1198,9 +1221,9 @@ def _state_log_policies(logits, n_actions, o, out):
 
 
 @njit(cache=True)
-def _actor_step(i, hp, logits, n_actions, obs, act, rows, lp, pi, lr, adv, scale):
+def _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv, scale):
     """One SGD ascent step of agent i's sub-problem (E8) on the minibatch ``rows``, from the
-    log-policies ``lp`` and log ratios ``lr`` computed before any agent moved."""
+    log-policies in ``work`` and log ratios ``lr`` computed before any agent moved."""
     A = n_actions[i]
     g = np.empty(A)
     for r in range(rows.shape[0]):
@@ -1210,29 +1233,36 @@ def _actor_step(i, hp, logits, n_actions, obs, act, rows, lp, pi, lr, adv, scale
             log_x = 0.0
             for j in range(lr.shape[1]):
                 log_x += lr[r, j]
-        _policy_grad_row(lp[r, i, :A], pi[r, i, :A], act[t, i], lr[r, i], log_x, adv[r, i], hp.clip_eps,
-                         hp.entropy_coef, hp.max_log_ratio, g)
-        z = logits[i, obs[t, i]]
+        o = obs[t, i]
+        _policy_grad_row(work.lp[i, o, :A], work.pi[i, o, :A], act[t, i], lr[r, i], log_x,
+                         adv[r, i], hp.clip_eps, hp.entropy_coef, hp.max_log_ratio, g)
+        z = logits[i, o]
         for k in range(A):
             z[k] += scale * g[k]
 
 
 @njit(cache=True)
-def _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, lp, pi, lr, diag):
-    """lp[r, i] = log π^i_θk(·|o^i_t), pi[r, i] = π^i_θk(·|o^i_t) and lr[r, i] = log ρ^i_t
-    for t = rows[r] and every i in agents: one softmax per (row, agent) per minibatch."""
+def _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, work, lr, diag):
+    """lr[r, i] = log ρ^i_t for t = rows[r] and every i in agents, with log π^i_θk(·|o^i_t)
+    and π^i_θk(·|o^i_t) left in ``work``: one softmax per (agent, observation) per minibatch
+    step, shared by the ratio, the surrogate gradient and the entropy gradient."""
+    work.clock[0] += 1
+    now = work.clock[0]
     for r in range(rows.shape[0]):
         t = rows[r]
         for i in agents:
             A = n_actions[i]
-            _log_softmax_row(logits[i, obs[t, i], :A], lp[r, i, :A], pi[r, i, :A])
-            lr[r, i] = lp[r, i, act[t, i]] - old_lp[t, i]
+            o = obs[t, i]
+            if work.stamp[i, o] != now:
+                _log_softmax_row(logits[i, o, :A], work.lp[i, o, :A], work.pi[i, o, :A])
+                work.stamp[i, o] = now
+            lr[r, i] = work.lp[i, o, act[t, i]] - old_lp[t, i]
             diag[0] = max(diag[0], lr[r, i])
 
 
 @njit(cache=True)
 def _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, tables, radix,
-                         payoff, payoff_s, v_old, v_old_s, old0, rng, diag, probe):
+                         payoff, payoff_s, v_old, v_old_s, old0, rng, diag, probe, work):
     """async / asae / coma / exact_sync / exact_async: on every minibatch every agent takes
     one step, all with advantages from the log ratios before any of them moved."""
     N, n = base.shape
@@ -1240,8 +1270,6 @@ def _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, 
     M = hp.minibatches
     size_max = N // M + (1 if N % M else 0)
     perm = np.empty(N, np.int64)
-    lp = np.empty((size_max, n, A_max))
-    pi = np.empty((size_max, n, A_max))
     lr = np.empty((size_max, n))
     base_mb = np.empty((size_max, n))
     act_mb = np.empty((size_max, n), np.int64)
@@ -1255,7 +1283,7 @@ def _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, 
             size = N // M + (1 if m < N % M else 0)
             rows = perm[start:start + size]
             start += size
-            _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, lp, pi, lr, diag)
+            _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, work, lr, diag)
             for r in range(size):
                 for i in range(n):
                     base_mb[r, i] = base[rows[r], i]
@@ -1271,13 +1299,13 @@ def _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, 
                     _probe_record(method, i, hp, cur0, old0, payoff, radix, n_actions, v_old,
                                   agents, probe)
             for i in range(n):
-                _actor_step(i, hp, logits, n_actions, obs, act, rows, lp, pi, lr, adv,
+                _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv,
                             hp.lr_actor / size)
 
 
 @njit(cache=True)
 def _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, radix, payoff,
-                       v_old, old0, rng, diag, probe):
+                       v_old, old0, rng, diag, probe, work):
     """happo (E9): agents update one after another in a random order; agent i_m's advantage
     is M^{i_m} Â with M from the already-updated agents' ratios, fixed during its turn."""
     N, n = base.shape
@@ -1288,20 +1316,15 @@ def _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, ra
     _rng_permutation(rng, order)
     all_rows = np.arange(N)
     agents = np.arange(n)
-    lp_all = np.empty((N, n, A_max))
-    pi_all = np.empty((N, n, A_max))
     lr_all = np.empty((N, n))
     adv_all = np.empty((N, n))
     perm = np.empty(N, np.int64)
-    lp = np.empty((size_max, n, A_max))
-    pi = np.empty((size_max, n, A_max))
     lr = np.empty((size_max, n))
     adv = np.empty((size_max, n))
     cur0 = np.zeros((n, A_max))
     for m in range(n):
         i = order[m]
-        _minibatch_logp(logits, n_actions, obs, act, old_lp, all_rows, agents, lp_all, pi_all,
-                        lr_all, diag)
+        _minibatch_logp(logits, n_actions, obs, act, old_lp, all_rows, agents, work, lr_all, diag)
         _method_advantages_kernel(2, base, lr_all, hp.w_lo, hp.w_hi, hp.max_log_ratio, order,
                                   act, tables, adv_all)             # M^i Â (E9)
         me = agents[i:i + 1]
@@ -1312,7 +1335,7 @@ def _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, ra
                 size = N // M + (1 if mb < N % M else 0)
                 rows = perm[start:start + size]
                 start += size
-                _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, me, lp, pi, lr, diag)
+                _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, me, work, lr, diag)
                 for r in range(size):
                     adv[r, i] = adv_all[rows[r], i]
                     for j in range(n):
@@ -1321,7 +1344,7 @@ def _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, ra
                 if hp.track_bias:
                     _state_log_policies(logits, n_actions, 0, cur0)
                     _probe_record(2, i, hp, cur0, old0, payoff, radix, n_actions, v_old, order, probe)
-                _actor_step(i, hp, logits, n_actions, obs, act, rows, lp, pi, lr, adv,
+                _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv,
                             hp.lr_actor / size)
 
 
@@ -1380,21 +1403,21 @@ def _update(method, hp, logits, n_actions, V, Q, batch, radix, payoff, payoff_s,
     joint = np.zeros(N, np.int64)
     old_lp = np.empty((N, n))
     base = np.empty((N, n))
-    row = np.empty(A_max)
-    pirow = np.empty(A_max)
+    n_obs = logits.shape[1]
+    work = _Work(np.empty((n, n_obs, A_max)), np.empty((n, n_obs, A_max)),
+                 np.zeros((n, n_obs), np.int64), np.zeros(1, np.int64))
     for t in range(N):
         for i in range(n):
             joint[t] += act[t, i] * radix[i]
+    _minibatch_logp(logits, n_actions, obs, act, np.zeros((N, n)), np.arange(N), np.arange(n),
+                    work, old_lp, np.zeros(1))                           # log π_old(a^i_t)
     for t in range(N):
         for i in range(n):
-            A = n_actions[i]
-            a = act[t, i]
-            _log_softmax_row(logits[i, obs[t, i], :A], row[:A], pirow[:A])
-            old_lp[t, i] = row[a]
             if method == 3:                   # COMA (E7): Q(s,a) − Σ_b π_old^i(b) Q(s,(b,a^-i))
+                o = obs[t, i]
                 cf = Q[states[t], joint[t]]
-                for bb in range(A):
-                    cf -= pirow[bb] * Q[states[t], joint[t] + (bb - a) * radix[i]]
+                for bb in range(n_actions[i]):
+                    cf -= work.pi[i, o, bb] * Q[states[t], joint[t] + (bb - act[t, i]) * radix[i]]
                 base[t, i] = cf
             else:
                 base[t, i] = adv[t]           # the shared Â_t
@@ -1411,10 +1434,10 @@ def _update(method, hp, logits, n_actions, V, Q, batch, radix, payoff, payoff_s,
         _exact_tables(payoff_s, radix, n_actions, old0, v_old_s, tables)
     if method == 2:
         _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, radix, payoff,
-                           v_old, old0, rng, diag, probe)
+                           v_old, old0, rng, diag, probe, work)
     else:
         _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, tables, radix,
-                             payoff, payoff_s, v_old, v_old_s, old0, rng, diag, probe)
+                             payoff, payoff_s, v_old, v_old_s, old0, rng, diag, probe, work)
     if hp.track_bias:
         new0 = np.zeros((n, A_max))
         _state_log_policies(logits, n_actions, 0, new0)
@@ -1444,13 +1467,15 @@ def _rollout_tables(next_state, reward, terminated, obs_table, start, time_limit
     n = logits.shape[0]
     obs = np.empty((B, n), np.int64)
     act = np.empty((B, n), np.int64)
+    cdf = np.empty(logits.shape)                     # the policies are fixed during a rollout
+    ready = np.zeros(logits.shape[:2], np.bool_)
     ended_sum = 0.0
     ended = 0
     for t in range(T):
         for b in range(B):
             for i in range(n):
                 obs[b, i] = obs_table[state[b], i]
-        _sample_actions(logits, n_actions, obs, rng, act)
+        _sample_actions(logits, n_actions, obs, rng, act, cdf, ready)
         for b in range(B):
             s = state[b]
             j = 0
@@ -1894,7 +1919,7 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
             ended = []
             for t in range(T):
                 batch.obs[t], batch.states[t] = obs, state
-                _sample_actions(logits, n_actions, obs, rng, act)
+                _sample_actions(logits, n_actions, obs, rng, act, *_new_cdf(logits))
                 batch.act[t] = act
                 obs, state, r, te, tr, final = _check_step(env.step(act.copy()), B, n, n_obs, n_states)
                 done = te | tr
@@ -1961,7 +1986,7 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
             for i, z in enumerate(tabs):
                 act[:, i] = np.argmax(z[obs[:, i]], axis=1)
         else:
-            _sample_actions(table, n_actions, obs, rng, act)
+            _sample_actions(table, n_actions, obs, rng, act, *_new_cdf(table))
         obs, _, r, term, trunc, _ = _check_step(env.step(act.copy()), episodes, n, n_obs, n_states)
         ret += np.where(active, r, 0.0)
         active &= ~(term | trunc)

@@ -723,7 +723,7 @@ def test_sample_actions_matches_reference(case, seed):
     """Agent-major uniform draws from the stream, inverse CDF on each agent's logits row."""
     logits, n_actions, obs = case
     out = np.empty(obs.shape, np.int64)
-    asae._sample_actions(logits, n_actions, obs, asae._rng(seed), out)
+    asae._sample_actions(logits, n_actions, obs, asae._rng(seed), out, *asae._new_cdf(logits))
     ref = RefRng(seed)
     for i in range(obs.shape[1]):
         for b in range(obs.shape[0]):
@@ -734,7 +734,8 @@ def test_sample_actions_matches_reference(case, seed):
 def test_sample_actions_frequencies_follow_the_policy():
     z = np.log(np.array([[[0.1, 0.6, 0.3]]]))
     out = np.empty((20000, 1), np.int64)
-    asae._sample_actions(z, np.array([3]), np.zeros((20000, 1), np.int64), asae._rng(0), out)
+    asae._sample_actions(z, np.array([3]), np.zeros((20000, 1), np.int64), asae._rng(0), out,
+                         *asae._new_cdf(z))
     freq = np.bincount(out[:, 0], minlength=3) / out.shape[0]
     assert_allclose(freq, [0.1, 0.6, 0.3], atol=0.015)
 
