@@ -47,7 +47,7 @@ def wilson(k: int, n: int) -> tuple[float, float]:
         return math.nan, math.nan
     p, z2 = k / n, Z95 ** 2
     mid, half = p + z2 / (2 * n), Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, (mid - half) / (1 + z2 / n)), min(1.0, (mid + half) / (1 + z2 / n))
+    return 0.0 if k == 0 else (mid - half) / (1 + z2 / n), 1.0 if k == n else (mid + half) / (1 + z2 / n)
 
 def sign_test(wins: int, losses: int) -> float:
     """Exact two-sided sign-test p: binomial(n, 1/2) on the n = wins + losses discordant pairs."""
@@ -463,7 +463,7 @@ def parse_args(argv=None):
     args.sections = [args.command] if args.command else list(SECTIONS)
     args.overrides = {k: getattr(args, k) for k in FIELD_PARSERS if hasattr(args, k)}
     args.games, args.methods, args.seeds = (getattr(args, k, None) for k in ("games", "methods", "seeds"))
-    if args.jobs < 1 or (args.seeds or 1) < 1:
+    if args.jobs < 1 or args.seeds is not None and args.seeds < 1:
         p.error("--jobs and --seeds must be at least 1")
     try:
         for s in set(args.sections) & set(DEFAULTS):

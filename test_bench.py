@@ -1,0 +1,202 @@
+"""Tests of bench.py's statistics, spec parsing, command line and strict JSON output."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+import bench
+import bench_report
+
+
+def strict_json(path):
+    """Parse like a strict JSON reader: NaN / Infinity / -Infinity are errors."""
+    def bad(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+    with open(path) as f:
+        return json.loads(f.read(), parse_constant=bad)
+
+
+# ---- statistics ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k, n, lo, hi", [(0, 10, 0.0, 0.2775), (5, 10, 0.2366, 0.7634),
+                                          (10, 10, 0.7225, 1.0), (1, 1, 0.2065, 1.0)])
+def test_wilson_known_values(k, n, lo, hi):
+    got = bench.wilson(k, n)
+    assert got == pytest.approx((lo, hi), abs=5e-5)
+
+
+def test_wilson_is_symmetric_and_contains_the_estimate():
+    for n in (1, 7, 40):
+        for k in range(n + 1):
+            lo, hi = bench.wilson(k, n)
+            assert 0 <= lo <= k / n <= hi <= 1
+            assert (lo, hi) == pytest.approx(tuple(1 - x for x in bench.wilson(n - k, n)[::-1]))
+    assert all(math.isnan(x) for x in bench.wilson(0, 0))
+
+
+def test_sign_test_known_values():
+    assert bench.sign_test(0, 6) == 0.03125
+    assert bench.sign_test(6, 0) == 0.03125
+    assert bench.sign_test(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert bench.sign_test(0, 0) == 1.0            # no discordant pairs
+    assert bench.sign_test(3, 3) == 1.0            # capped at 1
+    assert bench.sign_test(25, 0) == pytest.approx(2 / 2 ** 25)
+    for w in range(12):
+        for lo in range(12):
+            assert bench.sign_test(w, lo) == bench.sign_test(lo, w)
+
+
+def test_mean_ci_t_interval_ignores_nan():
+    mean, half = bench.mean_ci([1.0, 2.0, 3.0, np.nan])
+    assert mean == 2.0 and half == pytest.approx(4.303 / math.sqrt(3))
+    mean, half = bench.mean_ci([[1.0, np.nan], [3.0, 5.0]])
+    assert mean.tolist()[0] == 2.0 and mean.tolist()[1] == 5.0
+    assert half[0] == pytest.approx(12.706) and math.isnan(half[1])
+    assert bench.mean_ci(np.arange(100.0))[1] == pytest.approx(1.984 * np.std(np.arange(100.0), ddof=1) / 10,
+                                                               rel=1e-3)
+
+
+# ---- strict JSON, written atomically --------------------------------------------------------
+
+def test_write_json_is_strict_and_atomic(tmp_path):
+    path = str(tmp_path / "out.json")
+    data = {"a": np.float64("nan"), "b": [math.inf, -math.inf, 1.5], "c": np.arange(3),
+            "d": {"e": np.array(2.5), "f": (np.int64(4), True, None, "x")}, 7: np.array([np.nan, 1.0])}
+    bench.write_json(path, data)
+    assert strict_json(path) == {"a": None, "b": [None, None, 1.5], "c": [0, 1, 2],
+                                 "d": {"e": 2.5, "f": [4, True, None, "x"]}, "7": [None, 1.0]}
+    assert os.listdir(tmp_path) == ["out.json"]
+    bench.write_json(path, {"second": 1})            # replaced whole, never appended
+    assert strict_json(path) == {"second": 1}
+
+
+# ---- games, methods and Config flags ---------------------------------------------------------
+
+def test_parse_game_specs():
+    assert bench.parse_spec("penalty:k=-50:n_agents=3", bench.GAMES) == ("penalty", {"k": -50, "n_agents": 3})
+    assert bench.parse_spec(" grid : size=4 : n_food=1 ", bench.GAMES) == ("grid", {"size": 4, "n_food": 1})
+    assert bench.parse_spec("penalty:k=-2.5e1", bench.GAMES) == ("penalty", {"k": -25.0})
+    assert bench.make_game("penalty:k=-50").optimum == 10.0
+    assert bench.make_game("penalty:k=-50").payoff[0, 2] == -50
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nope", "unknown game 'nope'"), ("", "unknown game ''"), ("penalty:k", "'k' is not a new key=value"),
+    ("penalty:k=", "'k=' is not a new key=value"), ("penalty:=3", "'=3' is not"),
+    ("penalty:k=1:k=2", "'k=2' is not a new key=value"), ("penalty:z=1", "game 'penalty:z=1'"),
+    ("penalty:k=nan", "game 'penalty:k=nan'"), ("grid:size=1", "game 'grid:size=1'")])
+def test_bad_game_specs_are_clear_value_errors(spec, message):
+    with pytest.raises(ValueError, match=None) as err:
+        bench.make_game(spec)
+    assert message in str(err.value)
+
+
+def test_method_specs_parse_config_fields():
+    P = bench.FIELD_PARSERS
+    assert bench.parse_spec("asae:sync_clip=none", bench.asae.METHODS, "method", P) == ("asae", {"sync_clip": None})
+    assert bench.parse_spec("asae:epochs=8:lr_actor=3", bench.asae.METHODS, "method", P) == (
+        "asae", {"epochs": 8, "lr_actor": 3.0})
+    for spec, message in [("asae:bogus=1", "settable Config field"), ("asae:epochs=x", "epochs takes int"),
+                          ("asae:seed=1", "settable"), ("bogus", "unknown method")]:
+        with pytest.raises(ValueError, match=message):
+            bench.parse_spec(spec, bench.asae.METHODS, "method", {k: v for k, v in P.items() if k != "seed"})
+
+
+def test_every_config_field_has_a_flag_or_a_reason():
+    import dataclasses
+    for f in dataclasses.fields(bench.asae.Config):
+        assert f.name in bench.FIELD_PARSERS or f.name in bench.SET_BY_BENCH[1:] \
+            or bench.field_parser(f) is None, f.name
+
+
+def test_command_line_flags(capsys):
+    args = bench.parse_args(["learn", "--games", "climbing", "--lr-actor", "3", "--sync-clip", "none",
+                             "--epochs", "8", "--seed", "5", "--quick"])
+    assert args.sections == ["learn"] and args.quick
+    assert args.overrides == {"lr_actor": 3.0, "sync_clip": None, "epochs": 8, "seed": 5}
+    cells = bench.plan(args, "learn")
+    assert [c.method for c in cells] == list(bench.asae.METHODS)           # async first
+    assert [cfg.seed for cfg in cells[0].configs] == [5, 6, 7]
+    assert {(cfg.lr_actor, cfg.sync_clip, cfg.epochs) for c in cells for cfg in c.configs} == {(3.0, None, 8)}
+    assert cells[0].configs[0].reward_scale == 1 / 30                      # per-game default kept
+    assert bench.parse_args(["--quick", "bias"]).quick                      # before or after the section
+    assert not bench.parse_args(["speed"]).quick
+    for argv, message in [(["learn", "--epochs", "x"], "epochs takes int"),
+                          (["learn", "--sync-clip", "big"], "sync_clip takes float or none"),
+                          (["learn", "--games", "climbing,nope"], "unknown game 'nope'"),
+                          (["learn", "--methods", "async,bogus"], "unknown method 'bogus'"),
+                          (["learn", "--games", "grid", "--methods", "exact_sync"], "needs a one-step matrix"),
+                          (["bias", "--games", "two-step"], "bias needs one-step matrix games"),
+                          (["learn", "--seeds", "0"], "at least 1"),
+                          (["learn", "--minibatches", "10000"], "minibatches")]:
+        with pytest.raises(SystemExit) as exit_:
+            bench.parse_args(argv)
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+# ---- end to end --------------------------------------------------------------------------------
+
+def run(tmp_path, *argv):
+    path = str(tmp_path / "out.json")
+    code = bench.main(["learn", "--games", "climbing,penalty:k=-50", "--methods", "async,asae", "--seeds", "3",
+                       "--iterations", "4", "--quiet", "--json", path, *argv])
+    return code, strict_json(path)
+
+
+def test_learn_end_to_end_writes_strict_json(tmp_path, capsys):
+    code, data = run(tmp_path, "--jobs", "1")
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| climbing | asae |" in out and "penalty:k=-50" in out and "vs async (paired)" in out
+    cells = data["learn"]["cells"]
+    assert [(c["game"], c["method"]) for c in cells] == [
+        ("climbing", "async"), ("climbing", "asae"), ("penalty:k=-50", "async"), ("penalty:k=-50", "asae")]
+    assert cells[0]["vs_async"] is None and set(cells[1]["vs_async"]) == {"wins", "losses", "p"}
+    assert cells[2]["config"]["reward_scale"] == 1 / 50 and cells[2]["config"]["iterations"] == 4
+    assert len(cells[1]["per_seed"]) == 3 and len(cells[1]["curve_mean"]) == 5
+    assert data["meta"]["argv"] is not None and "JSON" in data["notes"][0]
+
+
+def test_results_do_not_depend_on_jobs(tmp_path):
+    _, one = run(tmp_path, "--jobs", "1")
+    _, two = run(tmp_path, "--jobs", "2")
+    assert [c["per_seed"] for c in one["learn"]["cells"]] == [c["per_seed"] for c in two["learn"]["cells"]]
+
+
+def test_a_failing_run_is_reported_and_exits_nonzero(tmp_path, monkeypatch, capsys):
+    real = bench.asae.train
+
+    def flaky(env, method, cfg):
+        if method == "asae" and cfg.seed == 1:
+            raise FloatingPointError("diverged")
+        return real(env, method, cfg)
+    monkeypatch.setattr(bench.asae, "train", flaky)
+    code, data = run(tmp_path, "--jobs", "1")
+    assert code == 1
+    assert data["failures"] == ["learn climbing asae seed 1: FloatingPointError: diverged",
+                                "learn penalty:k=-50 asae seed 1: FloatingPointError: diverged"]
+    assert "FAILED" in capsys.readouterr().err
+
+
+def test_bias_end_to_end(tmp_path):
+    path = str(tmp_path / "bias.json")
+    assert bench.main(["bias", "--games", "climbing", "--methods", "async,asae,asae:sync_clip=none",
+                       "--seeds", "2", "--iterations", "3", "--quiet", "--jobs", "1", "--json", path]) == 0
+    cells = strict_json(path)["bias"]["cells"]
+    assert [c["method"] for c in cells] == ["async", "asae", "asae:sync_clip=none"]
+    assert cells[0]["ratio"] == pytest.approx(1.0) and cells[0]["lower"] == cells[0]["higher"] == 0
+    assert cells[2]["config"]["sync_clip"] is None and cells[1]["config"]["sync_clip"] == 0.5
+
+
+def test_figures(tmp_path):
+    pytest.importorskip("matplotlib")
+    code, data = run(tmp_path, "--jobs", "1", "--plot", str(tmp_path))
+    assert code == 0 and os.path.getsize(tmp_path / "learning.png") > 10_000
+    path = bench_report.bias_bars([{"game": "g", "method": m, "seeds": 2, "mean_abs_bias": b, "bias_ci95": None,
+                                    "async_same_path": 1.0, "grad_bias": b / 2, "grad_bias_ci95": 0.1,
+                                    "grad_async_same_path": 0.5} for m, b in (("async", 1.0), ("asae", 0.4))],
+                                  str(tmp_path))
+    assert os.path.getsize(path) > 10_000
