@@ -37,9 +37,8 @@ from bench_report import Report, write_json  # noqa: E402,F401 — write_json: t
 
 # ---- Statistics (plain Python, no SciPy) -------------------------------------------------
 Z95 = 1.959963984540054
-T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-       2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-       2.052, 2.048, 2.045, 2.042]          # Student-t 0.975 quantiles for df = 1..30
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]  # t, df ≤ 30
 
 def wilson(k: int, n: int) -> tuple[float, float]:
     """Wilson score 95 % interval for k successes in n trials (NaNs if n = 0)."""
@@ -98,8 +97,10 @@ def surrogate_grad_numpy(z, a, olp, adv, eps=0.2):
     return out
 
 KERNELS = {  # public kernel: (asae call, vectorised NumPy reference) on the inputs x
-    "softmax": (lambda x: asae.softmax(x.z), lambda x: np.exp(x.zs) / np.exp(x.zs).sum(1, keepdims=True)),
-    "log_softmax": (lambda x: asae.log_softmax(x.z), lambda x: x.zs - np.log(np.exp(x.zs).sum(1, keepdims=True))),
+    "softmax": (lambda x: asae.softmax(x.z),
+                lambda x: (e := np.exp(x.z - x.z.max(1, keepdims=True))) / e.sum(1, keepdims=True)),
+    "log_softmax": (lambda x: asae.log_softmax(x.z),
+                    lambda x: (s := x.z - x.z.max(1, keepdims=True)) - np.log(np.exp(s).sum(1, keepdims=True))),
     "sync_weights": (lambda x: asae.sync_weights(x.lr, 0.5),
                      lambda x: np.exp(np.clip(x.lr.sum(1, keepdims=True) - x.lr, np.log(0.5), np.log(1.5)))),
     "sequential_weights": (lambda x: asae.sequential_weights(x.lr, [2, 0, 1]),  # M: 1, ρ², ρ²ρ⁰ for 2, 0, 1
@@ -114,9 +115,10 @@ KERNELS = {  # public kernel: (asae call, vectorised NumPy reference) on the inp
                                  lambda x: x.adv[:, None] * KERNELS["sync_weights"][1](x))}
 
 def speed(args, rep) -> None:
-    """Speed: GAE and every public kernel against a vectorised NumPy reference on one thread
-    (✓ where asae is at least as fast); ``train``'s env steps/s beside its env's own batched
-    step rate at the same batch size (the learner's ceiling); the first-call latency (Numba
+    """Speed: kernels vs NumPy, training throughput vs env stepping, first-call latency.
+    GAE and every public kernel against a vectorised NumPy reference on one thread (✓ where
+    asae is at least as fast); ``train``'s env steps/s beside its env's own batched step
+    rate at the same batch size (the learner's ceiling); the first-call latency (Numba
     compilation or cache load) of each."""
     print("\n## Speed\n")
     (reps, min_t), rng, first, cases = (5, .005) if args.quick else (11, .05), np.random.default_rng(0), {}, []
@@ -129,11 +131,12 @@ def speed(args, rep) -> None:
         x = SimpleNamespace(z=rng.standard_normal((N, 5)), q=rng.standard_normal((N, 5)), a=rng.integers(0, 5, N),
                             pi=rng.dirichlet(np.ones(5), N), lr=rng.normal(0, .1, (N, 3)),
                             adv=rng.standard_normal(N), rho=np.exp(rng.normal(0, .2, N)))
-        x.zs, x.olp = x.z - x.z.max(1, keepdims=True), np.log(rng.uniform(0.05, 1, N))
-        cases += [(k, f"N={N:.0e}", lambda f=f, x=x: f(x), lambda g=g, x=x: g(x)) for k, (f, g) in KERNELS.items()]
+        x.olp = np.log(rng.uniform(0.05, 1, N))
+        cases += [(k, f"N={N:.0e}", lambda f=f, x=x: f(x), lambda g=g, x=x: g(x)) for k, (f, g) in KERNELS.items()
+                  if hasattr(asae, k.split()[0])]
     rows, recs, threads = [], [], numba.get_num_threads()
     numba.set_num_threads(1)
-    rep.log(f"speed: {len(cases)} kernel timings")
+    rep.log(f"speed: {len(cases)} kernel timings, then env stepping and train throughput")
     for name, size, ours, ref in cases:
         (f, t), t_np = timed(ours, reps, min_t), timed(ref, reps, min_t)[1]    # the first call first
         if not all(np.allclose(u, w, rtol=1e-7, atol=1e-9) for u, w in zip(*(
@@ -148,10 +151,9 @@ def speed(args, rep) -> None:
               "Median of warm repeats after a first call, numba.set_num_threads(1), results checked to agree. "
               "gae: (T, B), 2 % terminations, 1 % truncations; others: N rows of 5 actions or 3 agents. asae "
               "validates its inputs, the NumPy references do not."])
-    rep.log("speed: env step and train throughput")
     rows, recs = [], []
-    for game, B, T, iters in (("climbing", 32, 8, 100), ("two-step", 32, 8, 100), ("grid", 64, 16, 50)):
-        env, iters, rate = make_game(game), max(5, iters // 5) if args.quick else iters, {}
+    for game, B, T, iters in (("climbing", 32, 8, 400), ("two-step", 32, 8, 400), ("grid", 64, 16, 100)):
+        env, iters, rate = make_game(game), iters // 10 if args.quick else iters, {}
         for b in (1, B, 4096):
             acts = np.stack([rng.integers(0, k, b) for k in env.n_actions], 1)
             env.reset(b, seed=0)
@@ -269,7 +271,7 @@ def plan(args, kind: str) -> list:
             raise ValueError(f"bias needs one-step matrix games; {game!r} is not one")
         base = {**game_defaults(env, args.quick), **args.overrides, "record_policies": kind == "learn" and exact(env)}
         for m in methods:
-            name, kw = parse_spec(m, asae.METHODS, "method", FIELD_PARSERS)
+            name, kw = parse_spec(m, asae.METHODS, "method", {k: v for k, v in FIELD_PARSERS.items() if k != "seed"})
             if not applicable(name, env) and args.methods:
                 raise ValueError(f"method {name!r} needs a one-step matrix game; {game!r} is not one")
             try:
@@ -281,13 +283,13 @@ def plan(args, kind: str) -> list:
 
 def setting(cells) -> str:
     """A table note: the seeds, and per game the Config fields off their defaults."""
-    d, cfgs = asae.Config(), {}
+    d, first = asae.Config(), {}
     for c in cells:
-        cfgs.setdefault(c.game, c.configs[0])          # the first method's (async's, if run)
-    return f"{len(cells[0].configs)} seeds per cell, from seed {cells[0].configs[0].seed}. Config off its defaults " \
-        "(every method): " + "; ".join(f"{g}: " + (", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                       for k, v in vars(c).items() if k not in SET_BY_BENCH and v != getattr(d, k))
-                                       or "—") for g, c in cfgs.items()) + "."
+        first.setdefault(c.game, c.configs[0])          # the first method's (async's, if run)
+    off = {g: ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in vars(cfg).items()
+                        if k not in SET_BY_BENCH and v != getattr(d, k)) for g, cfg in first.items()}
+    return (f"{len(cells[0].configs)} seeds per cell, from seed {cells[0].configs[0].seed}. Config off its "
+            "defaults (every method): " + "; ".join(f"{g}: {s or '—'}" for g, s in off.items()) + ".")
 
 # ---- Running experiments: one task per seed, on a process pool ---------------------------
 def learning_curve(env, res, window: int = 20) -> np.ndarray:
@@ -353,10 +355,11 @@ def experiment(args, rep, kind: str, title: str, headers: list, note: str, summa
 
 # ---- Sections: learn, bias ---------------------------------------------------------------
 def learn(args, rep) -> None:
-    """Learning: games × methods × seeds from random initial logits (the same for every
-    method under a seed). Success = the final greedy joint policy is optimal: Wilson 95 %
-    interval, and wins/losses against async paired by seed with an exact sign-test p; final
-    greedy and stochastic returns; env steps until the curve reaches 95 % of the optimum."""
+    """Learning: does each method find the optimum, paired against async seed by seed.
+    Games × methods × seeds, each seed's random initial policy shared by every method.
+    Success = the final greedy joint policy is optimal: Wilson 95 % interval, and wins /
+    losses against async with an exact sign-test p; final greedy and stochastic returns;
+    env steps until the learning curve reaches 95 % of the optimum."""
     ref = {}
 
     def summary(c, good):
@@ -394,10 +397,11 @@ def learn(args, rep) -> None:
         "in brackets how many do).", summary, "learning_curves")
 
 def bias(args, rep) -> None:
-    """Bias: the exact mean |advantage used − synchronous target Ã^i (E6)| of each method
-    during training (``asae.advantage_bias``) with a 95 % interval over seeds; paired per
-    seed with the asynchronous ω = 1 estimate at the same steps of the same run (ratio,
-    seeds where it is lower, sign-test p); and the second-moment price of the weights."""
+    """Bias: each method's exact advantage bias against the synchronous target (E6).
+    The mean |advantage used − Ã^i| during training (``asae.advantage_bias``), before and
+    after the PPO clip, with 95 % intervals over seeds; paired per seed with the ω = 1
+    (async) estimate at the same steps of the same run (ratio; seeds where it is lower,
+    sign-test p); and the second-moment price of the weights."""
     def summary(c, good):
         col = lambda key: np.array([r.get(key, np.nan) for r in good], float)  # noqa: E731
         ratio = lambda key: np.divide(col(key), col(key + "_async"), out=np.full(len(good), np.nan),  # noqa: E731
@@ -433,7 +437,7 @@ def parse_args(argv=None):
     """Parse, then validate games, methods, Configs and --plot before anything runs."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="{" + ",".join(SECTIONS) + "}")
-    for sp in [p] + [sub.add_parser(n, help=f.__doc__.split(":")[0], description=f.__doc__ + (
+    for sp in [p] + [sub.add_parser(n, help=f.__doc__.splitlines()[0], description=f.__doc__ + (
             "\n\n" + game_defaults.__doc__ if n in DEFAULTS else "")) for n, f in SECTIONS.items()]:
         d = (lambda v: v) if sp is p else (lambda v: argparse.SUPPRESS)  # a subcommand's own value wins
         sp.add_argument("--quick", action="store_true", default=d(False), help="CI-sized run")
@@ -442,23 +446,21 @@ def parse_args(argv=None):
         sp.add_argument("--quiet", action="store_true", default=d(False), help="no progress on stderr")
         sp.add_argument("--jobs", type=int, metavar="N", default=d(os.cpu_count() or 1),
                         help="worker processes (default: CPU count; 1: in this process)")
-        if sp.prog.split()[-1] in DEFAULTS:
-            sp.add_argument("--games", metavar="LIST", help="comma list of games with parameters, e.g. "
-                            f"climbing,penalty:k=-50:n_agents=3,grid:size=4; games: {', '.join(GAMES)}")
-            sp.add_argument("--methods", metavar="LIST", help=f"comma list from {', '.join(asae.METHODS)}"
-                            "; with Config fields per method, e.g. asae:sync_clip=none")
-            sp.add_argument("--seeds", type=int, metavar="N", help="seeds per cell (learn 20, bias 10, quick 3)")
-            g = sp.add_argument_group("asae.Config fields", "[the Config default]; per-game defaults above")
-        for f in dataclasses.fields(asae.Config) if sp.prog.split()[-1] in DEFAULTS else ():
-            if f.name in FIELD_PARSERS:
-                flag, parse, boolean = "--" + f.name.replace("_", "-"), FIELD_PARSERS[f.name], isinstance(f.default, bool)
-                doc = "first seed (runs use seed, seed + 1, …)" if f.name == "seed" else f.metadata.get("doc", "")
-                g.add_argument(flag, dest=f.name, type=parse, default=argparse.SUPPRESS, metavar=parse.metavar,
-                               help=f"{doc} [{f.default!r}]".replace("%", "%%"), **({"nargs": "?", "const": True}
-                                                                                  if boolean else {}))
-                if boolean:
-                    g.add_argument("--no" + flag[1:], dest=f.name, action="store_false", default=argparse.SUPPRESS,
-                                   help=argparse.SUPPRESS)
+        if sp is p or sp.prog.split()[-1] not in DEFAULTS:
+            continue
+        sp.add_argument("--games", metavar="LIST", help="comma list of games with parameters, e.g. "
+                        f"climbing,penalty:k=-50:n_agents=3,grid:size=4; games: {', '.join(GAMES)}")
+        sp.add_argument("--methods", metavar="LIST", help=f"comma list from {', '.join(asae.METHODS)}"
+                        "; with Config fields per method, e.g. asae:sync_clip=none")
+        sp.add_argument("--seeds", type=int, metavar="N", help="seeds per cell (learn 20, bias 10, quick 3)")
+        g = sp.add_argument_group("asae.Config fields", "[the Config default]; per-game defaults above; "
+                                  "a bool flag alone means true")
+        for f in [f for f in dataclasses.fields(asae.Config) if f.name in FIELD_PARSERS]:
+            doc = "first seed (runs use seed, seed + 1, …)" if f.name == "seed" else f.metadata.get("doc", "")
+            g.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=FIELD_PARSERS[f.name],
+                           default=argparse.SUPPRESS, metavar=FIELD_PARSERS[f.name].metavar,
+                           help=f"{doc} [{f.default!r}]".replace("%", "%%"),
+                           **({"nargs": "?", "const": True} if isinstance(f.default, bool) else {}))
     args = p.parse_args(argv)
     args.sections = [args.command] if args.command else list(SECTIONS)
     args.overrides = {k: getattr(args, k) for k in FIELD_PARSERS if hasattr(args, k)}
