@@ -9,9 +9,9 @@ derived from its definitions and the standard multi-agent policy-optimisation id
 Where a choice is ours it is a parameter: ``sync_clip`` (E8), the clip-boundary convention
 of the surrogate gradient (E8), and the log-space saturation of importance weights.
 
-Equations → code
-================
-===  ===========================================================  ==============================
+Equations → code (the file follows this order)
+==============================================
+===  ===========================================================  ==================================
 E1   V = Σ_a π(a) Q(a); A = Q − V                                 :func:`joint_value`
 E2   Q^i(a^i) = Σ_{a^-i} π^-i(a^-i) Q(a^i, a^-i)                  :func:`marginal_q`
 E3   A^i(a^i) = Q^i(a^i) − V                                      :func:`marginal_advantage`
@@ -20,40 +20,42 @@ E5   L(π̃) = J(π_old) + E_{a~π_old}[(∏_j ρ^j) A]                  :func:`
 E6   Ã^i(a^i) = E_{a^-i~π̃^-i}[A_old(a)]                          :func:`synchronous_marginal_advantage`
 E7   COMA: Q(a) − Σ_b π^i(b) Q(b, a^-i)                           :func:`counterfactual_advantage`
 E8   w^i = ∏_{j≠i} ρ^j; L^i = E[min(ρ^i w^i Â, clip(ρ^i) w^i Â)]  :func:`sync_weights`,
+     the advantage each method's agents use                       :func:`method_advantages`,
                                                                   :func:`clipped_surrogate`,
                                                                   :func:`clipped_surrogate_grad`
 E9   M^{i_m} = ∏_{l<m} ρ^{i_l} (HAPPO-style)                      :func:`sequential_weights`
 E10  δ_t = r_t + γ(1−term_t)V(s'_t) − V(s_t);
      Â_t = δ_t + γλ(1−done_t)Â_{t+1}                              :func:`gae`
-===  ===========================================================  ==============================
+===  ===========================================================  ==================================
 
-Learners (tabular; any env with the batched ``reset``/``step`` interface): :func:`train`
-with methods ``async`` (E7's asynchronous Ā^i), ``asae`` (E8), ``happo`` (E9), ``coma`` (E7)
-and ``exact_sync`` (E6 exactly); :class:`Config`, :class:`TrainResult`, :func:`evaluate`;
-:func:`advantage_bias` measures each method's exact bias against Ã^i (E6).
+Then the learners (tabular; any env with the :class:`BatchedEnv` interface): :func:`train`
+with :data:`METHODS` ``async`` (E7's asynchronous Ā^i), ``asae`` (E8), ``happo`` (E9),
+``coma`` (E7), ``exact_sync`` (E6 exactly) and ``exact_async`` (E3 exactly);
+:class:`Config`, :class:`TrainResult`, :func:`evaluate`; and the bias probe,
+:func:`advantage_bias`, which measures each method's exact bias against Ã^i (E6).
 
-Design: each public function validates and casts its inputs (clear ``ValueError`` /
-``TypeError`` naming the argument) and then calls a private ``@njit(cache=True)`` kernel
-over plain arrays and scalars. No ``fastmath``: it would change NaN/inf handling and the
-order of summation. Every kernel has a slow loop-for-loop twin in ``test_asae.py``.
+Design: each public function validates and casts its inputs with one checker,
+:func:`_array` (a clear ``ValueError``/``TypeError`` naming the argument), and then calls
+a private ``@njit(cache=True)`` kernel over plain arrays and scalars, one kernel per
+equation. No ``fastmath``: it would change NaN/inf handling and the order of summation.
+Every kernel has a slow loop-for-loop twin in ``test_asae.py``.
 """
 from __future__ import annotations
 
 import numbers
+import time
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import NamedTuple, Protocol, Sequence
-import time
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = [
-    "gae", "softmax", "log_softmax", "joint_value", "marginal_q", "marginal_advantage",
+    "softmax", "log_softmax", "joint_value", "marginal_q", "marginal_advantage",
     "exact_policy_gradient", "joint_surrogate", "synchronous_marginal_advantage",
-    "counterfactual_advantage", "sync_weights", "sequential_weights",
-    "clipped_surrogate", "clipped_surrogate_grad",
-    "method_advantages", "Config", "TrainResult", "BatchedEnv", "train", "evaluate",
-    "advantage_bias", "METHODS",
+    "counterfactual_advantage", "sync_weights", "method_advantages", "clipped_surrogate",
+    "clipped_surrogate_grad", "sequential_weights", "gae", "METHODS", "Config", "TrainResult",
+    "BatchedEnv", "train", "evaluate", "advantage_bias",
 ]
 
 #: Log-space saturation of importance ratios and weights (a documented choice): a ratio or
@@ -61,82 +63,89 @@ __all__ = [
 #: saturation the formulas are exact; above it the exact value would overflow float64.
 MAX_LOG_RATIO = 300.0
 
-#: Row-wise kernels (``sync_weights``, ``counterfactual_advantage``, ``clipped_surrogate_grad``) switch to a multi-threaded
-#: twin (``parallel=True``, chunks of PARALLEL_CHUNK rows) at this many rows. Each row is
-#: computed by the same code either way, so the results are bit-identical; below the
-#: threshold thread start-up costs more than it saves. At large N these kernels are bound
-#: by exp or by memory, like their NumPy equivalents, so one thread cannot beat NumPy by much.
-PARALLEL_MIN_ROWS = 1 << 15
-PARALLEL_CHUNK = 4096
+#: Valid range of a table of n log-ratios per row: n · max|log ρ| ≤ this, so that no partial
+#: sum Σ_j log ρ^j overflows (sync_weights, sequential_weights, method_advantages).
+MAX_LOG_RATIO_SUM = 1e308
 
-# ---------------------------------------------------------------------------------------
-# Input validation (public wrappers only; kernels assume validated, contiguous input)
-# ---------------------------------------------------------------------------------------
+
+# =======================================================================================
+# Validation — one checker for every public wrapper; kernels assume checked input
+# =======================================================================================
 
 
 def _describe(x: np.ndarray) -> str:
     return f"shape {x.shape} and dtype {x.dtype}"
 
 
-def _float_array(name: str, x, ndims: tuple[int, ...] = (), finite: bool = True) -> np.ndarray:
-    """Cast ``x`` to a C-contiguous float64 array after checking kind, ndim and finiteness."""
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be a real (integer or float) array; got {_describe(arr)}")
-    if ndims and arr.ndim not in ndims:
-        want = " or ".join(f"{d}-D" for d in ndims)
-        raise ValueError(f"{name} must be {want}; got {_describe(arr)}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if finite and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite; got NaN or inf in an array of {_describe(arr)}")
-    return arr
+_KINDS = {"real": ("iuf", "a real (integer or float)"), "int": ("iu", "an integer"),
+          "bool": ("biu", "a boolean (or 0/1 integer)")}
 
 
-def _flag_array(name: str, x, shape: tuple[int, ...]) -> np.ndarray:
-    """Boolean flags: a bool array, or an integer array of 0/1, of exactly ``shape``."""
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "biu":
-        raise TypeError(f"{name} must be a boolean (or 0/1 integer) array; got {_describe(arr)}")
-    if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (same as rewards); got {_describe(arr)}")
-    if arr.dtype.kind != "b" and np.any((arr != 0) & (arr != 1)):
-        raise ValueError(f"{name} must hold only 0/1 (or bool) values")
-    return np.ascontiguousarray(arr, dtype=np.bool_)
+def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: bool = True,
+           high: int | None = None) -> np.ndarray:
+    """Check ``x`` and return it as a C-contiguous float64 / int64 / bool array.
 
-
-def _index_array(name: str, x, shape: tuple[int, ...], high: int) -> np.ndarray:
-    """Integer indices in [0, high) of exactly ``shape``."""
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array; got {_describe(arr)}")
-    if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}; got {_describe(arr)}")
-    if arr.size and (arr.min() < 0 or arr.max() >= high):
+    kind: "real" (ints or floats → float64; ``finite`` rejects NaN/inf), "int" (indices →
+    int64, in [0, high) if ``high``), "bool" (bools or 0/1 ints → bool). ndim: an int or a
+    tuple of allowed ndims; shape: the exact shape.
+    """
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError):
+        raise ValueError(f"{name} must be a rectangular numeric array; got a ragged sequence") from None
+    accepted, what = _KINDS[kind]
+    if arr.dtype.kind not in accepted:
+        raise TypeError(f"{name} must be {what} array; got {_describe(arr)}")
+    ndims = (ndim,) if isinstance(ndim, int) else ndim
+    if ndims is not None and arr.ndim not in ndims:
+        raise ValueError(f"{name} must be {' or '.join(f'{d}-D' for d in ndims)}; got {_describe(arr)}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}; got {_describe(arr)}")
+    if kind == "real":
+        arr = np.ascontiguousarray(arr, dtype=np.float64)
+        if finite and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be finite; got NaN or inf in an array of {_describe(arr)}")
+        return arr
+    if kind == "bool":
+        if arr.dtype.kind != "b" and np.any((arr != 0) & (arr != 1)):
+            raise ValueError(f"{name} must hold only 0/1 (or bool) values")
+        return np.ascontiguousarray(arr, dtype=np.bool_)
+    if high is not None and arr.size and (arr.min() < 0 or arr.max() >= high):
         raise ValueError(f"{name} must hold indices in [0, {high}); got values in "
                          f"[{arr.min()}, {arr.max()}]")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def _scalar(name: str, x, lo: float, hi: float, lo_open: bool = False) -> float:
+    """A real number in [lo, hi] (or (lo, hi]); bools are not numbers here."""
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {type(x).__name__}")
     v = float(x)
-    ok = np.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
-    if not ok:
-        bra = "(" if lo_open else "["
-        raise ValueError(f"{name} must be a finite number in {bra}{lo}, {hi}]; got {v!r}")
+    if not (np.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi):
+        raise ValueError(f"{name} must be a finite number in {'(' if lo_open else '['}{lo}, {hi}]; "
+                         f"got {v!r}")
     return v
 
 
-def _probability_vector(name: str, p, size: int | None = None) -> np.ndarray:
-    arr = _float_array(name, p, ndims=(1,))
-    if arr.size == 0 or (size is not None and arr.size != size):
-        want = f"length {size}" if size is not None else "non-empty"
-        raise ValueError(f"{name} must be a probability vector of {want}; got {_describe(arr)}")
+def _integer(name: str, x, low: int = 0) -> int:
+    """An integer ≥ low (bools and floats rejected)."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {type(x).__name__} {x!r}")
+    if x < low:
+        raise ValueError(f"{name} must be ≥ {low}; got {x!r}")
+    return int(x)
+
+
+def _probability_vector(name: str, p, size: int) -> np.ndarray:
+    arr = _array(name, p, ndim=1, shape=(size,))
     if np.any(arr < 0.0) or abs(arr.sum() - 1.0) > 1e-8:
         raise ValueError(f"{name} must be non-negative and sum to 1 (±1e-8); "
                          f"got min {arr.min()!r}, sum {arr.sum()!r}")
     return arr
+
+
+def _logit_vector(name: str, z, size: int) -> np.ndarray:
+    return _array(name, z, ndim=1, shape=(size,))
 
 
 def _agent_index(agent, n: int) -> int:
@@ -147,129 +156,36 @@ def _agent_index(agent, n: int) -> int:
     return int(agent)
 
 
-def _payoff_and_policies(q, policies, name: str = "policies"):
-    """Validate a joint table q (A_1..A_n) and n probability vectors matching its axes."""
-    q = _float_array("q", q)
+def _joint_table(q, vectors, name: str = "policies", each=_probability_vector):
+    """A joint table q (A_1..A_n) and one vector per axis, each checked by ``each``."""
+    q = _array("q", q)
     if q.ndim < 1 or q.size == 0:
         raise ValueError(f"q must be a non-empty joint table of shape (A_1, ..., A_n); got {_describe(q)}")
-    if isinstance(policies, np.ndarray) and policies.ndim == 1:
-        raise TypeError(f"{name} must be a sequence of {q.ndim} probability vectors, one per agent")
-    policies = list(policies)
-    if len(policies) != q.ndim:
-        raise ValueError(f"{name} must hold one vector per axis of q ({q.ndim}); got {len(policies)}")
-    pis = [_probability_vector(f"{name}[{j}]", p, q.shape[j]) for j, p in enumerate(policies)]
-    return q, pis
+    if vectors is None or isinstance(vectors, (str, bytes)) or not hasattr(vectors, "__len__") \
+            or isinstance(vectors, np.ndarray) and vectors.ndim < 2:
+        raise TypeError(f"{name} must be a sequence of {q.ndim} vectors, one per agent; "
+                        f"got {type(vectors).__name__}")
+    if len(vectors) != q.ndim:
+        raise ValueError(f"{name} must hold one vector per axis of q ({q.ndim}); got {len(vectors)}")
+    return q, [each(f"{name}[{j}]", v, q.shape[j]) for j, v in enumerate(vectors)]
 
 
-# ---------------------------------------------------------------------------------------
-# E10 — generalised advantage estimation with termination and truncation
-# ---------------------------------------------------------------------------------------
+def _log_ratio_table(log_ratios, n_rows: int | None = None) -> np.ndarray:
+    """(N, n ≥ 1) finite log-ratios within the valid range n · max|log ρ| ≤ MAX_LOG_RATIO_SUM."""
+    lr = _array("log_ratios", log_ratios, ndim=2)
+    if lr.shape[1] == 0 or (n_rows is not None and lr.shape[0] != n_rows):
+        want = "N" if n_rows is None else n_rows
+        raise ValueError(f"log_ratios must have shape ({want}, n ≥ 1); got {_describe(lr)}")
+    if lr.size and np.abs(lr).max() > MAX_LOG_RATIO_SUM / lr.shape[1]:
+        raise ValueError(f"log_ratios must satisfy n·max|log ρ| ≤ {MAX_LOG_RATIO_SUM:g} (so no "
+                         f"partial sum overflows); got max|log ρ| = {np.abs(lr).max():g} with n = "
+                         f"{lr.shape[1]}")
+    return lr
 
 
-@njit(cache=True)
-def _gae_row(r, v, nv, te, tr, nxt, adv, ret, gamma, gl):
-    """E10 for one time step over the batch (1-D rows); returns whether every δ_t is finite.
-
-    Branch-free so that LLVM vectorises it: (1 − terminated) and (1 − done) enter as 0/1
-    factors, bit-identical to the branchy form for finite inputs (0·x = ±0 adds nothing).
-    ``δ − δ == 0`` is False exactly when δ is NaN or ±inf.
-    """
-    finite = True
-    for b in range(r.shape[0]):
-        not_term = 1.0 - np.float64(te[b])
-        not_done = not_term * (1.0 - np.float64(tr[b]))
-        delta = r[b] + gamma * not_term * nv[b] - v[b]                # TD error δ_t
-        a = delta + gl * not_done * nxt[b]                            # λ-return recursion
-        adv[b] = a
-        ret[b] = a + v[b]
-        finite &= (delta - delta) == 0.0
-    return finite
-
-
-@njit(cache=True)
-def _gae_kernel(rewards, values, next_values, terminated, truncated, gamma, lam, adv, ret):
-    """Implements E10 over (T, B) arrays, time-outer (backward) so each row is contiguous.
-
-    δ_t = r_t + γ (1 − terminated_t) V(s'_t) − V(s_t)
-    Â_t = δ_t + γ λ (1 − done_t) Â_{t+1},   Â_T = 0,   R_t = Â_t + V(s_t)
-
-    Returns True iff every δ_t is finite — barring float overflow, iff every r_t, V(s_t),
-    V(s'_t) is (a NaN/inf operand makes δ_t non-finite even where terminated, as
-    0·inf = NaN) — so the wrapper checks finiteness without extra passes over the data.
-    Batches of ≥ 32 envs go row by row through the vectorised :func:`_gae_row`; narrower
-    ones (where a row view costs more than the row) run the same arithmetic inline.
-    """
-    T, B = rewards.shape
-    gl = gamma * lam
-    finite = True
-    if B >= 32:
-        nxt = np.zeros(B)                                             # Â_T = 0
-        for t in range(T - 1, -1, -1):
-            finite &= _gae_row(rewards[t], values[t], next_values[t], terminated[t],
-                               truncated[t], nxt, adv[t], ret[t], gamma, gl)
-            nxt = adv[t]
-        return finite
-    carry = np.zeros(B)  # Â_{t+1} for each env; Â_T = 0
-    for t in range(T - 1, -1, -1):
-        for b in range(B):
-            not_term = 1.0 - np.float64(terminated[t, b])
-            not_done = not_term * (1.0 - np.float64(truncated[t, b]))
-            delta = rewards[t, b] + gamma * not_term * next_values[t, b] - values[t, b]
-            carry[b] = delta + gl * not_done * carry[b]
-            adv[t, b] = carry[b]
-            ret[t, b] = carry[b] + values[t, b]
-            finite &= (delta - delta) == 0.0
-    return finite
-
-
-def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: float):
-    """Generalised advantage estimation with termination vs truncation. Implements E10.
-
-    ``δ_t = r_t + γ(1 − terminated_t) V(s'_t) − V(s_t)``,
-    ``Â_t = δ_t + γλ(1 − done_t) Â_{t+1}``, ``Â_T = 0``, returns ``R_t = Â_t + V(s_t)``.
-
-    Args:
-        rewards: (T,) or (T, B) team rewards r_t.
-        values: V(s_t), same shape.
-        next_values: V(s'_t) of the *true* next state (for a truncated step: the final state
-            before the reset), same shape. Ignored where ``terminated``.
-        terminated: bool, same shape — no bootstrap at this step, and the trace stops.
-        truncated: bool, same shape — bootstraps ``next_values`` but the trace stops.
-        gamma, lam: discount γ and GAE λ, both in [0, 1].
-
-    Returns:
-        (advantages, returns), new float64 arrays of the input's shape.
-
-    >>> adv, ret = gae([1.0, 1.0], [0.0, 0.0], [0.0, 0.0], [False, True], [False, False], 1.0, 1.0)
-    >>> adv.tolist(), ret.tolist()
-    ([2.0, 1.0], [2.0, 1.0])
-    """
-    r = _float_array("rewards", rewards, ndims=(1, 2), finite=False)   # finiteness: kernel
-    shape = r.shape
-    v = _float_array("values", values, finite=False)
-    nv = _float_array("next_values", next_values, finite=False)
-    for name, arr in (("values", v), ("next_values", nv)):
-        if arr.shape != shape:
-            raise ValueError(f"{name} must have shape {shape} (same as rewards); got {_describe(arr)}")
-    term = _flag_array("terminated", terminated, shape)
-    trunc = _flag_array("truncated", truncated, shape)
-    g = _scalar("gamma", gamma, 0.0, 1.0)
-    la = _scalar("lam", lam, 0.0, 1.0)
-    as2d = (lambda a: a.reshape(shape[0], 1)) if r.ndim == 1 else (lambda a: a)
-    # One block for both outputs: two separate large arrays make glibc trim and re-map the
-    # heap on every call, and the page faults then cost more than the kernel.
-    adv, ret = np.empty((2,) + shape)
-    if not _gae_kernel(as2d(r), as2d(v), as2d(nv), as2d(term), as2d(trunc), g, la,
-                       as2d(adv), as2d(ret)):
-        for name, arr in (("rewards", r), ("values", v), ("next_values", nv)):
-            _float_array(name, arr)  # raises for the first non-finite input
-        # none: finite inputs overflowed; the (non-finite) result stands, as before
-    return adv, ret
-
-
-# ---------------------------------------------------------------------------------------
-# Softmax policies
-# ---------------------------------------------------------------------------------------
+# =======================================================================================
+# Softmax policies — π_k = exp(z_k − m) / Σ_b exp(z_b − m), m = max_b z_b
+# =======================================================================================
 
 
 @njit(cache=True)
@@ -315,15 +231,33 @@ def _softmax_kernel(z, out):
             out[m, k] /= s
 
 
+@njit(cache=True, inline='always')
+def _log_softmax_row(z, logp, pi):
+    """logp = log softmax(z) and pi = softmax(z) for one row, from one exp per action:
+    with m = max z and s = Σ_b exp(z_b − m), π_k = exp(z_k − m)/s and log π_k = z_k − m − log s."""
+    m = z[0]
+    for k in range(1, z.shape[0]):
+        if z[k] > m:
+            m = z[k]
+    s = 0.0
+    for k in range(z.shape[0]):
+        pi[k] = np.exp(z[k] - m)
+        s += pi[k]
+    log_norm = m + np.log(s)
+    for k in range(z.shape[0]):
+        logp[k] = z[k] - log_norm
+        pi[k] /= s
+
+
 def _logits(name: str, logits) -> np.ndarray:
-    z = _float_array(name, logits)
+    z = _array(name, logits)
     if z.ndim < 1 or z.shape[-1] == 0:
         raise ValueError(f"{name} must have at least one axis with ≥ 1 action; got {_describe(z)}")
     return z
 
 
 def softmax(logits) -> np.ndarray:
-    """Softmax over the last axis; stable for logits up to ±1e4 (max-shifted).
+    """Softmax over the last axis, max-shifted (any finite logits).
 
     >>> softmax([0.0, 0.0]).tolist()
     [0.5, 0.5]
@@ -335,16 +269,30 @@ def softmax(logits) -> np.ndarray:
 
 
 def log_softmax(logits) -> np.ndarray:
-    """Log-softmax over the last axis; finite for finite logits (never ``log(softmax)``)."""
+    """Log-softmax over the last axis; never ``log(softmax)``.
+
+    Valid range: the result is finite whenever each row's spread max − min is finite
+    (≤ 1.7e308); a row spanning more (e.g. [1e308, −1e308], whose log-probability −2e308 is
+    not a float64) raises ``ValueError``.
+
+    >>> log_softmax([0.0, 0.0]).round(6).tolist()
+    [-0.693147, -0.693147]
+    """
     z = _logits("logits", logits)
+    with np.errstate(over="ignore"):
+        spread_ok = np.all(np.isfinite(z.max(axis=-1) - z.min(axis=-1)))
+    if not spread_ok:
+        raise ValueError("logits: log_softmax is finite only when each row's max − min is finite "
+                         "(≤ 1.7e308); got a row spanning more")
     out = np.empty(z.shape)
     _log_softmax_kernel(z.reshape(-1, z.shape[-1]), out.reshape(-1, z.shape[-1]))
     return out
 
 
-# ---------------------------------------------------------------------------------------
-# E1–E7 — exact (tabular) oracles for a one-step game with joint table q(a^1..a^n)
-# ---------------------------------------------------------------------------------------
+# =======================================================================================
+# E1–E6 — exact (tabular) oracles for a one-step game with joint table q(a^1..a^n)
+#          V = Σ_a π(a) q(a);  Q^i(a^i) = Σ_{a^-i} π^-i q;  A^i = Q^i − V;  Ã^i under π̃^-i
+# =======================================================================================
 
 
 def _contract(q: np.ndarray, policies: Sequence[np.ndarray], keep: int | None) -> np.ndarray:
@@ -362,13 +310,13 @@ def joint_value(q, policies) -> float:
     >>> joint_value([[1.0, 0.0], [0.0, 1.0]], [[0.5, 0.5], [1.0, 0.0]])
     0.5
     """
-    q, pis = _payoff_and_policies(q, policies)
+    q, pis = _joint_table(q, policies)
     return float(_contract(q, pis, None))
 
 
 def marginal_q(q, policies, agent: int) -> np.ndarray:
     """E2: ``Q^i(a^i) = Σ_{a^-i} ∏_{j≠i} π^j(a^j) q(a^i, a^-i)`` → (A_i,)."""
-    q, pis = _payoff_and_policies(q, policies)
+    q, pis = _joint_table(q, policies)
     i = _agent_index(agent, q.ndim)
     return np.array(_contract(q, pis, i), dtype=np.float64)
 
@@ -379,7 +327,7 @@ def marginal_advantage(q, policies, agent: int) -> np.ndarray:
     >>> marginal_advantage([[1.0, 0.0], [0.0, 1.0]], [[0.5, 0.5], [1.0, 0.0]], 0).tolist()
     [0.5, -0.5]
     """
-    q, pis = _payoff_and_policies(q, policies)
+    q, pis = _joint_table(q, policies)
     i = _agent_index(agent, q.ndim)
     return np.array(_contract(q, pis, i), dtype=np.float64) - float(_contract(q, pis, None))
 
@@ -389,20 +337,8 @@ def exact_policy_gradient(q, logits, agent: int) -> np.ndarray:
 
     ``∂J/∂θ^i_k = Σ_a π^i(a) (1[a=k] − π^i(k)) A^i(a) = π^i(k) (Q^i(k) − Σ_a π^i(a) Q^i(a))``.
     """
-    q = _float_array("q", q)
-    if q.ndim < 1:
-        raise ValueError(f"q must be a joint table of shape (A_1, ..., A_n); got {_describe(q)}")
-    if isinstance(logits, np.ndarray) and logits.ndim == 1:
-        raise TypeError("logits must be a sequence of per-agent logit vectors, one per agent")
-    logits = list(logits)
-    if len(logits) != q.ndim:
-        raise ValueError(f"logits must hold one vector per axis of q ({q.ndim}); got {len(logits)}")
-    pis = []
-    for j, z in enumerate(logits):
-        z = _float_array(f"logits[{j}]", z, ndims=(1,))
-        if z.size != q.shape[j]:
-            raise ValueError(f"logits[{j}] must have length {q.shape[j]}; got {_describe(z)}")
-        pis.append(softmax(z))
+    q, zs = _joint_table(q, logits, "logits", _logit_vector)
+    pis = [softmax(z) for z in zs]
     i = _agent_index(agent, q.ndim)
     qi = np.asarray(_contract(q, pis, i), dtype=np.float64)   # Q^i (E2)
     return pis[i] * (qi - pis[i] @ qi)                          # π^i(k) A^i(k)
@@ -413,8 +349,8 @@ def joint_surrogate(q, old_policies, new_policies) -> float:
 
     With exact expectations this equals J(π_new); sampled, it is the PPO joint objective.
     """
-    q, old = _payoff_and_policies(q, old_policies, "old_policies")
-    _, new = _payoff_and_policies(q, new_policies, "new_policies")
+    q, old = _joint_table(q, old_policies, "old_policies")
+    _, new = _joint_table(q, new_policies, "new_policies")
     v_old = float(_contract(q, old, None))
     return v_old + float(_contract(q - v_old, new, None))  # Σ π_old ∏ρ A = Σ π_new A
 
@@ -424,58 +360,26 @@ def synchronous_marginal_advantage(q, old_policies, new_policies, agent: int) ->
 
     Agent i's own new policy does not enter; its partners' new policies do.
     """
-    q, old = _payoff_and_policies(q, old_policies, "old_policies")
-    _, new = _payoff_and_policies(q, new_policies, "new_policies")
+    q, old = _joint_table(q, old_policies, "old_policies")
+    _, new = _joint_table(q, new_policies, "new_policies")
     i = _agent_index(agent, q.ndim)
     v_old = float(_contract(q, old, None))
     return np.array(_contract(q, new, i), dtype=np.float64) - v_old
 
 
-@njit(cache=True)
-def _counterfactual_rows(q_agent, pi_agent, actions, out, start, stop):
-    """Implements E7 (COMA) on rows [start, stop): A^i_C = Q(a^i, a^-i) − Σ_b π^i(b) Q(b, a^-i).
-
-    Returns True iff the inputs pass the wrapper's checks — finite q and π, π ≥ 0, rows
-    summing to 1 ± 1e-8, actions in [0, A) — checked in the same pass over the data. A row
-    whose action is out of range gets NaN (nothing is read out of bounds).
-    """
-    A = q_agent.shape[1]
-    valid = True
-    for n in range(start, stop):
-        baseline = 0.0  # counterfactual baseline Σ_b π^i(b) Q(s, (b, a^-i))
-        total = 0.0
-        ok = True
-        for b in range(A):
-            p = pi_agent[n, b]
-            qv = q_agent[n, b]
-            baseline += p * qv
-            total += p
-            ok &= (p >= 0.0) & ((qv - qv) == 0.0) & ((p - p) == 0.0)
-        valid &= ok & (abs(total - 1.0) <= 1e-8)
-        a = actions[n]
-        if 0 <= a < A:
-            out[n] = q_agent[n, a] - baseline
-        else:
-            valid = False
-            out[n] = np.nan
-    return valid
+# =======================================================================================
+# E7 — asynchronous estimates; COMA: A^i_C = Q(a) − Σ_b π^i(b) Q(b, a^-i)
+# =======================================================================================
 
 
 @njit(cache=True)
 def _counterfactual_kernel(q_agent, pi_agent, actions, out):
-    """E7 for every row, one thread (see :func:`_counterfactual_rows`)."""
-    return _counterfactual_rows(q_agent, pi_agent, actions, out, 0, q_agent.shape[0])
-
-
-@njit(cache=True, parallel=True)
-def _counterfactual_parallel(q_agent, pi_agent, actions, out, chunk):
-    """E7, row chunks spread over threads; bit-identical to the serial kernel."""
-    N = q_agent.shape[0]
-    n_bad = 0
-    for c in prange((N + chunk - 1) // chunk):
-        ok = _counterfactual_rows(q_agent, pi_agent, actions, out, c * chunk, min(N, (c + 1) * chunk))
-        n_bad += 0 if ok else 1
-    return n_bad == 0
+    """Implements E7 (COMA) row by row: A^i_C = Q(a^i, a^-i) − Σ_b π^i(b) Q(b, a^-i)."""
+    for n in range(q_agent.shape[0]):
+        baseline = 0.0  # counterfactual baseline Σ_b π^i(b) Q(s, (b, a^-i))
+        for b in range(q_agent.shape[1]):
+            baseline += pi_agent[n, b] * q_agent[n, b]
+        out[n] = q_agent[n, actions[n]] - baseline
 
 
 def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
@@ -488,83 +392,49 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
         pi_agent: (N, A) — agent i's policy rows (each sums to 1).
         actions_agent: (N,) — the action agent i took.
     """
-    qa = _float_array("q_agent", q_agent, ndims=(2,), finite=False)   # values: kernel
-    pa = _float_array("pi_agent", pi_agent, ndims=(2,), finite=False)
-    if pa.shape != qa.shape:
-        raise ValueError(f"pi_agent must have shape {qa.shape} (same as q_agent); got {_describe(pa)}")
+    qa = _array("q_agent", q_agent, ndim=2)
     if qa.shape[1] == 0:
         raise ValueError(f"q_agent must have at least one action column; got {_describe(qa)}")
-    acts = np.asarray(actions_agent)
-    if acts.dtype.kind not in "iu" or acts.shape != (qa.shape[0],):
-        _index_array("actions_agent", acts, (qa.shape[0],), qa.shape[1])  # raises
-    acts = np.ascontiguousarray(acts, dtype=np.int64)
+    pa = _array("pi_agent", pi_agent, shape=qa.shape)
+    if np.any(pa < 0) or np.any(np.abs(pa.sum(axis=1) - 1.0) > 1e-8):
+        raise ValueError("pi_agent rows must be non-negative and sum to 1 (±1e-8)")
+    acts = _array("actions_agent", actions_agent, kind="int", shape=(qa.shape[0],), high=qa.shape[1])
     out = np.empty(qa.shape[0])
-    if qa.shape[0] >= PARALLEL_MIN_ROWS:
-        valid = _counterfactual_parallel(qa, pa, acts, out, PARALLEL_CHUNK)
-    else:
-        valid = _counterfactual_kernel(qa, pa, acts, out)
-    if not valid:
-        # Slow path: the NumPy checks, in their usual order, raise the precise error. (If
-        # none fires, a row sum was within 1e-8 only in NumPy's summation order: result stands.)
-        _float_array("q_agent", qa)
-        _float_array("pi_agent", pa)
-        if np.any(pa < 0) or np.any(np.abs(pa.sum(axis=1) - 1.0) > 1e-8):
-            raise ValueError("pi_agent rows must be non-negative and sum to 1 (±1e-8)")
-        _index_array("actions_agent", acts, (qa.shape[0],), qa.shape[1])
+    _counterfactual_kernel(qa, pa, acts, out)
     return out
 
 
-# ---------------------------------------------------------------------------------------
-# E8 — approximatively synchronous weights, and the per-agent clipped surrogate
-# ---------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def _sync_weights_rows(log_ratios, lo, hi, out, start, stop):
-    """Implements E8 on rows [start, stop): ``w^i = exp(Σ_{j≠i} log ρ^j)``, log clamped to [lo, hi].
-
-    The partners' log ratios are summed directly — suffix Σ_{j>i} plus prefix Σ_{j<i},
-    never ``total − own`` — so a huge own ratio cannot cancel catastrophically.
-    Returns True iff every log ratio is finite (NaN/inf make the row sum non-finite).
-    """
-    n = log_ratios.shape[1]
-    finite = True
-    for t in range(start, stop):
-        s = 0.0
-        for i in range(n - 1, -1, -1):               # out ← Σ_{j>i} log ρ^j (suffix sums)
-            out[t, i] = s
-            s += log_ratios[t, i]
-        finite &= (s - s) == 0.0
-        p = 0.0
-        for i in range(n):                           # + Σ_{j<i} log ρ^j (prefix), clamp, exp
-            out[t, i] = np.exp(min(max(p + out[t, i], lo), hi))
-            p += log_ratios[t, i]
-    return finite
+# =======================================================================================
+# E8 — approximatively synchronous estimate: w^i = ∏_{j≠i} ρ^j, Â^i = w^i Â, and the
+#      per-agent clipped surrogate L^i = E[min(ρ^i Â^i, clip(ρ^i, 1−ε, 1+ε) Â^i)]
+# =======================================================================================
 
 
 @njit(cache=True)
 def _sync_weights_kernel(log_ratios, lo, hi, out):
-    """E8 weights for every row, one thread (see :func:`_sync_weights_rows`)."""
-    return _sync_weights_rows(log_ratios, lo, hi, out, 0, log_ratios.shape[0])
+    """Implements E8: ``w^i = exp(Σ_{j≠i} log ρ^j)``, the log clamped to [lo, hi].
+
+    The partners' log ratios are summed directly — suffix Σ_{j>i} plus prefix Σ_{j<i},
+    never ``total − own`` — so a huge own ratio cannot cancel catastrophically.
+    """
+    n = log_ratios.shape[1]
+    for t in range(log_ratios.shape[0]):
+        s = 0.0
+        for i in range(n - 1, -1, -1):               # out ← Σ_{j>i} log ρ^j (suffix sums)
+            out[t, i] = s
+            s += log_ratios[t, i]
+        p = 0.0
+        for i in range(n):                           # + Σ_{j<i} log ρ^j (prefix), clamp, exp
+            out[t, i] = np.exp(min(max(p + out[t, i], lo), hi))
+            p += log_ratios[t, i]
 
 
-@njit(cache=True, parallel=True)
-def _sync_weights_parallel(log_ratios, lo, hi, out, chunk):
-    """E8 weights, row chunks spread over threads; bit-identical to the serial kernel."""
-    N = log_ratios.shape[0]
-    n_chunks = (N + chunk - 1) // chunk
-    n_bad = 0
-    for c in prange(n_chunks):
-        ok = _sync_weights_rows(log_ratios, lo, hi, out, c * chunk, min(N, (c + 1) * chunk))
-        n_bad += 0 if ok else 1
-    return n_bad == 0
-
-
-def _log_ratio_table(log_ratios) -> np.ndarray:
-    lr = _float_array("log_ratios", log_ratios, ndims=(2,))
-    if lr.shape[1] == 0:
-        raise ValueError(f"log_ratios must have one column per agent (n ≥ 1); got {_describe(lr)}")
-    return lr
+def _weight_bounds(clip):
+    """Log-space bounds of the E8 weights: [log(1−c), log(1+c)], or ±MAX_LOG_RATIO."""
+    if clip is None:
+        return -MAX_LOG_RATIO, MAX_LOG_RATIO
+    lo = np.log(1.0 - clip) if clip < 1.0 else -MAX_LOG_RATIO
+    return lo, min(np.log1p(clip), MAX_LOG_RATIO)
 
 
 def sync_weights(log_ratios, clip: float | None = None) -> np.ndarray:
@@ -575,180 +445,19 @@ def sync_weights(log_ratios, clip: float | None = None) -> np.ndarray:
     the log weight saturates at ±MAX_LOG_RATIO (300) so the result stays finite.
 
     Args:
-        log_ratios: (N, n) per-sample, per-agent ``log ρ^j = log π̃^j(a^j) − log π_old^j(a^j)``.
+        log_ratios: (N, n) per-sample, per-agent ``log ρ^j = log π̃^j(a^j) − log π_old^j(a^j)``,
+            with n·max|log ρ| ≤ MAX_LOG_RATIO_SUM.
         clip: ``sync_clip`` c ≥ 0, or None for no clip.
 
     >>> sync_weights(np.log([[2.0, 3.0, 0.5]])).round(12).tolist()
     [[1.5, 1.0, 6.0]]
     """
-    lr = _float_array("log_ratios", log_ratios, ndims=(2,), finite=False)  # finite: kernel
-    if lr.shape[1] == 0:
-        raise ValueError(f"log_ratios must have one column per agent (n ≥ 1); got {_describe(lr)}")
+    lr = _log_ratio_table(log_ratios)
     c = None if clip is None else _scalar("clip", clip, 0.0, np.inf)
     lo, hi = _weight_bounds(c)
     out = np.empty(lr.shape)
-    if lr.shape[0] >= PARALLEL_MIN_ROWS:
-        finite = _sync_weights_parallel(lr, lo, hi, out, PARALLEL_CHUNK)
-    else:
-        finite = _sync_weights_kernel(lr, lo, hi, out)
-    if not finite:
-        _log_ratio_table(lr)  # raises if a log ratio is NaN/inf (else: overflow, result stands)
+    _sync_weights_kernel(lr, lo, hi, out)
     return out
-
-
-@njit(cache=True)
-def _sequential_weights_kernel(log_ratios, order, lo, hi, out):
-    """Implements E9: ``M^{i_m} = exp(Σ_{l<m} log ρ^{i_l})``; M = 1 for the first agent."""
-    N, n = log_ratios.shape
-    for t in range(N):
-        s = 0.0                              # Σ of log ratios of already-updated agents
-        for m in range(n):
-            i = order[m]
-            out[t, i] = np.exp(min(max(s, lo), hi))
-            s += log_ratios[t, i]
-
-
-def sequential_weights(log_ratios, order) -> np.ndarray:
-    """HAPPO-style sequential correction factors. Implements E9.
-
-    Agents update one at a time in ``order`` (a permutation of 0..n−1); agent ``order[m]``
-    gets ``M = ∏_{l<m} ρ^{order[l]}`` — the already-updated partners' ratios, exactly known.
-
-    >>> sequential_weights(np.log([[2.0, 3.0, 0.5]]), [2, 0, 1]).round(12).tolist()
-    [[0.5, 1.0, 1.0]]
-    """
-    lr = _log_ratio_table(log_ratios)
-    n = lr.shape[1]
-    o = _index_array("order", order, (n,), n)
-    if np.unique(o).size != n:
-        raise ValueError(f"order must be a permutation of 0..{n - 1}; got {o.tolist()}")
-    out = np.empty(lr.shape)
-    _sequential_weights_kernel(lr, o, -MAX_LOG_RATIO, MAX_LOG_RATIO, out)
-    return out
-
-
-@njit(cache=True)
-def _clipped_surrogate_kernel(ratios, advantages, eps, out):
-    """Implements E8's per-sample objective ``min(ρ Â, clip(ρ, 1−ε, 1+ε) Â)``."""
-    for t in range(ratios.shape[0]):
-        rho = ratios[t]
-        clipped = min(max(rho, 1.0 - eps), 1.0 + eps)
-        out[t] = min(rho * advantages[t], clipped * advantages[t])
-
-
-def _same_length(name: str, x, n: int) -> np.ndarray:
-    arr = _float_array(name, x, ndims=(1,))
-    if arr.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},); got {_describe(arr)}")
-    return arr
-
-
-def clipped_surrogate(ratios, advantages, clip_eps: float) -> np.ndarray:
-    """Per-sample PPO clipped objective ``min(ρÂ, clip(ρ, 1−ε, 1+ε)Â)``. Implements E8.
-
-    >>> clipped_surrogate([1.5, 0.5], [1.0, 1.0], 0.2).tolist()
-    [1.2, 0.5]
-    """
-    rho = _float_array("ratios", ratios, ndims=(1,))
-    if np.any(rho < 0):
-        raise ValueError("ratios must be non-negative (they are probability ratios)")
-    adv = _same_length("advantages", advantages, rho.shape[0])
-    eps = _scalar("clip_eps", clip_eps, 0.0, 1.0)
-    out = np.empty(rho.shape[0])
-    _clipped_surrogate_kernel(rho, adv, eps, out)
-    return out
-
-
-@njit(cache=True)
-def _clipped_surrogate_grad_rows(logits, actions, old_log_probs, advantages, eps, max_log_ratio, out,
-                                 start, stop):
-    """Implements ∇_z of E8's ``min(ρÂ, clip(ρ)Â)`` for softmax logits z, rows [start, stop).
-
-    ρ = exp(log π(a) − log π_old(a)),  ∂ρ/∂z_k = ρ (1[k=a] − π_k).
-    The gradient is zero where the clip binds: (Â > 0 and ρ > 1+ε) or (Â < 0 and ρ < 1−ε);
-    at the boundary itself the unclipped branch is used. log ρ is saturated at
-    ``max_log_ratio`` so that Â ρ stays finite.
-    """
-    A = logits.shape[1]
-    for t in range(start, stop):
-        a = actions[t]
-        zmax = logits[t, 0]
-        for k in range(1, A):
-            if logits[t, k] > zmax:
-                zmax = logits[t, k]
-        s = 0.0
-        for k in range(A):
-            e = np.exp(logits[t, k] - zmax)
-            out[t, k] = e
-            s += e
-        log_pi_a = logits[t, a] - zmax - np.log(s)
-        rho = np.exp(min(log_pi_a - old_log_probs[t], max_log_ratio))  # ρ, saturated
-        adv = advantages[t]
-        binding = (adv > 0.0 and rho > 1.0 + eps) or (adv < 0.0 and rho < 1.0 - eps)
-        g = 0.0 if binding else adv * rho
-        for k in range(A):
-            pi_k = out[t, k] / s
-            out[t, k] = g * ((1.0 if k == a else 0.0) - pi_k)
-
-
-@njit(cache=True)
-def _clipped_surrogate_grad_kernel(logits, actions, old_log_probs, advantages, eps, max_log_ratio, out):
-    """E8 surrogate gradient for every row, one thread (see :func:`_clipped_surrogate_grad_rows`)."""
-    _clipped_surrogate_grad_rows(logits, actions, old_log_probs, advantages, eps, max_log_ratio,
-                                 out, 0, logits.shape[0])
-
-
-@njit(cache=True, parallel=True)
-def _clipped_surrogate_grad_parallel(logits, actions, old_log_probs, advantages, eps,
-                                     max_log_ratio, out, chunk):
-    """E8 surrogate gradient, row chunks spread over threads; bit-identical to the serial kernel."""
-    N = logits.shape[0]
-    for c in prange((N + chunk - 1) // chunk):
-        _clipped_surrogate_grad_rows(logits, actions, old_log_probs, advantages, eps,
-                                     max_log_ratio, out, c * chunk, min(N, (c + 1) * chunk))
-
-
-def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps: float) -> np.ndarray:
-    """Gradient of each sample's E8 objective w.r.t. its softmax logits → (N, A).
-
-    ``∂/∂z_k min(ρÂ, clip(ρ)Â) = Â ρ (1[k=a] − π_k)`` where the unclipped term is the
-    minimum, and 0 where the clip is active and binding.
-
-    Args:
-        logits: (N, A) current logits z of the acting agent.
-        actions: (N,) actions taken.
-        old_log_probs: (N,) log π_old(a_t) (from ``log_softmax`` of the old logits).
-        advantages: (N,) advantages Â (for ASAE: already multiplied by w^i).
-        clip_eps: PPO ε in [0, 1].
-    """
-    z = _float_array("logits", logits, ndims=(2,))
-    if z.shape[1] == 0:
-        raise ValueError(f"logits must have at least one action column; got {_describe(z)}")
-    N = z.shape[0]
-    acts = _index_array("actions", actions, (N,), z.shape[1])
-    olp = _same_length("old_log_probs", old_log_probs, N)
-    if np.any(olp > 1e-12):
-        raise ValueError("old_log_probs must be ≤ 0 (they are log-probabilities)")
-    adv = _same_length("advantages", advantages, N)
-    eps = _scalar("clip_eps", clip_eps, 0.0, 1.0)
-    out = np.empty(z.shape)
-    if N >= PARALLEL_MIN_ROWS:
-        _clipped_surrogate_grad_parallel(z, acts, olp, adv, eps, MAX_LOG_RATIO, out, PARALLEL_CHUNK)
-    else:
-        _clipped_surrogate_grad_kernel(z, acts, olp, adv, eps, MAX_LOG_RATIO, out)
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# E8 in use — the advantage each agent's surrogate uses, per method
-# ---------------------------------------------------------------------------------------
-
-def _weight_bounds(clip):
-    """Log-space bounds of the E8 weights: [log(1−c), log(1+c)], or ±MAX_LOG_RATIO."""
-    if clip is None:
-        return -MAX_LOG_RATIO, MAX_LOG_RATIO
-    lo = np.log(1.0 - clip) if clip < 1.0 else -MAX_LOG_RATIO
-    return lo, min(np.log1p(clip), MAX_LOG_RATIO)
 
 
 #: The learners. Their index in this tuple is the method's code inside the jitted kernels.
@@ -770,7 +479,7 @@ def _method_advantages_kernel(method, base, log_ratios, lo, hi, max_log_ratio, o
     """
     N, n = out.shape
     if method == 1:
-        _sync_weights_rows(log_ratios, lo, hi, out, 0, N)                 # w^i_t (E8)
+        _sync_weights_kernel(log_ratios, lo, hi, out)                     # w^i_t (E8)
     elif method == 2:
         _sequential_weights_kernel(log_ratios, order, -max_log_ratio, max_log_ratio, out)  # M (E9)
     for t in range(N):
@@ -781,6 +490,25 @@ def _method_advantages_kernel(method, base, log_ratios, lo, hi, max_log_ratio, o
                 out[t, i] = tables[i, actions[t, i]]                      # exact table at a^i_t
             else:
                 out[t, i] = base[t, i]                                    # ω = 1
+
+
+def _exact_advantage_tables(tables, actions, N: int):
+    """Exact methods: per-agent advantage vectors → padded (n, A_max), and (N, n) actions."""
+    if tables is None or not hasattr(tables, "__len__") or isinstance(tables, (str, bytes)) \
+            or isinstance(tables, np.ndarray) and tables.ndim < 2:
+        raise TypeError("tables must be a sequence of per-agent advantage vectors (exact methods)")
+    vecs = [_array(f"tables[{i}]", v, ndim=1) for i, v in enumerate(tables)]
+    if not vecs or any(v.size == 0 for v in vecs):
+        raise ValueError("tables must hold one non-empty vector per agent")
+    sizes = [v.size for v in vecs]
+    acts = _array("actions", actions, kind="int", shape=(N, len(vecs)), high=max(sizes))
+    for i, k in enumerate(sizes):
+        if N and acts[:, i].max() >= k:
+            raise ValueError(f"actions[:, {i}] must be < {k} (len(tables[{i}])); got {acts[:, i].max()}")
+    tab = np.zeros((len(vecs), max(sizes)))
+    for i, v in enumerate(vecs):
+        tab[i, :v.size] = v
+    return tab, acts
 
 
 def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: float | None = 0.5,
@@ -821,55 +549,242 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    code = METHODS.index(method)
-    adv = _float_array("advantages", advantages, ndims=(1, 2))
-    exact = method in ("exact_sync", "exact_async")
-    if exact:
-        if tables is None or isinstance(tables, np.ndarray) and tables.ndim < 2:
-            raise TypeError(f"tables must be a sequence of per-agent advantage vectors for {method!r}")
-        vecs = [_float_array(f"tables[{i}]", v, ndims=(1,)) for i, v in enumerate(tables)]
-        n = len(vecs)
-        if n == 0 or any(v.size == 0 for v in vecs):
-            raise ValueError("tables must hold one non-empty vector per agent")
-    elif log_ratios is not None:
-        n = _float_array("log_ratios", log_ratios, ndims=(2,)).shape[1]
-    else:
-        n = adv.shape[1] if adv.ndim == 2 else 1
+    adv = _array("advantages", advantages, ndim=(1, 2))
     N = adv.shape[0]
+    tab, acts = np.zeros((1, 1)), None
+    if method in ("exact_sync", "exact_async"):
+        tab, acts = _exact_advantage_tables(tables, actions, N)
+    if log_ratios is None and method in ("asae", "happo"):
+        raise TypeError(f"method {method!r} needs log_ratios of shape ({N}, n)")
+    lr = None if log_ratios is None else _log_ratio_table(log_ratios, N)
+    n = (tab.shape[0] if acts is not None else lr.shape[1] if lr is not None
+         else adv.shape[1] if adv.ndim == 2 else 1)
     base = np.ascontiguousarray(np.broadcast_to(adv[:, None], (N, n)) if adv.ndim == 1 else adv)
     if base.shape != (N, n):
         raise ValueError(f"advantages must have shape ({N},) or ({N}, {n}); got {_describe(adv)}")
-    lr = np.zeros((N, n))
-    if method in ("asae", "happo"):
-        if log_ratios is None:
-            raise TypeError(f"method {method!r} needs log_ratios of shape ({N}, n)")
-        lr = _float_array("log_ratios", log_ratios, ndims=(2,))
-        if lr.shape[0] != N or lr.shape[1] == 0:
-            raise ValueError(f"log_ratios must have shape ({N}, n ≥ 1); got {_describe(lr)}")
     o = np.arange(n, dtype=np.int64)
     if method == "happo":
         if order is None:
             raise TypeError("method 'happo' needs order, a permutation of 0..n−1")
-        o = _index_array("order", order, (n,), n)
+        o = _array("order", order, kind="int", shape=(n,), high=n)
         if np.unique(o).size != n:
             raise ValueError(f"order must be a permutation of 0..{n - 1}; got {o.tolist()}")
-    c = None if sync_clip is None else _scalar("sync_clip", sync_clip, 0.0, np.inf)
-    lo, hi = _weight_bounds(c)
-    acts = np.zeros((N, n), np.int64)
-    tab = np.zeros((n, 1))
-    if exact:
-        sizes = [v.size for v in vecs]
-        acts = _index_array("actions", actions, (N, n), max(sizes))
-        for i, k in enumerate(sizes):
-            if acts[:, i].size and acts[:, i].max() >= k:
-                raise ValueError(f"actions[:, {i}] must be < {k} (len(tables[{i}])); "
-                                 f"got {acts[:, i].max()}")
-        tab = np.zeros((n, max(sizes)))
-        for i, v in enumerate(vecs):
-            tab[i, :v.size] = v
+    lo, hi = _weight_bounds(None if sync_clip is None else _scalar("sync_clip", sync_clip, 0.0, np.inf))
     out = np.empty((N, n))
-    _method_advantages_kernel(code, base, lr, lo, hi, MAX_LOG_RATIO, o, acts, tab, out)
+    _method_advantages_kernel(METHODS.index(method), base, np.zeros((N, n)) if lr is None else lr,
+                              lo, hi, MAX_LOG_RATIO, o,
+                              np.zeros((N, n), np.int64) if acts is None else acts, tab, out)
     return out
+
+
+@njit(cache=True)
+def _clipped_surrogate_kernel(ratios, advantages, eps, out):
+    """Implements E8's per-sample objective ``min(ρ Â, clip(ρ, 1−ε, 1+ε) Â)``."""
+    for t in range(ratios.shape[0]):
+        rho = ratios[t]
+        clipped = min(max(rho, 1.0 - eps), 1.0 + eps)
+        out[t] = min(rho * advantages[t], clipped * advantages[t])
+
+
+def clipped_surrogate(ratios, advantages, clip_eps: float) -> np.ndarray:
+    """Per-sample PPO clipped objective ``min(ρÂ, clip(ρ, 1−ε, 1+ε)Â)``. Implements E8.
+
+    >>> clipped_surrogate([1.5, 0.5], [1.0, 1.0], 0.2).tolist()
+    [1.2, 0.5]
+    """
+    rho = _array("ratios", ratios, ndim=1)
+    if np.any(rho < 0):
+        raise ValueError("ratios must be non-negative (they are probability ratios)")
+    adv = _array("advantages", advantages, shape=rho.shape)
+    eps = _scalar("clip_eps", clip_eps, 0.0, 1.0)
+    out = np.empty(rho.shape[0])
+    _clipped_surrogate_kernel(rho, adv, eps, out)
+    return out
+
+
+@njit(cache=True)
+def _clipped_surrogate_grad_kernel(logits, actions, old_log_probs, advantages, eps, max_log_ratio,
+                                   out):
+    """Implements ∇_z of E8's ``min(ρÂ, clip(ρ)Â)`` for softmax logits z, row by row.
+
+    ρ = exp(log π(a) − log π_old(a)),  ∂ρ/∂z_k = ρ (1[k=a] − π_k).
+    The gradient is zero where the clip binds: (Â > 0 and ρ > 1+ε) or (Â < 0 and ρ < 1−ε);
+    at the boundary itself the unclipped branch is used. log ρ is saturated at
+    ``max_log_ratio`` so that Â ρ stays finite.
+    """
+    A = logits.shape[1]
+    for t in range(logits.shape[0]):
+        a = actions[t]
+        zmax = logits[t, 0]
+        for k in range(1, A):
+            if logits[t, k] > zmax:
+                zmax = logits[t, k]
+        s = 0.0
+        for k in range(A):
+            e = np.exp(logits[t, k] - zmax)
+            out[t, k] = e
+            s += e
+        log_pi_a = logits[t, a] - zmax - np.log(s)
+        rho = np.exp(min(log_pi_a - old_log_probs[t], max_log_ratio))  # ρ, saturated
+        adv = advantages[t]
+        binding = (adv > 0.0 and rho > 1.0 + eps) or (adv < 0.0 and rho < 1.0 - eps)
+        g = 0.0 if binding else adv * rho
+        for k in range(A):
+            pi_k = out[t, k] / s
+            out[t, k] = g * ((1.0 if k == a else 0.0) - pi_k)
+
+
+def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps: float) -> np.ndarray:
+    """Gradient of each sample's E8 objective w.r.t. its softmax logits → (N, A).
+
+    ``∂/∂z_k min(ρÂ, clip(ρ)Â) = Â ρ (1[k=a] − π_k)`` where the unclipped term is the
+    minimum, and 0 where the clip is active and binding.
+
+    Args:
+        logits: (N, A) current logits z of the acting agent.
+        actions: (N,) actions taken.
+        old_log_probs: (N,) log π_old(a_t) (from ``log_softmax`` of the old logits).
+        advantages: (N,) advantages Â (for ASAE: already multiplied by w^i).
+        clip_eps: PPO ε in [0, 1].
+    """
+    z = _array("logits", logits, ndim=2)
+    if z.shape[1] == 0:
+        raise ValueError(f"logits must have at least one action column; got {_describe(z)}")
+    N = z.shape[0]
+    acts = _array("actions", actions, kind="int", shape=(N,), high=z.shape[1])
+    olp = _array("old_log_probs", old_log_probs, shape=(N,))
+    if np.any(olp > 1e-12):
+        raise ValueError("old_log_probs must be ≤ 0 (they are log-probabilities)")
+    adv = _array("advantages", advantages, shape=(N,))
+    eps = _scalar("clip_eps", clip_eps, 0.0, 1.0)
+    out = np.empty(z.shape)
+    _clipped_surrogate_grad_kernel(z, acts, olp, adv, eps, MAX_LOG_RATIO, out)
+    return out
+
+
+@njit(cache=True, inline='always')
+def _policy_grad_row(logp, pi, a, log_rho, log_x, adv, eps, entropy_coef, max_log_ratio, out):
+    """∇_z of one sample's E8 objective plus the entropy bonus, from the row's log-softmax
+    (the learners' fused form of :func:`clipped_surrogate_grad`).
+
+    Objective ``min(ρ Â, clip(x, 1−ε, 1+ε) (ρ/x) Â) + c·H(π)`` with ρ = exp(log_rho) the
+    agent's own ratio and x = exp(log_x) the ratio the clip acts on (x = ρ: PPO; x = the
+    joint ratio ∏_j ρ^j: ``clip_ratio="joint"``); ε = inf means no clip. Its gradient:
+        ∂/∂z_k = g (1[k=a] − π_k) − c π_k (log π_k + H),   H = −Σ_k π_k log π_k,
+        g = 0 where the clip binds, (Â > 0 and x > 1+ε) or (Â < 0 and x < 1−ε), else Â ρ.
+    ``logp``/``pi`` come from one :func:`_log_softmax_row` per (agent, observation) and
+    minibatch step, which also gave the ratio: one softmax serves all three.
+    """
+    rho = np.exp(min(log_rho, max_log_ratio))
+    x = rho if log_x == log_rho else np.exp(min(log_x, max_log_ratio))
+    binding = (adv > 0.0 and x > 1.0 + eps) or (adv < 0.0 and x < 1.0 - eps)
+    g = 0.0 if binding else adv * rho                     # d/dρ of the surrogate, times ρ
+    H = 0.0
+    for k in range(logp.shape[0]):
+        H -= pi[k] * logp[k]                               # entropy H(π)
+    for k in range(logp.shape[0]):
+        out[k] = g * ((1.0 if k == a else 0.0) - pi[k]) - entropy_coef * pi[k] * (logp[k] + H)
+
+
+# =======================================================================================
+# E9 — sequential correction (HAPPO-style): M^{i_m} = ∏_{l<m} ρ^{i_l}, M = 1 for the first
+# =======================================================================================
+
+
+@njit(cache=True)
+def _sequential_weights_kernel(log_ratios, order, lo, hi, out):
+    """Implements E9: ``M^{i_m} = exp(Σ_{l<m} log ρ^{i_l})``; M = 1 for the first agent."""
+    N, n = log_ratios.shape
+    for t in range(N):
+        s = 0.0                              # Σ of log ratios of already-updated agents
+        for m in range(n):
+            i = order[m]
+            out[t, i] = np.exp(min(max(s, lo), hi))
+            s += log_ratios[t, i]
+
+
+def sequential_weights(log_ratios, order) -> np.ndarray:
+    """HAPPO-style sequential correction factors. Implements E9.
+
+    Agents update one at a time in ``order`` (a permutation of 0..n−1); agent ``order[m]``
+    gets ``M = ∏_{l<m} ρ^{order[l]}`` — the already-updated partners' ratios, exactly known.
+    Valid range as :func:`sync_weights` (n·max|log ρ| ≤ MAX_LOG_RATIO_SUM).
+
+    >>> sequential_weights(np.log([[2.0, 3.0, 0.5]]), [2, 0, 1]).round(12).tolist()
+    [[0.5, 1.0, 1.0]]
+    """
+    lr = _log_ratio_table(log_ratios)
+    n = lr.shape[1]
+    o = _array("order", order, kind="int", shape=(n,), high=n)
+    if np.unique(o).size != n:
+        raise ValueError(f"order must be a permutation of 0..{n - 1}; got {o.tolist()}")
+    out = np.empty(lr.shape)
+    _sequential_weights_kernel(lr, o, -MAX_LOG_RATIO, MAX_LOG_RATIO, out)
+    return out
+
+
+# =======================================================================================
+# E10 — GAE with termination and truncation:
+#       δ_t = r_t + γ(1 − term_t) V(s'_t) − V(s_t),  Â_t = δ_t + γλ(1 − done_t) Â_{t+1}
+# =======================================================================================
+
+
+@njit(cache=True)
+def _gae_kernel(rewards, values, next_values, terminated, truncated, gamma, lam, adv, ret):
+    """Implements E10 over (T, B) arrays, backward in time (each row contiguous).
+
+    δ_t = r_t + γ (1 − terminated_t) V(s'_t) − V(s_t)
+    Â_t = δ_t + γ λ (1 − done_t) Â_{t+1},   Â_T = 0,   R_t = Â_t + V(s_t)
+
+    Branch-free, so LLVM vectorises the inner loop: (1 − terminated) and (1 − done) enter as
+    0/1 factors, bit-identical to the branchy form for finite inputs (0·x = ±0 adds nothing).
+    """
+    T, B = rewards.shape
+    gl = gamma * lam
+    carry = np.zeros(B)                                               # Â_{t+1}; Â_T = 0
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            not_term = 1.0 - np.float64(terminated[t, b])
+            not_done = not_term * (1.0 - np.float64(truncated[t, b]))
+            delta = rewards[t, b] + gamma * not_term * next_values[t, b] - values[t, b]  # δ_t
+            carry[b] = delta + gl * not_done * carry[b]               # λ-return recursion
+            adv[t, b] = carry[b]
+            ret[t, b] = carry[b] + values[t, b]
+
+
+def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: float):
+    """Generalised advantage estimation with termination vs truncation. Implements E10.
+
+    ``δ_t = r_t + γ(1 − terminated_t) V(s'_t) − V(s_t)``,
+    ``Â_t = δ_t + γλ(1 − done_t) Â_{t+1}``, ``Â_T = 0``, returns ``R_t = Â_t + V(s_t)``.
+
+    Args:
+        rewards: (T,) or (T, B) team rewards r_t.
+        values: V(s_t), same shape.
+        next_values: V(s'_t) of the *true* next state (for a truncated step: the final state
+            before the reset), same shape. Ignored where ``terminated``.
+        terminated: bool, same shape — no bootstrap at this step, and the trace stops.
+        truncated: bool, same shape — bootstraps ``next_values`` but the trace stops.
+        gamma, lam: discount γ and GAE λ, both in [0, 1].
+
+    Returns:
+        (advantages, returns), new float64 arrays of the input's shape.
+
+    >>> adv, ret = gae([1.0, 1.0], [0.0, 0.0], [0.0, 0.0], [False, True], [False, False], 1.0, 1.0)
+    >>> adv.tolist(), ret.tolist()
+    ([2.0, 1.0], [2.0, 1.0])
+    """
+    r = _array("rewards", rewards, ndim=(1, 2))
+    v = _array("values", values, shape=r.shape)
+    nv = _array("next_values", next_values, shape=r.shape)
+    term = _array("terminated", terminated, kind="bool", shape=r.shape)
+    trunc = _array("truncated", truncated, kind="bool", shape=r.shape)
+    g = _scalar("gamma", gamma, 0.0, 1.0)
+    la = _scalar("lam", lam, 0.0, 1.0)
+    as2d = (lambda a: a.reshape(a.shape[0], 1)) if r.ndim == 1 else (lambda a: a)
+    adv, ret = np.empty(r.shape), np.empty(r.shape)
+    _gae_kernel(as2d(r), as2d(v), as2d(nv), as2d(term), as2d(trunc), g, la, as2d(adv), as2d(ret))
+    return adv, ret
 
 
 # =======================================================================================
@@ -919,24 +834,6 @@ def _rng(seed: int) -> np.ndarray:
     return np.array([(int(seed) * 0xD1B54A32D192ED03 + 1) % 2 ** 64], np.uint64)
 
 
-@njit(cache=True, inline='always')
-def _log_softmax_row(z, logp, pi):
-    """logp = log softmax(z) and pi = softmax(z) for one row, from one exp per action:
-    with m = max z and s = Σ_b exp(z_b − m), π_k = exp(z_k − m)/s and log π_k = z_k − m − log s."""
-    m = z[0]
-    for k in range(1, z.shape[0]):
-        if z[k] > m:
-            m = z[k]
-    s = 0.0
-    for k in range(z.shape[0]):
-        pi[k] = np.exp(z[k] - m)
-        s += pi[k]
-    log_norm = m + np.log(s)
-    for k in range(z.shape[0]):
-        logp[k] = z[k] - log_norm
-        pi[k] /= s
-
-
 @njit(cache=True)
 def _sample_actions(logits, n_actions, obs, rng, out, cdf, ready):
     """a^i_b ~ softmax(logits[i, obs[b, i]]) by inverse CDF, agent-major uniform draws:
@@ -969,29 +866,6 @@ def _sample_actions(logits, n_actions, obs, rng, out, cdf, ready):
 def _new_cdf(logits):
     """Scratch for :func:`_sample_actions`: (cdf, ready) for one set of logits."""
     return np.empty(logits.shape), np.zeros(logits.shape[:2], np.bool_)
-
-
-@njit(cache=True, inline='always')
-def _policy_grad_row(logp, pi, a, log_rho, log_x, adv, eps, entropy_coef, max_log_ratio, out):
-    """∇_z of one sample's E8 objective plus the entropy bonus, from the row's log-softmax.
-
-    Objective ``min(ρ Â, clip(x, 1−ε, 1+ε) (ρ/x) Â) + c·H(π)`` with ρ = exp(log_rho) the
-    agent's own ratio and x = exp(log_x) the ratio the clip acts on (x = ρ: PPO; x = the
-    joint ratio ∏_j ρ^j: ``clip_ratio="joint"``); ε = inf means no clip. Its gradient:
-        ∂/∂z_k = g (1[k=a] − π_k) − c π_k (log π_k + H),   H = −Σ_k π_k log π_k,
-        g = 0 where the clip binds, (Â > 0 and x > 1+ε) or (Â < 0 and x < 1−ε), else Â ρ.
-    ``logp``/``pi`` come from one :func:`_log_softmax_row` per (row, agent), which also
-    gave the ratio: one softmax serves the ratio, this gradient and the entropy.
-    """
-    rho = np.exp(min(log_rho, max_log_ratio))
-    x = rho if log_x == log_rho else np.exp(min(log_x, max_log_ratio))
-    binding = (adv > 0.0 and x > 1.0 + eps) or (adv < 0.0 and x < 1.0 - eps)
-    g = 0.0 if binding else adv * rho                     # d/dρ of the surrogate, times ρ
-    H = 0.0
-    for k in range(logp.shape[0]):
-        H -= pi[k] * logp[k]                               # entropy H(π)
-    for k in range(logp.shape[0]):
-        out[k] = g * ((1.0 if k == a else 0.0) - pi[k]) - entropy_coef * pi[k] * (logp[k] + H)
 
 
 @njit(cache=True)
@@ -1066,149 +940,10 @@ class _Work(NamedTuple):
     clock: np.ndarray        # (1,) current minibatch step
 
 
-class _Probe(NamedTuple):
-    """Accumulators of the exact bias probe (see :func:`advantage_bias`)."""
-    sums: np.ndarray         # (9,) running sums, see _probe_summary
-    agent: np.ndarray        # (P,) agent of each pending record of this update
-    used: np.ndarray         # (P, A_max) E_{a^-i~π_old^-i}[Â^i | a^i] the method used
-    grad: np.ndarray         # (P, A_max) E_{a~π_old}[∇_{z^i} objective] with those advantages
-    grad_async: np.ndarray   # (P, A_max) the same with ω = 1 (A_old)
-    logp: np.ndarray         # (P, n, A_max) the current log-policies at that step
-    count: np.ndarray        # (1,) pending records
-
-
 def _new_batch(T, B, n):
     return _Batch(np.zeros((T, B, n), np.int64), np.zeros((T, B, n), np.int64), np.zeros((T, B)),
                   np.zeros((T, B), np.bool_), np.zeros((T, B), np.bool_),
                   np.zeros((T, B), np.int64), np.zeros((T, B), np.int64))
-
-
-def _new_probe(records, n, A_max):
-    return _Probe(np.zeros(9), np.zeros(records, np.int64), np.zeros((records, A_max)),
-                  np.zeros((records, A_max)), np.zeros((records, A_max)),
-                  np.zeros((records, n, A_max)), np.zeros(1, np.int64))
-
-
-@njit(cache=True)
-def _partner_prob(logp, n_actions, radix, j, i):
-    """π^{-i}(a^{-i}) = ∏_{l≠i} π^l(a^l) of the joint action with flat index j."""
-    p = 1.0
-    for l in range(logp.shape[0]):
-        if l != i:
-            p *= np.exp(logp[l, (j // radix[l]) % n_actions[l]])
-    return p
-
-
-@njit(cache=True)
-def _probe_grad(hp, cur, old, n_actions, radix, i, adv_of_joint, out):
-    """out = E_{a~π_old}[∇_{z^i} of agent i's clipped objective] with advantage
-    adv_of_joint[j] at joint action j — the PPO clip's indicator evaluated per joint action."""
-    A = n_actions[i]
-    n = cur.shape[0]
-    row = np.empty(A)
-    pi = np.exp(cur[i, :A])
-    out[:A] = 0.0
-    for j in range(adv_of_joint.shape[0]):
-        a = (j // radix[i]) % A
-        log_rho = cur[i, a] - old[i, a]
-        log_x = log_rho
-        if hp.joint_clip:
-            log_x = 0.0
-            for l in range(n):
-                al = (j // radix[l]) % n_actions[l]
-                log_x += cur[l, al] - old[l, al]
-        p = _partner_prob(old, n_actions, radix, j, i) * np.exp(old[i, a])
-        _policy_grad_row(cur[i, :A], pi, a, log_rho, log_x, adv_of_joint[j], hp.clip_eps, 0.0,
-                         hp.max_log_ratio, row)
-        for k in range(A):
-            out[k] += p * row[k]
-
-
-@njit(cache=True)
-def _probe_record(method, i, hp, cur, old, payoff, radix, n_actions, v_old, order, probe):
-    """Record, for agent i at this gradient step, the exact expectation of the advantage the
-    method uses given a^i, its second moment, and the expected gradient reaching z^i.
-
-    The method's advantage over every joint action a comes from the same
-    :func:`_method_advantages_kernel` as training, fed the exact A_old(a) = payoff(a) − V_old
-    (COMA: the exact counterfactual with Q = payoff) and the current log ratios.
-    """
-    J = payoff.shape[0]
-    n, A_max = cur.shape
-    log_ratios = np.empty((J, n))
-    acts = np.empty((J, n), np.int64)
-    base = np.empty((J, n))
-    for j in range(J):
-        for l in range(n):
-            a = (j // radix[l]) % n_actions[l]
-            acts[j, l] = a
-            log_ratios[j, l] = cur[l, a] - old[l, a]
-            if method == 3:                       # COMA: Q(a) − Σ_b π_old^l(b) Q(b, a^-l)
-                cf = payoff[j]
-                for b in range(n_actions[l]):
-                    cf -= np.exp(old[l, b]) * payoff[j + (b - a) * radix[l]]
-                base[j, l] = cf
-            else:
-                base[j, l] = payoff[j] - v_old
-    tables = np.zeros((n, A_max))
-    if method == 4:
-        _exact_tables(payoff, radix, n_actions, cur, v_old, tables)
-    elif method == 5:
-        _exact_tables(payoff, radix, n_actions, old, v_old, tables)
-    out = np.empty((J, n))
-    _method_advantages_kernel(method, base, log_ratios, hp.w_lo, hp.w_hi, hp.max_log_ratio, order,
-                              acts, tables, out)
-    k = probe.count[0]
-    probe.count[0] = k + 1
-    probe.agent[k] = i
-    probe.used[k, :] = 0.0
-    m2 = 0.0
-    m2_async = 0.0
-    for j in range(J):
-        p_partners = _partner_prob(old, n_actions, radix, j, i)
-        a = acts[j, i]
-        probe.used[k, a] += p_partners * out[j, i]
-        p = p_partners * np.exp(old[i, a])
-        m2 += p * out[j, i] ** 2
-        m2_async += p * (payoff[j] - v_old) ** 2
-    _probe_grad(hp, cur, old, n_actions, radix, i, out[:, i].copy(), probe.grad[k])
-    a_old = np.empty(J)
-    for j in range(J):
-        a_old[j] = payoff[j] - v_old
-    _probe_grad(hp, cur, old, n_actions, radix, i, a_old, probe.grad_async[k])
-    probe.logp[k] = cur
-    probe.sums[3] += m2
-    probe.sums[4] += m2_async
-    probe.sums[5] += 1.0
-
-
-@njit(cache=True)
-def _probe_finish(hp, new, old, payoff, radix, n_actions, v_old, probe):
-    """Compare this update's records with the target Ã^i of E6 under the *updated*
-    partners (and, for the gradient, the clipped gradient with Ã^i as the advantage)."""
-    n, A_max = new.shape
-    J = payoff.shape[0]
-    target = np.empty((n, A_max))
-    _exact_tables(payoff, radix, n_actions, new, v_old, target)          # Ã^i (E6)
-    a_old = np.empty((n, A_max))
-    _exact_tables(payoff, radix, n_actions, old, v_old, a_old)           # A^i_old (E3)
-    adv_t = np.empty(J)
-    g_t = np.empty(A_max)
-    for k in range(probe.count[0]):
-        i = probe.agent[k]
-        A = n_actions[i]
-        for a in range(A):
-            probe.sums[0] += abs(probe.used[k, a] - target[i, a])
-            probe.sums[1] += abs(a_old[i, a] - target[i, a])
-            probe.sums[2] += 1.0
-        for j in range(J):
-            adv_t[j] = target[i, (j // radix[i]) % A]
-        _probe_grad(hp, probe.logp[k], old, n_actions, radix, i, adv_t, g_t)
-        for a in range(A):
-            probe.sums[6] += abs(probe.grad[k, a] - g_t[a])
-            probe.sums[7] += abs(probe.grad_async[k, a] - g_t[a])
-            probe.sums[8] += 1.0
-    probe.count[0] = 0
 
 
 @njit(cache=True)
@@ -1218,6 +953,25 @@ def _state_log_policies(logits, n_actions, o, out):
     for i in range(logits.shape[0]):
         A = n_actions[i]
         _log_softmax_row(logits[i, o, :A], out[i, :A], pi[:A])
+
+
+@njit(cache=True)
+def _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, work, lr, diag):
+    """lr[r, i] = log ρ^i_t for t = rows[r] and every i in agents, with log π^i_θk(·|o^i_t)
+    and π^i_θk(·|o^i_t) left in ``work``: one softmax per (agent, observation) per minibatch
+    step, shared by the ratio, the surrogate gradient and the entropy gradient."""
+    work.clock[0] += 1
+    now = work.clock[0]
+    for r in range(rows.shape[0]):
+        t = rows[r]
+        for i in agents:
+            A = n_actions[i]
+            o = obs[t, i]
+            if work.stamp[i, o] != now:
+                _log_softmax_row(logits[i, o, :A], work.lp[i, o, :A], work.pi[i, o, :A])
+                work.stamp[i, o] = now
+            lr[r, i] = work.lp[i, o, act[t, i]] - old_lp[t, i]
+            diag[0] = max(diag[0], lr[r, i])
 
 
 @njit(cache=True)
@@ -1239,25 +993,6 @@ def _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv, scale):
         z = logits[i, o]
         for k in range(A):
             z[k] += scale * g[k]
-
-
-@njit(cache=True)
-def _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, work, lr, diag):
-    """lr[r, i] = log ρ^i_t for t = rows[r] and every i in agents, with log π^i_θk(·|o^i_t)
-    and π^i_θk(·|o^i_t) left in ``work``: one softmax per (agent, observation) per minibatch
-    step, shared by the ratio, the surrogate gradient and the entropy gradient."""
-    work.clock[0] += 1
-    now = work.clock[0]
-    for r in range(rows.shape[0]):
-        t = rows[r]
-        for i in agents:
-            A = n_actions[i]
-            o = obs[t, i]
-            if work.stamp[i, o] != now:
-                _log_softmax_row(logits[i, o, :A], work.lp[i, o, :A], work.pi[i, o, :A])
-                work.stamp[i, o] = now
-            lr[r, i] = work.lp[i, o, act[t, i]] - old_lp[t, i]
-            diag[0] = max(diag[0], lr[r, i])
 
 
 @njit(cache=True)
@@ -1532,10 +1267,6 @@ def _train_tables(method, hp, logits, n_actions, V, Q, next_state, reward, termi
     return -1, 0
 
 
-# ---------------------------------------------------------------------------------------
-# The public learner: Config, TrainResult, train, evaluate, advantage_bias
-# ---------------------------------------------------------------------------------------
-
 #: ``train`` refuses a run whose tables (logits, critics, transition tables, recorded
 #: policies) would need more than this many bytes, rather than exhausting memory.
 MAX_TABLE_BYTES = 2 ** 30
@@ -1622,11 +1353,7 @@ class Config:
         _scalar("Config.reward_scale", self.reward_scale, 0.0, np.finfo(float).max, lo_open=True)
         for name in ("epochs", "minibatches", "n_envs", "rollout_len", "iterations",
                      "eval_episodes", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-                raise TypeError(f"Config.{name} must be an integer; got {type(v).__name__} {v!r}")
-            if v < (0 if name == "seed" else 1):
-                raise ValueError(f"Config.{name} must be ≥ {0 if name == 'seed' else 1}; got {v!r}")
+            _integer(f"Config.{name}", getattr(self, name), 0 if name == "seed" else 1)
         if self.minibatches > self.n_envs * self.rollout_len:
             raise ValueError(f"Config.minibatches ({self.minibatches}) must be ≤ n_envs·rollout_len "
                              f"({self.n_envs * self.rollout_len})")
@@ -1707,13 +1434,6 @@ class BatchedEnv(Protocol):
     def step(self, actions): ...
 
 
-def _int_attr(env, name: str, low: int = 1) -> int:
-    v = getattr(env, name)
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < low:
-        raise ValueError(f"env.{name} must be an integer ≥ {low}; got {v!r}")
-    return int(v)
-
-
 def _check_env(env):
     """Validate the env's static interface → (n, n_actions array, n_states, n_obs)."""
     if isinstance(env, type):
@@ -1723,72 +1443,51 @@ def _check_env(env):
         if not hasattr(env, attr):
             raise TypeError(f"env must provide the batched interface (asae.BatchedEnv); "
                             f"missing attribute {attr!r}")
-    n = _int_attr(env, "n_agents")
+    n = _integer("env.n_agents", env.n_agents, 1)
     n_actions = tuple(env.n_actions)
     if len(n_actions) != n:
         raise ValueError(f"env.n_actions must hold one action count per agent ({n}); got {n_actions!r}")
     for i, k in enumerate(n_actions):
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"env.n_actions[{i}] must be an integer ≥ 1; got {k!r}")
-    _int_attr(env, "episode_limit")
-    return n, np.array(n_actions, np.int64), _int_attr(env, "n_states"), _int_attr(env, "n_obs")
-
-
-def _check_ids(what: str, x, shape, high: int, kind: str = "id") -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{what} must be integer {kind}s; got {_describe(arr)}")
-    if arr.shape != shape:
-        raise ValueError(f"{what} must have shape {shape}; got {_describe(arr)}")
-    if arr.size and (arr.min() < 0 or arr.max() >= high):
-        raise ValueError(f"{what} must lie in [0, {high}); got values in [{arr.min()}, {arr.max()}]")
-    return np.ascontiguousarray(arr, dtype=np.int64)
-
-
-def _check_flags(what: str, x, shape) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.dtype.kind != "b" or arr.shape != shape:
-        raise TypeError(f"{what} must be a bool array of shape {shape}; got {_describe(arr)}")
-    return arr
+        _integer(f"env.n_actions[{i}]", k, 1)
+    _integer("env.episode_limit", env.episode_limit, 1)
+    return (n, np.array(n_actions, np.int64), _integer("env.n_states", env.n_states, 1),
+            _integer("env.n_obs", env.n_obs, 1))
 
 
 def _check_reset(env, out, B, n, n_obs, n_states):
     if not (isinstance(out, tuple) and len(out) == 2):
         raise TypeError("env.reset must return (obs, state)")
-    return (_check_ids("env.reset obs", out[0], (B, n), n_obs),
-            _check_ids("env.reset state", out[1], (B,), n_states))
+    return (_array("env.reset obs", out[0], kind="int", shape=(B, n), high=n_obs),
+            _array("env.reset state", out[1], kind="int", shape=(B,), high=n_states))
 
 
 def _check_step(out, B, n, n_obs, n_states):
     """Check one env.step's outputs against the protocol (cheap: O(B·n))."""
     if not (isinstance(out, tuple) and len(out) == 6):
         raise TypeError("env.step must return (obs, state, reward, terminated, truncated, final_state)")
-    obs = _check_ids("env.step obs", out[0], (B, n), n_obs)
-    state = _check_ids("env.step state", out[1], (B,), n_states)
-    rew = np.asarray(out[2])
-    if rew.dtype.kind not in "iuf" or rew.shape != (B,):
-        raise TypeError(f"env.step reward must be a real array of shape ({B},); got {_describe(rew)}")
-    if not np.all(np.isfinite(rew)):
-        raise ValueError("env.step reward must be finite; got NaN or inf")
-    term = _check_flags("env.step terminated", out[3], (B,))
-    trunc = _check_flags("env.step truncated", out[4], (B,))
-    final = _check_ids("env.step final_state", out[5], (B,), n_states)
+    obs = _array("env.step obs", out[0], kind="int", shape=(B, n), high=n_obs)
+    state = _array("env.step state", out[1], kind="int", shape=(B,), high=n_states)
+    rew = _array("env.step reward", out[2], shape=(B,))
+    term = _array("env.step terminated", out[3], kind="bool", shape=(B,))
+    trunc = _array("env.step truncated", out[4], kind="bool", shape=(B,))
+    final = _array("env.step final_state", out[5], kind="int", shape=(B,), high=n_states)
     return obs, state, rew, term, trunc, final
 
 
 def _check_tables(tab, n, n_actions, n_states, n_obs):
     """Validate an env's transition tables once (shapes, dtypes, ranges, finite rewards)."""
     J = int(np.prod(n_actions))
-    nxt = _check_ids("env.tables().next_state", tab.next_state, (n_states, J), n_states)
-    obs = _check_ids("env.tables().obs", tab.obs, (n_states, n), n_obs)
-    rew = _float_array("env.tables().reward", tab.reward, ndims=(2,))
+    nxt = _array("env.tables().next_state", tab.next_state, kind="int", shape=(n_states, J),
+                 high=n_states)
+    obs = _array("env.tables().obs", tab.obs, kind="int", shape=(n_states, n), high=n_obs)
+    rew = _array("env.tables().reward", tab.reward, ndim=2)
     if rew.shape != (n_states, J):
         raise ValueError(f"env.tables().reward must have shape {(n_states, J)}; got {_describe(rew)}")
-    term = _check_flags("env.tables().terminated", tab.terminated, (n_states, J))
-    start = int(_check_ids("env.tables().start_state", np.array([tab.start_state]), (1,), n_states)[0])
-    limit = int(tab.time_limit)
-    if limit < 1:
-        raise ValueError(f"env.tables().time_limit must be ≥ 1; got {limit}")
+    term = _array("env.tables().terminated", tab.terminated, kind="bool", shape=(n_states, J))
+    start = _integer("env.tables().start_state", tab.start_state)
+    if start >= n_states:
+        raise ValueError(f"env.tables().start_state must be < n_states ({n_states}); got {start}")
+    limit = _integer("env.tables().time_limit", tab.time_limit, 1)
     # Private writable copies: one compiled signature for every env, and nothing shared.
     return nxt.copy(), rew.copy(), np.array(term), obs.copy(), start, limit
 
@@ -1853,7 +1552,7 @@ def _check_train_args(env, method, config):
         if payoff is None or n_states != 1 or n_obs != 1:
             raise ValueError(f"method {method!r} / track_bias need a one-step matrix game "
                              "(env.payoff, one state, one observation)")
-        payoff = _float_array("env.payoff", payoff)
+        payoff = _array("env.payoff", payoff)
         if payoff.shape != tuple(n_actions):
             raise ValueError(f"env.payoff must have shape {tuple(n_actions)}; got {payoff.shape}")
     need = _memory_estimate(cfg, method, n, n_actions, n_states, n_obs, hasattr(env, "tables"))
@@ -1964,17 +1663,15 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
         raise ValueError(f"logits must hold one table per agent ({n}); got {len(logits)}")
     tabs = []
     for i, z in enumerate(logits):
-        z = _float_array(f"logits[{i}]", z, ndims=(2,))
+        z = _array(f"logits[{i}]", z, ndim=2)
         if z.shape != (n_obs, n_actions[i]):
             raise ValueError(f"logits[{i}] must have shape {(n_obs, int(n_actions[i]))} for this env; "
                              f"got {_describe(z)}")
         tabs.append(z)
-    if isinstance(episodes, (bool, np.bool_)) or not isinstance(episodes, numbers.Integral) or episodes < 1:
-        raise ValueError(f"episodes must be an integer ≥ 1; got {episodes!r}")
+    episodes = _integer("episodes", episodes, 1)
     if not isinstance(greedy, (bool, np.bool_)):
         raise TypeError(f"greedy must be True or False; got {greedy!r}")
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer ≥ 0; got {seed!r}")
+    seed = _integer("seed", seed, 0)
     table = _pack(tabs, n_actions)
     rng = _rng(int(seed))
     obs, _ = _check_reset(env, env.reset(episodes, seed=int(seed)), episodes, n, n_obs, n_states)
@@ -1993,6 +1690,151 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
         if not active.any():
             break
     return float(ret.mean())
+
+
+# =======================================================================================
+# The bias probe — exact E_{a^-i~π_old^-i}[Â^i | a^i] of each method vs Ã^i (E6) after the
+# update, and the expected clipped gradient it produces (matrix games)
+# =======================================================================================
+
+
+class _Probe(NamedTuple):
+    """Accumulators of the exact bias probe (see :func:`advantage_bias`)."""
+    sums: np.ndarray         # (9,) running sums, see _probe_summary
+    agent: np.ndarray        # (P,) agent of each pending record of this update
+    used: np.ndarray         # (P, A_max) E_{a^-i~π_old^-i}[Â^i | a^i] the method used
+    grad: np.ndarray         # (P, A_max) E_{a~π_old}[∇_{z^i} objective] with those advantages
+    grad_async: np.ndarray   # (P, A_max) the same with ω = 1 (A_old)
+    logp: np.ndarray         # (P, n, A_max) the current log-policies at that step
+    count: np.ndarray        # (1,) pending records
+
+
+def _new_probe(records, n, A_max):
+    return _Probe(np.zeros(9), np.zeros(records, np.int64), np.zeros((records, A_max)),
+                  np.zeros((records, A_max)), np.zeros((records, A_max)),
+                  np.zeros((records, n, A_max)), np.zeros(1, np.int64))
+
+
+@njit(cache=True)
+def _partner_prob(logp, n_actions, radix, j, i):
+    """π^{-i}(a^{-i}) = ∏_{l≠i} π^l(a^l) of the joint action with flat index j."""
+    p = 1.0
+    for l in range(logp.shape[0]):
+        if l != i:
+            p *= np.exp(logp[l, (j // radix[l]) % n_actions[l]])
+    return p
+
+
+@njit(cache=True)
+def _probe_grad(hp, cur, old, n_actions, radix, i, adv_of_joint, out):
+    """out = E_{a~π_old}[∇_{z^i} of agent i's clipped objective] with advantage
+    adv_of_joint[j] at joint action j — the PPO clip's indicator evaluated per joint action."""
+    A = n_actions[i]
+    n = cur.shape[0]
+    row = np.empty(A)
+    pi = np.exp(cur[i, :A])
+    out[:A] = 0.0
+    for j in range(adv_of_joint.shape[0]):
+        a = (j // radix[i]) % A
+        log_rho = cur[i, a] - old[i, a]
+        log_x = log_rho
+        if hp.joint_clip:
+            log_x = 0.0
+            for l in range(n):
+                al = (j // radix[l]) % n_actions[l]
+                log_x += cur[l, al] - old[l, al]
+        p = _partner_prob(old, n_actions, radix, j, i) * np.exp(old[i, a])
+        _policy_grad_row(cur[i, :A], pi, a, log_rho, log_x, adv_of_joint[j], hp.clip_eps, 0.0,
+                         hp.max_log_ratio, row)
+        for k in range(A):
+            out[k] += p * row[k]
+
+
+@njit(cache=True)
+def _probe_record(method, i, hp, cur, old, payoff, radix, n_actions, v_old, order, probe):
+    """Record, for agent i at this gradient step, the exact expectation of the advantage the
+    method uses given a^i, its second moment, and the expected gradient reaching z^i.
+
+    The method's advantage over every joint action a comes from the same
+    :func:`_method_advantages_kernel` as training, fed the exact A_old(a) = payoff(a) − V_old
+    (COMA: the exact counterfactual with Q = payoff) and the current log ratios.
+    """
+    J = payoff.shape[0]
+    n, A_max = cur.shape
+    log_ratios = np.empty((J, n))
+    acts = np.empty((J, n), np.int64)
+    base = np.empty((J, n))
+    for j in range(J):
+        for l in range(n):
+            a = (j // radix[l]) % n_actions[l]
+            acts[j, l] = a
+            log_ratios[j, l] = cur[l, a] - old[l, a]
+            if method == 3:                       # COMA: Q(a) − Σ_b π_old^l(b) Q(b, a^-l)
+                cf = payoff[j]
+                for b in range(n_actions[l]):
+                    cf -= np.exp(old[l, b]) * payoff[j + (b - a) * radix[l]]
+                base[j, l] = cf
+            else:
+                base[j, l] = payoff[j] - v_old
+    tables = np.zeros((n, A_max))
+    if method == 4:
+        _exact_tables(payoff, radix, n_actions, cur, v_old, tables)
+    elif method == 5:
+        _exact_tables(payoff, radix, n_actions, old, v_old, tables)
+    out = np.empty((J, n))
+    _method_advantages_kernel(method, base, log_ratios, hp.w_lo, hp.w_hi, hp.max_log_ratio, order,
+                              acts, tables, out)
+    k = probe.count[0]
+    probe.count[0] = k + 1
+    probe.agent[k] = i
+    probe.used[k, :] = 0.0
+    m2 = 0.0
+    m2_async = 0.0
+    for j in range(J):
+        p_partners = _partner_prob(old, n_actions, radix, j, i)
+        a = acts[j, i]
+        probe.used[k, a] += p_partners * out[j, i]
+        p = p_partners * np.exp(old[i, a])
+        m2 += p * out[j, i] ** 2
+        m2_async += p * (payoff[j] - v_old) ** 2
+    _probe_grad(hp, cur, old, n_actions, radix, i, out[:, i].copy(), probe.grad[k])
+    a_old = np.empty(J)
+    for j in range(J):
+        a_old[j] = payoff[j] - v_old
+    _probe_grad(hp, cur, old, n_actions, radix, i, a_old, probe.grad_async[k])
+    probe.logp[k] = cur
+    probe.sums[3] += m2
+    probe.sums[4] += m2_async
+    probe.sums[5] += 1.0
+
+
+@njit(cache=True)
+def _probe_finish(hp, new, old, payoff, radix, n_actions, v_old, probe):
+    """Compare this update's records with the target Ã^i of E6 under the *updated*
+    partners (and, for the gradient, the clipped gradient with Ã^i as the advantage)."""
+    n, A_max = new.shape
+    J = payoff.shape[0]
+    target = np.empty((n, A_max))
+    _exact_tables(payoff, radix, n_actions, new, v_old, target)          # Ã^i (E6)
+    a_old = np.empty((n, A_max))
+    _exact_tables(payoff, radix, n_actions, old, v_old, a_old)           # A^i_old (E3)
+    adv_t = np.empty(J)
+    g_t = np.empty(A_max)
+    for k in range(probe.count[0]):
+        i = probe.agent[k]
+        A = n_actions[i]
+        for a in range(A):
+            probe.sums[0] += abs(probe.used[k, a] - target[i, a])
+            probe.sums[1] += abs(a_old[i, a] - target[i, a])
+            probe.sums[2] += 1.0
+        for j in range(J):
+            adv_t[j] = target[i, (j // radix[i]) % A]
+        _probe_grad(hp, probe.logp[k], old, n_actions, radix, i, adv_t, g_t)
+        for a in range(A):
+            probe.sums[6] += abs(probe.grad[k, a] - g_t[a])
+            probe.sums[7] += abs(probe.grad_async[k, a] - g_t[a])
+            probe.sums[8] += 1.0
+    probe.count[0] = 0
 
 
 def _probe_summary(probe: _Probe) -> dict:
