@@ -213,24 +213,6 @@ def _log_softmax_kernel(z, out):
             out[m, k] = z[m, k] - log_norm
 
 
-@njit(cache=True)
-def _softmax_kernel(z, out):
-    """π_k = exp(z_k − max(z)) / Σ_b exp(z_b − max(z)), row by row over (M, A)."""
-    M, A = z.shape
-    for m in range(M):
-        zmax = z[m, 0]
-        for k in range(1, A):
-            if z[m, k] > zmax:
-                zmax = z[m, k]
-        s = 0.0
-        for k in range(A):
-            e = np.exp(z[m, k] - zmax)
-            out[m, k] = e
-            s += e
-        for k in range(A):
-            out[m, k] /= s
-
-
 @njit(cache=True, inline='always')
 def _log_softmax_row(z, logp, pi):
     """logp = log softmax(z) and pi = softmax(z) for one row, from one exp per action:
@@ -247,6 +229,14 @@ def _log_softmax_row(z, logp, pi):
     for k in range(z.shape[0]):
         logp[k] = z[k] - log_norm
         pi[k] /= s
+
+
+@njit(cache=True)
+def _softmax_kernel(z, out):
+    """π_k = exp(z_k − max(z)) / Σ_b exp(z_b − max(z)), row by row over (M, A)."""
+    logp = np.empty(z.shape[1])
+    for m in range(z.shape[0]):
+        _log_softmax_row(z[m], logp, out[m])
 
 
 def _logits(name: str, logits) -> np.ndarray:
@@ -602,36 +592,45 @@ def clipped_surrogate(ratios, advantages, clip_eps: float) -> np.ndarray:
     return out
 
 
+@njit(cache=True, inline='always')
+def _policy_grad_row(logp, pi, a, log_rho, log_x, adv, eps, entropy_coef, max_log_ratio, out):
+    """∇_z of one sample's E8 objective plus the entropy bonus, from the row's log-softmax
+    (the learners' fused form of :func:`clipped_surrogate_grad`).
+
+    Objective ``min(ρ Â, clip(x, 1−ε, 1+ε) (ρ/x) Â) + c·H(π)`` with ρ = exp(log_rho) the
+    agent's own ratio and x = exp(log_x) the ratio the clip acts on (x = ρ: PPO; x = the
+    joint ratio ∏_j ρ^j: ``clip_ratio="joint"``); ε = inf means no clip. Its gradient:
+        ∂/∂z_k = g (1[k=a] − π_k) − c π_k (log π_k + H),   H = −Σ_k π_k log π_k,
+        g = 0 where the clip binds, (Â > 0 and x > 1+ε) or (Â < 0 and x < 1−ε), else Â ρ.
+    ``logp``/``pi`` come from one :func:`_log_softmax_row` per (agent, observation) and
+    minibatch step, which also gave the ratio: one softmax serves all three.
+    """
+    rho = np.exp(min(log_rho, max_log_ratio))
+    x = rho if log_x == log_rho else np.exp(min(log_x, max_log_ratio))
+    binding = (adv > 0.0 and x > 1.0 + eps) or (adv < 0.0 and x < 1.0 - eps)
+    g = 0.0 if binding else adv * rho                     # d/dρ of the surrogate, times ρ
+    H = 0.0
+    for k in range(logp.shape[0]):
+        H -= pi[k] * logp[k]                               # entropy H(π)
+    for k in range(logp.shape[0]):
+        out[k] = g * ((1.0 if k == a else 0.0) - pi[k]) - entropy_coef * pi[k] * (logp[k] + H)
+
+
 @njit(cache=True)
 def _clipped_surrogate_grad_kernel(logits, actions, old_log_probs, advantages, eps, max_log_ratio,
                                    out):
-    """Implements ∇_z of E8's ``min(ρÂ, clip(ρ)Â)`` for softmax logits z, row by row.
-
-    ρ = exp(log π(a) − log π_old(a)),  ∂ρ/∂z_k = ρ (1[k=a] − π_k).
-    The gradient is zero where the clip binds: (Â > 0 and ρ > 1+ε) or (Â < 0 and ρ < 1−ε);
-    at the boundary itself the unclipped branch is used. log ρ is saturated at
-    ``max_log_ratio`` so that Â ρ stays finite.
-    """
+    """Implements ∇_z of E8's ``min(ρÂ, clip(ρ)Â)`` for softmax logits z, row by row:
+    ∂/∂z_k = Â ρ (1[k=a] − π_k), zero where the clip binds — :func:`_policy_grad_row` with
+    no entropy term and x = ρ. At the boundary itself the unclipped branch is used; log ρ
+    is saturated at ``max_log_ratio`` so that Â ρ stays finite."""
     A = logits.shape[1]
+    logp = np.empty(A)
+    pi = np.empty(A)
     for t in range(logits.shape[0]):
-        a = actions[t]
-        zmax = logits[t, 0]
-        for k in range(1, A):
-            if logits[t, k] > zmax:
-                zmax = logits[t, k]
-        s = 0.0
-        for k in range(A):
-            e = np.exp(logits[t, k] - zmax)
-            out[t, k] = e
-            s += e
-        log_pi_a = logits[t, a] - zmax - np.log(s)
-        rho = np.exp(min(log_pi_a - old_log_probs[t], max_log_ratio))  # ρ, saturated
-        adv = advantages[t]
-        binding = (adv > 0.0 and rho > 1.0 + eps) or (adv < 0.0 and rho < 1.0 - eps)
-        g = 0.0 if binding else adv * rho
-        for k in range(A):
-            pi_k = out[t, k] / s
-            out[t, k] = g * ((1.0 if k == a else 0.0) - pi_k)
+        _log_softmax_row(logits[t], logp, pi)
+        log_rho = logp[actions[t]] - old_log_probs[t]
+        _policy_grad_row(logp, pi, actions[t], log_rho, log_rho, advantages[t], eps, 0.0,
+                         max_log_ratio, out[t])
 
 
 def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps: float) -> np.ndarray:
@@ -660,30 +659,6 @@ def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps:
     out = np.empty(z.shape)
     _clipped_surrogate_grad_kernel(z, acts, olp, adv, eps, MAX_LOG_RATIO, out)
     return out
-
-
-@njit(cache=True, inline='always')
-def _policy_grad_row(logp, pi, a, log_rho, log_x, adv, eps, entropy_coef, max_log_ratio, out):
-    """∇_z of one sample's E8 objective plus the entropy bonus, from the row's log-softmax
-    (the learners' fused form of :func:`clipped_surrogate_grad`).
-
-    Objective ``min(ρ Â, clip(x, 1−ε, 1+ε) (ρ/x) Â) + c·H(π)`` with ρ = exp(log_rho) the
-    agent's own ratio and x = exp(log_x) the ratio the clip acts on (x = ρ: PPO; x = the
-    joint ratio ∏_j ρ^j: ``clip_ratio="joint"``); ε = inf means no clip. Its gradient:
-        ∂/∂z_k = g (1[k=a] − π_k) − c π_k (log π_k + H),   H = −Σ_k π_k log π_k,
-        g = 0 where the clip binds, (Â > 0 and x > 1+ε) or (Â < 0 and x < 1−ε), else Â ρ.
-    ``logp``/``pi`` come from one :func:`_log_softmax_row` per (agent, observation) and
-    minibatch step, which also gave the ratio: one softmax serves all three.
-    """
-    rho = np.exp(min(log_rho, max_log_ratio))
-    x = rho if log_x == log_rho else np.exp(min(log_x, max_log_ratio))
-    binding = (adv > 0.0 and x > 1.0 + eps) or (adv < 0.0 and x < 1.0 - eps)
-    g = 0.0 if binding else adv * rho                     # d/dρ of the surrogate, times ρ
-    H = 0.0
-    for k in range(logp.shape[0]):
-        H -= pi[k] * logp[k]                               # entropy H(π)
-    for k in range(logp.shape[0]):
-        out[k] = g * ((1.0 if k == a else 0.0) - pi[k]) - entropy_coef * pi[k] * (logp[k] + H)
 
 
 # =======================================================================================
@@ -827,6 +802,19 @@ def _rng_permutation(state, out):
     for k in range(out.shape[0] - 1, 0, -1):
         j = int(_rng_uniform(state) * (k + 1))
         out[k], out[j] = out[j], out[k]
+
+
+@njit(cache=True)
+def _minibatches(rng, N, epochs, M):
+    """K epochs × M minibatches, split as ``np.array_split`` does: minibatch m of epoch e is
+    ``perms[e, bounds[m]:bounds[m + 1]]``, one fresh permutation of the N rows per epoch."""
+    perms = np.empty((epochs, N), np.int64)
+    for e in range(epochs):
+        _rng_permutation(rng, perms[e])
+    bounds = np.zeros(M + 1, np.int64)
+    for m in range(M):
+        bounds[m + 1] = bounds[m] + N // M + (1 if m < N % M else 0)
+    return perms, bounds
 
 
 def _rng(seed: int) -> np.ndarray:
@@ -1004,20 +992,17 @@ def _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, 
     A_max = logits.shape[2]
     M = hp.minibatches
     size_max = N // M + (1 if N % M else 0)
-    perm = np.empty(N, np.int64)
     lr = np.empty((size_max, n))
     base_mb = np.empty((size_max, n))
     act_mb = np.empty((size_max, n), np.int64)
     adv = np.empty((size_max, n))
     cur0 = np.zeros((n, A_max))
     agents = np.arange(n)
-    for _ in range(hp.epochs):
-        _rng_permutation(rng, perm)
-        start = 0
+    perms, bounds = _minibatches(rng, N, hp.epochs, M)
+    for e in range(hp.epochs):
         for m in range(M):
-            size = N // M + (1 if m < N % M else 0)
-            rows = perm[start:start + size]
-            start += size
+            rows = perms[e, bounds[m]:bounds[m + 1]]
+            size = rows.shape[0]
             _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, work, lr, diag)
             for r in range(size):
                 for i in range(n):
@@ -1053,7 +1038,6 @@ def _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, ra
     agents = np.arange(n)
     lr_all = np.empty((N, n))
     adv_all = np.empty((N, n))
-    perm = np.empty(N, np.int64)
     lr = np.empty((size_max, n))
     adv = np.empty((size_max, n))
     cur0 = np.zeros((n, A_max))
@@ -1063,13 +1047,11 @@ def _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, ra
         _method_advantages_kernel(2, base, lr_all, hp.w_lo, hp.w_hi, hp.max_log_ratio, order,
                                   act, tables, adv_all)             # M^i Â (E9)
         me = agents[i:i + 1]
-        for _ in range(hp.epochs):
-            _rng_permutation(rng, perm)
-            start = 0
+        perms, bounds = _minibatches(rng, N, hp.epochs, M)
+        for e in range(hp.epochs):
             for mb in range(M):
-                size = N // M + (1 if mb < N % M else 0)
-                rows = perm[start:start + size]
-                start += size
+                rows = perms[e, bounds[mb]:bounds[mb + 1]]
+                size = rows.shape[0]
                 _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, me, work, lr, diag)
                 for r in range(size):
                     adv[r, i] = adv_all[rows[r], i]
@@ -1090,26 +1072,23 @@ def _critic_step(hp, V, Q, states, joint, ret, rng):
     N = ret.shape[0]
     M = hp.minibatches
     coma = Q.shape[1] > 1
-    perm = np.empty(N, np.int64)
     dv = np.empty(N)
     dq = np.empty(N)
-    for _ in range(hp.epochs):
-        _rng_permutation(rng, perm)
-        start = 0
+    perms, bounds = _minibatches(rng, N, hp.epochs, M)
+    for e in range(hp.epochs):
         for m in range(M):
-            size = N // M + (1 if m < N % M else 0)
-            scale = hp.lr_critic / size
-            for r in range(start, start + size):         # errors before any change in this step
-                t = perm[r]
+            start, stop = bounds[m], bounds[m + 1]
+            scale = hp.lr_critic / (stop - start)
+            for r in range(start, stop):                 # errors before any change in this step
+                t = perms[e, r]
                 dv[r] = ret[t] - V[states[t]]
                 if coma:
                     dq[r] = ret[t] - Q[states[t], joint[t]]
-            for r in range(start, start + size):
-                t = perm[r]
+            for r in range(start, stop):
+                t = perms[e, r]
                 V[states[t]] += scale * dv[r]
                 if coma:
                     Q[states[t], joint[t]] += scale * dq[r]
-            start += size
 
 
 @njit(cache=True)
