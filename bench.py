@@ -36,9 +36,9 @@ import numba  # noqa: E402
 from bench_report import Report, write_json  # noqa: E402,F401 — write_json: tests
 
 # ---- Statistics (plain Python, no SciPy) -------------------------------------------------
-Z95 = 1.959963984540054
+Z95 = 1.959963984540054                     # and T95: the Student-t 0.975 quantiles for df = 1..30
 T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]  # t, df ≤ 30
+       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
 
 def wilson(k: int, n: int) -> tuple[float, float]:
     """Wilson score 95 % interval for k successes in n trials (NaNs if n = 0)."""
@@ -143,7 +143,7 @@ def speed(args, rep) -> None:
                 (y,) if isinstance(y, np.ndarray) else y for y in (ours(), ref())))):
             rep.fail(f"{name} ({size}): asae and its NumPy reference disagree")
         first.setdefault(name, (f, t))
-        rows.append([name, size, f"{t * 1e6:,.1f}", f"{t_np * 1e6:,.1f}", f"{t_np / t:.2f}", "✓" * (t <= t_np) or "✗"])
+        rows.append([name, size, f"{t * 1e6:,.1f}", f"{t_np * 1e6:,.1f}", f"{t_np / t:.2f}", "✓✗"[t > t_np]])
         recs.append({"kernel": name, "size": size, "asae_s": t, "numpy_s": t_np, "first_call_s": f})
     numba.set_num_threads(threads)
     rep.table("speed", "Public kernels vs NumPy, one thread", ["kernel", "size", "asae µs", "NumPy µs",
@@ -261,7 +261,7 @@ def plan(args, kind: str) -> list:
     validated) before anything runs. Precedence: per-game defaults < command-line flags <
     the method spec's parameters (e.g. ``asae:sync_clip=none``)."""
     games, methods = DEFAULTS[kind]
-    seeds, first = args.seeds or (3 if args.quick else 20 if kind == "learn" else 10), args.overrides.get("seed", 0)
+    seeds, first = args.seeds or (3 if args.quick else {"learn": 20}.get(kind, 10)), args.overrides.get("seed", 0)
     methods = sorted([m.strip() for m in (args.methods or ",".join(methods)).split(",") if m.strip()],
                      key=lambda m: m != "async")              # the paired reference first
     cells = []
@@ -320,17 +320,18 @@ def run_seed(task) -> dict:
     except Exception as exc:  # noqa: BLE001 — the parent reports it as a failure
         return {"error": f"{type(exc).__name__}: {exc}"}
 
-def experiment(args, rep, kind: str, title: str, headers: list, note: str, summary, plot: str) -> None:
-    """Plan a learn/bias run and run every seed of every cell — all queued at once on ``--jobs``
-    processes (1: a thread of this process), consumed cell by cell in seed order; after each
-    cell add its row and JSON record, ``summary(cell, ok_results)`` → (record, row)."""
-    cells, rows, records = plan(args, kind), [], rep.data.setdefault(kind, {}).setdefault("cells", [])
+def experiment(args, rep, kind: str, cells, title: str, headers: list, note: str, summary, plot: str) -> None:
+    """Run every seed of every cell — all queued at once on ``--jobs`` processes (1: a thread of
+    this process), consumed cell by cell in seed order; after each cell add its table row and
+    JSON record, ``summary(cell, ok_results)`` → (record, row); then the table and figure."""
+    rows, records = [], rep.data.setdefault(kind, {}).setdefault("cells", [])
     print(f"\n## {title.split(':')[0]}\n")
     pool = cf.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) \
         if args.jobs > 1 else cf.ThreadPoolExecutor(1)
     try:
         queued = [[pool.submit(run_seed, (kind, c.game, c.method, x)) for x in c.configs] for c in cells]
         runs, t0 = lambda: (sum(f.done() for q in queued for f in q), sum(map(len, queued))), time.perf_counter()
+        rep.last = t0                              # off a terminal: the first line after 10 s
         for c, futs in zip(cells, queued):
             label = f"{kind} {c.game} {c.method}"
             for done, _ in enumerate(cf.as_completed(futs), 1):
@@ -377,17 +378,17 @@ def learn(args, rep) -> None:
         for r, t in zip(good, to95):
             r["steps_to_95"] = t
         g, st = (np.array([r[x] for r in good]) for x in ("greedy", "stochastic"))
-        med, (mean, half), reached = float(np.median(to95)) if good else math.nan, mean_ci(curves), np.isfinite(to95).sum()
+        med, reached = float(np.median(to95)) if good else math.nan, int(np.isfinite(to95).sum())
         sd = lambda x: f"{x.mean():.2f} ± {x.std():.2f}" if x.size else "—"  # noqa: E731
         return ({"successes": k, "wilson95": [lo, hi], "vs_async": pair, "optimum": env.optimum,
                  "greedy_mean": np.mean(g) if good else None, "stochastic_mean": np.mean(st) if good else None,
                  "median_steps_to_95": med, "reached_95": reached, "exact_curve": exact(env), "curve_steps": steps,
-                 "curve_mean": mean, "curve_ci95": half,
+                 **dict(zip(("curve_mean", "curve_ci95"), mean_ci(curves))),
                  "per_seed": [{"seed": cfg.seed, **r} for cfg, r in zip(c.configs, c.results)]},
                 [f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}]", sd(g), sd(st),
                  f"+{pair['wins']}/−{pair['losses']}, p = {pair['p']:.2g}" if pair else "—",
                  (f"{med:,.0f}" if math.isfinite(med) else "—") + f" ({reached}/{n})"])
-    experiment(args, rep, "learn", "Learning: success, returns and speed per game and method", [
+    experiment(args, rep, "learn", plan(args, "learn"), "Learning: success, returns and speed per game and method", [
         "optimal [95 % CI]", "greedy return", "stochastic return", "vs async (paired)", "steps to 95 %"],
         "Initial logits ~ N(0, init_logit_std²) from the seed alone. optimal: final greedy joint policy "
         "optimal, Wilson 95 % interval. Returns: mean ± std, final greedy (argmax) and sampled policy. vs "
@@ -420,7 +421,7 @@ def bias(args, rep) -> None:
                  "grad_bias_ratio": gr, "second_moment": m2, "second_moment_ratio": m2r, "per_seed": c.results},
                 [f(bm, bh), f(b1m), f(rm, rh, 2), f"{w} lower, {l_} higher, p = {sign_test(w, l_):.2g}",
                  f(gm, gh), f(gr, d=2), f(m2, d=3), f(m2r, d=3)])
-    experiment(args, rep, "bias", "Bias: |advantage used − synchronous target Ã^i| (exact)", [
+    experiment(args, rep, "bias", plan(args, "bias"), "Bias: |advantage used − synchronous target Ã^i| (exact)", [
         "mean abs bias", "ω = 1, same path", "ratio to ω = 1", "seeds vs ω = 1", "gradient bias (clipped)",
         "ratio to ω = 1", "second moment", "ratio to ω = 1"],
         "mean abs bias: |E_{a^-i~π_old^-i}[Â^i | a^i] − Ã^i(a^i)| with Ã^i of E6 after the update, before any "

@@ -13,9 +13,11 @@ import time
 import numba
 import numpy as np
 
+
 JSON_NOTE = ("Standard JSON: null marks a value that does not exist (a median when fewer than half "
              "the seeds get there, an interval from < 2 seeds, a ratio over 0, a failed run's "
              "numbers); NaN and Infinity are never written.")
+
 
 def jsonable(x):
     """NumPy → Python and non-finite floats → None, recursively."""
@@ -26,11 +28,13 @@ def jsonable(x):
         return [jsonable(v) for v in x]
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
+
 def write_json(path: str, data) -> None:
     """Strict JSON to a temp file, renamed over ``path``: a killed run keeps the last one."""
     with open(tmp := f"{path}.tmp{os.getpid()}", "w") as f:
         json.dump(jsonable(data), f, indent=1, allow_nan=False)
     os.replace(tmp, path)
+
 
 class Report:
     """Tables to stdout; progress and failures to stderr; everything kept for ``--json``."""
@@ -42,8 +46,8 @@ class Report:
         if os.path.exists("/proc/cpuinfo"):
             with open("/proc/cpuinfo") as f:
                 cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-        git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=os.path.dirname(os.path.abspath(__file__)), text=True,
-                             capture_output=True).stdout.strip() or "?"
+        git = subprocess.run(["git", "describe", "--always", "--dirty"], text=True, capture_output=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "?"
         m = dict(cpu=cpu, cores=os.cpu_count(), jobs=args.jobs, python=platform.python_version(), git=git,
                  numpy=np.__version__, numba=numba.__version__, date=time.strftime("%Y-%m-%d %H:%M %Z"),
                  argv=sys.argv[1:], quick=args.quick)
@@ -53,6 +57,7 @@ class Report:
               f"`python bench.py {' '.join(m['argv'])}`", flush=True)
 
     def log(self, msg: str) -> None:
+        """A line on stderr, unless ``--quiet``."""
         if not self.args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
