@@ -220,3 +220,24 @@ def test_figures(tmp_path):
                                     "grad_async_same_path": 0.5} for m, b in (("async", 1.0), ("asae", 0.4))],
                                   str(tmp_path))
     assert os.path.getsize(path) > 10_000
+
+
+def test_an_interrupted_run_keeps_the_finished_cells(tmp_path, monkeypatch):
+    real = bench.asae.train
+
+    def interrupted(env, method, cfg):
+        if method == "asae":
+            raise KeyboardInterrupt
+        return real(env, method, cfg)
+    monkeypatch.setattr(bench.asae, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "--jobs", "1")
+    data = strict_json(tmp_path / "out.json")
+    assert [(c["game"], c["method"]) for c in data["learn"]["cells"]] == [("climbing", "async")]
+
+
+def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse_args(["learn", "--plot", str(tmp_path)])
+    assert exit_.value.code == 2 and "pip install -e '.[plot]'" in capsys.readouterr().err
