@@ -42,6 +42,7 @@ Every kernel has a slow loop-for-loop twin in ``test_asae.py``.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import time
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -89,10 +90,13 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
     int64, in [0, high) if ``high``), "bool" (bools or 0/1 ints → bool). ndim: an int or a
     tuple of allowed ndims; shape: the exact shape.
     """
-    try:
-        arr = np.asarray(x)
-    except (ValueError, TypeError):
-        raise ValueError(f"{name} must be a rectangular numeric array; got a ragged sequence") from None
+    if type(x) is np.ndarray:
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError):
+            raise ValueError(f"{name} must be a rectangular numeric array; got a ragged sequence") from None
     accepted, what = _KINDS[kind]
     if arr.dtype.kind not in accepted:
         raise TypeError(f"{name} must be {what} array; got {_describe(arr)}")
@@ -102,8 +106,11 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
     if shape is not None and arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {_describe(arr)}")
     if kind == "real":
-        arr = np.ascontiguousarray(arr, dtype=np.float64)
-        if finite and not np.all(np.isfinite(arr)):
+        if arr.dtype != np.float64 or not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr, dtype=np.float64)
+        # A finite sum proves every entry finite (NaN and ±inf propagate); only when the sum
+        # is not finite (an entry is, or finite entries overflowed) look element by element.
+        if finite and not math.isfinite(np.add.reduce(arr, axis=None)) and not np.isfinite(arr).all():
             raise ValueError(f"{name} must be finite; got NaN or inf in an array of {_describe(arr)}")
         return arr
     if kind == "bool":
@@ -118,7 +125,7 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
 
 def _scalar(name: str, x, lo: float, hi: float, lo_open: bool = False) -> float:
     """A real number in [lo, hi] (or (lo, hi]); bools are not numbers here."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+    if type(x) is not float and (isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real)):
         raise TypeError(f"{name} must be a real number; got {type(x).__name__}")
     v = float(x)
     if not (np.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi):
@@ -172,14 +179,17 @@ def _joint_table(q, vectors, name: str = "policies", each=_probability_vector):
 
 def _log_ratio_table(log_ratios, n_rows: int | None = None) -> np.ndarray:
     """(N, n ≥ 1) finite log-ratios within the valid range n · max|log ρ| ≤ MAX_LOG_RATIO_SUM."""
-    lr = _array("log_ratios", log_ratios, ndim=2)
+    lr = _array("log_ratios", log_ratios, ndim=2, finite=False)     # finite: below
     if lr.shape[1] == 0 or (n_rows is not None and lr.shape[0] != n_rows):
         want = "N" if n_rows is None else n_rows
         raise ValueError(f"log_ratios must have shape ({want}, n ≥ 1); got {_describe(lr)}")
-    if lr.size and np.abs(lr).max() > MAX_LOG_RATIO_SUM / lr.shape[1]:
-        raise ValueError(f"log_ratios must satisfy n·max|log ρ| ≤ {MAX_LOG_RATIO_SUM:g} (so no "
-                         f"partial sum overflows); got max|log ρ| = {np.abs(lr).max():g} with n = "
-                         f"{lr.shape[1]}")
+    if lr.size:
+        big = max(lr.max(), -lr.min())                   # NaN if any entry is NaN
+        if not np.isfinite(big):
+            raise ValueError(f"log_ratios must be finite; got NaN or inf in an array of {_describe(lr)}")
+        if big > MAX_LOG_RATIO_SUM / lr.shape[1]:
+            raise ValueError(f"log_ratios must satisfy n·max|log ρ| ≤ {MAX_LOG_RATIO_SUM:g} (so no "
+                             f"partial sum overflows); got max|log ρ| = {big:g} with n = {lr.shape[1]}")
     return lr
 
 
@@ -239,8 +249,8 @@ def _softmax_kernel(z, out):
         _log_softmax_row(z[m], logp, out[m])
 
 
-def _logits(name: str, logits) -> np.ndarray:
-    z = _array(name, logits)
+def _logits(name: str, logits, finite: bool = True) -> np.ndarray:
+    z = _array(name, logits, finite=finite)
     if z.ndim < 1 or z.shape[-1] == 0:
         raise ValueError(f"{name} must have at least one axis with ≥ 1 action; got {_describe(z)}")
     return z
@@ -268,9 +278,10 @@ def log_softmax(logits) -> np.ndarray:
     >>> log_softmax([0.0, 0.0]).round(6).tolist()
     [-0.693147, -0.693147]
     """
-    z = _logits("logits", logits)
-    with np.errstate(over="ignore"):
-        spread_ok = np.all(np.isfinite(z.max(axis=-1) - z.min(axis=-1)))
+    z = _logits("logits", logits, finite=False)     # finite: implied by a finite spread
+    with np.errstate(over="ignore", invalid="ignore"):  # global spread first (2 fast passes)
+        spread_ok = z.size == 0 or np.isfinite(z.max() - z.min()) or \
+            np.all(np.isfinite(z.max(axis=-1) - z.min(axis=-1)))
     if not spread_ok:
         raise ValueError("logits: log_softmax is finite only when each row's max − min is finite "
                          "(≤ 1.7e308); got a row spanning more")
@@ -372,6 +383,22 @@ def _counterfactual_kernel(q_agent, pi_agent, actions, out):
         out[n] = q_agent[n, actions[n]] - baseline
 
 
+@njit(cache=True)
+def _first_bad_policy_row(pi):
+    """Index of the first row of ``pi`` that is not a probability vector (an entry negative
+    or not finite, or |Σ − 1| > 1e-8), or −1: one pass, for the wrapper's check."""
+    for n in range(pi.shape[0]):
+        total = 0.0
+        smallest = 0.0
+        for b in range(pi.shape[1]):
+            p = pi[n, b]
+            total += p                                   # NaN / ±inf make the total non-finite
+            smallest = p if p < smallest else smallest
+        if smallest < 0.0 or not abs(total - 1.0) <= 1e-8:
+            return n
+    return -1
+
+
 def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
     """COMA counterfactual advantage, batched. Implements E7.
 
@@ -385,9 +412,11 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
     qa = _array("q_agent", q_agent, ndim=2)
     if qa.shape[1] == 0:
         raise ValueError(f"q_agent must have at least one action column; got {_describe(qa)}")
-    pa = _array("pi_agent", pi_agent, shape=qa.shape)
-    if np.any(pa < 0) or np.any(np.abs(pa.sum(axis=1) - 1.0) > 1e-8):
-        raise ValueError("pi_agent rows must be non-negative and sum to 1 (±1e-8)")
+    pa = _array("pi_agent", pi_agent, shape=qa.shape, finite=False)   # checked row by row
+    bad = _first_bad_policy_row(pa)
+    if bad >= 0:
+        raise ValueError(f"pi_agent rows must be finite, non-negative and sum to 1 (±1e-8); "
+                         f"row {bad} is {pa[bad].tolist()}")
     acts = _array("actions_agent", actions_agent, kind="int", shape=(qa.shape[0],), high=qa.shape[1])
     out = np.empty(qa.shape[0])
     _counterfactual_kernel(qa, pa, acts, out)
@@ -466,20 +495,24 @@ def _method_advantages_kernel(method, base, log_ratios, lo, hi, max_log_ratio, o
     3 coma         (E7)             base[t, i]                      counterfactual A^i_C (weight 1)
     4 exact_sync   (E6)             tables[i, a^i_t]                Ã^i under the current partners
     5 exact_async  (E3/E7)          tables[i, a^i_t]                A^i under the partners' old policies
+
+    ``base`` is (N, n), or (N, 1) when every agent shares Â_t.
     """
     N, n = out.shape
+    shared = base.shape[1] == 1
     if method == 1:
         _sync_weights_kernel(log_ratios, lo, hi, out)                     # w^i_t (E8)
     elif method == 2:
         _sequential_weights_kernel(log_ratios, order, -max_log_ratio, max_log_ratio, out)  # M (E9)
     for t in range(N):
         for i in range(n):
+            adv = base[t, 0] if shared else base[t, i]
             if method == 1 or method == 2:
-                out[t, i] *= base[t, i]                                   # ω^i_t · Â_t
+                out[t, i] *= adv                                          # ω^i_t · Â_t
             elif method == 4 or method == 5:
                 out[t, i] = tables[i, actions[t, i]]                      # exact table at a^i_t
             else:
-                out[t, i] = base[t, i]                                    # ω = 1
+                out[t, i] = adv                                           # ω = 1
 
 
 def _exact_advantage_tables(tables, actions, N: int):
@@ -549,8 +582,8 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
     lr = None if log_ratios is None else _log_ratio_table(log_ratios, N)
     n = (tab.shape[0] if acts is not None else lr.shape[1] if lr is not None
          else adv.shape[1] if adv.ndim == 2 else 1)
-    base = np.ascontiguousarray(np.broadcast_to(adv[:, None], (N, n)) if adv.ndim == 1 else adv)
-    if base.shape != (N, n):
+    base = adv[:, None] if adv.ndim == 1 else adv                   # (N, 1): shared Â_t
+    if base.shape != (N, n) and base.shape != (N, 1):
         raise ValueError(f"advantages must have shape ({N},) or ({N}, {n}); got {_describe(adv)}")
     o = np.arange(n, dtype=np.int64)
     if method == "happo":
@@ -561,9 +594,10 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
             raise ValueError(f"order must be a permutation of 0..{n - 1}; got {o.tolist()}")
     lo, hi = _weight_bounds(None if sync_clip is None else _scalar("sync_clip", sync_clip, 0.0, np.inf))
     out = np.empty((N, n))
-    _method_advantages_kernel(METHODS.index(method), base, np.zeros((N, n)) if lr is None else lr,
+    unused = np.zeros((1, 1))                      # inputs this method's branch never reads
+    _method_advantages_kernel(METHODS.index(method), base, unused if lr is None else lr,
                               lo, hi, MAX_LOG_RATIO, o,
-                              np.zeros((N, n), np.int64) if acts is None else acts, tab, out)
+                              unused.astype(np.int64) if acts is None else acts, tab, out)
     return out
 
 
@@ -583,7 +617,7 @@ def clipped_surrogate(ratios, advantages, clip_eps: float) -> np.ndarray:
     [1.2, 0.5]
     """
     rho = _array("ratios", ratios, ndim=1)
-    if np.any(rho < 0):
+    if rho.size and rho.min() < 0:
         raise ValueError("ratios must be non-negative (they are probability ratios)")
     adv = _array("advantages", advantages, shape=rho.shape)
     eps = _scalar("clip_eps", clip_eps, 0.0, 1.0)
