@@ -198,14 +198,21 @@ def _log_ratio_table(log_ratios, n_rows: int | None = None) -> np.ndarray:
 # =======================================================================================
 
 
+@njit(cache=True, inline='always')
+def _row_max(z):
+    """m = max_k z_k, the shift that keeps every exp(z_k − m) ≤ 1."""
+    m = z[0]
+    for k in range(1, z.shape[0]):
+        if z[k] > m:
+            m = z[k]
+    return m
+
+
 @njit(cache=True)
 def _max_sumexp(row):
     """(m, s) with m = max_k z_k and s = Σ_k exp(z_k − m) ≥ 1: the stable pieces of
     log Σ_k exp(z_k) = m + log s, shared by every softmax-based kernel below."""
-    m = row[0]
-    for k in range(1, row.shape[0]):
-        if row[k] > m:
-            m = row[k]
+    m = _row_max(row)
     s = 0.0
     for k in range(row.shape[0]):
         s += np.exp(row[k] - m)
@@ -227,10 +234,7 @@ def _log_softmax_kernel(z, out):
 def _log_softmax_row(z, logp, pi):
     """logp = log softmax(z) and pi = softmax(z) for one row, from one exp per action:
     with m = max z and s = Σ_b exp(z_b − m), π_k = exp(z_k − m)/s and log π_k = z_k − m − log s."""
-    m = z[0]
-    for k in range(1, z.shape[0]):
-        if z[k] > m:
-            m = z[k]
+    m = _row_max(z)
     s = 0.0
     for k in range(z.shape[0]):
         pi[k] = np.exp(z[k] - m)
@@ -840,15 +844,16 @@ def _rng_permutation(state, out):
 
 @njit(cache=True)
 def _minibatches(rng, N, epochs, M):
-    """K epochs × M minibatches, split as ``np.array_split`` does: minibatch m of epoch e is
-    ``perms[e, bounds[m]:bounds[m + 1]]``, one fresh permutation of the N rows per epoch."""
-    perms = np.empty((epochs, N), np.int64)
+    """K epochs × M minibatches: one fresh permutation of the N rows per epoch, each split as
+    ``np.array_split`` does. Gradient step k uses rows ``order[bounds[k]:bounds[k + 1]]``."""
+    order = np.empty(epochs * N, np.int64)
+    bounds = np.zeros(epochs * M + 1, np.int64)
     for e in range(epochs):
-        _rng_permutation(rng, perms[e])
-    bounds = np.zeros(M + 1, np.int64)
-    for m in range(M):
-        bounds[m + 1] = bounds[m] + N // M + (1 if m < N % M else 0)
-    return perms, bounds
+        _rng_permutation(rng, order[e * N:(e + 1) * N])
+        for m in range(M):
+            k = e * M + m
+            bounds[k + 1] = bounds[k] + N // M + (1 if m < N % M else 0)
+    return order, bounds
 
 
 def _rng(seed: int) -> np.ndarray:
@@ -1032,29 +1037,28 @@ def _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, 
     adv = np.empty((size_max, n))
     cur0 = np.zeros((n, A_max))
     agents = np.arange(n)
-    perms, bounds = _minibatches(rng, N, hp.epochs, M)
-    for e in range(hp.epochs):
-        for m in range(M):
-            rows = perms[e, bounds[m]:bounds[m + 1]]
-            size = rows.shape[0]
-            _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, work, lr, diag)
-            for r in range(size):
-                for i in range(n):
-                    base_mb[r, i] = base[rows[r], i]
-                    act_mb[r, i] = act[rows[r], i]
-            if method == 4 or hp.track_bias:
-                _state_log_policies(logits, n_actions, 0, cur0)
-            if method == 4:                                     # E6 under the current partners
-                _exact_tables(payoff_s, radix, n_actions, cur0, v_old_s, tables)
-            _method_advantages_kernel(method, base_mb[:size], lr[:size], hp.w_lo, hp.w_hi,
-                                      hp.max_log_ratio, agents, act_mb[:size], tables, adv[:size])
-            if hp.track_bias:
-                for i in range(n):
-                    _probe_record(method, i, hp, cur0, old0, payoff, radix, n_actions, v_old,
-                                  agents, probe)
+    steps, bounds = _minibatches(rng, N, hp.epochs, M)
+    for k in range(bounds.shape[0] - 1):
+        rows = steps[bounds[k]:bounds[k + 1]]
+        size = rows.shape[0]
+        _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, work, lr, diag)
+        for r in range(size):
             for i in range(n):
-                _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv,
-                            hp.lr_actor / size)
+                base_mb[r, i] = base[rows[r], i]
+                act_mb[r, i] = act[rows[r], i]
+        if method == 4 or hp.track_bias:
+            _state_log_policies(logits, n_actions, 0, cur0)
+        if method == 4:                                     # E6 under the current partners
+            _exact_tables(payoff_s, radix, n_actions, cur0, v_old_s, tables)
+        _method_advantages_kernel(method, base_mb[:size], lr[:size], hp.w_lo, hp.w_hi,
+                                  hp.max_log_ratio, agents, act_mb[:size], tables, adv[:size])
+        if hp.track_bias:
+            for i in range(n):
+                _probe_record(method, i, hp, cur0, old0, payoff, radix, n_actions, v_old,
+                              agents, probe)
+        for i in range(n):
+            _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv,
+                        hp.lr_actor / size)
 
 
 @njit(cache=True)
@@ -1081,22 +1085,20 @@ def _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, ra
         _method_advantages_kernel(2, base, lr_all, hp.w_lo, hp.w_hi, hp.max_log_ratio, order,
                                   act, tables, adv_all)             # M^i Â (E9)
         me = agents[i:i + 1]
-        perms, bounds = _minibatches(rng, N, hp.epochs, M)
-        for e in range(hp.epochs):
-            for mb in range(M):
-                rows = perms[e, bounds[mb]:bounds[mb + 1]]
-                size = rows.shape[0]
-                _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, me, work, lr, diag)
-                for r in range(size):
-                    adv[r, i] = adv_all[rows[r], i]
-                    for j in range(n):
-                        if j != i:
-                            lr[r, j] = lr_all[rows[r], j]          # partners: fixed this turn
-                if hp.track_bias:
-                    _state_log_policies(logits, n_actions, 0, cur0)
-                    _probe_record(2, i, hp, cur0, old0, payoff, radix, n_actions, v_old, order, probe)
-                _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv,
-                            hp.lr_actor / size)
+        steps, bounds = _minibatches(rng, N, hp.epochs, M)
+        for k in range(bounds.shape[0] - 1):
+            rows = steps[bounds[k]:bounds[k + 1]]
+            for r in range(rows.shape[0]):
+                adv[r, i] = adv_all[rows[r], i]
+                for j in range(n):
+                    if j != i:
+                        lr[r, j] = lr_all[rows[r], j]          # partners: fixed this turn
+            _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, me, work, lr, diag)  # own
+            if hp.track_bias:
+                _state_log_policies(logits, n_actions, 0, cur0)
+                _probe_record(2, i, hp, cur0, old0, payoff, radix, n_actions, v_old, order, probe)
+            _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv,
+                        hp.lr_actor / rows.shape[0])
 
 
 @njit(cache=True)
@@ -1108,21 +1110,20 @@ def _critic_step(hp, V, Q, states, joint, ret, rng):
     coma = Q.shape[1] > 1
     dv = np.empty(N)
     dq = np.empty(N)
-    perms, bounds = _minibatches(rng, N, hp.epochs, M)
-    for e in range(hp.epochs):
-        for m in range(M):
-            start, stop = bounds[m], bounds[m + 1]
-            scale = hp.lr_critic / (stop - start)
-            for r in range(start, stop):                 # errors before any change in this step
-                t = perms[e, r]
-                dv[r] = ret[t] - V[states[t]]
-                if coma:
-                    dq[r] = ret[t] - Q[states[t], joint[t]]
-            for r in range(start, stop):
-                t = perms[e, r]
-                V[states[t]] += scale * dv[r]
-                if coma:
-                    Q[states[t], joint[t]] += scale * dq[r]
+    steps, bounds = _minibatches(rng, N, hp.epochs, M)
+    for k in range(bounds.shape[0] - 1):
+        rows = steps[bounds[k]:bounds[k + 1]]
+        scale = hp.lr_critic / rows.shape[0]
+        for r in range(rows.shape[0]):                   # errors before any change in this step
+            t = rows[r]
+            dv[r] = ret[t] - V[states[t]]
+            if coma:
+                dq[r] = ret[t] - Q[states[t], joint[t]]
+        for r in range(rows.shape[0]):
+            t = rows[r]
+            V[states[t]] += scale * dv[r]
+            if coma:
+                Q[states[t], joint[t]] += scale * dq[r]
 
 
 @njit(cache=True)

@@ -67,6 +67,15 @@ def _check_int(value, name, low=None, high=None):
     return int(value)
 
 
+def _as_array(value, name, expected):
+    """``np.asarray(value)``, or a ValueError naming ``name`` for a ragged nested list."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name} must be {expected}, got a {type(value).__name__} numpy cannot "
+                         f"make an array of ({e})") from None
+
+
 def _check_seed(seed):
     """None or the seed as a Python int >= 0."""
     return None if seed is None else _check_int(seed, "seed", 0)
@@ -142,12 +151,8 @@ class _Game:
         return obs, state, reward, terminated, truncated, final_state
 
     def _check_actions(self, actions):
-        try:
-            a = np.asarray(actions)
-        except (ValueError, TypeError) as e:  # ragged nested lists
-            raise ValueError(f"actions must be an integer array of shape (n_envs, n_agents) = "
-                             f"{(self._state.shape[0], self.n_agents)}, got a {type(actions).__name__} "
-                             f"numpy cannot make an array of ({e})") from None
+        a = _as_array(actions, "actions", f"an integer array of shape (n_envs, n_agents) = "
+                      f"{(self._state.shape[0], self.n_agents)}")
         if a.dtype.kind not in "iu":
             raise TypeError(f"actions must be an integer array, got dtype {a.dtype}")
         expected = (self._state.shape[0], self.n_agents)
@@ -335,12 +340,7 @@ class MatrixGame(_Game):
     """
 
     def __init__(self, payoff, episode_len=1):
-        try:
-            p = np.asarray(payoff)
-        except (ValueError, TypeError) as e:  # ragged nested lists
-            raise ValueError(f"payoff must be a rectangular array of shape (A_1, ..., A_n), "
-                             f"got a {type(payoff).__name__} numpy cannot make an array of "
-                             f"({e})") from None
+        p = _as_array(payoff, "payoff", "a rectangular array of shape (A_1, ..., A_n)")
         if p.dtype.kind not in "iuf":
             raise TypeError(f"payoff must be a real numeric array, got dtype {p.dtype}")
         if p.ndim < 2:
