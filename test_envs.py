@@ -786,4 +786,6 @@ def test_to_parallel_env_without_optional_dependencies(monkeypatch, module):
     monkeypatch.setattr(envs, "_PARALLEL_CLASS", None)  # forget the cached wrapper class
     with pytest.raises(ModuleNotFoundError, match=r"pip install -e '\.\[pettingzoo\]'") as info:
         to_parallel_env(climbing())
-    assert "asae[pettingzoo]" in str(info.value) and info.value.name == module
+    assert "asae[pettingzoo]" in str(info.value)
+    # the first import that fails is named: the blocked one, or gymnasium when it is absent
+    assert info.value.name in (module, "gymnasium")
