@@ -1,8 +1,9 @@
-"""asae bench: how fast the kernels, envs and learner are, and how well each method learns.
+"""asae bench: how fast the kernels, envs and learner are, how well each method learns, and
+when ASAE matters (the ``study`` section, bench_study.py).
 
-    python bench.py                      # everything: speed, learn, bias
-    python bench.py --quick              # the same, CI-sized
-    python bench.py speed|learn|bias -h  # one section and its options
+    python bench.py                            # everything: speed, learn, bias, study
+    python bench.py --quick                    # the same, CI-sized
+    python bench.py speed|learn|bias|study -h  # one section and its options
     python bench.py learn --games penalty:k=-50 --methods async,asae --seeds 100 --epochs 8
 
 Markdown tables go to stdout, progress to stderr. ``--json PATH`` is rewritten atomically
@@ -27,41 +28,15 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.modules.setdefault("bench", sys.modules[__name__])   # as a script too: the `bench` bench_study imports
 _t0 = time.perf_counter()
 import asae  # noqa: E402
 import envs  # noqa: E402
 IMPORT_S = time.perf_counter() - _t0
 import numba  # noqa: E402
 
-from bench_report import Report, write_json  # noqa: E402,F401 — write_json: tests
-
-# ---- Statistics (plain Python, no SciPy) -------------------------------------------------
-Z95 = 1.959963984540054                     # and T95: the Student-t 0.975 quantiles for df = 1..30
-T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """Wilson score 95 % interval for k successes in n trials (NaNs if n = 0)."""
-    if n == 0:
-        return math.nan, math.nan
-    p, z2 = k / n, Z95 ** 2
-    mid, half = p + z2 / (2 * n), Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return 0.0 if k == 0 else (mid - half) / (1 + z2 / n), 1.0 if k == n else (mid + half) / (1 + z2 / n)
-
-def sign_test(wins: int, losses: int) -> float:
-    """Exact two-sided sign-test p: binomial(n, 1/2) on the n = wins + losses discordant pairs."""
-    n = wins + losses
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n)
-
-def mean_ci(x):
-    """Mean and 95 % t-interval half-width over axis 0, ignoring NaN (NaN if < 1 / < 2 values)."""
-    x = np.asarray(x, float)
-    ok, nan = np.isfinite(x), np.full(x.shape[1:], np.nan)
-    n = ok.sum(0)
-    mean = np.divide(np.where(ok, x, 0.0).sum(0), n, out=nan.copy(), where=n > 0)
-    var = np.divide((np.where(ok, x - mean, 0.0) ** 2).sum(0), n - 1, out=nan.copy(), where=n > 1)
-    t = [T95[d - 1] if d <= 30 else Z95 + (Z95 ** 3 + Z95) / (4 * d) for d in np.ravel(np.maximum(n - 1, 1))]
-    return mean, np.reshape(t, n.shape) * np.sqrt(var / np.maximum(n, 1))
+import bench_study  # noqa: E402 — the study section; it runs on this module's plan and experiment
+from bench_report import Report, fmt_success, mean_ci, sign_test, success  # noqa: E402
 
 # ---- Speed -------------------------------------------------------------------------------
 def timed(fn, repeats: int, min_time: float) -> tuple[float, float]:
@@ -127,7 +102,7 @@ def speed(args, rep) -> None:
         te = rng.random((T, B)) < 0.02
         x = (r, v, nv, te, (rng.random((T, B)) < 0.01) & ~te)
         cases.append(("gae", f"T={T}, B={B}", lambda x=x: asae.gae(*x, 0.99, 0.95), lambda x=x: gae_numpy(*x)))
-    for N in (10**3, 10**5) if args.quick else (10**2, 10**3, 10**4, 10**5, 10**6):
+    for N in (10**3, 10**5) if args.quick else (10**3, 10**4, 10**5, 10**6):
         x = SimpleNamespace(z=rng.standard_normal((N, 5)), q=rng.standard_normal((N, 5)), a=rng.integers(0, 5, N),
                             pi=rng.dirichlet(np.ones(5), N), lr=rng.normal(0, .1, (N, 3)),
                             adv=rng.standard_normal(N), rho=np.exp(rng.normal(0, .2, N)))
@@ -257,9 +232,9 @@ FIELD_PARSERS = {f.name: p for f in dataclasses.fields(asae.Config)
                  if f.name not in SET_BY_BENCH[1:] and (p := field_parser(f)) is not None}
 
 def plan(args, kind: str) -> list:
-    """The (game, method) cells of a learn/bias run, a Config per seed, all built (so
-    validated) before anything runs. Precedence: per-game defaults < command-line flags <
-    the method spec's parameters (e.g. ``asae:sync_clip=none``)."""
+    """The (game, method) cells of a learn/bias run or a study setting, a Config per seed, all
+    built (so validated) before anything runs. Precedence: per-game defaults < command-line
+    flags (the study: its setting) < the method spec's parameters (``asae:sync_clip=none``)."""
     games, methods = DEFAULTS[kind]
     seeds, first = args.seeds or (3 if args.quick else {"learn": 20}.get(kind, 10)), args.overrides.get("seed", 0)
     methods = sorted([m.strip() for m in (args.methods or ",".join(methods)).split(",") if m.strip()],
@@ -269,7 +244,7 @@ def plan(args, kind: str) -> list:
         env = make_game(game)
         if kind == "bias" and not applicable("exact", env):
             raise ValueError(f"bias needs one-step matrix games; {game!r} is not one")
-        base = {**game_defaults(env, args.quick), **args.overrides, "record_policies": kind == "learn" and exact(env)}
+        base = {**game_defaults(env, args.quick), "record_policies": kind == "learn" and exact(env), **args.overrides}
         for m in methods:
             name, kw = parse_spec(m, asae.METHODS, "method", {k: v for k, v in FIELD_PARSERS.items() if k != "seed"})
             if not applicable(name, env) and args.methods:
@@ -307,36 +282,38 @@ def learning_curve(env, res, window: int = 20) -> np.ndarray:
     lo = np.maximum(0, i - window)
     return np.divide(s[i] - s[lo], n[i] - n[lo], out=np.full(ok.size, np.nan), where=n[i] > n[lo])
 
+def learned(env, method: str, cfg) -> dict:
+    """A learn run: success, final greedy and stochastic returns, the learning curve."""
+    res = asae.train(env, method, cfg)
+    return {"optimal": bool(res.greedy_optimal), "greedy": res.greedy_return,
+            "stochastic": res.stochastic_return, "curve": learning_curve(env, res)}
+
 def run_seed(task) -> dict:
-    """One run (a pool task): (kind, game spec, method spec, Config) → a small dict."""
-    kind, game, method, cfg = task
+    """One run (a pool task): (outcome, game spec, method spec, Config) → ``outcome(env, method
+    name, Config)`` as a small dict, or the error."""
+    outcome, game, method, cfg = task
     try:
-        env, name = make_game(game), method.split(":")[0]
-        if kind == "bias":
-            return dict(asae.advantage_bias(env, name, cfg))
-        res = asae.train(env, name, cfg)
-        return {"optimal": bool(res.greedy_optimal), "greedy": res.greedy_return,
-                "stochastic": res.stochastic_return, "curve": learning_curve(env, res)}
+        return dict(outcome(make_game(game), method.split(":")[0], cfg))
     except Exception as exc:  # noqa: BLE001 — the parent reports it as a failure
         return {"error": f"{type(exc).__name__}: {exc}"}
 
-def experiment(args, rep, kind: str, cells, title: str, headers: list, note: str, summary, plot: str) -> None:
-    """Run every seed of every cell — all queued at once on ``--jobs`` processes (1: a thread of
-    this process), consumed cell by cell in seed order; after each cell add its table row and
-    JSON record, ``summary(cell, ok_results)`` → (record, row); then the table and figure."""
-    rows, records = [], rep.data.setdefault(kind, {}).setdefault("cells", [])
-    print(f"\n## {title.split(':')[0]}\n")
+def experiment(args, rep, kind: str, cells, summary, outcome=learned) -> list:
+    """Run every seed of every cell through ``outcome`` — all queued at once on ``--jobs``
+    processes (1: a thread of this process), consumed cell by cell in seed order; after each
+    cell save its JSON record from ``summary(cell, ok_results)`` → (record, row). Returns the
+    table rows [game, method, *row]. A cell's optional ``tag`` extends its progress label."""
+    rows, records, total = [], rep.data.setdefault(kind, {}).setdefault("cells", []), sum(len(c.configs) for c in cells)
     pool = cf.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) \
         if args.jobs > 1 else cf.ThreadPoolExecutor(1)
     try:
-        queued = [[pool.submit(run_seed, (kind, c.game, c.method, x)) for x in c.configs] for c in cells]
-        runs, t0 = lambda: (sum(f.done() for q in queued for f in q), sum(map(len, queued))), time.perf_counter()
-        rep.last = t0                              # off a terminal: the first line after 10 s
+        queued = [[pool.submit(run_seed, (outcome, c.game, c.method, x)) for x in c.configs] for c in cells]
+        rep.last = t0 = time.perf_counter()        # off a terminal: the first line after 10 s
+        finished = 0                               # runs of the cells before this one
         for c, futs in zip(cells, queued):
-            label = f"{kind} {c.game} {c.method}"
+            label = f"{kind} {c.game} {c.method}{getattr(c, 'tag', '')}"
             for done, _ in enumerate(cf.as_completed(futs), 1):
-                rep.progress(label, done, len(futs), runs(), t0, c is cells[-1] and done == len(futs))
-            c.results = [f.result() for f in futs]
+                rep.progress(label, done, len(futs), (finished + done, total), t0, finished + done == total)
+            c.results, finished = [f.result() for f in futs], finished + len(futs)
             for cfg, r in zip(c.configs, c.results):
                 if "error" in r:
                     rep.fail(f"{label} seed {cfg.seed}: {r['error']}")
@@ -349,10 +326,15 @@ def experiment(args, rep, kind: str, cells, title: str, headers: list, note: str
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+    return rows
+
+def tabulate(args, rep, kind: str, cells, rows, title: str, headers: list, note: str, plot: str) -> None:
+    """A learn/bias section's table (a row per cell, the setting in a note) and figure."""
+    print(f"\n## {title.split(':')[0]}")
     rep.table(kind, title, ["game", "method", *headers], rows, None, [setting(cells), note])
     if args.plot:
         import bench_report
-        rep.log(f"wrote {getattr(bench_report, plot)(records, args.plot)}")
+        rep.log(f"wrote {getattr(bench_report, plot)(rep.data[kind]['cells'], args.plot)}")
 
 # ---- Sections: learn, bias ---------------------------------------------------------------
 def learn(args, rep) -> None:
@@ -361,16 +343,11 @@ def learn(args, rep) -> None:
     Success = the final greedy joint policy is optimal: Wilson 95 % interval, and wins /
     losses against async with an exact sign-test p; final greedy and stochastic returns;
     env steps until the learning curve reaches 95 % of the optimum."""
-    ref = {}
+    ref, cells = {}, plan(args, "learn")
 
     def summary(c, good):
-        env, bt = make_game(c.game), c.configs[0].n_envs * c.configs[0].rollout_len
-        ok = [r.get("optimal", False) for r in c.results]
-        ref.setdefault(c.game, ok if c.method == "async" else None)
-        k, n, (lo, hi), pair = sum(ok), len(ok), wilson(sum(ok), len(ok)), None
-        if ref[c.game] is not None and c.method != "async":
-            w, l_ = (sum(x and not y for x, y in zip(a, b)) for a, b in ((ok, ref[c.game]), (ref[c.game], ok)))
-            pair = {"wins": w, "losses": l_, "p": sign_test(w, l_)}
+        env, bt, n = make_game(c.game), c.configs[0].n_envs * c.configs[0].rollout_len, len(c.results)
+        pair = (s := success(c, ref, c.game))["vs_async"]
         curves = np.array([r.pop("curve") for r in good] or [[np.nan]])
         steps = (np.arange(curves.shape[1]) + (not exact(env))) * bt   # sampled: after a rollout
         reach = np.nan_to_num(curves, nan=-np.inf) >= 0.95 * env.optimum
@@ -380,22 +357,23 @@ def learn(args, rep) -> None:
         g, st = (np.array([r[x] for r in good]) for x in ("greedy", "stochastic"))
         med, reached = float(np.median(to95)) if good else math.nan, int(np.isfinite(to95).sum())
         sd = lambda x: f"{x.mean():.2f} ± {x.std():.2f}" if x.size else "—"  # noqa: E731
-        return ({"successes": k, "wilson95": [lo, hi], "vs_async": pair, "optimum": env.optimum,
+        return ({**s, "optimum": env.optimum,
                  "greedy_mean": np.mean(g) if good else None, "stochastic_mean": np.mean(st) if good else None,
                  "median_steps_to_95": med, "reached_95": reached, "exact_curve": exact(env), "curve_steps": steps,
                  **dict(zip(("curve_mean", "curve_ci95"), mean_ci(curves))),
                  "per_seed": [{"seed": cfg.seed, **r} for cfg, r in zip(c.configs, c.results)]},
-                [f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}]", sd(g), sd(st),
+                [fmt_success(s), sd(g), sd(st),
                  f"+{pair['wins']}/−{pair['losses']}, p = {pair['p']:.2g}" if pair else "—",
                  (f"{med:,.0f}" if math.isfinite(med) else "—") + f" ({reached}/{n})"])
-    experiment(args, rep, "learn", plan(args, "learn"), "Learning: success, returns and speed per game and method", [
+    tabulate(args, rep, "learn", cells, experiment(args, rep, "learn", cells, summary),
+             "Learning: success, returns and speed per game and method", [
         "optimal [95 % CI]", "greedy return", "stochastic return", "vs async (paired)", "steps to 95 %"],
         "Initial logits ~ N(0, init_logit_std²) from the seed alone. optimal: final greedy joint policy "
         "optimal, Wilson 95 % interval. Returns: mean ± std, final greedy (argmax) and sampled policy. vs "
         "async: seeds where only this method (+) or only async (−) is optimal, exact two-sided sign test. "
         "steps to 95 %: median env steps until the curve (exact J(π); grid: mean return of the episodes "
         "ended in the last 20 rollouts) reaches 95 % of the optimum (— if fewer than half the seeds do; "
-        "in brackets how many do).", summary, "learning_curves")
+        "in brackets how many do).", "learning_curves")
 
 def bias(args, rep) -> None:
     """Bias: each method's exact advantage bias against the synchronous target (E6).
@@ -421,7 +399,8 @@ def bias(args, rep) -> None:
                  "grad_bias_ratio": gr, "second_moment": m2, "second_moment_ratio": m2r, "per_seed": c.results},
                 [f(bm, bh), f(b1m), f(rm, rh, 2), f"{w} lower, {l_} higher, p = {sign_test(w, l_):.2g}",
                  f(gm, gh), f(gr, d=2), f(m2, d=3), f(m2r, d=3)])
-    experiment(args, rep, "bias", plan(args, "bias"), "Bias: |advantage used − synchronous target Ã^i| (exact)", [
+    tabulate(args, rep, "bias", cells := plan(args, "bias"), experiment(args, rep, "bias", cells, summary,
+             asae.advantage_bias), "Bias: |advantage used − synchronous target Ã^i| (exact)", [
         "mean abs bias", "ω = 1, same path", "ratio to ω = 1", "seeds vs ω = 1", "gradient bias (clipped)",
         "ratio to ω = 1", "second moment", "ratio to ω = 1"],
         "mean abs bias: |E_{a^-i~π_old^-i}[Â^i | a^i] − Ã^i(a^i)| with Ã^i of E6 after the update, before any "
@@ -429,10 +408,10 @@ def bias(args, rep) -> None:
         "async estimate at the same steps of the same runs; ratios per seed; seeds: bias lower / higher, "
         "exact sign test. gradient bias: the same for the expected gradient of the clipped per-sample "
         "objective (the PPO clip per joint action), i.e. what reaches the logits. Second moment: "
-        "E_{a~π_old}[(Â^i)²], the variance price of the weights.", summary, "bias_bars")
+        "E_{a~π_old}[(Â^i)²], the variance price of the weights.", "bias_bars")
 
 # ---- Command line ------------------------------------------------------------------------
-SECTIONS = {"speed": speed, "learn": learn, "bias": bias}
+SECTIONS = {"speed": speed, "learn": learn, "bias": bias, "study": bench_study.study}
 
 def parse_args(argv=None):
     """Parse, then validate games, methods, Configs and --plot before anything runs."""
@@ -447,13 +426,15 @@ def parse_args(argv=None):
         sp.add_argument("--quiet", action="store_true", default=d(False), help="no progress on stderr")
         sp.add_argument("--jobs", type=int, metavar="N", default=d(os.cpu_count() or 1),
                         help="worker processes (default: CPU count; 1: in this process)")
+        if sp is not p and sp.prog.split()[-1] != "speed":
+            sp.add_argument("--seeds", type=int, metavar="N", help="seeds per cell (learn 20, bias 10, study 100; "
+                            "--quick: 3, study 8)")
         if sp is p or sp.prog.split()[-1] not in DEFAULTS:
             continue
         sp.add_argument("--games", metavar="LIST", help="comma list of games with parameters, e.g. "
                         f"climbing,penalty:k=-50:n_agents=3,grid:size=4; games: {', '.join(GAMES)}")
         sp.add_argument("--methods", metavar="LIST", help=f"comma list from {', '.join(asae.METHODS)}"
                         "; with Config fields per method, e.g. asae:sync_clip=none")
-        sp.add_argument("--seeds", type=int, metavar="N", help="seeds per cell (learn 20, bias 10, quick 3)")
         g = sp.add_argument_group("asae.Config fields", "[the Config default]; per-game defaults above; "
                                   "a bool flag alone means true")
         for f in [f for f in dataclasses.fields(asae.Config) if f.name in FIELD_PARSERS]:

@@ -1,6 +1,7 @@
-"""How bench.py presents its results: markdown tables to stdout, progress and failures to
-stderr, strict JSON rewritten atomically after every finished cell, and figures
-(``--plot DIR``; matplotlib, the optional extra ``plot``, imported only then).
+"""How bench.py states and presents its results: the statistics (Wilson intervals, exact
+sign tests, t-intervals, paired success against async), markdown tables to stdout, progress
+and failures to stderr, strict JSON rewritten atomically after every finished cell, and
+figures (``--plot DIR``; matplotlib, the optional extra ``plot``, imported only then).
 """
 import json
 import math
@@ -17,6 +18,61 @@ import numpy as np
 JSON_NOTE = ("Standard JSON: null marks a value that does not exist (a median when fewer than half "
              "the seeds get there, an interval from < 2 seeds, a ratio over 0, a failed run's "
              "numbers); NaN and Infinity are never written.")
+
+
+# ---- Statistics (plain Python, no SciPy) -------------------------------------------------
+
+Z95 = 1.959963984540054                     # and T95: the Student-t 0.975 quantiles for df = 1..30
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson score 95 % interval for k successes in n trials (NaNs if n = 0)."""
+    if n == 0:
+        return math.nan, math.nan
+    p, z2 = k / n, Z95 ** 2
+    mid, half = p + z2 / (2 * n), Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return 0.0 if k == 0 else (mid - half) / (1 + z2 / n), 1.0 if k == n else (mid + half) / (1 + z2 / n)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided sign-test p: binomial(n, 1/2) on the n = wins + losses discordant pairs."""
+    n = wins + losses
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n)
+
+
+def success(c, ref: dict, key) -> dict:
+    """A cell's successes (its runs' ``optimal``) with a Wilson 95 % interval and, paired seed
+    by seed with the async cell of the same ``key`` (run first, its successes kept in
+    ``ref``), ``vs_async``: wins (only this method succeeds), losses (only async does), the
+    exact sign-test p and the difference in success rate, (wins − losses) / seeds; None for
+    async itself or when no async cell ran under ``key``."""
+    ok = [bool(r.get("optimal", False)) for r in c.results]
+    if c.method == "async":
+        ref[key] = ok
+    pair = None
+    if c.method != "async" and key in ref:
+        w, l_ = (sum(x and not y for x, y in zip(a, b)) for a, b in ((ok, ref[key]), (ref[key], ok)))
+        pair = {"wins": w, "losses": l_, "p": sign_test(w, l_), "difference": (w - l_) / len(ok)}
+    return {"successes": sum(ok), "runs": len(ok), "wilson95": list(wilson(sum(ok), len(ok))), "vs_async": pair}
+
+
+def fmt_success(s: dict) -> str:
+    """``success()`` as table text: k/n = rate [95 % interval]."""
+    (lo, hi), k, n = s["wilson95"], s["successes"], s["runs"]
+    return f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def mean_ci(x):
+    """Mean and 95 % t-interval half-width over axis 0, ignoring NaN (NaN if < 1 / < 2 values)."""
+    x = np.asarray(x, float)
+    ok, nan = np.isfinite(x), np.full(x.shape[1:], np.nan)
+    n = ok.sum(0)
+    mean = np.divide(np.where(ok, x, 0.0).sum(0), n, out=nan.copy(), where=n > 0)
+    var = np.divide((np.where(ok, x - mean, 0.0) ** 2).sum(0), n - 1, out=nan.copy(), where=n > 1)
+    t = [T95[d - 1] if d <= 30 else Z95 + (Z95 ** 3 + Z95) / (4 * d) for d in np.ravel(np.maximum(n - 1, 1))]
+    return mean, np.reshape(t, n.shape) * np.sqrt(var / np.maximum(n, 1))
 
 
 def jsonable(x):
@@ -91,7 +147,8 @@ class Report:
 
 
 # ---- Figures (matplotlib imported only here) --------------------------------------------
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -102,7 +159,8 @@ def _floats(x):
     return np.array([np.nan if v is None else v for v in np.atleast_1d(x)], float)
 
 
-def _save(plt, fig, out_dir: str, name: str) -> str:
+def save_figure(plt, fig, out_dir: str, name: str) -> str:
+    """Write ``fig`` to ``out_dir/name`` at 120 dpi, close it, return the path."""
     path = os.path.join(out_dir, name)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -112,7 +170,7 @@ def _save(plt, fig, out_dir: str, name: str) -> str:
 def learning_curves(cells, out_dir: str) -> str:
     """One panel per game (≤ 3 a row): each method's mean learning curve over seeds with
     its 95 % t-interval as a band, the optimum as a labelled dashed line, one legend."""
-    plt = _pyplot()
+    plt = pyplot()
     games = list(dict.fromkeys(c["game"] for c in cells))
     methods = list(dict.fromkeys(c["method"] for c in cells))
     color = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
@@ -145,14 +203,14 @@ def learning_curves(cells, out_dir: str) -> str:
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), frameon=False)
     fig.suptitle("Learning curves; every method starts from the same policy under a seed", fontsize=11)
     fig.tight_layout(rect=(0, 0 if spare else 0.06, 1, 1))
-    return _save(plt, fig, out_dir, "learning.png")
+    return save_figure(plt, fig, out_dir, "learning.png")
 
 
 def bias_bars(cells, out_dir: str) -> str:
     """Per game (columns), bars per method: the mean |Â^i − Ã^i| of the advantage (top) and
     of the gradient that reaches the logits after the PPO clip (bottom), each with its 95 %
     interval over seeds and a marker at the ω = 1 (async) estimate on the same runs."""
-    plt = _pyplot()
+    plt = pyplot()
     games = list(dict.fromkeys(c["game"] for c in cells))
     methods = list(dict.fromkeys(c["method"] for c in cells))
     color = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
@@ -179,4 +237,4 @@ def bias_bars(cells, out_dir: str) -> str:
     fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False)
     fig.suptitle("Exact bias against the synchronous target Ãⁱ (E6), payoff units", fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    return _save(plt, fig, out_dir, "bias.png")
+    return save_figure(plt, fig, out_dir, "bias.png")

@@ -1,4 +1,5 @@
-"""Tests of bench.py's statistics, spec parsing, command line and strict JSON output."""
+"""Tests of bench.py (and bench_report, bench_study): statistics, spec parsing, command line,
+strict JSON output, and the study's pure functions."""
 import json
 import math
 import os
@@ -23,38 +24,38 @@ def strict_json(path):
 @pytest.mark.parametrize("k, n, lo, hi", [(0, 10, 0.0, 0.2775), (5, 10, 0.2366, 0.7634),
                                           (10, 10, 0.7225, 1.0), (1, 1, 0.2065, 1.0)])
 def test_wilson_known_values(k, n, lo, hi):
-    got = bench.wilson(k, n)
+    got = bench_report.wilson(k, n)
     assert got == pytest.approx((lo, hi), abs=5e-5)
 
 
 def test_wilson_is_symmetric_and_contains_the_estimate():
     for n in (1, 7, 40):
         for k in range(n + 1):
-            lo, hi = bench.wilson(k, n)
+            lo, hi = bench_report.wilson(k, n)
             assert 0 <= lo <= k / n <= hi <= 1
-            assert (lo, hi) == pytest.approx(tuple(1 - x for x in bench.wilson(n - k, n)[::-1]))
-    assert all(math.isnan(x) for x in bench.wilson(0, 0))
+            assert (lo, hi) == pytest.approx(tuple(1 - x for x in bench_report.wilson(n - k, n)[::-1]))
+    assert all(math.isnan(x) for x in bench_report.wilson(0, 0))
 
 
 def test_sign_test_known_values():
-    assert bench.sign_test(0, 6) == 0.03125
-    assert bench.sign_test(6, 0) == 0.03125
-    assert bench.sign_test(1, 9) == pytest.approx(2 * 11 / 1024)
-    assert bench.sign_test(0, 0) == 1.0            # no discordant pairs
-    assert bench.sign_test(3, 3) == 1.0            # capped at 1
-    assert bench.sign_test(25, 0) == pytest.approx(2 / 2 ** 25)
+    assert bench_report.sign_test(0, 6) == 0.03125
+    assert bench_report.sign_test(6, 0) == 0.03125
+    assert bench_report.sign_test(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert bench_report.sign_test(0, 0) == 1.0            # no discordant pairs
+    assert bench_report.sign_test(3, 3) == 1.0            # capped at 1
+    assert bench_report.sign_test(25, 0) == pytest.approx(2 / 2 ** 25)
     for w in range(12):
         for lo in range(12):
-            assert bench.sign_test(w, lo) == bench.sign_test(lo, w)
+            assert bench_report.sign_test(w, lo) == bench_report.sign_test(lo, w)
 
 
 def test_mean_ci_t_interval_ignores_nan():
-    mean, half = bench.mean_ci([1.0, 2.0, 3.0, np.nan])
+    mean, half = bench_report.mean_ci([1.0, 2.0, 3.0, np.nan])
     assert mean == 2.0 and half == pytest.approx(4.303 / math.sqrt(3))
-    mean, half = bench.mean_ci([[1.0, np.nan], [3.0, 5.0]])
+    mean, half = bench_report.mean_ci([[1.0, np.nan], [3.0, 5.0]])
     assert mean.tolist()[0] == 2.0 and mean.tolist()[1] == 5.0
     assert half[0] == pytest.approx(12.706) and math.isnan(half[1])
-    assert bench.mean_ci(np.arange(100.0))[1] == pytest.approx(1.984 * np.std(np.arange(100.0), ddof=1) / 10,
+    assert bench_report.mean_ci(np.arange(100.0))[1] == pytest.approx(1.984 * np.std(np.arange(100.0), ddof=1) / 10,
                                                                rel=1e-3)
 
 
@@ -64,11 +65,11 @@ def test_write_json_is_strict_and_atomic(tmp_path):
     path = str(tmp_path / "out.json")
     data = {"a": np.float64("nan"), "b": [math.inf, -math.inf, 1.5], "c": np.arange(3),
             "d": {"e": np.array(2.5), "f": (np.int64(4), True, None, "x")}, 7: np.array([np.nan, 1.0])}
-    bench.write_json(path, data)
+    bench_report.write_json(path, data)
     assert strict_json(path) == {"a": None, "b": [None, None, 1.5], "c": [0, 1, 2],
                                  "d": {"e": 2.5, "f": [4, True, None, "x"]}, "7": [None, 1.0]}
     assert os.listdir(tmp_path) == ["out.json"]
-    bench.write_json(path, {"second": 1})            # replaced whole, never appended
+    bench_report.write_json(path, {"second": 1})            # replaced whole, never appended
     assert strict_json(path) == {"second": 1}
 
 
@@ -174,7 +175,7 @@ def test_learn_end_to_end_writes_strict_json(tmp_path, capsys):
     cells = data["learn"]["cells"]
     assert [(c["game"], c["method"]) for c in cells] == [
         ("climbing", "async"), ("climbing", "asae"), ("penalty:k=-50", "async"), ("penalty:k=-50", "asae")]
-    assert cells[0]["vs_async"] is None and set(cells[1]["vs_async"]) == {"wins", "losses", "p"}
+    assert cells[0]["vs_async"] is None and set(cells[1]["vs_async"]) == {"wins", "losses", "p", "difference"}
     assert cells[2]["config"]["reward_scale"] == 1 / 50 and cells[2]["config"]["iterations"] == 4
     assert len(cells[1]["per_seed"]) == 3 and len(cells[1]["curve_mean"]) == 5
     assert data["meta"]["argv"] is not None and "JSON" in data["notes"][0]
@@ -241,3 +242,127 @@ def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys, tmp_path)
     with pytest.raises(SystemExit) as exit_:
         bench.parse_args(["learn", "--plot", str(tmp_path)])
     assert exit_.value.code == 2 and "pip install -e '.[plot]'" in capsys.readouterr().err
+
+
+# ---- the study (bench_study) -------------------------------------------------------------------
+
+def one_hot_policies(path):
+    """TrainResult.policies for a path of greedy joint actions: per iteration, per agent, (1, 3)."""
+    return [[np.eye(3)[a][None] * 0.6 + 0.4 / 3 for a in joint] for joint in path]
+
+
+@pytest.mark.parametrize("path, expected", [
+    ([[0, 2]] * 5, (0, None)),                                          # never switches
+    ([[0, 2], [2, 0], [0, 2], [0, 2]], (2, True)),                      # swapping: both at once, twice
+    ([[0, 2], [0, 0], [0, 0]], (0, False)),                             # one agent moves, then none
+    ([[0, 2], [0, 0], [1, 1], [2, 2]], (2, False)),                     # first switch alone, two joint
+    ([[0, 2], [1, 1], [1, 2], [2, 0]], (2, True)),                      # flight to (1, 1) first
+    ([[0, 2, 1], [1, 0, 1], [2, 1, 0]], (1, False))])                   # n = 3: all three must change
+def test_switches_on_hand_made_paths(path, expected):
+    import bench_study
+    greedy = bench_study.greedy_path(one_hot_policies(path))
+    assert greedy.tolist() == path
+    assert bench_study.switches(greedy) == expected
+
+
+def test_outcome_classification():
+    import bench_study
+    assert [bench_study.outcome(j) for j in ([0, 0], [2, 2], [1, 1], [0, 2], [2, 0], [1, 2], [0, 1])] == [
+        "(0, 0)", "(2, 2)", "(1, 1)", "other", "other", "other", "other"]
+    assert set(bench_study.OUTCOMES) >= {bench_study.outcome(j) for j in np.ndindex(3, 3)}
+
+
+def test_study_cell_formatting():
+    import bench_study as st
+    assert st.heat_cell(0.62, [("asae", {"difference": 0.05, "wins": 7, "losses": 2, "p": 0.1797}),
+                               ("happo", {"difference": -0.125, "wins": 0, "losses": 1, "p": 1.0})]) == \
+        "async 0.62<br>asae +0.05 (+7/−2, p=.18)<br>happo −0.12 (+0/−1, p=1)"
+    assert [st.fmt_p(p) for p in (0.1797, 1.0, 0.05, 0.03125, 2 / 2 ** 25)] == [".18", "1", ".05", ".031", "6e-08"]
+    assert st.signed(0.0) == "+0.00" and st.signed(-0.5) == "−0.50"
+    assert st.interval(0.25, 0.1, 0.4) == "0.25 [0.10, 0.40]" and st.interval(math.nan, 0, 1) == "—"
+    assert bench_report.fmt_success({"successes": 3, "runs": 8, "wilson95": [0.1369, 0.6944]}) == \
+        "3/8 = 0.38 [0.14, 0.69]"
+
+
+def test_success_pairs_each_method_with_async_under_the_same_key():
+    from types import SimpleNamespace as C
+    ref, res = {}, lambda *ok: [{"optimal": x} for x in ok]
+    assert bench_report.success(C(method="async", results=res(1, 0, 0, 1)), ref, "a")["vs_async"] is None
+    s = bench_report.success(C(method="asae", results=res(1, 1, 1, 0)), ref, "a")
+    assert s["vs_async"] == {"wins": 2, "losses": 1, "p": 1.0, "difference": 0.25}
+    assert s["successes"] == 3 and s["runs"] == 4
+    assert bench_report.success(C(method="asae", results=res(1, 1, 1, 1)), ref, "b")["vs_async"] is None
+
+
+def test_study_summary_of_the_miscoordinated_start():
+    from types import SimpleNamespace as C
+    import bench_study
+    runs = [{"optimal": True, "final": [0, 0], "switches": 0, "first_simultaneous": None},
+            {"optimal": False, "final": [1, 1], "switches": 1, "first_simultaneous": True},
+            {"optimal": True, "final": [2, 2], "switches": 2, "first_simultaneous": False},
+            {"error": "FloatingPointError: x"}]
+    rec, _ = bench_study.summary({}, C(part="c", setting={"k": -10}, game="penalty:k=-10", method="async",
+                                       results=runs), runs[:3])
+    assert rec["successes"] == 2 and rec["runs"] == 4 and rec["vs_async"] is None
+    assert rec["outcomes"] == {"(0, 0)": 1 / 3, "(2, 2)": 1 / 3, "(1, 1)": 1 / 3, "other": 0.0}
+    assert rec["simultaneous_switches"]["mean"] == 1.0
+    assert rec["simultaneous_switches"]["ci95"] == pytest.approx(4.303 / math.sqrt(3))
+    assert rec["first_switch_simultaneous"]["runs"] == 1 and rec["first_switch_simultaneous"]["of"] == 2
+    assert rec["per_seed"]["optimal"] == [1, 0, 1, 0] and rec["per_seed"]["switches"] == [0, 1, 2, None]
+
+
+def test_study_runs_each_distinct_setting_once():
+    """The clip ablation runs the weight clip on asae alone and clip_ratio only under a PPO clip:
+    elsewhere they change nothing (bit-identical runs), which is what lets it skip those runs."""
+    env = bench.make_game("penalty:k=-100:n_agents=3")
+
+    def logits(method, **kw):
+        cfg = bench.asae.Config(lr_actor=3.0, reward_scale=0.01, iterations=6, seed=2, **kw)
+        return [z.tobytes() for z in bench.asae.train(env, method, cfg).logits]
+    for m in bench.asae.METHODS[:3] + bench.asae.METHODS[4:]:
+        assert (logits(m, sync_clip=None) == logits(m)) is (m != "asae"), m
+        assert logits(m, clip_eps=None) == logits(m, clip_eps=None, clip_ratio="joint"), m
+        assert logits(m, clip_ratio="joint") != logits(m), m
+
+
+def test_study_cells_follow_the_design():
+    import bench_study as st
+    todo = st.cells(bench.parse_args(["study", "--quick", "--seeds", "2"]))
+    parts = {p: [c for c in todo if c.part == p] for p in "abc"}
+    assert len(parts["a"]) == 3 * 3 * 6 and len(parts["b"]) == 2 * 5 * 3 * 5 and len(parts["c"]) == 3 * 5
+    firsts = {}
+    for c in todo:
+        firsts.setdefault((c.part, c.game, *c.setting.values()), c.method)
+    assert set(firsts.values()) == {"async"} and len(firsts) == 9 + 30 + 3  # async first in every setting
+    assert all(len(c.configs) == 2 and c.configs[0].seed == 0 for c in todo)
+    a = {(c.setting["n"], c.setting["PPO clip"], c.method): c.configs[0] for c in parts["a"]}
+    assert (a[4, "none", "asae:sync_clip=none"].clip_eps, a[4, "none", "asae:sync_clip=none"].sync_clip) == (None,) * 2
+    assert a[2, "ε = 0.2, joint ratio", "happo"].clip_ratio == "joint"
+    assert {(cfg.lr_actor, cfg.reward_scale, cfg.record_policies) for cfg in a.values()} == {(3.0, 0.01, False)}
+    b = {(c.setting["n"], c.setting["lr_actor"], c.setting["epochs"]): c.configs[1] for c in parts["b"]}
+    assert b[3, 30.0, 16].lr_actor == 30.0 and b[3, 30.0, 16].epochs == 16
+    c = parts["c"][0].configs[1]
+    assert [np.asarray(z).tolist() for z in c.init_logits] == [[[2, 0, 0]], [[0, 0, 2]]]
+    assert c.record_policies and c.reward_scale == 0.1 and parts["c"][-1].configs[0].reward_scale == 0.01
+
+
+def test_study_end_to_end_does_not_depend_on_jobs(tmp_path, capsys):
+    out = {}
+    for jobs in ("1", "2"):
+        path = str(tmp_path / f"study{jobs}.json")
+        assert bench.main(["study", "--quick", "--seeds", "1", "--quiet", "--jobs", jobs, "--json", path]) == 0
+        out[jobs] = strict_json(path)["study"]
+        text = capsys.readouterr().out
+        assert "Study a" in text and "Study b: step-size map, n = 3" in text and "first switch simultaneous" in text
+    assert [c["per_seed"] for c in out["1"]["cells"]] == [c["per_seed"] for c in out["2"]["cells"]]
+    assert [t["rows"] for t in out["1"]["tables"]] == [t["rows"] for t in out["2"]["tables"]]
+    assert [len(t["rows"]) for t in out["1"]["tables"]] == [54, 5, 5, 15]
+
+
+def test_study_figures(tmp_path):
+    pytest.importorskip("matplotlib")
+    import bench_study
+    assert bench.main(["study", "--quick", "--seeds", "1", "--quiet", "--jobs", "1", "--plot", str(tmp_path)]) == 0
+    for name in ("study_clips.png", "study_stepsize.png", "study_start.png"):
+        assert os.path.getsize(tmp_path / name) > 10_000
+    assert bench.SECTIONS["study"] is bench_study.study
