@@ -15,9 +15,10 @@ c. miscoordinated start: n = 2 from fixed logits (agent 0 prefers action 0, agen
 
 Every run uses bench's per-game defaults (rewards × 1/max|payoff|, 100 updates of 32 envs ×
 8 steps; --quick 20) and lr_actor 3 unless the experiment varies it; other Config fields at
-their defaults. Success = the final greedy joint policy is optimal. Runs, statistics, JSON
-and progress are bench.py's (``experiment``, ``bench_report``); this module builds the cells,
-summarises each run and cell, and draws the tables and figures.
+their defaults. Success = the final greedy joint policy is optimal. 21,900 runs: about 3.5
+minutes on 2 cores (--quick: seconds). Runs, statistics, JSON and progress are bench.py's
+(``plan``, ``experiment``, ``bench_report``); this module builds the cells, summarises each
+run and cell, and draws the tables and figures.
 """
 from __future__ import annotations
 
@@ -128,13 +129,15 @@ def summary(ref: dict, c, good: list) -> tuple[dict, list]:
 
 
 # ---- Tables ------------------------------------------------------------------------------
-def setup(iterations: int, seeds: int, start: str) -> str:
-    """The table note on what every run shares."""
-    return (f"penalty(k) from bench's per-game defaults (rewards × 1/max|payoff|, {iterations} updates of 32 "
-            "envs × 8 steps, minibatches 4, PPO ε 0.2 on the own ratio, asae weight clip 0.5, entropy 0.01) "
-            f"and lr_actor 3 unless varied; seeds 0–{seeds - 1}, {start}. success: final greedy joint policy "
-            "optimal, Wilson 95 % interval. vs async: seeds where only this method (+) or only async (−) "
-            "succeeds under the same setting, exact two-sided sign-test p.")
+def setup(cfg, seeds: int, start: str) -> str:
+    """The table note on what the runs share, from the first cell's Config ``cfg``."""
+    return (f"penalty(k) from bench's per-game defaults: rewards × 1/max|payoff|, {cfg.iterations} updates of "
+            f"{cfg.n_envs} envs × {cfg.rollout_len} steps; Config defaults otherwise (epochs {cfg.epochs}, "
+            f"minibatches {cfg.minibatches}, PPO ε {cfg.clip_eps:g} on the {cfg.clip_ratio} ratio, asae weight "
+            f"clip {cfg.sync_clip:g}, entropy {cfg.entropy_coef:g}, lr_critic {cfg.lr_critic:g}) and lr_actor "
+            f"{LR:g}, unless the experiment varies them; seeds 0–{seeds - 1}, {start}. success: final greedy "
+            "joint policy optimal, Wilson 95 % interval. vs async: seeds where only this method (+) or only "
+            "async (−) succeeds under the same setting, exact two-sided sign-test p.")
 
 
 def fmt_p(p: float) -> str:
@@ -168,49 +171,56 @@ def interval(x: float, lo: float, hi: float) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
-def tables(rep, records: list, iterations: int, seeds: int) -> None:
-    """The three study tables from the cells' JSON records."""
-    note = setup(iterations, seeds, "the initial logits drawn from the seed (std 1) and shared by every method")
-    pair = lambda r: (f"+{r['vs_async']['wins']}/−{r['vs_async']['losses']}", fmt_p(r["vs_async"]["p"])) \
-        if r["vs_async"] else ("—", "—")  # noqa: E731
-    rows = [[r["setting"]["n"], r["setting"]["PPO clip"], {"asae": "0.5", "asae:sync_clip=none": "none"}.get(
-        r["method"], "n/a"), r["method"].split(":")[0], br.fmt_success(r), *pair(r)]
-        for r in records if r["part"] == "a"]
-    rep.table("study", "Study a: clip ablation × number of agents, penalty k = −100, lr_actor 3", [
+def versus_async(r: dict) -> list:
+    """A record's paired comparison as two table cells: +wins/−losses and the sign-test p."""
+    d = r["vs_async"]
+    return [f"+{d['wins']}/−{d['losses']}", fmt_p(d["p"])] if d else ["—", "—"]
+
+
+def table_a(rep, records: list, note: str) -> None:
+    """a: a row per n, PPO-clip setting and method (asae once per weight clip)."""
+    weight_clip = {"asae": "0.5", "asae:sync_clip=none": "none"}
+    rows = [[r["setting"]["n"], r["setting"]["PPO clip"], weight_clip.get(r["method"], "n/a"),
+             r["method"].split(":")[0], br.fmt_success(r), *versus_async(r)] for r in records if r["part"] == "a"]
+    rep.table("study", f"Study a: clip ablation × number of agents, penalty k = −100, lr_actor {LR:g}", [
         "n", "PPO clip", "weight clip", "method", "success [95 % CI]", "vs async (+/−)", "p"], rows, None, [
         note, "The weight clip acts on asae alone and clip_ratio only through a PPO clip, so the other "
         "methods' runs under weight clip 0.5 and none, and every run under 'no PPO clip' with the own or "
         "the joint ratio, are the same runs (bit-identical; test_bench checks it): each is run once."])
+
+
+def table_b(rep, records: list, note: str) -> None:
+    """b: per n, a heat-map table, lr_actor (rows) × epochs (columns), cells from heat_cell."""
     for n in MAP_AGENTS:
         grid = {(r["setting"]["lr_actor"], r["setting"]["epochs"], r["method"]): r for r in records
                 if r["part"] == "b" and r["setting"]["n"] == n}
-        if not grid:
-            continue
-        rows = [[f"{lr:g}"] + [heat_cell(grid[lr, ep, "async"]["successes"] / grid[lr, ep, "async"]["runs"], [
-            (m, grid[lr, ep, m]["vs_async"]) for m in METHODS[1:]]) for ep in EPOCHS] for lr in LRS]
+        rate = lambda lr, ep: grid[lr, ep, "async"]["successes"] / grid[lr, ep, "async"]["runs"]  # noqa: E731
+        rows = [[f"{lr:g}", *(heat_cell(rate(lr, ep), [(m, grid[lr, ep, m]["vs_async"]) for m in METHODS[1:]])
+                              for ep in EPOCHS)] for lr in LRS]
         rep.table("study", f"Study b: step-size map, n = {n}, penalty k = −100", [
             "lr_actor \\ epochs", *map(str, EPOCHS)], rows, None, [
-            f"Each cell: async's success rate, then each method's paired difference in success rate "
-            f"(its rate − async's) with seeds won/lost against async and the sign-test p. {note}"])
+            "Each cell: async's success rate, then each method's paired difference in success rate (its "
+            f"rate − async's) with seeds won/lost against async and the sign-test p. {note}"])
+
+
+def table_c(rep, records: list, note: str) -> None:
+    """c: a row per k and method: final outcomes, success, simultaneous switches."""
     rows = []
     for r in (r for r in records if r["part"] == "c"):
-        sw, fs = r["simultaneous_switches"], r["first_switch_simultaneous"]
+        (m, h), fs = (r["simultaneous_switches"][k] for k in ("mean", "ci95")), r["first_switch_simultaneous"]
+        first = f"{fs['runs']}/{fs['of']}" + (f" = {interval(fs['runs'] / fs['of'], *fs['wilson95'])}"
+                                              if fs["of"] else "")
         rows.append([r["setting"]["k"], r["method"], *(f"{r['outcomes'][o]:.2f}" for o in OUTCOMES),
-                     br.fmt_success(r), *pair(r), interval(sw["mean"], max(0.0, sw["mean"] - sw["ci95"]),
-                                                           sw["mean"] + sw["ci95"]),
-                     f"{fs['runs']}/{fs['of']}" + (f" = {interval(fs['runs'] / fs['of'], *fs['wilson95'])}"
-                                                   if fs["of"] else "")])
+                     br.fmt_success(r), *versus_async(r), interval(m, max(0.0, m - h), m + h), first])
     rep.table("study", "Study c: miscoordinated start, n = 2, logits [2, 0, 0] (agent 0) and [0, 0, 2] "
               "(agent 1)", ["k", "method", *OUTCOMES, "success [95 % CI]", "vs async (+/−)", "p",
                             "simultaneous switches [95 % CI]", "first switch simultaneous"], rows, None, [
-              "Fixed initial logits (init_logits) [[2, 0, 0]] for agent 0 and [[0, 0, 2]] for agent 1 "
-              "(π ≈ 0.79 on the preferred action); rewards × 1/10 for k = 0 and −10, × 1/100 for k = −100. "
-              "Outcome: fraction of "
-              "runs whose final greedy joint action is (0, 0), (2, 2), (1, 1) or other. A simultaneous switch: "
-              "an iteration at which both agents' greedy actions change; mean per run with a 95 % t-interval "
-              "(its lower end cut at 0). "
-              "First switch simultaneous: runs whose first greedy change is one, of the runs with any change, "
-              f"Wilson 95 % interval. {setup(iterations, seeds, 'the seeds vary only the sampling')}"])
+              "Fixed initial logits (init_logits) [[2, 0, 0]] for agent 0 and [[0, 0, 2]] for agent 1 (π ≈ "
+              "0.79 on the preferred action); rewards × 1/10 for k = 0 and −10, × 1/100 for k = −100. Outcome: "
+              "fraction of runs whose final greedy joint action is (0, 0), (2, 2), (1, 1) or other. A "
+              "simultaneous switch: an iteration at which both agents' greedy actions change; mean per run "
+              "with a 95 % t-interval (its lower end cut at 0). First switch simultaneous: runs whose first "
+              "greedy change is one, of the runs with any change, Wilson 95 % interval. " + note])
 
 
 # ---- Figures -----------------------------------------------------------------------------
@@ -322,13 +332,18 @@ def study(args, rep) -> None:
     epochs 1, 4, 16; c. n = 2 from logits favouring 0 (agent 0) and 2 (agent 1), k = 0, −10,
     −100: final outcomes and simultaneous switches of the greedy actions. Methods async,
     asae, happo, exact_sync, exact_async; 100 seeds per cell (--quick 8), each method paired
-    with async seed by seed (wins/losses, exact sign test), Wilson intervals on success."""
+    with async seed by seed (wins/losses, exact sign test), Wilson intervals on success.
+    21,900 runs, about 3.5 minutes on 2 cores."""
     import bench
     todo, ref = cells(args), {}
     bench.experiment(args, rep, "study", todo, lambda c, good: summary(ref, c, good), study_run)
     print("\n## Study: when does ASAE matter?")
     records = rep.data["study"]["cells"]
-    tables(rep, records, todo[0].configs[0].iterations, len(todo[0].configs))
+    cfg, seeds = todo[0].configs[0], len(todo[0].configs)
+    drawn = f"the initial logits drawn from the seed (std {cfg.init_logit_std:g}), the same for every method"
+    table_a(rep, records, setup(cfg, seeds, drawn))
+    table_b(rep, records, setup(cfg, seeds, drawn))
+    table_c(rep, records, setup(cfg, seeds, "the seeds vary only the sampling"))
     if args.plot:
         for fig in (clip_figure, stepsize_figure, start_figure):
             rep.log(f"wrote {fig(records, args.plot)}")
