@@ -466,10 +466,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     rep, t0 = Report(args), time.perf_counter()
     for name in args.sections:
+        t = time.perf_counter()
         SECTIONS[name](args, rep)
+        rep.data["meta"].setdefault("section_s", {})[name] = time.perf_counter() - t
     rep.data["meta"]["wall_s"] = time.perf_counter() - t0
     rep.save()
-    print(f"\nTotal wall time {rep.data['meta']['wall_s']:.1f} s"
+    print(f"\nTotal wall time {rep.data['meta']['wall_s']:.1f} s ("
+          + ", ".join(f"{k} {v:.1f} s" for k, v in rep.data["meta"]["section_s"].items()) + ")"
           + (f"; {len(rep.failures)} FAILURE(S), see stderr" if rep.failures else ""))
     return 1 if rep.failures else 0
 
