@@ -1315,9 +1315,10 @@ class Config:
                            "(PPO, MAPPO); 'joint' — the joint ratio ∏_j ρ^j, the partners' move "
                            "counted inside the trust region (CoPPO-style).")
     sync_clip: float | None = _doc(0.5, "**Our choice** (E8): asae weights w^i clipped to "
-                                   "[1−c, 1+c], c ≥ 0; None = no clip. 0.5: inside the PPO range "
-                                   "(n=2, ε=0.2 gives w ∈ [0.8, 1.2]) it never acts; it bounds the "
-                                   "variance when partners overshoot.")
+                                   "[1−c, 1+c], c ≥ 0; None = no clip. 0.5: with n = 2 and ε = 0.2 "
+                                   "a partner inside its PPO range gives w ∈ [0.8, 1.2], where it "
+                                   "never acts; it acts when partners' ratios leave that range, "
+                                   "more often with n ≥ 3 (README, study a), bounding the variance.")
     epochs: int = _doc(4, "Passes K over each rollout per update (E8), ≥ 1. 4: a common PPO setting.")
     minibatches: int = _doc(4, "Minibatches per epoch, each one gradient step; 1 ≤ minibatches ≤ "
                             "n_envs·rollout_len. 4 → 16 steps per update.")
