@@ -1074,14 +1074,17 @@ def _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, ra
     _rng_permutation(rng, order)
     all_rows = np.arange(N)
     agents = np.arange(n)
-    lr_all = np.empty((N, n))
+    lr_all = np.zeros((N, n))               # log ρ^j_t: exactly 0 until agent j has had its turn
     adv_all = np.empty((N, n))
     lr = np.empty((size_max, n))
     adv = np.empty((size_max, n))
     cur0 = np.zeros((n, A_max))
     for m in range(n):
         i = order[m]
-        _minibatch_logp(logits, n_actions, obs, act, old_lp, all_rows, agents, work, lr_all, diag)
+        if m > 0:                           # only the agent that has just moved changed
+            done = order[m - 1]
+            _minibatch_logp(logits, n_actions, obs, act, old_lp, all_rows, agents[done:done + 1],
+                            work, lr_all, diag)
         _method_advantages_kernel(2, base, lr_all, hp.w_lo, hp.w_hi, hp.max_log_ratio, order,
                                   act, tables, adv_all)             # M^i Â (E9)
         me = agents[i:i + 1]
