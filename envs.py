@@ -76,6 +76,19 @@ def _as_array(value, name, expected):
                          f"make an array of ({e})") from None
 
 
+def _check_sequence(value, name, length, many, one):
+    """``list(value)`` of exactly ``length`` items: TypeError ("must be a sequence of
+    {many}") if not a sequence, ValueError ("must hold one {one}") if the length is wrong."""
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of {many}, got {type(value).__name__} "
+                        f"{value!r}") from None
+    if len(items) != length:
+        raise ValueError(f"{name} must hold one {one}, got {len(items)}: {value!r}")
+    return items
+
+
 def _check_seed(seed):
     """None or the seed as a Python int >= 0."""
     return None if seed is None else _check_int(seed, "seed", 0)
@@ -184,14 +197,8 @@ class _Game:
                 return state, t, actions
         state = _check_int(state, "state", 0, self.n_states)
         t = _check_int(t, "t", 0, self.episode_limit)
-        try:
-            acts = tuple(actions)
-        except TypeError:
-            raise TypeError(f"actions must be a sequence of n_agents={self.n_agents} ints, "
-                            f"got {type(actions).__name__} {actions!r}") from None
-        if len(acts) != self.n_agents:
-            raise ValueError(f"actions must hold one action per agent (n_agents={self.n_agents}), "
-                             f"got {len(acts)}: {actions!r}")
+        acts = _check_sequence(actions, "actions", self.n_agents, f"n_agents={self.n_agents} ints",
+                               f"action per agent (n_agents={self.n_agents})")
         checked = []
         for i, (a, k) in enumerate(zip(acts, self.n_actions)):
             if isinstance(a, np.ndarray) and a.ndim == 0 and a.dtype.kind in "iu":
@@ -797,23 +804,12 @@ class GridForaging(_Game):
         >>> g.decode(2001)
         (((0, 0), (4, 0)), (True, False))
         """
-        try:
-            positions = list(positions)
-        except TypeError:
-            raise TypeError(f"positions must be a sequence of n_agents={self.n_agents} (row, col) "
-                            f"pairs, got {type(positions).__name__} {positions!r}") from None
-        if len(positions) != self.n_agents:
-            raise ValueError(f"positions must hold one (row, col) per agent (n_agents="
-                             f"{self.n_agents}), got {len(positions)}: {positions!r}")
+        positions = _check_sequence(positions, "positions", self.n_agents,
+                                    f"n_agents={self.n_agents} (row, col) pairs",
+                                    f"(row, col) per agent (n_agents={self.n_agents})")
         positions = [self._check_cell(rc, f"positions[{i}]") for i, rc in enumerate(positions)]
-        try:
-            flags = list(food_remaining)
-        except TypeError:
-            raise TypeError(f"food_remaining must be a sequence of n_food={self.n_food} bools, "
-                            f"got {type(food_remaining).__name__} {food_remaining!r}") from None
-        if len(flags) != self.n_food:
-            raise ValueError(f"food_remaining must hold one flag per food (n_food={self.n_food}), "
-                             f"got {len(flags)}: {food_remaining!r}")
+        flags = _check_sequence(food_remaining, "food_remaining", self.n_food,
+                                f"n_food={self.n_food} bools", f"flag per food (n_food={self.n_food})")
         for f, left in enumerate(flags):
             if not isinstance(left, (bool, np.bool_)) and not (
                     isinstance(left, numbers.Integral) and left in (0, 1)):
