@@ -300,13 +300,61 @@ def log_softmax(logits) -> np.ndarray:
 # =======================================================================================
 
 
-def _contract(q: np.ndarray, policies: Sequence[np.ndarray], keep: int | None) -> np.ndarray:
-    """Σ over every agent's action except ``keep``'s, weighted by that agent's policy."""
-    out = q
-    for j in reversed(range(q.ndim)):  # axis j is still at position j: only later axes are gone
-        if j != keep:
-            out = np.tensordot(out, policies[j], axes=([j], [0]))
-    return out
+@njit(cache=True, inline='always')
+def _joint_action(j, l, radix, n_actions):
+    """a^l, agent l's action in the joint action with flat index j = Σ_l a^l · radix_l
+    (C order over agents: radix_l = ∏_{m>l} A_m)."""
+    return (j // radix[l]) % n_actions[l]
+
+
+@njit(cache=True)
+def _joint_prob(pi, radix, n_actions, j, skip):
+    """π^{-skip}(a^{-skip}) = ∏_{l≠skip} π^l(a^l) of the joint action j, the product taken in
+    agent order; skip = −1 gives the joint probability π(a) = ∏_l π^l(a^l)."""
+    p = 1.0
+    for l in range(pi.shape[0]):
+        if l != skip:
+            p *= pi[l, _joint_action(j, l, radix, n_actions)]
+    return p
+
+
+@njit(cache=True)
+def _marginals_kernel(q, radix, n_actions, pi, out):
+    """E1 and E2 in one pass over the flat joint table q (policies ``pi`` (n, A_max)):
+    ``out[i, k] = Q^i(k) = Σ_{a: a^i = k} ∏_{j≠i} π^j(a^j) q(a)`` for every agent i, and the
+    return value ``V = Σ_a ∏_j π^j(a^j) q(a)``. The learners use it too (exact methods, probe)."""
+    out[:, :] = 0.0
+    v = 0.0
+    for j in range(q.shape[0]):
+        v += _joint_prob(pi, radix, n_actions, j, -1) * q[j]
+        for i in range(pi.shape[0]):
+            out[i, _joint_action(j, i, radix, n_actions)] += _joint_prob(pi, radix, n_actions, j,
+                                                                         i) * q[j]
+    return v
+
+
+def _radix(n_actions) -> np.ndarray:
+    """Strides of the flat (C-order) joint index: radix_l = ∏_{m>l} A_m."""
+    return np.array([int(np.prod(n_actions[l + 1:])) for l in range(len(n_actions))], np.int64)
+
+
+def _marginals(q: np.ndarray, pis) -> tuple[np.ndarray, float]:
+    """(Q (n, A_max) with row i = Q^i of E2, V of E1) of the joint table q under ``pis``."""
+    n_actions = np.array(q.shape, np.int64)
+    pi = np.zeros((q.ndim, int(n_actions.max())))
+    for i, p in enumerate(pis):
+        pi[i, :p.size] = p
+    out = np.empty(pi.shape)
+    v = _marginals_kernel(q.ravel(), _radix(n_actions), n_actions, pi, out)
+    return out, v
+
+
+def _finite(name: str, x):
+    """Return x if it is finite; else FloatingPointError (finite inputs that overflowed)."""
+    if not np.all(np.isfinite(x)):
+        raise FloatingPointError(f"{name} overflowed float64 (|value| > 1.8e308) for these finite "
+                                 "inputs; rescale the payoffs")
+    return x
 
 
 def joint_value(q, policies) -> float:
@@ -316,14 +364,14 @@ def joint_value(q, policies) -> float:
     0.5
     """
     q, pis = _joint_table(q, policies)
-    return float(_contract(q, pis, None))
+    return float(_finite("joint_value", _marginals(q, pis)[1]))
 
 
 def marginal_q(q, policies, agent: int) -> np.ndarray:
     """E2: ``Q^i(a^i) = Σ_{a^-i} ∏_{j≠i} π^j(a^j) q(a^i, a^-i)`` → (A_i,)."""
     q, pis = _joint_table(q, policies)
     i = _agent_index(agent, q.ndim)
-    return np.array(_contract(q, pis, i), dtype=np.float64)
+    return _finite("marginal_q", _marginals(q, pis)[0][i, :q.shape[i]])
 
 
 def marginal_advantage(q, policies, agent: int) -> np.ndarray:
@@ -334,7 +382,9 @@ def marginal_advantage(q, policies, agent: int) -> np.ndarray:
     """
     q, pis = _joint_table(q, policies)
     i = _agent_index(agent, q.ndim)
-    return np.array(_contract(q, pis, i), dtype=np.float64) - float(_contract(q, pis, None))
+    qs, v = _marginals(q, pis)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _finite("marginal_advantage", qs[i, :q.shape[i]] - v)
 
 
 def exact_policy_gradient(q, logits, agent: int) -> np.ndarray:
@@ -345,8 +395,9 @@ def exact_policy_gradient(q, logits, agent: int) -> np.ndarray:
     q, zs = _joint_table(q, logits, "logits", _logit_vector)
     pis = [softmax(z) for z in zs]
     i = _agent_index(agent, q.ndim)
-    qi = np.asarray(_contract(q, pis, i), dtype=np.float64)   # Q^i (E2)
-    return pis[i] * (qi - pis[i] @ qi)                          # π^i(k) A^i(k)
+    qi = _marginals(q, pis)[0][i, :q.shape[i]]                  # Q^i (E2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _finite("exact_policy_gradient", pis[i] * (qi - pis[i] @ qi))   # π^i(k) A^i(k)
 
 
 def joint_surrogate(q, old_policies, new_policies) -> float:
@@ -356,8 +407,10 @@ def joint_surrogate(q, old_policies, new_policies) -> float:
     """
     q, old = _joint_table(q, old_policies, "old_policies")
     _, new = _joint_table(q, new_policies, "new_policies")
-    v_old = float(_contract(q, old, None))
-    return v_old + float(_contract(q - v_old, new, None))  # Σ π_old ∏ρ A = Σ π_new A
+    v_old = _finite("joint_surrogate", _marginals(q, old)[1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        gain = _marginals(q - v_old, new)[1]                  # Σ π_old ∏ρ A = Σ π_new A
+        return float(_finite("joint_surrogate", v_old + gain))
 
 
 def synchronous_marginal_advantage(q, old_policies, new_policies, agent: int) -> np.ndarray:
@@ -368,8 +421,10 @@ def synchronous_marginal_advantage(q, old_policies, new_policies, agent: int) ->
     q, old = _joint_table(q, old_policies, "old_policies")
     _, new = _joint_table(q, new_policies, "new_policies")
     i = _agent_index(agent, q.ndim)
-    v_old = float(_contract(q, old, None))
-    return np.array(_contract(q, new, i), dtype=np.float64) - v_old
+    v_old = _marginals(q, old)[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _finite("synchronous_marginal_advantage",
+                       _marginals(q, new)[0][i, :q.shape[i]] - v_old)
 
 
 # =======================================================================================
@@ -377,15 +432,21 @@ def synchronous_marginal_advantage(q, old_policies, new_policies, agent: int) ->
 # =======================================================================================
 
 
+@njit(cache=True, inline='always')
+def _counterfactual_row(q_b, pi, a):
+    """E7 for one sample: ``A^i_C = Q(a^i, a^-i) − Σ_b π^i(b) Q(b, a^-i)``, with
+    ``q_b[b] = Q(b, a^-i)`` (a strided view of the joint Q row in the learners)."""
+    adv = q_b[a]
+    for b in range(q_b.shape[0]):
+        adv -= pi[b] * q_b[b]                  # the counterfactual baseline, term by term
+    return adv
+
+
 @njit(cache=True)
 def _counterfactual_kernel(q_agent, pi_agent, actions, out):
     """Implements E7 (COMA) row by row: A^i_C = Q(a^i, a^-i) − Σ_b π^i(b) Q(b, a^-i)."""
     for n in range(q_agent.shape[0]):
-        baseline = 0.0  # counterfactual baseline Σ_b π^i(b) Q(s, (b, a^-i))
-        for b in range(q_agent.shape[1]):
-            baseline += pi_agent[n, b] * q_agent[n, b]
-        out[n] = q_agent[n, actions[n]] - baseline
-
+        out[n] = _counterfactual_row(q_agent[n], pi_agent[n], actions[n])
 
 @njit(cache=True)
 def _first_bad_policy_row(pi):
@@ -424,8 +485,7 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
     acts = _array("actions_agent", actions_agent, kind="int", shape=(qa.shape[0],), high=qa.shape[1])
     out = np.empty(qa.shape[0])
     _counterfactual_kernel(qa, pa, acts, out)
-    return out
-
+    return _finite("counterfactual_advantage", out)
 
 # =======================================================================================
 # E8 — approximatively synchronous estimate: w^i = ∏_{j≠i} ρ^j, Â^i = w^i Â, and the
@@ -480,128 +540,6 @@ def sync_weights(log_ratios, clip: float | None = None) -> np.ndarray:
     lo, hi = _weight_bounds(c)
     out = np.empty(lr.shape)
     _sync_weights_kernel(lr, lo, hi, out)
-    return out
-
-
-#: The learners. Their index in this tuple is the method's code inside the jitted kernels.
-METHODS = ("async", "asae", "happo", "coma", "exact_sync", "exact_async")
-
-
-@njit(cache=True)
-def _method_advantages_kernel(method, base, log_ratios, lo, hi, max_log_ratio, order,
-                              actions, tables, out):
-    """The advantage Â^i_t each agent's E8 sub-problem uses, for every row t and agent i.
-
-    method (index in METHODS)      out[t, i]
-    0 async        (E7, Ā^i)        base[t, i]                      shared Â_t: weight 1
-    1 asae         (E8)             w^i_t · base[t, i]              w^i = ∏_{j≠i} ρ^j_t ∈ [e^lo, e^hi]
-    2 happo        (E9)             M^i_t · base[t, i]              M^{i_m} = ∏_{l<m} ρ^{i_l}_t
-    3 coma         (E7)             base[t, i]                      counterfactual A^i_C (weight 1)
-    4 exact_sync   (E6)             tables[i, a^i_t]                Ã^i under the current partners
-    5 exact_async  (E3/E7)          tables[i, a^i_t]                A^i under the partners' old policies
-
-    ``base`` is (N, n), or (N, 1) when every agent shares Â_t.
-    """
-    N, n = out.shape
-    shared = base.shape[1] == 1
-    if method == 1:
-        _sync_weights_kernel(log_ratios, lo, hi, out)                     # w^i_t (E8)
-    elif method == 2:
-        _sequential_weights_kernel(log_ratios, order, -max_log_ratio, max_log_ratio, out)  # M (E9)
-    for t in range(N):
-        for i in range(n):
-            adv = base[t, 0] if shared else base[t, i]
-            if method == 1 or method == 2:
-                out[t, i] *= adv                                          # ω^i_t · Â_t
-            elif method == 4 or method == 5:
-                out[t, i] = tables[i, actions[t, i]]                      # exact table at a^i_t
-            else:
-                out[t, i] = adv                                           # ω = 1
-
-
-def _exact_advantage_tables(tables, actions, N: int):
-    """Exact methods: per-agent advantage vectors → padded (n, A_max), and (N, n) actions."""
-    if tables is None or not hasattr(tables, "__len__") or isinstance(tables, (str, bytes)) \
-            or isinstance(tables, np.ndarray) and tables.ndim < 2:
-        raise TypeError("tables must be a sequence of per-agent advantage vectors (exact methods)")
-    vecs = [_array(f"tables[{i}]", v, ndim=1) for i, v in enumerate(tables)]
-    if not vecs or any(v.size == 0 for v in vecs):
-        raise ValueError("tables must hold one non-empty vector per agent")
-    sizes = [v.size for v in vecs]
-    acts = _array("actions", actions, kind="int", shape=(N, len(vecs)), high=max(sizes))
-    for i, k in enumerate(sizes):
-        if N and acts[:, i].max() >= k:
-            raise ValueError(f"actions[:, {i}] must be < {k} (len(tables[{i}])); got {acts[:, i].max()}")
-    tab = np.zeros((len(vecs), max(sizes)))
-    for i, v in enumerate(vecs):
-        tab[i, :v.size] = v
-    return tab, acts
-
-
-def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: float | None = 0.5,
-                      order=None, actions=None, tables=None) -> np.ndarray:
-    """The advantage each agent's clipped sub-problem (E8) uses under ``method`` → (N, n).
-
-    This is the one line in which the learners differ; :func:`train` and
-    :func:`advantage_bias` both go through it (its kernel, inside the jitted update).
-
-    ==============  ========================================  ==========================
-    method          Â^i_t                                     needs
-    ==============  ========================================  ==========================
-    ``async``       Â_t (shared; E7's asynchronous Ā^i)        advantages (N,) or (N, n)
-    ``asae``        w^i_t Â_t, w^i = ∏_{j≠i} ρ^j_t (E8),      advantages, log_ratios,
-                    clipped to [1 − sync_clip, 1 + sync_clip]  sync_clip
-    ``happo``       M^i_t Â_t, M^{i_m} = ∏_{l<m} ρ^{i_l} (E9)  advantages, log_ratios, order
-    ``coma``        the counterfactual A^i_C (E7), as given   advantages (N, n)
-    ``exact_sync``  Ã^i(a^i_t), the exact E6 table under the  tables, actions
-                    partners' *current* policies
-    ``exact_async`` A^i(a^i_t), the exact E3 table under the  tables, actions
-                    partners' *old* policies
-    ==============  ========================================  ==========================
-
-    Args:
-        method: one of :data:`METHODS`.
-        advantages: (N,) shared Â_t, or (N, n) one column per agent (COMA's A^i_C).
-        log_ratios: (N, n) current ``log ρ^j_t`` of every agent (asae, happo).
-        sync_clip: asae's weight clip c (None: no clip).
-        order: happo's update order (a permutation of 0..n−1).
-        actions: (N, n) integer actions (exact methods).
-        tables: sequence of n vectors, ``tables[i][a]`` the exact advantage of agent i's
-            action a (exact methods).
-
-    >>> method_advantages("asae", [1.0], np.log([[2.0, 1.25]]), sync_clip=None).tolist()
-    [[1.25, 2.0]]
-    >>> method_advantages("happo", [1.0], np.log([[2.0, 1.25]]), order=[1, 0]).tolist()
-    [[1.25, 1.0]]
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    adv = _array("advantages", advantages, ndim=(1, 2))
-    N = adv.shape[0]
-    tab, acts = np.zeros((1, 1)), None
-    if method in ("exact_sync", "exact_async"):
-        tab, acts = _exact_advantage_tables(tables, actions, N)
-    if log_ratios is None and method in ("asae", "happo"):
-        raise TypeError(f"method {method!r} needs log_ratios of shape ({N}, n)")
-    lr = None if log_ratios is None else _log_ratio_table(log_ratios, N)
-    n = (tab.shape[0] if acts is not None else lr.shape[1] if lr is not None
-         else adv.shape[1] if adv.ndim == 2 else 1)
-    base = adv[:, None] if adv.ndim == 1 else adv                   # (N, 1): shared Â_t
-    if base.shape != (N, n) and base.shape != (N, 1):
-        raise ValueError(f"advantages must have shape ({N},) or ({N}, {n}); got {_describe(adv)}")
-    o = np.arange(n, dtype=np.int64)
-    if method == "happo":
-        if order is None:
-            raise TypeError("method 'happo' needs order, a permutation of 0..n−1")
-        o = _array("order", order, kind="int", shape=(n,), high=n)
-        if np.unique(o).size != n:
-            raise ValueError(f"order must be a permutation of 0..{n - 1}; got {o.tolist()}")
-    lo, hi = _weight_bounds(None if sync_clip is None else _scalar("sync_clip", sync_clip, 0.0, np.inf))
-    out = np.empty((N, n))
-    unused = np.zeros((1, 1))                      # inputs this method's branch never reads
-    _method_advantages_kernel(METHODS.index(method), base, unused if lr is None else lr,
-                              lo, hi, MAX_LOG_RATIO, o,
-                              unused.astype(np.int64) if acts is None else acts, tab, out)
     return out
 
 
@@ -737,6 +675,139 @@ def sequential_weights(log_ratios, order) -> np.ndarray:
 
 
 # =======================================================================================
+# The method table — every learner is one row of orthogonal choices; nothing else differs
+# =======================================================================================
+
+# Where agent i's advantage starts (the base).
+SHARED = 0           # the shared GAE advantage Â_t (E10), one critic V(s)
+COUNTERFACTUAL = 1   # COMA's A^i_C(s, a) (E7) from a joint critic Q(s, a) and π_old^i
+EXACT_OLD = 2        # the exact table A^i(a^i) under the partners' old policies (E3)
+EXACT_CURRENT = 3    # the exact table Ã^i(a^i) under their current in-update policies (E6)
+# What multiplies it (the weight), a constant in agent i's gradient.
+ONE = 0              # nothing
+PARTNERS = 1         # w^i = ∏_{j≠i} ρ^j, clipped by Config.sync_clip (E8)
+PRECEDING = 2        # M^i = ∏_{l<m} ρ^{i_l}, the agents updated before i (E9)
+# The schedule of the actor phase.
+SIMULTANEOUS = 0     # on every minibatch every agent takes one step
+SEQUENTIAL = 1       # one agent after another in a random order, K epochs each
+
+
+class Method(NamedTuple):
+    """One row of :data:`METHOD_TABLE`. The PPO clip is the same for every row: it acts on
+    the ratio chosen by ``Config.clip_ratio`` (own ρ^i or joint ∏_j ρ^j) with ``clip_eps``."""
+    base: int
+    weight: int
+    schedule: int
+
+
+#: The learners, one row each. Adding a method means adding a row (and at most one choice).
+METHOD_TABLE = {
+    #                     base            weight     schedule        equation
+    "async": Method(SHARED, ONE, SIMULTANEOUS),                   # E7 Ā^i (MAPPO)
+    "asae": Method(SHARED, PARTNERS, SIMULTANEOUS),               # E8 w^i Â
+    "happo": Method(SHARED, PRECEDING, SEQUENTIAL),               # E9 M^i Â
+    "coma": Method(COUNTERFACTUAL, ONE, SIMULTANEOUS),            # E7 A^i_C
+    "exact_sync": Method(EXACT_CURRENT, ONE, SIMULTANEOUS),       # E6 Ã^i, exact
+    "exact_async": Method(EXACT_OLD, ONE, SIMULTANEOUS),          # E3 A^i_old, exact
+}
+METHODS = tuple(METHOD_TABLE)
+
+
+@njit(cache=True)
+def _weighted_advantages(weight, lo, hi, base, log_rho, order, out):
+    """``Â^i_t = m^i_t · base[t, i]`` for every row t and agent i, with the row's weight m:
+    1 (ONE), w^i_t = ∏_{j≠i} ρ^j_t, its log clamped to [lo, hi] (PARTNERS, E8), or
+    M^{i_m}_t = ∏_{l<m} ρ^{i_l}_t over ``order`` (PRECEDING, E9). ``base`` is (N, n), or
+    (N, 1) when every agent shares Â_t; ``log_rho`` (N, n) holds log ρ^j_t."""
+    N, n = out.shape
+    if weight == PARTNERS:
+        _sync_weights_kernel(log_rho, lo, hi, out)
+    elif weight == PRECEDING:
+        _sequential_weights_kernel(log_rho, order, -MAX_LOG_RATIO, MAX_LOG_RATIO, out)
+    shared = base.shape[1] == 1
+    for t in range(N):
+        for i in range(n):
+            adv = base[t, 0] if shared else base[t, i]
+            out[t, i] = adv if weight == ONE else out[t, i] * adv
+
+
+def _exact_base(tables, actions, N: int):
+    """Exact methods' base: ``tables[i][a^i_t]`` → (N, n), from per-agent vectors."""
+    if tables is None or not hasattr(tables, "__len__") or isinstance(tables, (str, bytes)) \
+            or isinstance(tables, np.ndarray) and tables.ndim < 2:
+        raise TypeError("tables must be a sequence of per-agent advantage vectors (exact methods)")
+    vecs = [_array(f"tables[{i}]", v, ndim=1) for i, v in enumerate(tables)]
+    if not vecs or any(v.size == 0 for v in vecs):
+        raise ValueError("tables must hold one non-empty vector per agent")
+    acts = _array("actions", actions, kind="int", shape=(N, len(vecs)),
+                  high=max(v.size for v in vecs))
+    for i, v in enumerate(vecs):
+        if N and acts[:, i].max() >= v.size:
+            raise ValueError(f"actions[:, {i}] must be < {v.size} (len(tables[{i}])); "
+                             f"got {acts[:, i].max()}")
+    return np.stack([v[acts[:, i]] for i, v in enumerate(vecs)], axis=1).reshape(N, len(vecs))
+
+
+def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: float | None = 0.5,
+                      order=None, actions=None, tables=None) -> np.ndarray:
+    """The advantage each agent's clipped sub-problem (E8) uses under ``method`` → (N, n):
+    the row's base times its weight (:data:`METHOD_TABLE`), by the kernel the learners use.
+
+    ==============  ========================================  ==========================
+    method          Â^i_t                                     needs
+    ==============  ========================================  ==========================
+    ``async``       Â_t (shared; E7's asynchronous Ā^i)        advantages (N,) or (N, n)
+    ``asae``        w^i_t Â_t, w^i = ∏_{j≠i} ρ^j_t (E8),      advantages, log_ratios,
+                    clipped to [1 − sync_clip, 1 + sync_clip]  sync_clip
+    ``happo``       M^i_t Â_t, M^{i_m} = ∏_{l<m} ρ^{i_l} (E9)  advantages, log_ratios, order
+    ``coma``        the counterfactual A^i_C (E7), as given   advantages (N, n)
+    ``exact_sync``  Ã^i(a^i_t), the exact E6 table under the  tables, actions
+                    partners' *current* policies
+    ``exact_async`` A^i(a^i_t), the exact E3 table under the  tables, actions
+                    partners' *old* policies
+    ==============  ========================================  ==========================
+
+    Args:
+        method: one of :data:`METHODS`.
+        advantages: (N,) shared Â_t, or (N, n) one column per agent (COMA's A^i_C).
+        log_ratios: (N, n) current ``log ρ^j_t`` of every agent (asae, happo).
+        sync_clip: asae's weight clip c (None: no clip).
+        order: happo's update order (a permutation of 0..n−1).
+        actions: (N, n) integer actions (exact methods).
+        tables: sequence of n vectors, ``tables[i][a]`` the exact advantage of agent i's
+            action a (exact methods).
+
+    >>> method_advantages("asae", [1.0], np.log([[2.0, 1.25]]), sync_clip=None).tolist()
+    [[1.25, 2.0]]
+    >>> method_advantages("happo", [1.0], np.log([[2.0, 1.25]]), order=[1, 0]).tolist()
+    [[1.25, 1.0]]
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    row = METHOD_TABLE[method]
+    adv = _array("advantages", advantages, ndim=(1, 2))
+    N = adv.shape[0]
+    exact = row.base in (EXACT_OLD, EXACT_CURRENT)
+    if log_ratios is None and row.weight != ONE:
+        raise TypeError(f"method {method!r} needs log_ratios of shape ({N}, n)")
+    lr = None if log_ratios is None else _log_ratio_table(log_ratios, N)
+    base = _exact_base(tables, actions, N) if exact else adv[:, None] if adv.ndim == 1 else adv
+    n = lr.shape[1] if lr is not None and not exact else base.shape[1]
+    if base.shape != (N, n) and base.shape != (N, 1):
+        raise ValueError(f"advantages must have shape ({N},) or ({N}, {n}); got {_describe(adv)}")
+    o = np.arange(n, dtype=np.int64)
+    if row.weight == PRECEDING:
+        if order is None:
+            raise TypeError(f"method {method!r} needs order, a permutation of 0..n−1")
+        o = _array("order", order, kind="int", shape=(n,), high=n)
+        if np.unique(o).size != n:
+            raise ValueError(f"order must be a permutation of 0..{n - 1}; got {o.tolist()}")
+    clip = None if sync_clip is None else _scalar("sync_clip", sync_clip, 0.0, np.inf)
+    lo, hi = _weight_bounds(clip)
+    out = np.empty((N, n))
+    _weighted_advantages(row.weight, lo, hi, base, np.zeros((N, n)) if lr is None else lr, o, out)
+    return _finite("method_advantages", out)
+# =======================================================================================
 # E10 — GAE with termination and truncation:
 #       δ_t = r_t + γ(1 − term_t) V(s'_t) − V(s_t),  Â_t = δ_t + γλ(1 − done_t) Â_{t+1}
 # =======================================================================================
@@ -805,13 +876,16 @@ def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: 
 # =======================================================================================
 #
 # One training run = `iterations` × (rollout of T steps in B envs → one update). The update
-# (`_update`, jitted) is, per method:
-#   E10  Â, R = GAE(r · reward_scale, V(s), V(s'))           with V as it stands
-#   base Â (shared) | COMA's A^i_C from the Q critic | the exact E3 table (exact_async)
-#   K epochs × minibatches of one SGD step per agent on its clipped sub-problem (E8) with
-#        Â^i = method_advantages(...)  (weights from the log-ratios at that step);
-#        happo: agents one after another in a random order (E9)
-#   critics: K epochs × minibatches of SGD on ½(R − V(s))² (and ½(R − Q(s, a))², COMA)
+# (`_update`, jitted) reads top to bottom, the same for every row of METHOD_TABLE:
+#   E10     Â_t, R_t = GAE(r · reward_scale, V(s), V(s'))           with V as it stands
+#   base    Â_t | COMA's A^i_C from the Q critic (E7) | the exact table (E3; E6 per step)
+#   actors  K epochs × minibatches of one SGD step per moving agent on its clipped
+#           sub-problem (E8) with Â^i = weight × base, the weight from the log-ratios at that
+#           step; the schedule decides who moves (everyone, or one agent per turn, E9)
+#   critics K epochs × minibatches of SGD on ½(R − V(s))² (and ½(R − Q(s, a))², COMA)
+# State travels in a few named tuples: _Hyper (scalars and the method row), _Policy (the
+# actors' logits and action sizes), _Critic (V, Q), _Samples (the rollout, flat), _Exact
+# (a matrix game's exact quantities), _Log (diagnostics and the bias probe).
 # Rollouts run inside the jitted loop when the env offers transition tables
 # (`env.tables()`), else through the env's own Python `step`.
 
@@ -843,16 +917,16 @@ def _rng_permutation(state, out):
 
 
 @njit(cache=True)
-def _minibatches(rng, N, epochs, M):
-    """K epochs × M minibatches: one fresh permutation of the N rows per epoch, each split as
-    ``np.array_split`` does. Gradient step k uses rows ``order[bounds[k]:bounds[k + 1]]``."""
+def _minibatches(rng, N, epochs, n_mb):
+    """K epochs × n_mb minibatches: one fresh permutation of the N rows per epoch, each split
+    as ``np.array_split`` does. Gradient step k uses rows ``order[bounds[k]:bounds[k + 1]]``."""
     order = np.empty(epochs * N, np.int64)
-    bounds = np.zeros(epochs * M + 1, np.int64)
+    bounds = np.zeros(epochs * n_mb + 1, np.int64)
     for e in range(epochs):
         _rng_permutation(rng, order[e * N:(e + 1) * N])
-        for m in range(M):
-            k = e * M + m
-            bounds[k + 1] = bounds[k] + N // M + (1 if m < N % M else 0)
+        for m in range(n_mb):
+            k = e * n_mb + m
+            bounds[k + 1] = bounds[k] + N // n_mb + (1 if m < N % n_mb else 0)
     return order, bounds
 
 
@@ -895,49 +969,17 @@ def _new_cdf(logits):
     return np.empty(logits.shape), np.zeros(logits.shape[:2], np.bool_)
 
 
-@njit(cache=True)
-def _exact_tables(payoff, radix, n_actions, logp, v, out):
-    """out[i, k] = Σ_{a: a^i=k} ∏_{j≠i} π^j(a^j) payoff(a) − v for every agent i (E2/E3/E6).
-
-    ``payoff`` is the flat joint table (C order, strides ``radix``), ``logp`` (n, A_max) the
-    agents' log-policies. With the partners' old policies this is A^i_old (E3); with their
-    current ones Ã^i (E6), for v = V_old.
-    """
-    n = logp.shape[0]
-    out[:, :] = 0.0
-    for j in range(payoff.shape[0]):
-        for i in range(n):
-            p = 1.0
-            for l in range(n):
-                if l != i:
-                    p *= np.exp(logp[l, (j // radix[l]) % n_actions[l]])
-            out[i, (j // radix[i]) % n_actions[i]] += p * payoff[j]
-    for i in range(n):
-        for k in range(n_actions[i]):
-            out[i, k] -= v
-
-
-@njit(cache=True)
-def _joint_value_kernel(payoff, radix, n_actions, logp):
-    """E1: V = Σ_a ∏_j π^j(a^j) payoff(a) over the flat joint table."""
-    v = 0.0
-    for j in range(payoff.shape[0]):
-        p = 1.0
-        for l in range(logp.shape[0]):
-            p *= np.exp(logp[l, (j // radix[l]) % n_actions[l]])
-        v += p * payoff[j]
-    return v
-
-
 class _Hyper(NamedTuple):
-    """The scalars of :class:`Config` that the jitted update reads (built by ``_hyper``)."""
+    """The scalars of :class:`Config` and the method's row, as the jitted update reads them."""
+    base: int                # the method row (METHOD_TABLE)
+    weight: int
+    schedule: int
     gamma: float
     lam: float
     clip_eps: float          # inf: no PPO clip
     joint_clip: bool         # clip the joint ratio ∏_j ρ^j instead of the agent's own ρ^i
     w_lo: float              # log-space bounds of the asae weights (sync_clip)
     w_hi: float
-    max_log_ratio: float
     epochs: int
     minibatches: int
     lr_actor: float
@@ -945,6 +987,18 @@ class _Hyper(NamedTuple):
     entropy_coef: float
     reward_scale: float
     track_bias: bool
+
+
+class _Policy(NamedTuple):
+    """The decentralised actors: agent i's logits z^i(o, ·) and the joint-action encoding."""
+    logits: np.ndarray       # (n, n_obs, A_max); columns ≥ A_i are padding, never read
+    n_actions: np.ndarray    # (n,) A_i
+    radix: np.ndarray        # (n,) strides of the flat joint action index (C order)
+
+
+class _Critic(NamedTuple):
+    V: np.ndarray            # (n_states,) V(s)
+    Q: np.ndarray            # (n_states, J) Q(s, a) for COMA; (1, 1) otherwise
 
 
 class _Batch(NamedTuple):
@@ -958,6 +1012,23 @@ class _Batch(NamedTuple):
     next_states: np.ndarray  # (T, B) int64 s'_t (the true successor, E10)
 
 
+class _Samples(NamedTuple):
+    """The rollout as N = T·B rows, what the actor steps read."""
+    obs: np.ndarray          # (N, n) o^i_t
+    act: np.ndarray          # (N, n) a^i_t
+    joint: np.ndarray        # (N,) flat joint action index of a_t
+    old_lp: np.ndarray       # (N, n) log π_old^i(a^i_t | o^i_t)
+
+
+class _Exact(NamedTuple):
+    """A one-step matrix game's exact quantities (exact methods and the bias probe)."""
+    payoff: np.ndarray       # (J,) flat joint payoff q(a), unscaled (the probe's units)
+    payoff_s: np.ndarray     # (J,) q(a) · reward_scale (the learner's units)
+    old: np.ndarray          # (n, A_max) log π_old^i(·) at this update's start (obs 0)
+    v_old: np.ndarray        # (2,) V_old (E1) of payoff and of payoff_s
+    tables: np.ndarray       # (n, A_max) the exact table in use, E3 or E6, learner's units
+
+
 class _Work(NamedTuple):
     """Per-update memo of log-softmax rows: a (agent, observation) row is computed once per
     minibatch step (``stamp[i, o] == clock``) and shared by every sample that observes it."""
@@ -967,6 +1038,11 @@ class _Work(NamedTuple):
     clock: np.ndarray        # (1,) current minibatch step
 
 
+class _Log(NamedTuple):
+    diag: np.ndarray         # (1,) largest log ρ^i_t seen in the actor steps
+    probe: tuple             # the bias probe's accumulators (_Probe)
+
+
 def _new_batch(T, B, n):
     return _Batch(np.zeros((T, B, n), np.int64), np.zeros((T, B, n), np.int64), np.zeros((T, B)),
                   np.zeros((T, B), np.bool_), np.zeros((T, B), np.bool_),
@@ -974,17 +1050,43 @@ def _new_batch(T, B, n):
 
 
 @njit(cache=True)
-def _state_log_policies(logits, n_actions, o, out):
-    """out[i] = log π^i(·|o) for every agent (padding columns left untouched)."""
-    pi = np.empty(logits.shape[2])
-    for i in range(logits.shape[0]):
-        A = n_actions[i]
-        _log_softmax_row(logits[i, o, :A], out[i, :A], pi[:A])
+def _state_policy(pol, o, logp):
+    """logp[i] = log π^i(·|o) for every agent (padding columns left untouched)."""
+    pi = np.empty(pol.logits.shape[2])
+    for i in range(pol.logits.shape[0]):
+        A = pol.n_actions[i]
+        _log_softmax_row(pol.logits[i, o, :A], logp[i, :A], pi[:A])
 
 
 @njit(cache=True)
-def _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, work, lr, diag):
-    """lr[r, i] = log ρ^i_t for t = rows[r] and every i in agents, with log π^i_θk(·|o^i_t)
+def _exact_table(pol, ex, logp):
+    """ex.tables[i, k] = Q^i(k) − V_old in the learner's units, the partners at ``logp``:
+    A^i_old (E3) with the old policies, Ã^i (E6) with the current ones."""
+    _marginals_kernel(ex.payoff_s, pol.radix, pol.n_actions, np.exp(logp), ex.tables)
+    ex.tables[:, :] -= ex.v_old[1]
+
+
+@njit(cache=True)
+def _base_row(base, pol, q_row, j, pis, shared, tables, out):
+    """out[i] = agent i's base advantage for one sample with joint action j, by the row's
+    ``base``: SHARED → ``shared`` (Â_t); COUNTERFACTUAL → A^i_C (E7) from the joint critic
+    row ``q_row`` and π_old^i = ``pis[i]``; EXACT_* → ``tables[i, a^i]``."""
+    for i in range(out.shape[0]):
+        A = pol.n_actions[i]
+        a = _joint_action(j, i, pol.radix, pol.n_actions)
+        if base == COUNTERFACTUAL:         # Q(s, (b, a^-i)) for b = 0..A−1: a strided view
+            j0 = j - a * pol.radix[i]
+            out[i] = _counterfactual_row(q_row[j0:j0 + A * pol.radix[i]:pol.radix[i]],
+                                         pis[i, :A], a)
+        elif base == SHARED:
+            out[i] = shared
+        else:
+            out[i] = tables[i, a]
+
+
+@njit(cache=True)
+def _minibatch_logp(pol, data, rows, agents, work, log_rho, diag):
+    """log_rho[r, i] = log ρ^i_t for t = rows[r] and every i in agents, with log π^i_θk(·|o^i_t)
     and π^i_θk(·|o^i_t) left in ``work``: one softmax per (agent, observation) per minibatch
     step, shared by the ratio, the surrogate gradient and the entropy gradient."""
     work.clock[0] += 1
@@ -992,128 +1094,97 @@ def _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, work, lr,
     for r in range(rows.shape[0]):
         t = rows[r]
         for i in agents:
-            A = n_actions[i]
-            o = obs[t, i]
+            A = pol.n_actions[i]
+            o = data.obs[t, i]
             if work.stamp[i, o] != now:
-                _log_softmax_row(logits[i, o, :A], work.lp[i, o, :A], work.pi[i, o, :A])
+                _log_softmax_row(pol.logits[i, o, :A], work.lp[i, o, :A], work.pi[i, o, :A])
                 work.stamp[i, o] = now
-            lr[r, i] = work.lp[i, o, act[t, i]] - old_lp[t, i]
-            diag[0] = max(diag[0], lr[r, i])
+            log_rho[r, i] = work.lp[i, o, data.act[t, i]] - data.old_lp[t, i]
+            diag[0] = max(diag[0], log_rho[r, i])
 
 
 @njit(cache=True)
-def _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv, scale):
-    """One SGD ascent step of agent i's sub-problem (E8) on the minibatch ``rows``, from the
-    log-policies in ``work`` and log ratios ``lr`` computed before any agent moved."""
-    A = n_actions[i]
+def _actor_step(i, hp, pol, data, rows, work, log_rho, adv):
+    """One SGD ascent step of agent i's sub-problem (E8) on the minibatch ``rows`` (mean
+    gradient), from the log-policies in ``work`` and the log-ratios before anyone moved."""
+    A = pol.n_actions[i]
     g = np.empty(A)
+    scale = hp.lr_actor / rows.shape[0]
     for r in range(rows.shape[0]):
         t = rows[r]
-        log_x = lr[r, i]
+        log_x = log_rho[r, i]
         if hp.joint_clip:                                      # x = ∏_j ρ^j
             log_x = 0.0
-            for j in range(lr.shape[1]):
-                log_x += lr[r, j]
-        o = obs[t, i]
-        _policy_grad_row(work.lp[i, o, :A], work.pi[i, o, :A], act[t, i], lr[r, i], log_x,
-                         adv[r, i], hp.clip_eps, hp.entropy_coef, hp.max_log_ratio, g)
-        z = logits[i, o]
+            for j in range(log_rho.shape[1]):
+                log_x += log_rho[r, j]
+        o = data.obs[t, i]
+        _policy_grad_row(work.lp[i, o, :A], work.pi[i, o, :A], data.act[t, i], log_rho[r, i],
+                         log_x, adv[r, i], hp.clip_eps, hp.entropy_coef, MAX_LOG_RATIO, g)
+        z = pol.logits[i, o]
         for k in range(A):
             z[k] += scale * g[k]
 
 
 @njit(cache=True)
-def _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, tables, radix,
-                         payoff, payoff_s, v_old, v_old_s, old0, rng, diag, probe, work):
-    """async / asae / coma / exact_sync / exact_async: on every minibatch every agent takes
-    one step, all with advantages from the log ratios before any of them moved."""
+def _actors(hp, pol, ex, data, base, rng, log, work):
+    """The actor phase (E8/E9). SIMULTANEOUS: one turn in which every agent steps on every
+    minibatch. SEQUENTIAL: n turns in a random order, one agent moving per turn, its
+    partners' log-ratios fixed at their values after their own turns. On each step, Â^i =
+    weight × base from the log-ratios as they stand before anyone steps (E8)."""
     N, n = base.shape
-    A_max = logits.shape[2]
-    M = hp.minibatches
-    size_max = N // M + (1 if N % M else 0)
-    lr = np.empty((size_max, n))
-    base_mb = np.empty((size_max, n))
-    act_mb = np.empty((size_max, n), np.int64)
-    adv = np.empty((size_max, n))
-    cur0 = np.zeros((n, A_max))
-    agents = np.arange(n)
-    steps, bounds = _minibatches(rng, N, hp.epochs, M)
-    for k in range(bounds.shape[0] - 1):
-        rows = steps[bounds[k]:bounds[k + 1]]
-        size = rows.shape[0]
-        _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, agents, work, lr, diag)
-        for r in range(size):
-            for i in range(n):
-                base_mb[r, i] = base[rows[r], i]
-                act_mb[r, i] = act[rows[r], i]
-        if method == 4 or hp.track_bias:
-            _state_log_policies(logits, n_actions, 0, cur0)
-        if method == 4:                                     # E6 under the current partners
-            _exact_tables(payoff_s, radix, n_actions, cur0, v_old_s, tables)
-        _method_advantages_kernel(method, base_mb[:size], lr[:size], hp.w_lo, hp.w_hi,
-                                  hp.max_log_ratio, agents, act_mb[:size], tables, adv[:size])
-        if hp.track_bias:
-            for i in range(n):
-                _probe_record(method, i, hp, cur0, old0, payoff, radix, n_actions, v_old,
-                              agents, probe)
-        for i in range(n):
-            _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv,
-                        hp.lr_actor / size)
-
-
-@njit(cache=True)
-def _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, radix, payoff,
-                       v_old, old0, rng, diag, probe, work):
-    """happo (E9): agents update one after another in a random order; agent i_m's advantage
-    is M^{i_m} Â with M from the already-updated agents' ratios, fixed during its turn."""
-    N, n = base.shape
-    A_max = logits.shape[2]
-    M = hp.minibatches
-    size_max = N // M + (1 if N % M else 0)
-    order = np.empty(n, np.int64)
-    _rng_permutation(rng, order)
+    n_mb = hp.minibatches
+    size_max = N // n_mb + (1 if N % n_mb else 0)
+    order = np.arange(n)
+    if hp.schedule == SEQUENTIAL:
+        _rng_permutation(rng, order)
+    turns = n if hp.schedule == SEQUENTIAL else 1
     all_rows = np.arange(N)
-    agents = np.arange(n)
-    lr_all = np.zeros((N, n))               # log ρ^j_t: exactly 0 until agent j has had its turn
-    adv_all = np.empty((N, n))
-    lr = np.empty((size_max, n))
+    log_rho_all = np.zeros((N, n))        # log ρ^j_t of the agents that are not moving
+    log_rho = np.empty((size_max, n))
+    base_mb = np.empty((size_max, n))
     adv = np.empty((size_max, n))
-    cur0 = np.zeros((n, A_max))
-    for m in range(n):
-        i = order[m]
-        if m > 0:                           # only the agent that has just moved changed
-            done = order[m - 1]
-            _minibatch_logp(logits, n_actions, obs, act, old_lp, all_rows, agents[done:done + 1],
-                            work, lr_all, diag)
-        _method_advantages_kernel(2, base, lr_all, hp.w_lo, hp.w_hi, hp.max_log_ratio, order,
-                                  act, tables, adv_all)             # M^i Â (E9)
-        me = agents[i:i + 1]
-        steps, bounds = _minibatches(rng, N, hp.epochs, M)
+    cur = np.zeros(ex.old.shape)           # log π^i(·) at obs 0 now (exact tables, probe)
+    for turn in range(turns):
+        movers = order if turns == 1 else order[turn:turn + 1]
+        if turn > 0:                       # the agent of the previous turn has moved
+            _minibatch_logp(pol, data, all_rows, order[turn - 1:turn], work, log_rho_all,
+                            log.diag)
+        steps, bounds = _minibatches(rng, N, hp.epochs, n_mb)
         for k in range(bounds.shape[0] - 1):
             rows = steps[bounds[k]:bounds[k + 1]]
-            for r in range(rows.shape[0]):
-                adv[r, i] = adv_all[rows[r], i]
-                for j in range(n):
-                    if j != i:
-                        lr[r, j] = lr_all[rows[r], j]          # partners: fixed this turn
-            _minibatch_logp(logits, n_actions, obs, act, old_lp, rows, me, work, lr, diag)  # own
-            if hp.track_bias:
-                _state_log_policies(logits, n_actions, 0, cur0)
-                _probe_record(2, i, hp, cur0, old0, payoff, radix, n_actions, v_old, order, probe)
-            _actor_step(i, hp, logits, n_actions, obs, act, rows, work, lr, adv,
-                        hp.lr_actor / rows.shape[0])
+            size = rows.shape[0]
+            for r in range(size):
+                log_rho[r] = log_rho_all[rows[r]]
+            _minibatch_logp(pol, data, rows, movers, work, log_rho, log.diag)
+            if hp.base == EXACT_CURRENT or hp.track_bias:
+                _state_policy(pol, 0, cur)
+            if hp.base == EXACT_CURRENT:   # E6: Ã^i under the partners as they are now
+                _exact_table(pol, ex, cur)
+            for r in range(size):
+                if hp.base == EXACT_CURRENT:
+                    _base_row(hp.base, pol, ex.payoff, data.joint[rows[r]], cur, 0.0, ex.tables,
+                              base_mb[r])
+                else:
+                    base_mb[r] = base[rows[r]]
+            _weighted_advantages(hp.weight, hp.w_lo, hp.w_hi, base_mb[:size], log_rho[:size],
+                                 order, adv[:size])
+            for i in movers:
+                if hp.track_bias:
+                    _probe_record(i, hp, pol, cur, ex, order, log.probe)
+            for i in movers:
+                _actor_step(i, hp, pol, data, rows, work, log_rho, adv)
 
 
 @njit(cache=True)
-def _critic_step(hp, V, Q, states, joint, ret, rng):
-    """K epochs × minibatches of SGD on ½(R_t − V(s_t))² (and ½(R_t − Q(s_t, a_t))², COMA;
-    Q has one column when unused), each a step on the minibatch mean."""
+def _critic_step(hp, critic, states, joint, ret, rng):
+    """K epochs × minibatches of SGD on ½(R_t − V(s_t))² (and ½(R_t − Q(s_t, a_t))² when the
+    base is COUNTERFACTUAL), each a step on the minibatch mean."""
+    V, Q = critic.V, critic.Q
     N = ret.shape[0]
-    M = hp.minibatches
-    coma = Q.shape[1] > 1
+    coma = hp.base == COUNTERFACTUAL
     dv = np.empty(N)
     dq = np.empty(N)
-    steps, bounds = _minibatches(rng, N, hp.epochs, M)
+    steps, bounds = _minibatches(rng, N, hp.epochs, hp.minibatches)
     for k in range(bounds.shape[0] - 1):
         rows = steps[bounds[k]:bounds[k + 1]]
         scale = hp.lr_critic / rows.shape[0]
@@ -1130,11 +1201,25 @@ def _critic_step(hp, V, Q, states, joint, ret, rng):
 
 
 @njit(cache=True)
-def _update(method, hp, logits, n_actions, V, Q, batch, radix, payoff, payoff_s, rng, diag, probe):
-    """One update on one rollout (see the learner banner above); returns 0, or the code of
-    the first table that is no longer finite: 1 V, 2 Q, 10 + i agent i's logits."""
+def _first_non_finite(pol, critic):
+    """0 if every table is finite, else the code of the first that is not: 1 V, 2 Q,
+    10 + i agent i's logits."""
+    for i in range(pol.logits.shape[0]):
+        for o in range(pol.logits.shape[1]):
+            for k in range(pol.n_actions[i]):
+                if not np.isfinite(pol.logits[i, o, k]):
+                    return 10 + i
+    if not np.all(np.isfinite(critic.V)):
+        return 1
+    return 0 if np.all(np.isfinite(critic.Q)) else 2
+
+
+@njit(cache=True)
+def _update(hp, pol, critic, ex, batch, rng, log):
+    """One update on one rollout (the banner above); returns 0, or the code of the first
+    table that is no longer finite (:func:`_first_non_finite`)."""
     T, B = batch.rew.shape
-    n, _, A_max = logits.shape
+    n, n_obs, A_max = pol.logits.shape
     N = T * B
     r = np.empty((T, B))
     v = np.empty((T, B))
@@ -1142,148 +1227,129 @@ def _update(method, hp, logits, n_actions, V, Q, batch, radix, payoff, payoff_s,
     for t in range(T):
         for b in range(B):
             r[t, b] = batch.rew[t, b] * hp.reward_scale
-            v[t, b] = V[batch.states[t, b]]
-            nv[t, b] = V[batch.next_states[t, b]]
+            v[t, b] = critic.V[batch.states[t, b]]
+            nv[t, b] = critic.V[batch.next_states[t, b]]
     adv = np.empty((T, B))
     ret = np.empty((T, B))
     _gae_kernel(r, v, nv, batch.term, batch.trunc, hp.gamma, hp.lam, adv, ret)   # E10
-    obs = batch.obs.reshape(N, n)
-    act = batch.act.reshape(N, n)
-    states = batch.states.reshape(N)
     adv = adv.reshape(N)
     ret = ret.reshape(N)
+    states = batch.states.reshape(N)
+    obs = batch.obs.reshape(N, n)
+    act = batch.act.reshape(N, n)
     joint = np.zeros(N, np.int64)
-    old_lp = np.empty((N, n))
-    base = np.empty((N, n))
-    n_obs = logits.shape[1]
+    for t in range(N):
+        for i in range(n):
+            joint[t] += act[t, i] * pol.radix[i]
     work = _Work(np.empty((n, n_obs, A_max)), np.empty((n, n_obs, A_max)),
                  np.zeros((n, n_obs), np.int64), np.zeros(1, np.int64))
+    old_lp = np.empty((N, n))                                   # log π_old(a^i_t), π_old in work
+    _minibatch_logp(pol, _Samples(obs, act, joint, np.zeros((N, n))), np.arange(N), np.arange(n),
+                    work, old_lp, np.zeros(1))
+    data = _Samples(obs, act, joint, old_lp)
+    if hp.base in (EXACT_OLD, EXACT_CURRENT) or hp.track_bias:  # matrix games: obs 0
+        _state_policy(pol, 0, ex.old)
+        ex.v_old[0] = _marginals_kernel(ex.payoff, pol.radix, pol.n_actions, np.exp(ex.old),
+                                        ex.tables)
+        ex.v_old[1] = _marginals_kernel(ex.payoff_s, pol.radix, pol.n_actions, np.exp(ex.old),
+                                        ex.tables)
+        _exact_table(pol, ex, ex.old)                           # A^i_old (E3)
+    base = np.empty((N, n))
+    pis = np.empty((n, A_max))
     for t in range(N):
-        for i in range(n):
-            joint[t] += act[t, i] * radix[i]
-    _minibatch_logp(logits, n_actions, obs, act, np.zeros((N, n)), np.arange(N), np.arange(n),
-                    work, old_lp, np.zeros(1))                           # log π_old(a^i_t)
-    for t in range(N):
-        for i in range(n):
-            if method == 3:                   # COMA (E7): Q(s,a) − Σ_b π_old^i(b) Q(s,(b,a^-i))
-                o = obs[t, i]
-                cf = Q[states[t], joint[t]]
-                for bb in range(n_actions[i]):
-                    cf -= work.pi[i, o, bb] * Q[states[t], joint[t] + (bb - act[t, i]) * radix[i]]
-                base[t, i] = cf
-            else:
-                base[t, i] = adv[t]           # the shared Â_t
-    exact = method == 4 or method == 5
-    old0 = np.zeros((n, A_max))
-    tables = np.zeros((n, A_max))
-    v_old = 0.0
-    v_old_s = 0.0
-    if exact or hp.track_bias:                # one-step matrix games: one state, obs 0
-        _state_log_policies(logits, n_actions, 0, old0)
-        v_old = _joint_value_kernel(payoff, radix, n_actions, old0)
-        v_old_s = _joint_value_kernel(payoff_s, radix, n_actions, old0)
-    if method == 5:                           # exact_async: A^i under the old partners (E3)
-        _exact_tables(payoff_s, radix, n_actions, old0, v_old_s, tables)
-    if method == 2:
-        _actors_sequential(hp, logits, n_actions, obs, act, old_lp, base, tables, radix, payoff,
-                           v_old, old0, rng, diag, probe, work)
-    else:
-        _actors_simultaneous(method, hp, logits, n_actions, obs, act, old_lp, base, tables, radix,
-                             payoff, payoff_s, v_old, v_old_s, old0, rng, diag, probe, work)
+        if hp.base == COUNTERFACTUAL:
+            for i in range(n):
+                pis[i] = work.pi[i, obs[t, i]]
+        _base_row(hp.base, pol, critic.Q[states[t]], joint[t], pis, adv[t], ex.tables, base[t])
+    _actors(hp, pol, ex, data, base, rng, log, work)
     if hp.track_bias:
-        new0 = np.zeros((n, A_max))
-        _state_log_policies(logits, n_actions, 0, new0)
-        _probe_finish(hp, new0, old0, payoff, radix, n_actions, v_old, probe)
-    _critic_step(hp, V, Q, states, joint, ret, rng)
-    for i in range(n):                        # guard: never go on from a non-finite table
-        for o in range(logits.shape[1]):
-            for k in range(n_actions[i]):
-                if not np.isfinite(logits[i, o, k]):
-                    return 10 + i
-    for s in range(V.shape[0]):
-        if not np.isfinite(V[s]):
-            return 1
-    for s in range(Q.shape[0]):
-        for j in range(Q.shape[1]):
-            if not np.isfinite(Q[s, j]):
-                return 2
-    return 0
+        new = np.zeros((n, A_max))
+        _state_policy(pol, 0, new)
+        _probe_finish(hp, pol, new, ex, log.probe)
+    _critic_step(hp, critic, states, joint, ret, rng)
+    return _first_non_finite(pol, critic)
+
+
+class _EnvTables(NamedTuple):
+    """An env's transition tables (the ``env.tables()`` protocol), checked."""
+    next_state: np.ndarray   # (n_states, J) int64
+    reward: np.ndarray       # (n_states, J) float64
+    terminated: np.ndarray   # (n_states, J) bool
+    obs: np.ndarray          # (n_states, n) int64
+    start_state: int
+    time_limit: int
+
+
+class _Record(NamedTuple):
+    """What a jitted run fills: the rollout scratch, the curve and the recorded policies."""
+    batch: tuple             # _Batch
+    curve: np.ndarray        # (I,) mean return of the episodes that ended in each rollout
+    policy_log: np.ndarray   # (I + 1, n, n_obs, A_max) if record_policies, else (1, …)
 
 
 @njit(cache=True)
-def _rollout_tables(next_state, reward, terminated, obs_table, start, time_limit, radix, logits,
-                    n_actions, state, t_ep, ep_ret, rng, batch):
-    """T steps of B envs from the env's transition tables (the ``env.tables()`` protocol),
-    sampling with the current policies. Returns (Σ returns, count) of episodes that ended."""
+def _rollout_tables(tab, pol, state, t_ep, ep_ret, rng, batch):
+    """T steps of B envs from the env's transition tables, sampling with the current
+    policies. Returns (Σ returns, count) of the episodes that ended."""
     T, B = batch.rew.shape
-    n = logits.shape[0]
+    n = pol.logits.shape[0]
     obs = np.empty((B, n), np.int64)
     act = np.empty((B, n), np.int64)
-    cdf = np.empty(logits.shape)                     # the policies are fixed during a rollout
-    ready = np.zeros(logits.shape[:2], np.bool_)
+    cdf, ready = np.empty(pol.logits.shape), np.zeros(pol.logits.shape[:2], np.bool_)
     ended_sum = 0.0
     ended = 0
     for t in range(T):
         for b in range(B):
             for i in range(n):
-                obs[b, i] = obs_table[state[b], i]
-        _sample_actions(logits, n_actions, obs, rng, act, cdf, ready)
+                obs[b, i] = tab.obs[state[b], i]
+        _sample_actions(pol.logits, pol.n_actions, obs, rng, act, cdf, ready)
         for b in range(B):
             s = state[b]
             j = 0
             for i in range(n):
-                j += act[b, i] * radix[i]
+                j += act[b, i] * pol.radix[i]
                 batch.obs[t, b, i] = obs[b, i]
                 batch.act[t, b, i] = act[b, i]
-            s2 = next_state[s, j]
-            r = reward[s, j]
-            term = terminated[s, j]
-            trunc = (not term) and t_ep[b] + 1 >= time_limit
+            term = tab.terminated[s, j]
+            trunc = (not term) and t_ep[b] + 1 >= tab.time_limit
             batch.states[t, b] = s
-            batch.next_states[t, b] = s2                     # V(s'_t): the true successor
-            batch.rew[t, b] = r
+            batch.next_states[t, b] = tab.next_state[s, j]      # V(s'_t): the true successor
+            batch.rew[t, b] = tab.reward[s, j]
             batch.term[t, b] = term
             batch.trunc[t, b] = trunc
-            ep_ret[b] += r
+            ep_ret[b] += tab.reward[s, j]
             if term or trunc:
                 ended_sum += ep_ret[b]
                 ended += 1
                 ep_ret[b] = 0.0
-                state[b] = start
+                state[b] = tab.start_state
                 t_ep[b] = 0
             else:
-                state[b] = s2
+                state[b] = tab.next_state[s, j]
                 t_ep[b] += 1
     return ended_sum, ended
 
 
 @njit(cache=True)
-def _train_tables(method, hp, logits, n_actions, V, Q, next_state, reward, terminated, obs_table,
-                  start, time_limit, radix, payoff, payoff_s, rng, diag, probe, batch, curve,
-                  policy_log):
+def _train_tables(hp, pol, critic, ex, tab, rng, log, rec):
     """The whole training run for an env with transition tables: every iteration a rollout
     and an update, in one call. Returns (iteration, code) of a guard failure, or (−1, 0)."""
-    B = batch.rew.shape[1]
-    state = np.full(B, start, np.int64)
+    B = rec.batch.rew.shape[1]
+    state = np.full(B, tab.start_state, np.int64)
     t_ep = np.zeros(B, np.int64)
     ep_ret = np.zeros(B)
-    record = policy_log.shape[0] > 1
+    record = rec.policy_log.shape[0] > 1
     if record:
-        policy_log[0] = logits
-    for it in range(curve.shape[0]):
-        total, ended = _rollout_tables(next_state, reward, terminated, obs_table, start,
-                                       time_limit, radix, logits, n_actions, state, t_ep, ep_ret,
-                                       rng, batch)
-        curve[it] = total / ended if ended > 0 else np.nan
-        code = _update(method, hp, logits, n_actions, V, Q, batch, radix, payoff, payoff_s, rng,
-                       diag, probe)
+        rec.policy_log[0] = pol.logits
+    for it in range(rec.curve.shape[0]):
+        total, ended = _rollout_tables(tab, pol, state, t_ep, ep_ret, rng, rec.batch)
+        rec.curve[it] = total / ended if ended > 0 else np.nan
+        code = _update(hp, pol, critic, ex, rec.batch, rng, log)
         if code != 0:
             return it, code
         if record:
-            policy_log[it + 1] = logits
+            rec.policy_log[it + 1] = pol.logits
     return -1, 0
-
-
 #: ``train`` refuses a run whose tables (logits, critics, transition tables, recorded
 #: policies) would need more than this many bytes, rather than exhausting memory.
 MAX_TABLE_BYTES = 2 ** 30
@@ -1507,14 +1573,14 @@ def _check_tables(tab, n, n_actions, n_states, n_obs):
         raise ValueError(f"env.tables().start_state must be < n_states ({n_states}); got {start}")
     limit = _integer("env.tables().time_limit", tab.time_limit, 1)
     # Private writable copies: one compiled signature for every env, and nothing shared.
-    return nxt.copy(), rew.copy(), np.array(term), obs.copy(), start, limit
+    return _EnvTables(nxt.copy(), rew.copy(), np.array(term), obs.copy(), start, limit)
 
 
-def _hyper(cfg: Config) -> _Hyper:
+def _hyper(cfg: Config, method: str) -> _Hyper:
     lo, hi = _weight_bounds(cfg.sync_clip)
-    return _Hyper(float(cfg.gamma), float(cfg.lam),
+    return _Hyper(*METHOD_TABLE[method], float(cfg.gamma), float(cfg.lam),
                   np.inf if cfg.clip_eps is None else float(cfg.clip_eps),
-                  cfg.clip_ratio == "joint", float(lo), float(hi), MAX_LOG_RATIO, int(cfg.epochs),
+                  cfg.clip_ratio == "joint", float(lo), float(hi), int(cfg.epochs),
                   int(cfg.minibatches), float(cfg.lr_actor), float(cfg.lr_critic),
                   float(cfg.entropy_coef), float(cfg.reward_scale), bool(cfg.track_bias))
 
@@ -1546,7 +1612,7 @@ def _initial_logits(cfg: Config, n_obs: int, n_actions) -> np.ndarray:
 def _memory_estimate(cfg, method, n, n_actions, n_states, n_obs, has_tables) -> int:
     J = int(np.prod(n_actions))
     b = n * n_obs * int(max(n_actions)) * 8 * (1 + (cfg.iterations + 1) * cfg.record_policies)
-    b += n_states * 8 + (n_states * J * 8 if method == "coma" else 0)
+    b += n_states * 8 + (n_states * J * 8 if METHOD_TABLE[method].base == COUNTERFACTUAL else 0)
     return b + (n_states * J * 17 if has_tables else 0)
 
 
@@ -1565,7 +1631,7 @@ def _check_train_args(env, method, config):
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     n, n_actions, n_states, n_obs = _check_env(env)
     payoff = None
-    if method in ("exact_sync", "exact_async") or cfg.track_bias:
+    if METHOD_TABLE[method].base in (EXACT_OLD, EXACT_CURRENT) or cfg.track_bias:
         payoff = getattr(env, "payoff", None)
         if payoff is None or n_states != 1 or n_obs != 1:
             raise ValueError(f"method {method!r} / track_bias need a one-step matrix game "
@@ -1579,6 +1645,36 @@ def _check_train_args(env, method, config):
                          f"{n_obs} observations, {int(np.prod(n_actions))} joint actions); "
                          f"train refuses more than MAX_TABLE_BYTES = {MAX_TABLE_BYTES / 2**30:.0f} GiB")
     return cfg, n, n_actions, n_states, n_obs, payoff
+
+
+class _Learner(NamedTuple):
+    """Everything a run carries, built by :func:`_setup`."""
+    hp: _Hyper
+    pol: _Policy
+    critic: _Critic
+    ex: _Exact
+    rng: np.ndarray          # (1,) uint64 SplitMix64 state
+    log: _Log
+    rec: _Record
+
+
+def _setup(env, method: str, config) -> tuple[Config, _Learner]:
+    """Check the arguments and build a run's initial state (what :func:`train` starts from)."""
+    cfg, n, n_actions, n_states, n_obs, payoff = _check_train_args(env, method, config)
+    hp = _hyper(cfg, method)
+    logits = _initial_logits(cfg, n_obs, n_actions)
+    J = int(np.prod(n_actions))
+    q = np.zeros(1) if payoff is None else payoff.ravel().copy()
+    A_max = logits.shape[2]
+    probe = _new_probe(cfg.epochs * cfg.minibatches * n if cfg.track_bias else 1, n, A_max)
+    return cfg, _Learner(
+        hp, _Policy(logits, n_actions, _radix(n_actions)),
+        _Critic(np.zeros(n_states), np.zeros((n_states, J) if hp.base == COUNTERFACTUAL
+                                             else (1, 1))),
+        _Exact(q, q * cfg.reward_scale, np.zeros((n, A_max)), np.zeros(2), np.zeros((n, A_max))),
+        _rng(cfg.seed), _Log(np.zeros(1), probe),
+        _Record(_new_batch(cfg.rollout_len, cfg.n_envs, n), np.full(cfg.iterations, np.nan),
+                np.zeros((cfg.iterations + 1 if cfg.record_policies else 1,) + logits.shape)))
 
 
 def train(env, method: str, config: Config | None = None) -> TrainResult:
@@ -1602,56 +1698,41 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
     Raises ``FloatingPointError`` if a table stops being finite.
     """
     t0 = time.perf_counter()
-    cfg, n, n_actions, n_states, n_obs, payoff = _check_train_args(env, method, config)
-    code_m = METHODS.index(method)
-    hp = _hyper(cfg)
-    logits = _initial_logits(cfg, n_obs, n_actions)
-    V = np.zeros(n_states)
-    J = int(np.prod(n_actions))
-    Q = np.zeros((n_states, J) if method == "coma" else (1, 1))
-    radix = np.array([int(np.prod(n_actions[i + 1:])) for i in range(n)], np.int64)
-    payoff_flat = np.zeros(1) if payoff is None else payoff.ravel().copy()
-    payoff_s = payoff_flat * cfg.reward_scale
-    rng = _rng(cfg.seed)
-    diag = np.zeros(1)
-    A_max = logits.shape[2]
-    probe = _new_probe(cfg.epochs * cfg.minibatches * n if cfg.track_bias else 1, n, A_max)
+    cfg, (hp, pol, critic, ex, rng, log, rec) = _setup(env, method, config)
+    logits, n_actions = pol.logits, pol.n_actions
+    n, n_obs, n_states = len(n_actions), logits.shape[1], critic.V.shape[0]
     B, T, I = cfg.n_envs, cfg.rollout_len, cfg.iterations
-    batch = _new_batch(T, B, n)
-    curve = np.full(I, np.nan)
-    policy_log = np.zeros((I + 1 if cfg.record_policies else 1,) + logits.shape)
     if hasattr(env, "tables"):
-        nxt, rew, term, obs_t, start, limit = _check_tables(env.tables(), n, n_actions, n_states, n_obs)
-        it, code = _train_tables(code_m, hp, logits, n_actions, V, Q, nxt, rew, term, obs_t, start,
-                                 limit, radix, payoff_flat, payoff_s, rng, diag, probe, batch, curve,
-                                 policy_log)
+        tab = _check_tables(env.tables(), n, n_actions, n_states, n_obs)
+        it, code = _train_tables(hp, pol, critic, ex, tab, rng, log, rec)
         if code:
             _raise_guard(it, code)
     else:
+        batch = rec.batch
         obs, state = _check_reset(env, env.reset(B, seed=cfg.seed), B, n, n_obs, n_states)
         ep_ret = np.zeros(B)
         act = np.empty((B, n), np.int64)
-        policy_log[0] = logits
+        rec.policy_log[0] = logits
         for it in range(I):
             ended = []
             for t in range(T):
                 batch.obs[t], batch.states[t] = obs, state
                 _sample_actions(logits, n_actions, obs, rng, act, *_new_cdf(logits))
                 batch.act[t] = act
-                obs, state, r, te, tr, final = _check_step(env.step(act.copy()), B, n, n_obs, n_states)
+                obs, state, r, te, tr, final = _check_step(env.step(act.copy()), B, n, n_obs,
+                                                           n_states)
                 done = te | tr
                 batch.rew[t], batch.term[t], batch.trunc[t] = r, te, tr
                 batch.next_states[t] = np.where(done, final, state)     # V(s'_t), E10
                 ep_ret += r
                 ended.extend(ep_ret[done].tolist())
                 ep_ret[done] = 0.0
-            curve[it] = sum(ended) / len(ended) if ended else np.nan
-            code = _update(code_m, hp, logits, n_actions, V, Q, batch, radix, payoff_flat, payoff_s,
-                           rng, diag, probe)
+            rec.curve[it] = sum(ended) / len(ended) if ended else np.nan
+            code = _update(hp, pol, critic, ex, batch, rng, log)
             if code:
                 _raise_guard(it, code)
             if cfg.record_policies:
-                policy_log[it + 1] = logits
+                rec.policy_log[it + 1] = logits
     tables = [logits[i, :, :k].copy() for i, k in enumerate(n_actions)]
     seed_eval = int(_rng_next(rng) >> np.uint64(33))
     greedy = evaluate(env, tables, cfg.eval_episodes, True, seed_eval)
@@ -1659,15 +1740,16 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
     optimum = getattr(env, "optimum", np.inf)
     policies = None
     if cfg.record_policies:
-        policies = [[softmax(p[i, :, :k]) for i, k in enumerate(n_actions)] for p in policy_log]
+        policies = [[softmax(p[i, :, :k]) for i, k in enumerate(n_actions)]
+                    for p in rec.policy_log]
     return TrainResult(
         method=method, iterations=np.arange(1, I + 1), env_steps=np.arange(1, I + 1) * B * T,
-        mean_return=curve, greedy_return=greedy, stochastic_return=stochastic,
+        mean_return=rec.curve, greedy_return=greedy, stochastic_return=stochastic,
         greedy_optimal=bool(greedy >= optimum - 1e-6), wall_time=time.perf_counter() - t0,
-        logits=tables, values=V, policies=policies,
-        bias=_probe_summary(probe) if cfg.track_bias else None,
+        logits=tables, values=critic.V, policies=policies,
+        bias=_probe_summary(log.probe) if cfg.track_bias else None,
         diagnostics=dict(max_abs_logit=float(max(np.abs(z).max() for z in tables)),
-                         max_ratio=float(np.exp(min(diag[0], MAX_LOG_RATIO)))))
+                         max_ratio=float(np.exp(min(log.diag[0], MAX_LOG_RATIO)))))
 
 
 def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0) -> float:
@@ -1722,7 +1804,7 @@ class _Probe(NamedTuple):
     agent: np.ndarray        # (P,) agent of each pending record of this update
     used: np.ndarray         # (P, A_max) E_{a^-i~π_old^-i}[Â^i | a^i] the method used
     grad: np.ndarray         # (P, A_max) E_{a~π_old}[∇_{z^i} objective] with those advantages
-    grad_async: np.ndarray   # (P, A_max) the same with ω = 1 (A_old)
+    grad_async: np.ndarray   # (P, A_max) the same with weight 1 and base A_old
     logp: np.ndarray         # (P, n, A_max) the current log-policies at that step
     count: np.ndarray        # (1,) pending records
 
@@ -1734,74 +1816,60 @@ def _new_probe(records, n, A_max):
 
 
 @njit(cache=True)
-def _partner_prob(logp, n_actions, radix, j, i):
-    """π^{-i}(a^{-i}) = ∏_{l≠i} π^l(a^l) of the joint action with flat index j."""
-    p = 1.0
-    for l in range(logp.shape[0]):
-        if l != i:
-            p *= np.exp(logp[l, (j // radix[l]) % n_actions[l]])
-    return p
-
-
-@njit(cache=True)
-def _probe_grad(hp, cur, old, n_actions, radix, i, adv_of_joint, out):
+def _probe_grad(hp, pol, cur, old, pi_old, i, adv_of_joint, out):
     """out = E_{a~π_old}[∇_{z^i} of agent i's clipped objective] with advantage
-    adv_of_joint[j] at joint action j — the PPO clip's indicator evaluated per joint action."""
-    A = n_actions[i]
-    n = cur.shape[0]
+    adv_of_joint[j] at joint action j — the PPO clip's indicator evaluated per joint action
+    (``old``: log π_old, ``pi_old`` = exp(old))."""
+    A = pol.n_actions[i]
     row = np.empty(A)
     pi = np.exp(cur[i, :A])
     out[:A] = 0.0
     for j in range(adv_of_joint.shape[0]):
-        a = (j // radix[i]) % A
+        a = _joint_action(j, i, pol.radix, pol.n_actions)
         log_rho = cur[i, a] - old[i, a]
         log_x = log_rho
         if hp.joint_clip:
             log_x = 0.0
-            for l in range(n):
-                al = (j // radix[l]) % n_actions[l]
+            for l in range(cur.shape[0]):
+                al = _joint_action(j, l, pol.radix, pol.n_actions)
                 log_x += cur[l, al] - old[l, al]
-        p = _partner_prob(old, n_actions, radix, j, i) * np.exp(old[i, a])
+        p = _joint_prob(pi_old, pol.radix, pol.n_actions, j, i) * pi_old[i, a]
         _policy_grad_row(cur[i, :A], pi, a, log_rho, log_x, adv_of_joint[j], hp.clip_eps, 0.0,
-                         hp.max_log_ratio, row)
+                         MAX_LOG_RATIO, row)
         for k in range(A):
             out[k] += p * row[k]
 
 
 @njit(cache=True)
-def _probe_record(method, i, hp, cur, old, payoff, radix, n_actions, v_old, order, probe):
+def _probe_record(i, hp, pol, cur, ex, order, probe):
     """Record, for agent i at this gradient step, the exact expectation of the advantage the
     method uses given a^i, its second moment, and the expected gradient reaching z^i.
 
-    The method's advantage over every joint action a comes from the same
-    :func:`_method_advantages_kernel` as training, fed the exact A_old(a) = payoff(a) − V_old
-    (COMA: the exact counterfactual with Q = payoff) and the current log ratios.
+    The method's advantage over every joint action a comes from the same :func:`_base_row`
+    and :func:`_weighted_advantages` as training, fed the exact A_old(a) = q(a) − V_old (COMA:
+    the exact counterfactual with Q = q; exact methods: the exact tables) and the current
+    log-ratios.
     """
-    J = payoff.shape[0]
+    J = ex.payoff.shape[0]
     n, A_max = cur.shape
-    log_ratios = np.empty((J, n))
-    acts = np.empty((J, n), np.int64)
-    base = np.empty((J, n))
-    for j in range(J):
-        for l in range(n):
-            a = (j // radix[l]) % n_actions[l]
-            acts[j, l] = a
-            log_ratios[j, l] = cur[l, a] - old[l, a]
-            if method == 3:                       # COMA: Q(a) − Σ_b π_old^l(b) Q(b, a^-l)
-                cf = payoff[j]
-                for b in range(n_actions[l]):
-                    cf -= np.exp(old[l, b]) * payoff[j + (b - a) * radix[l]]
-                base[j, l] = cf
-            else:
-                base[j, l] = payoff[j] - v_old
+    v_old = ex.v_old[0]
+    pi_old = np.exp(ex.old)
     tables = np.zeros((n, A_max))
-    if method == 4:
-        _exact_tables(payoff, radix, n_actions, cur, v_old, tables)
-    elif method == 5:
-        _exact_tables(payoff, radix, n_actions, old, v_old, tables)
+    if hp.base == EXACT_CURRENT or hp.base == EXACT_OLD:
+        _marginals_kernel(ex.payoff, pol.radix, pol.n_actions,
+                          np.exp(cur) if hp.base == EXACT_CURRENT else pi_old, tables)
+        tables -= v_old
+    log_rho = np.empty((J, n))
+    base = np.empty((J, n))
+    a_old = np.empty(J)
+    for j in range(J):
+        a_old[j] = ex.payoff[j] - v_old
+        for l in range(n):
+            a = _joint_action(j, l, pol.radix, pol.n_actions)
+            log_rho[j, l] = cur[l, a] - ex.old[l, a]
+        _base_row(hp.base, pol, ex.payoff, j, pi_old, a_old[j], tables, base[j])
     out = np.empty((J, n))
-    _method_advantages_kernel(method, base, log_ratios, hp.w_lo, hp.w_hi, hp.max_log_ratio, order,
-                              acts, tables, out)
+    _weighted_advantages(hp.weight, hp.w_lo, hp.w_hi, base, log_rho, order, out)
     k = probe.count[0]
     probe.count[0] = k + 1
     probe.agent[k] = i
@@ -1809,17 +1877,14 @@ def _probe_record(method, i, hp, cur, old, payoff, radix, n_actions, v_old, orde
     m2 = 0.0
     m2_async = 0.0
     for j in range(J):
-        p_partners = _partner_prob(old, n_actions, radix, j, i)
-        a = acts[j, i]
+        p_partners = _joint_prob(pi_old, pol.radix, pol.n_actions, j, i)
+        a = _joint_action(j, i, pol.radix, pol.n_actions)
         probe.used[k, a] += p_partners * out[j, i]
-        p = p_partners * np.exp(old[i, a])
+        p = p_partners * pi_old[i, a]
         m2 += p * out[j, i] ** 2
-        m2_async += p * (payoff[j] - v_old) ** 2
-    _probe_grad(hp, cur, old, n_actions, radix, i, out[:, i].copy(), probe.grad[k])
-    a_old = np.empty(J)
-    for j in range(J):
-        a_old[j] = payoff[j] - v_old
-    _probe_grad(hp, cur, old, n_actions, radix, i, a_old, probe.grad_async[k])
+        m2_async += p * a_old[j] ** 2
+    _probe_grad(hp, pol, cur, ex.old, pi_old, i, out[:, i].copy(), probe.grad[k])
+    _probe_grad(hp, pol, cur, ex.old, pi_old, i, a_old, probe.grad_async[k])
     probe.logp[k] = cur
     probe.sums[3] += m2
     probe.sums[4] += m2_async
@@ -1827,27 +1892,31 @@ def _probe_record(method, i, hp, cur, old, payoff, radix, n_actions, v_old, orde
 
 
 @njit(cache=True)
-def _probe_finish(hp, new, old, payoff, radix, n_actions, v_old, probe):
+def _probe_finish(hp, pol, new, ex, probe):
     """Compare this update's records with the target Ã^i of E6 under the *updated*
     partners (and, for the gradient, the clipped gradient with Ã^i as the advantage)."""
     n, A_max = new.shape
-    J = payoff.shape[0]
+    J = ex.payoff.shape[0]
+    v_old = ex.v_old[0]
+    pi_old = np.exp(ex.old)
     target = np.empty((n, A_max))
-    _exact_tables(payoff, radix, n_actions, new, v_old, target)          # Ã^i (E6)
+    _marginals_kernel(ex.payoff, pol.radix, pol.n_actions, np.exp(new), target)
+    target -= v_old                                                        # Ã^i (E6)
     a_old = np.empty((n, A_max))
-    _exact_tables(payoff, radix, n_actions, old, v_old, a_old)           # A^i_old (E3)
+    _marginals_kernel(ex.payoff, pol.radix, pol.n_actions, pi_old, a_old)
+    a_old -= v_old                                                         # A^i_old (E3)
     adv_t = np.empty(J)
     g_t = np.empty(A_max)
     for k in range(probe.count[0]):
         i = probe.agent[k]
-        A = n_actions[i]
+        A = pol.n_actions[i]
         for a in range(A):
             probe.sums[0] += abs(probe.used[k, a] - target[i, a])
             probe.sums[1] += abs(a_old[i, a] - target[i, a])
             probe.sums[2] += 1.0
         for j in range(J):
-            adv_t[j] = target[i, (j // radix[i]) % A]
-        _probe_grad(hp, probe.logp[k], old, n_actions, radix, i, adv_t, g_t)
+            adv_t[j] = target[i, _joint_action(j, i, pol.radix, pol.n_actions)]
+        _probe_grad(hp, pol, probe.logp[k], ex.old, pi_old, i, adv_t, g_t)
         for a in range(A):
             probe.sums[6] += abs(probe.grad[k, a] - g_t[a])
             probe.sums[7] += abs(probe.grad_async[k, a] - g_t[a])
@@ -1861,8 +1930,6 @@ def _probe_summary(probe: _Probe) -> dict:
             "mean_second_moment": s[3] / s[5], "mean_second_moment_async": s[4] / s[5],
             "mean_abs_grad_bias": s[6] / s[8], "mean_abs_grad_bias_async": s[7] / s[8],
             "n_steps": int(s[5])}
-
-
 def advantage_bias(env, method: str, config: Config | None = None) -> dict:
     """Exact bias and variance of the advantage ``method`` uses, measured during training.
 

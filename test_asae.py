@@ -783,23 +783,6 @@ def test_fused_row_kernel_is_the_objective_gradient_away_from_the_clip(row):
         assert math.isclose(g[k], fd, rel_tol=1e-5, abs_tol=1e-6), (k, g[k], fd)
 
 
-@given(games(min_mass=0.01))
-def test_exact_tables_and_joint_value_match_enumeration(g):
-    """_exact_tables: Σ_{a^-i} π^-i q − v = Q^i − v (E2/E3/E6); _joint_value_kernel = E1."""
-    q, pis, _ = g
-    n_actions = np.array(q.shape, np.int64)
-    radix = np.array([int(np.prod(q.shape[i + 1:])) for i in range(q.ndim)], np.int64)
-    logp = np.zeros((q.ndim, int(n_actions.max())))
-    for i, p in enumerate(pis):
-        logp[i, :p.size] = np.log(p)
-    v = asae._joint_value_kernel(q.ravel().copy(), radix, n_actions, logp)
-    assert math.isclose(v, ref_joint_value(q, pis), rel_tol=1e-9, abs_tol=1e-9)
-    out = np.empty_like(logp)
-    asae._exact_tables(q.ravel().copy(), radix, n_actions, logp, 0.7, out)
-    for i in range(q.ndim):
-        assert_allclose(out[i, :q.shape[i]], ref_marginal_q(q, pis, i) - 0.7, rtol=1e-9, atol=1e-9)
-
-
 # ---------------------------------------------------------------------------------------
 # E8 in use: method_advantages (the one line in which the learners differ)
 # ---------------------------------------------------------------------------------------
@@ -1020,21 +1003,38 @@ def random_batch(rng, T, B, n_actions, n_states, n_obs):
                 next_states=rng.integers(0, n_states, (T, B)))
 
 
-def run_update(method, cfg, logits, V, Q, batch, payoff, seed):
-    """asae's jitted update on packed copies; returns (per-agent logits, V, Q, code)."""
-    n_actions = np.array([z.shape[1] for z in logits], np.int64)
-    L = asae._pack([z.copy() for z in logits], n_actions)
-    V, Q = V.copy(), Q.copy()
-    n = len(logits)
-    radix = np.array([int(np.prod(n_actions[i + 1:])) for i in range(n)], np.int64)
-    p = np.zeros(1) if payoff is None else payoff.ravel().copy()
+class TableEnv:
+    """A minimal BatchedEnv of the given sizes (never stepped): what ``train`` sets up for it
+    is what the update tests start from."""
+
+    def __init__(self, n_actions, n_states, n_obs, payoff=None):
+        self.n_agents, self.n_actions = len(n_actions), tuple(n_actions)
+        self.n_states, self.n_obs, self.episode_limit = n_states, n_obs, 1
+        if payoff is not None:
+            self.payoff = payoff
+
+    def reset(self, n_envs, seed=None):
+        raise AssertionError("not stepped")
+
+    step = reset
+
+
+def run_update(method, cfg, logits, V, Q, batch, payoff):
+    """asae's jitted update, on the state train's own setup builds (cfg.seed's stream), with
+    the given tables put in; returns (per-agent logits, V, Q, code)."""
+    n_actions = [z.shape[1] for z in logits]
+    env = TableEnv(n_actions, V.size, logits[0].shape[0], payoff)
+    cfg, run = asae._setup(env, method, cfg)
+    for i, z in enumerate(logits):
+        run.pol.logits[i, :, :z.shape[1]] = z
+    run.critic.V[:] = V
+    run.critic.Q[:] = Q
     b = asae._Batch(**{k: np.ascontiguousarray(batch[f]) for k, f in
                        zip(asae._Batch._fields, ("obs", "act", "rew", "term", "trunc", "states",
                                                  "next_states"))})
-    code = asae._update(asae.METHODS.index(method), asae._hyper(cfg), L, n_actions, V, Q, b, radix,
-                        p, p * cfg.reward_scale, asae._rng(seed), np.zeros(1),
-                        asae._new_probe(1, n, L.shape[2]))
-    return [L[i, :, :k] for i, k in enumerate(n_actions)], V, Q, code
+    code = asae._update(run.hp, run.pol, run.critic, run.ex, b, run.rng, run.log)
+    L = run.pol.logits
+    return [L[i, :, :k] for i, k in enumerate(n_actions)], run.critic.V, run.critic.Q, code
 
 
 VARIANTS = [dict(), dict(clip_ratio="joint"), dict(clip_eps=None), dict(sync_clip=None),
@@ -1051,14 +1051,15 @@ def test_update_matches_slow_twin(method, variant):
     for n_actions in ([3, 3], [2, 3, 2]):
         n_states, n_obs = (1, 1) if exact else (4, 3)
         cfg = asae.Config(**{**dict(epochs=2, minibatches=3, lr_actor=2.0, entropy_coef=0.05,
-                                    reward_scale=0.5, gamma=0.9, lam=0.8, lr_critic=0.7), **variant})
+                                    reward_scale=0.5, gamma=0.9, lam=0.8, lr_critic=0.7,
+                                    seed=11), **variant})
         logits = [rng.normal(0, 1.5, (n_obs, k)) for k in n_actions]
         V = rng.normal(size=n_states)
         J = int(np.prod(n_actions))
         Q = rng.normal(size=(n_states, J)) if method == "coma" else np.zeros((1, 1))
         batch = random_batch(rng, 4, 6, n_actions, n_states, n_obs)
         payoff = rng.normal(size=n_actions) if exact else None
-        got_L, got_V, got_Q, code = run_update(method, cfg, logits, V, Q, batch, payoff, seed=11)
+        got_L, got_V, got_Q, code = run_update(method, cfg, logits, V, Q, batch, payoff)
         assert code == 0
         ref_L = [z.copy() for z in logits]
         ref_V, ref_Q = V.copy(), Q.copy()
@@ -1181,19 +1182,19 @@ def test_clip_variants_change_the_run(variant):
 
 
 def _probe_at(method, q, old, cur, cfg, order=None):
-    """Record one step for every agent; returns the probe (used, grads, sums)."""
+    """Record one step for every agent on the state train's setup builds for the matrix game
+    q (track_bias), the old policies put in; returns (probe, run)."""
     n = q.ndim
-    n_actions = np.array(q.shape, np.int64)
-    radix = np.array([int(np.prod(q.shape[i + 1:])) for i in range(n)], np.int64)
-    pack = lambda ps: asae._pack([np.log(np.asarray(p))[None, :] for p in ps], n_actions)[:, 0, :]
-    o, c = pack(old), pack(cur)
-    probe = asae._new_probe(n, n, int(n_actions.max()))
-    v_old = ref_joint_value(q, old)
+    env = TableEnv(q.shape, 1, 1, q)
+    cfg, run = asae._setup(env, method, replace(cfg, track_bias=True))
+    pack = lambda ps: np.array([np.pad(np.log(np.asarray(p)), (0, max(q.shape) - len(p)))
+                                for p in ps])
+    run.ex.old[:] = pack(old)
+    run.ex.v_old[0] = ref_joint_value(q, old)
     o_arr = np.arange(n) if order is None else np.asarray(order, np.int64)
     for i in range(n):
-        asae._probe_record(asae.METHODS.index(method), i, asae._hyper(cfg), c, o, q.ravel().copy(),
-                           radix, n_actions, v_old, o_arr, probe)
-    return probe, o, radix, n_actions, v_old
+        asae._probe_record(i, run.hp, run.pol, pack(cur), run.ex, o_arr, run.log.probe)
+    return run.log.probe, run
 
 
 @given(old_new_games())
@@ -1255,9 +1256,9 @@ def test_probe_finish_compares_with_e6_after_the_update(g):
     q, old, new, _ = g
     cfg = asae.Config(sync_clip=None)
     for method in ("exact_sync", "async"):
-        probe, o, radix, n_actions, v_old = _probe_at(method, q, old, new, cfg)
-        pack = asae._pack([np.log(np.asarray(p))[None, :] for p in new], n_actions)[:, 0, :]
-        asae._probe_finish(asae._hyper(cfg), pack, o, q.ravel().copy(), radix, n_actions, v_old, probe)
+        probe, run = _probe_at(method, q, old, new, cfg)
+        pack = np.array([np.pad(np.log(np.asarray(p)), (0, max(q.shape) - len(p))) for p in new])
+        asae._probe_finish(run.hp, run.pol, pack, run.ex, probe)
         bias = sum(np.abs(asae.marginal_advantage(q, old, i)
                           - asae.synchronous_marginal_advantage(q, old, new, i)).sum()
                    for i in range(q.ndim))
