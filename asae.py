@@ -1066,29 +1066,40 @@ def _exact_table(pol, ex, logp):
     ex.tables[:, :] -= ex.v_old[1]
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _base_row(base, pol, q_row, j, pis, shared, tables, out):
     """out[i] = agent i's base advantage for one sample with joint action j, by the row's
     ``base``: SHARED → ``shared`` (Â_t); COUNTERFACTUAL → A^i_C (E7) from the joint critic
     row ``q_row`` and π_old^i = ``pis[i]``; EXACT_* → ``tables[i, a^i]``."""
     for i in range(out.shape[0]):
-        A = pol.n_actions[i]
+        if base == SHARED:
+            out[i] = shared
+            continue
         a = _joint_action(j, i, pol.radix, pol.n_actions)
         if base == COUNTERFACTUAL:         # Q(s, (b, a^-i)) for b = 0..A−1: a strided view
-            j0 = j - a * pol.radix[i]
-            out[i] = _counterfactual_row(q_row[j0:j0 + A * pol.radix[i]:pol.radix[i]],
-                                         pis[i, :A], a)
-        elif base == SHARED:
-            out[i] = shared
+            A, stride = pol.n_actions[i], pol.radix[i]
+            j0 = j - a * stride
+            out[i] = _counterfactual_row(q_row[j0:j0 + A * stride:stride], pis[i, :A], a)
         else:
             out[i] = tables[i, a]
 
 
-@njit(cache=True)
-def _minibatch_logp(pol, data, rows, agents, work, log_rho, diag):
+class _Ctx(NamedTuple):
+    """What the actor phase of one update reads: the actors, the samples, the base advantages
+    and the memo of log-softmax rows."""
+    pol: _Policy
+    ex: _Exact
+    data: _Samples
+    base: np.ndarray         # (N, n) base advantage of every sample and agent
+    work: _Work
+
+
+@njit(cache=True, inline='always')
+def _minibatch_logp(ctx, rows, agents, log_rho, diag):
     """log_rho[r, i] = log ρ^i_t for t = rows[r] and every i in agents, with log π^i_θk(·|o^i_t)
-    and π^i_θk(·|o^i_t) left in ``work``: one softmax per (agent, observation) per minibatch
-    step, shared by the ratio, the surrogate gradient and the entropy gradient."""
+    and π^i_θk(·|o^i_t) left in ``ctx.work``: one softmax per (agent, observation) per
+    minibatch step, shared by the ratio, the surrogate gradient and the entropy gradient."""
+    pol, data, work = ctx.pol, ctx.data, ctx.work
     work.clock[0] += 1
     now = work.clock[0]
     for r in range(rows.shape[0]):
@@ -1103,10 +1114,28 @@ def _minibatch_logp(pol, data, rows, agents, work, log_rho, diag):
             diag[0] = max(diag[0], log_rho[r, i])
 
 
-@njit(cache=True)
-def _actor_step(i, hp, pol, data, rows, work, log_rho, adv):
+@njit(cache=True, inline='always')
+def _advantages(hp, ctx, rows, log_rho, order, cur, base, out):
+    """out[r, i] = Â^i_t for t = rows[r]: the row's weight from ``log_rho[r]`` times its base —
+    for EXACT_CURRENT the E6 table Ã^i re-evaluated under the partners' policies ``cur`` now,
+    else the base computed at the start of the update (``base``: scratch of out's size)."""
+    if hp.base == EXACT_CURRENT:
+        _exact_table(ctx.pol, ctx.ex, cur)
+    for r in range(rows.shape[0]):
+        if hp.base == EXACT_CURRENT:
+            _base_row(hp.base, ctx.pol, ctx.ex.payoff, ctx.data.joint[rows[r]], cur, 0.0,
+                      ctx.ex.tables, base[r])
+        else:
+            for i in range(base.shape[1]):
+                base[r, i] = ctx.base[rows[r], i]
+    _weighted_advantages(hp.weight, hp.w_lo, hp.w_hi, base, log_rho, order, out)
+
+
+@njit(cache=True, inline='always')
+def _actor_step(i, hp, ctx, rows, log_rho, adv):
     """One SGD ascent step of agent i's sub-problem (E8) on the minibatch ``rows`` (mean
-    gradient), from the log-policies in ``work`` and the log-ratios before anyone moved."""
+    gradient), from the log-policies in ``ctx.work`` and the log-ratios before anyone moved."""
+    pol, data, work = ctx.pol, ctx.data, ctx.work
     A = pol.n_actions[i]
     g = np.empty(A)
     scale = hp.lr_actor / rows.shape[0]
@@ -1126,53 +1155,50 @@ def _actor_step(i, hp, pol, data, rows, work, log_rho, adv):
 
 
 @njit(cache=True)
-def _actors(hp, pol, ex, data, base, rng, log, work):
-    """The actor phase (E8/E9). SIMULTANEOUS: one turn in which every agent steps on every
-    minibatch. SEQUENTIAL: n turns in a random order, one agent moving per turn, its
-    partners' log-ratios fixed at their values after their own turns. On each step, Â^i =
-    weight × base from the log-ratios as they stand before anyone steps (E8)."""
-    N, n = base.shape
-    n_mb = hp.minibatches
-    size_max = N // n_mb + (1 if N % n_mb else 0)
+def _actors(hp, ctx, rng, log):
+    """The actor phase (E8/E9), by the row's schedule. SIMULTANEOUS: one turn in which every
+    agent steps on every minibatch, Â^i from the log-ratios as they stand before the step.
+    SEQUENTIAL: n turns in a random order, one agent moving per turn; its partners do not
+    move during its turn, so its Â^i is computed once, at the start of the turn."""
+    N, n = ctx.base.shape
+    size_max = N // hp.minibatches + (1 if N % hp.minibatches else 0)
+    sequential = hp.schedule == SEQUENTIAL
     order = np.arange(n)
-    if hp.schedule == SEQUENTIAL:
+    if sequential:
         _rng_permutation(rng, order)
-    turns = n if hp.schedule == SEQUENTIAL else 1
     all_rows = np.arange(N)
-    log_rho_all = np.zeros((N, n))        # log ρ^j_t of the agents that are not moving
+    log_rho_all = np.zeros((N, n))       # log ρ^j_t of every sample, refreshed after each turn
+    adv_all = np.empty((N, n))
     log_rho = np.empty((size_max, n))
-    base_mb = np.empty((size_max, n))
     adv = np.empty((size_max, n))
-    cur = np.zeros(ex.old.shape)           # log π^i(·) at obs 0 now (exact tables, probe)
-    for turn in range(turns):
-        movers = order if turns == 1 else order[turn:turn + 1]
-        if turn > 0:                       # the agent of the previous turn has moved
-            _minibatch_logp(pol, data, all_rows, order[turn - 1:turn], work, log_rho_all,
-                            log.diag)
-        steps, bounds = _minibatches(rng, N, hp.epochs, n_mb)
+    base_mb = np.empty((size_max, n))
+    cur = np.zeros(ctx.ex.old.shape)     # log π^i(·) at obs 0 now (exact tables, probe)
+    for turn in range(n if sequential else 1):
+        movers = order[turn:turn + 1] if sequential else order
+        if sequential:
+            if turn > 0:                 # the agent of the previous turn has moved
+                _minibatch_logp(ctx, all_rows, order[turn - 1:turn], log_rho_all, log.diag)
+            if hp.base == EXACT_CURRENT:
+                _state_policy(ctx.pol, 0, cur)
+            _advantages(hp, ctx, all_rows, log_rho_all, order, cur, np.empty((N, n)), adv_all)
+        steps, bounds = _minibatches(rng, N, hp.epochs, hp.minibatches)
         for k in range(bounds.shape[0] - 1):
             rows = steps[bounds[k]:bounds[k + 1]]
             size = rows.shape[0]
-            for r in range(size):
-                log_rho[r] = log_rho_all[rows[r]]
-            _minibatch_logp(pol, data, rows, movers, work, log_rho, log.diag)
+            for r in range(size if sequential else 0):   # the turn's fixed values
+                for i in range(n):
+                    log_rho[r, i] = log_rho_all[rows[r], i]
+                    adv[r, i] = adv_all[rows[r], i]
+            _minibatch_logp(ctx, rows, movers, log_rho, log.diag)
             if hp.base == EXACT_CURRENT or hp.track_bias:
-                _state_policy(pol, 0, cur)
-            if hp.base == EXACT_CURRENT:   # E6: Ã^i under the partners as they are now
-                _exact_table(pol, ex, cur)
-            for r in range(size):
-                if hp.base == EXACT_CURRENT:
-                    _base_row(hp.base, pol, ex.payoff, data.joint[rows[r]], cur, 0.0, ex.tables,
-                              base_mb[r])
-                else:
-                    base_mb[r] = base[rows[r]]
-            _weighted_advantages(hp.weight, hp.w_lo, hp.w_hi, base_mb[:size], log_rho[:size],
-                                 order, adv[:size])
+                _state_policy(ctx.pol, 0, cur)
+            if not sequential:
+                _advantages(hp, ctx, rows, log_rho[:size], order, cur, base_mb[:size], adv[:size])
             for i in movers:
                 if hp.track_bias:
-                    _probe_record(i, hp, pol, cur, ex, order, log.probe)
+                    _probe_record(i, hp, ctx.pol, cur, ctx.ex, order, log.probe)
             for i in movers:
-                _actor_step(i, hp, pol, data, rows, work, log_rho, adv)
+                _actor_step(i, hp, ctx, rows, log_rho, adv)
 
 
 @njit(cache=True)
@@ -1209,9 +1235,13 @@ def _first_non_finite(pol, critic):
             for k in range(pol.n_actions[i]):
                 if not np.isfinite(pol.logits[i, o, k]):
                     return 10 + i
-    if not np.all(np.isfinite(critic.V)):
-        return 1
-    return 0 if np.all(np.isfinite(critic.Q)) else 2
+    for x in critic.V:
+        if not np.isfinite(x):
+            return 1
+    for x in critic.Q.ravel():
+        if not np.isfinite(x):
+            return 2
+    return 0
 
 
 @njit(cache=True)
@@ -1244,9 +1274,10 @@ def _update(hp, pol, critic, ex, batch, rng, log):
     work = _Work(np.empty((n, n_obs, A_max)), np.empty((n, n_obs, A_max)),
                  np.zeros((n, n_obs), np.int64), np.zeros(1, np.int64))
     old_lp = np.empty((N, n))                                   # log π_old(a^i_t), π_old in work
-    _minibatch_logp(pol, _Samples(obs, act, joint, np.zeros((N, n))), np.arange(N), np.arange(n),
-                    work, old_lp, np.zeros(1))
-    data = _Samples(obs, act, joint, old_lp)
+    base = np.empty((N, n))
+    _minibatch_logp(_Ctx(pol, ex, _Samples(obs, act, joint, np.zeros((N, n))), base, work),
+                    np.arange(N), np.arange(n), old_lp, np.zeros(1))
+    ctx = _Ctx(pol, ex, _Samples(obs, act, joint, old_lp), base, work)
     if hp.base in (EXACT_OLD, EXACT_CURRENT) or hp.track_bias:  # matrix games: obs 0
         _state_policy(pol, 0, ex.old)
         ex.v_old[0] = _marginals_kernel(ex.payoff, pol.radix, pol.n_actions, np.exp(ex.old),
@@ -1254,14 +1285,16 @@ def _update(hp, pol, critic, ex, batch, rng, log):
         ex.v_old[1] = _marginals_kernel(ex.payoff_s, pol.radix, pol.n_actions, np.exp(ex.old),
                                         ex.tables)
         _exact_table(pol, ex, ex.old)                           # A^i_old (E3)
-    base = np.empty((N, n))
-    pis = np.empty((n, A_max))
+    pis = np.empty((n, A_max))                                  # COMA: π_old^i(·|o^i_t)
+    q_row = critic.Q[0]                                         # COMA: Q(s_t, ·)
     for t in range(N):
         if hp.base == COUNTERFACTUAL:
+            q_row = critic.Q[states[t]]
             for i in range(n):
-                pis[i] = work.pi[i, obs[t, i]]
-        _base_row(hp.base, pol, critic.Q[states[t]], joint[t], pis, adv[t], ex.tables, base[t])
-    _actors(hp, pol, ex, data, base, rng, log, work)
+                for k in range(pol.n_actions[i]):
+                    pis[i, k] = work.pi[i, obs[t, i], k]
+        _base_row(hp.base, pol, q_row, joint[t], pis, adv[t], ex.tables, base[t])
+    _actors(hp, ctx, rng, log)
     if hp.track_bias:
         new = np.zeros((n, A_max))
         _state_policy(pol, 0, new)
