@@ -1,10 +1,19 @@
-"""Small cooperative games with known answers, batched with Numba.
+"""Small cooperative games with known answers, and cooperative navigation, batched with Numba.
 
-Every game shares one batched interface (``B`` environments, ``n`` agents)::
+Every game shares one batched interface (``B`` environments, ``n`` agents), in one of two
+forms.  The *integer-id form* (MatrixGame, TwoStepGame, GridForaging)::
 
     obs, state = env.reset(n_envs, seed=None)      # obs (B, n) int64, state (B,) int64
     obs, state, reward, terminated, truncated, final_state = env.step(actions)  # actions (B, n)
 
+The *feature-observation form* (:class:`Spread`) has the same calls, flags and auto-reset,
+with float vectors in place of ids::
+
+    obs, state = env.reset(n_envs, seed=None)      # obs (B, n, obs_dim), state (B, state_dim)
+    obs, state, reward, terminated, truncated, final_state = env.step(actions)  # actions (B, n)
+    # final_state (B, state_dim); obs, state and final_state of dtype env.obs_dtype (float)
+
+* ``actions`` are ints, ``0 <= actions[:, i] < n_actions[i]``.
 * ``reward`` (B,) float64 is the team reward; ``terminated`` / ``truncated`` (B,) bool.
 * Finished environments reset automatically: ``obs`` and ``state`` of a finished env
   are already those of its next episode, and ``final_state`` holds the successor state
@@ -13,23 +22,30 @@ Every game shares one batched interface (``B`` environments, ``n`` agents)::
   ``delta_t = r_t + gamma * (1 - terminated_t) * V(final_state_t) - V(s_t)``, which is
   correct for truncated steps too (E10 of the paper).  ``truncated`` is set only when
   ``terminated`` is not.
-* Every agent observes the full state: ``obs[:, i] == state`` for every agent ``i``.
-* Attributes: ``n_agents``, ``n_actions`` (tuple, one entry per agent), ``n_states``,
-  ``n_obs``, ``episode_limit`` and ``optimum`` (best expected team return per episode).
-* None of the games draws random numbers in ``reset`` or ``step`` (they are
-  deterministic); ``seed`` is accepted and validated for API compatibility.  The only
-  randomness is the layout of :class:`GridForaging` drawn from ``layout_seed``.
+* Attributes of both forms: ``n_agents``, ``n_actions`` (tuple, one entry per agent) and
+  ``episode_limit``.  The integer-id form adds ``n_states``, ``n_obs`` (ids lie in
+  ``[0, n_states)`` and ``[0, n_obs)``), ``optimum`` (best expected team return per
+  episode) and ``tables()``; every agent observes the full state, ``obs[:, i] == state``.
+  The feature form has ``obs_dim`` and ``state_dim`` (ints) and ``obs_dtype`` instead, and
+  no ``n_states``, ``n_obs`` or ``tables()``: *an env is a feature env exactly when it has
+  an ``obs_dim`` attribute*.  Its optimum is unknown; :class:`Spread` has measured
+  reference returns (``reference_returns``, ``normalized_score``) in its place.
+* The integer-id games draw no random numbers in ``reset`` or ``step`` (they are
+  deterministic; ``seed`` is accepted and validated for API compatibility, and the only
+  randomness is the layout of :class:`GridForaging` drawn from ``layout_seed``).
+  :class:`Spread` draws its start states from one generator per env, keyed by ``seed``.
 
 The step of every game is a Numba kernel over the batch; beside it, each game has a
 plain-Python single-env reference, ``env.reference_reset() -> (state, t)`` and
 ``env.reference_step(state, t, actions) -> (state, t, reward, terminated, truncated,
 final_state)`` (``t`` is the step count within the episode; auto-reset included), which
-the tests compare against the kernel.
+the tests compare against the kernel.  (:class:`Spread`'s states are :class:`SpreadState`
+tuples and its ``reference_reset`` takes the env's generator key.)
 
-``env.tables()`` gives the whole game as transition tables (:class:`GameTables`: next
-state, reward and termination per (state, joint action), observations per state, start
-state and time limit) that reproduce ``step`` exactly, so a learner can run rollouts
-inside jitted code.
+``env.tables()`` gives a whole integer-id game as transition tables (:class:`GameTables`:
+next state, reward and termination per (state, joint action), observations per state,
+start state and time limit) that reproduce ``step`` exactly, so a learner can run
+rollouts inside jitted code.
 
 :func:`to_parallel_env` wraps one environment in PettingZoo's Parallel API (gymnasium and
 pettingzoo are imported lazily; the core needs only numpy and numba).
@@ -1708,12 +1724,20 @@ def _parallel_class():
             self.possible_agents = [f"agent_{i}" for i in range(game.n_agents)]
             self.agents = []
             self.metadata = {**self.metadata, "name": f"asae_{type(game).__name__}_v0"}
-            self._observation_spaces = {a: spaces.Discrete(game.n_obs) for a in self.possible_agents}
+            self._features = hasattr(game, "obs_dim")  # the feature-observation form
+            if self._features:
+                def box(dim):
+                    return spaces.Box(-np.inf, np.inf, (dim,), game.obs_dtype)
+                self._observation_spaces = {a: box(game.obs_dim) for a in self.possible_agents}
+                self.state_space = box(game.state_dim)
+            else:
+                self._observation_spaces = {a: spaces.Discrete(game.n_obs)
+                                            for a in self.possible_agents}
+                self.state_space = spaces.Discrete(game.n_states)
             self._action_spaces = {a: spaces.Discrete(k)
                                    for a, k in zip(self.possible_agents, game.n_actions)}
-            self.state_space = spaces.Discrete(game.n_states)
             self._seed = seed
-            self._state_id = None
+            self._state_id = None  # the state id, or the state vector of a feature env
 
         def _check_agent(self, agent):
             if agent not in self._action_spaces:
@@ -1739,6 +1763,10 @@ def _parallel_class():
                     self._action_spaces[a].seed(seed + i)
             obs, state = self.game.reset(1, seed)
             self.agents = self.possible_agents[:]
+            if self._features:
+                self._state_id = state[0]
+                return ({a: obs[0, i] for i, a in enumerate(self.agents)},
+                        {a: {} for a in self.agents})
             self._state_id = int(state[0])
             return ({a: int(obs[0, i]) for i, a in enumerate(self.agents)},
                     {a: {} for a in self.agents})
@@ -1759,14 +1787,23 @@ def _parallel_class():
             joint = np.empty((1, len(self.possible_agents)), np.int64)
             for i, a in enumerate(self.possible_agents):
                 joint[0, i] = _check_int(actions[a], f"actions[{a!r}]", 0, self.game.n_actions[i])
-            _, state, reward, terminated, truncated, final_state = self.game.step(joint)
+            obs, state, reward, terminated, truncated, final_state = self.game.step(joint)
             done = bool(terminated[0] or truncated[0])
-            self._state_id = int(final_state[0] if done else state[0])
             agents = self.agents
             if done:
                 self.agents = []
-            return ({a: self._state_id for a in agents},
-                    {a: float(reward[0]) for a in agents},
+            if self._features:
+                self._state_id = final_state[0] if done else state[0]
+                if done:  # Spread's state is the concatenation of the observations
+                    obs = final_state.reshape(1, len(self.possible_agents), -1)
+                observations = {a: obs[0, i] for i, a in enumerate(self.possible_agents)}
+                rewards = {a: float(self.game.agent_rewards[0, i])
+                           for i, a in enumerate(self.possible_agents)}
+            else:
+                self._state_id = int(final_state[0] if done else state[0])
+                observations = {a: self._state_id for a in agents}
+                rewards = {a: float(reward[0]) for a in agents}
+            return (observations, rewards,
                     {a: bool(terminated[0]) for a in agents},
                     {a: bool(truncated[0]) for a in agents},
                     {a: {} for a in agents})
@@ -1774,6 +1811,8 @@ def _parallel_class():
         def state(self):
             if self._state_id is None:
                 raise RuntimeError("call reset() before state()")
+            if self._features:
+                return self._state_id.copy()
             return np.asarray(self._state_id, np.int64)
 
     _PARALLEL_CLASS = AsaeParallelEnv
@@ -1783,16 +1822,20 @@ def _parallel_class():
 def to_parallel_env(game, seed=None):
     """Wrap one environment of ``game`` (on a private copy) in PettingZoo's Parallel API.
 
-    Agents are ``"agent_0"``, ``"agent_1"``, ...; observations are ``Discrete(game.n_obs)``
-    ids, actions ``Discrete(game.n_actions[i])``; ``state()`` is the global state id
-    (``state_space = Discrete(game.n_states)``).  ``seed`` seeds the first ``reset`` (and
-    the action spaces).  When the episode ends, the returned observations are those of
+    Agents are ``"agent_0"``, ``"agent_1"``, ...; actions ``Discrete(game.n_actions[i])``.
+    Integer-id games: observations are ``Discrete(game.n_obs)`` ids, ``state()`` is the
+    global state id (``state_space = Discrete(game.n_states)``) and every agent receives
+    the team reward.  Feature envs (:class:`Spread`): observations are
+    ``Box(-inf, inf, (game.obs_dim,), game.obs_dtype)`` arrays, ``state()`` the global state
+    vector (``Box`` of ``state_dim``), and every agent receives its own reward
+    (``game.agent_rewards``, as mpe2 does; they sum to the team reward).  ``seed`` seeds
+    the first ``reset`` (and the action spaces).  When the episode ends, the returned observations are those of
     the final state and ``agents`` becomes empty.  ``step`` takes a dict with exactly one
     int action per live agent (unknown or missing agents are a ValueError).  Requires
     gymnasium and pettingzoo (``pip install -e '.[pettingzoo]'`` in a checkout, or
     ``pip install 'asae[pettingzoo]'``); without them this raises ModuleNotFoundError.
     """
-    if not isinstance(game, _Game):
-        raise TypeError(f"game must be an asae game (MatrixGame, TwoStepGame, GridForaging), "
-                        f"got {type(game).__name__}")
+    if not isinstance(game, (_Game, Spread)):
+        raise TypeError(f"game must be an asae game (MatrixGame, TwoStepGame, GridForaging, "
+                        f"Spread), got {type(game).__name__}")
     return _parallel_class()(game, _check_seed(seed))
