@@ -1290,7 +1290,26 @@ class SpreadReferences(NamedTuple):
 #: Stored reference returns keyed by ``(n_agents, local_ratio, max_cycles)``, measured by
 #: ``spread_references(n_agents, local_ratio, max_cycles, n_episodes=20000, seed=0)``.
 #: test_spread.py checks them against a fresh, smaller measurement with another seed.
-SPREAD_REFERENCES = {}
+SPREAD_REFERENCES = {
+    (2, 0.5, 25): SpreadReferences(
+        ReturnEstimate(-42.3601, 0.2105, 20000),
+        ReturnEstimate(-13.5113, 0.0797, 20000), 0),
+    (3, 0.5, 25): SpreadReferences(
+        ReturnEstimate(-79.4990, 0.3268, 20000),
+        ReturnEstimate(-26.3743, 0.1283, 20000), 0),
+    (4, 0.5, 25): SpreadReferences(
+        ReturnEstimate(-124.7790, 0.4480, 20000),
+        ReturnEstimate(-42.8287, 0.1818, 20000), 0),
+    (5, 0.5, 25): SpreadReferences(
+        ReturnEstimate(-176.9005, 0.5667, 20000),
+        ReturnEstimate(-63.1701, 0.2396, 20000), 0),
+    (6, 0.5, 25): SpreadReferences(
+        ReturnEstimate(-236.2701, 0.6746, 20000),
+        ReturnEstimate(-87.8637, 0.3064, 20000), 0),
+    (12, 0.5, 25): SpreadReferences(
+        ReturnEstimate(-751.4740, 1.5162, 20000),
+        ReturnEstimate(-344.1256, 0.8429, 20000), 0),
+}
 
 
 def _check_local_ratio(local_ratio):
