@@ -477,3 +477,165 @@ def test_pettingzoo_spaces_rewards_and_final_observations():
                                   final_state[0])
     np.testing.assert_array_equal(env.state(), final_state[0])
     assert (final_state[0] != state[0]).any()
+
+
+# --------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(n_agents=0), ValueError, "n_agents must be >= 1, got 0"),
+    (dict(n_agents=1.5), TypeError, "n_agents must be an int, got float"),
+    (dict(n_agents=True), TypeError, "n_agents must be an int, got bool"),
+    (dict(n_agents="3"), TypeError, "n_agents must be an int, got str"),
+    (dict(local_ratio=-0.1), ValueError, r"local_ratio must be in \[0, 1\], got -0.1"),
+    (dict(local_ratio=1.5), ValueError, r"local_ratio must be in \[0, 1\], got 1.5"),
+    (dict(local_ratio=float("nan")), ValueError, r"local_ratio must be in \[0, 1\], got nan"),
+    (dict(local_ratio="0.5"), TypeError, "local_ratio must be a real number in .*got str"),
+    (dict(local_ratio=None), TypeError, "local_ratio must be a real number in .*got NoneType"),
+    (dict(local_ratio=True), TypeError, "local_ratio must be a real number in .*got bool"),
+    (dict(max_cycles=0), ValueError, "max_cycles must be >= 1, got 0"),
+    (dict(max_cycles=2.5), TypeError, "max_cycles must be an int, got float"),
+    (dict(obs_dtype=np.int32), ValueError, "obs_dtype must be float32 or float64, got int32"),
+    (dict(obs_dtype="nonsense"), TypeError, "obs_dtype must be float32 or float64"),
+])
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Spread(**kwargs)
+
+
+def test_good_arguments():
+    env = Spread(np.int64(2), local_ratio=1, max_cycles=np.int32(3), obs_dtype="float64")
+    assert (env.n_agents, env.local_ratio, env.max_cycles, env.obs_dtype) == (2, 1.0, 3, np.float64)
+    assert type(env.local_ratio) is float and repr(env) == (
+        "Spread(n_agents=2, local_ratio=1.0, max_cycles=3)")
+
+
+@pytest.mark.parametrize("actions, error, match", [
+    (np.zeros(3, int), ValueError, r"actions must have shape \(n_envs, n_agents\) = \(2, 3\)"),
+    (np.zeros((3, 3), int), ValueError, "actions must have shape"),
+    (np.zeros((2, 3)), TypeError, "actions must be an integer array.*float64"),
+    (np.zeros((2, 3), bool), TypeError, "actions must be an integer array.*bool"),
+    ([[0, 5, 0], [0, 0, 0]], ValueError, r"actions\[0, 1\] = 5 is out of range: agent 1 has "
+                                         r"actions 0..4"),
+    ([[0, 0, 0], [0, 0, -1]], ValueError, r"actions\[1, 2\] = -1 is out of range"),
+    (np.full((2, 3), 2**64 - 1, np.uint64), ValueError, "actions has value 18446744073709551615"),
+    ([[0, 0], [0]], ValueError, r"actions must be an integer array of shape .*\(2, 3\)"),
+    (None, TypeError, "actions must be an integer array, got dtype object"),
+])
+def test_bad_actions(actions, error, match):
+    env = Spread(3)
+    env.reset(2, seed=0)
+    before = env.world()
+    with pytest.raises(error, match=match):
+        env.step(actions)
+    after = env.world()
+    for x, y in zip(before, after):  # nothing changed
+        np.testing.assert_array_equal(x, y)
+    assert env.agent_rewards is None
+    env.step(np.full((2, 3), 4, np.uint8))  # still usable; any integer dtype
+
+
+def test_bad_reset_and_order():
+    env = Spread()
+    for call in (lambda: env.step([[0, 0, 0]]), env.world, env.scripted_actions,
+                 lambda: env.reference_state(0), lambda: env.set_world(0, 0, 0)):
+        with pytest.raises(RuntimeError, match="call reset"):
+            call()
+    for kwargs, error, match in [
+        (dict(n_envs=0), ValueError, "n_envs must be >= 1, got 0"),
+        (dict(n_envs=2.0), TypeError, "n_envs must be an int, got float"),
+        (dict(n_envs=2, seed=-1), ValueError, "seed must be >= 0, got -1"),
+        (dict(n_envs=2, seed="x"), TypeError, "seed must be an int, got str"),
+    ]:
+        with pytest.raises(error, match=match):
+            env.reset(**kwargs)
+    with pytest.raises(ValueError, match="n_envs must be >= 1"):
+        Spread.seed_keys(0, 0)
+
+
+def test_bad_set_world():
+    env = Spread(2)
+    env.reset(3, seed=0)
+    good = [np.zeros((3, 2, 2))] * 3
+    for k, name in enumerate(["agent_pos", "agent_vel", "landmark_pos"]):
+        for value, error, match in [
+            (np.zeros((3, 3, 2)), ValueError, rf"{name} must have shape \(n_envs, n, 2\) = "
+                                              rf"\(3, 2, 2\), got shape \(3, 3, 2\)"),
+            (np.full((3, 2, 2), np.nan), ValueError, f"{name} must be finite"),
+            (np.full((3, 2, 2), np.inf), ValueError, f"{name} must be finite"),
+            (np.full((3, 2, 2), "a"), TypeError, f"{name} must be a real array, got dtype <U1"),
+            (np.zeros((3, 2, 2), bool), TypeError, f"{name} must be a real array, got dtype bool"),
+            ([[[0, 0]], [0]], ValueError, f"{name} must be a real array of shape"),
+        ]:
+            args = list(good)
+            args[k] = value
+            with pytest.raises(error, match=match):
+                env.set_world(*args)
+    for t, error, match in [
+        ([0, 0, 25], ValueError, r"t must be in \[0, max_cycles=25\), got 25"),
+        ([0, -1, 0], ValueError, r"t must be in \[0, max_cycles=25\), got -1"),
+        ([0, 0], ValueError, r"t must have shape \(n_envs,\) = \(3,\), got shape \(2,\)"),
+        ([0.0, 0, 0], TypeError, "t must be an integer array, got dtype float64"),
+    ]:
+        with pytest.raises(error, match=match):
+            env.set_world(*good, t=t)
+    obs, state = env.set_world(*good, t=np.array([1, 2, 24], np.int32))
+    assert (env.world().t == [1, 2, 24]).all() and (obs == 0).all()
+    assert env.step(np.zeros((3, 2), int))[4].tolist() == [False, False, True]
+
+
+def test_reference_bad_input():
+    env = Spread(2)
+    state, t = env.reference_reset(5)
+    for args, error, match in [
+        ((state, 25, [0, 0]), ValueError, r"t must be in \[0, 25\), got 25"),
+        ((state, -1, [0, 0]), ValueError, r"t must be in \[0, 25\), got -1"),
+        ((state, 0, [0, 5]), ValueError, r"actions\[1\] must be in \[0, 5\), got 5"),
+        ((state, 0, [0, 1.0]), TypeError, r"actions\[1\] must be an int, got float"),
+        ((state, 0, [0]), ValueError, r"actions must hold one action per agent \(n_agents=2\)"),
+        ((state, 0, 3), TypeError, "actions must be a sequence of n_agents=2 ints"),
+        ((None, 0, [0, 0]), TypeError, "state must be a SpreadState"),
+        ((state._replace(agent_pos=((0.0, 0.0),)), 0, [0, 0]), ValueError,
+         r"state.agent_pos must be 2 \(x, y\) pairs of reals, got shape \(1, 2\)"),
+        ((state._replace(agent_vel=((0.0, math.nan), (0.0, 0.0))), 0, [0, 0]), ValueError,
+         "state.agent_vel must be finite"),
+        ((state._replace(rng=-1), 0, [0, 0]), ValueError, r"state.rng must be in \[0, 2\*\*64"
+                                                          r"|"),
+    ]:
+        with pytest.raises(error, match=match):
+            env.reference_step(*args)
+    for key, error, match in [(-1, ValueError, "key must be in"), (2**64, ValueError, "key must be in"),
+                              (1.0, TypeError, "key must be an int")]:
+        with pytest.raises(error, match=match):
+            env.reference_reset(key)
+    env.reset(2, seed=0)
+    with pytest.raises(ValueError, match=r"b must be in \[0, 2\), got 2"):
+        env.reference_state(2)
+
+
+def test_spread_references_bad_input():
+    for kwargs, error, match in [
+        (dict(n_agents=0), ValueError, "n_agents must be >= 1"),
+        (dict(local_ratio=2), ValueError, r"local_ratio must be in \[0, 1\]"),
+        (dict(n_episodes=1), ValueError, "n_episodes must be >= 2, got 1"),
+        (dict(seed=-3), ValueError, "seed must be >= 0, got -3"),
+        (dict(n_envs=0), ValueError, "n_envs must be >= 1, got 0"),
+    ]:
+        with pytest.raises(error, match=match):
+            envs.spread_references(**kwargs)
+    small = envs.spread_references(2, n_episodes=5, n_envs=2)  # rounds of 2, the first 5 kept
+    assert small.random.n_episodes == small.scripted.n_episodes == 5
+
+
+def test_pettingzoo_bad_input():
+    pytest.importorskip("pettingzoo")
+    env = to_parallel_env(Spread(2), seed=0)
+    env.reset()
+    for actions, error, match in [
+        ({"agent_0": 5, "agent_1": 0}, ValueError, r"actions\['agent_0'\] must be in \[0, 5\), got 5"),
+        ({"agent_0": 0}, ValueError, r"actions is missing agents \['agent_1'\]"),
+        ({"agent_0": 0.0, "agent_1": 0}, TypeError, r"actions\['agent_0'\] must be an int"),
+    ]:
+        with pytest.raises(error, match=match):
+            env.step(actions)
+    with pytest.raises(ValueError, match=r"agent must be one of"):
+        env.observation_space("agent_2")
