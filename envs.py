@@ -1848,8 +1848,8 @@ def to_parallel_env(game, seed=None):
     ``Box(-inf, inf, (game.obs_dim,), game.obs_dtype)`` arrays, ``state()`` the global state
     vector (``Box`` of ``state_dim``), and every agent receives its own reward
     (``game.agent_rewards``, as mpe2 does; they sum to the team reward).  ``seed`` seeds
-    the first ``reset`` (and the action spaces).  When the episode ends, the returned observations are those of
-    the final state and ``agents`` becomes empty.  ``step`` takes a dict with exactly one
+    the first ``reset`` (and the action spaces).  When the episode ends, the returned
+    observations are those of the final state and ``agents`` becomes empty.  ``step`` takes a dict with exactly one
     int action per live agent (unknown or missing agents are a ValueError).  Requires
     gymnasium and pettingzoo (``pip install -e '.[pettingzoo]'`` in a checkout, or
     ``pip install 'asae[pettingzoo]'``); without them this raises ModuleNotFoundError.

@@ -22,9 +22,10 @@ MOVES = np.array([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)], float)  # unit forc
 def random_worlds(rng, B, n, kind):
     """(agent_pos, agent_vel, landmark_pos) of B envs, each (B, n, 2).
 
-    kind: "reset" (the reset distribution), "corners" (every coordinate at -1 or just
-    below +1, the boundaries of the reset distribution), "cluster" (agents within 0.2 of
-    each other: collisions), "touching" (agents 1e-9..1e-3 apart, deep penetration),
+    kind: "reset" (the reset distribution), "corners" (the boundaries of the reset
+    distribution: agent 0 and landmark 0 exactly on a corner of [-1, 1)^2, i.e. at -1 or
+    the float below +1, the other agents within 0.1 of a corner), "cluster" (agents within
+    0.2 of each other: collisions), "touching" (agents 1e-9..1e-3 apart, deep penetration),
     "far" (outside the box, fast)."""
     lm = rng.uniform(-1, 1, (B, n, 2))
     vel = rng.normal(0, 0.5, (B, n, 2))
@@ -34,7 +35,8 @@ def random_worlds(rng, B, n, kind):
     elif kind == "corners":
         top = np.nextafter(1.0, 0.0)
         pos = rng.choice([-1.0, top], (B, n, 2))
-        pos += rng.uniform(0, 0.1, (B, n, 2)) * (pos < 0) - rng.uniform(0, 0.1, (B, n, 2)) * (pos > 0)
+        inward = rng.uniform(0, 0.1, (B, n, 2))
+        pos += np.where(pos < 0, inward, -inward)
         pos[:, 0] = rng.choice([-1.0, top], (B, 2))  # agent 0 exactly on a corner
         lm[:, 0] = rng.choice([-1.0, top], (B, 2))
     elif kind == "cluster":
@@ -243,7 +245,8 @@ def separated_worlds(draw):
     n = draw(st.integers(1, 5))
     cells = draw(st.permutations(range(16)))[:n]
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    pos = np.array([divmod(c, 4) for c in cells], float) * 0.5 - 1 + rng.uniform(-0.07, 0.07, (n, 2))
+    pos = np.array([divmod(c, 4) for c in cells], float) * 0.5 - 1
+    pos += rng.uniform(-0.07, 0.07, (n, 2))
     vel = rng.normal(0, 1, (n, 2))
     lm = rng.uniform(-1, 1, (n, 2))
     return pos, vel, lm, rng.integers(0, 5, n)
@@ -290,7 +293,7 @@ def test_landmarks_never_move_and_momentum(case):
     rng = np.random.default_rng(seed)
     for _ in range(T):
         w = env.world()
-        obs, state, reward, terminated, truncated, final_state = env.step(np.zeros((B, env.n_agents), int))
+        *_, truncated, final_state = env.step(np.zeros((B, env.n_agents), int))
         w2 = env.world()
         going = ~truncated
         np.testing.assert_array_equal(w2.landmark_pos[going], w.landmark_pos[going])
@@ -424,7 +427,8 @@ def test_stored_references_are_reproducible():
     stored = SPREAD_REFERENCES[(2, 0.5, 25)]
     again = envs.spread_references(2, 0.5, 25, n_episodes=20000, seed=0)
     for a, b in [(stored.random, again.random), (stored.scripted, again.scripted)]:
-        assert (abs(a.mean - b.mean), abs(a.ci95 - b.ci95)) < (1e-4, 1e-4) and a.n_episodes == b.n_episodes
+        assert abs(a.mean - b.mean) < 1e-4 and abs(a.ci95 - b.ci95) < 1e-4
+        assert a.n_episodes == b.n_episodes
 
 
 def test_normalized_score():
@@ -603,7 +607,8 @@ def test_reference_bad_input():
     ]:
         with pytest.raises(error, match=match):
             env.reference_step(*args)
-    for key, error, match in [(-1, ValueError, "key must be in"), (2**64, ValueError, "key must be in"),
+    for key, error, match in [(-1, ValueError, "key must be in"),
+                              (2**64, ValueError, "key must be in"),
                               (1.0, TypeError, "key must be an int")]:
         with pytest.raises(error, match=match):
             env.reference_reset(key)
@@ -631,7 +636,8 @@ def test_pettingzoo_bad_input():
     env = to_parallel_env(Spread(2), seed=0)
     env.reset()
     for actions, error, match in [
-        ({"agent_0": 5, "agent_1": 0}, ValueError, r"actions\['agent_0'\] must be in \[0, 5\), got 5"),
+        ({"agent_0": 5, "agent_1": 0}, ValueError,
+         r"actions\['agent_0'\] must be in \[0, 5\), got 5"),
         ({"agent_0": 0}, ValueError, r"actions is missing agents \['agent_1'\]"),
         ({"agent_0": 0.0, "agent_1": 0}, TypeError, r"actions\['agent_0'\] must be an int"),
     ]:
