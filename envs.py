@@ -1325,8 +1325,9 @@ def _check_local_ratio(local_ratio):
 class Spread:
     """Cooperative navigation, MPE's ``simple_spread``: n agents cover n landmarks.
 
-    Equal, step for step, to mpe2's ``simple_spread_v3`` with discrete actions
-    (``N=n_agents``, ``local_ratio``, ``max_cycles``; test_spread.py checks positions,
+    Equal, step for step, to mpe2's ``simple_spread_v3`` (mpe2 1.1.1, the extra ``mpe``)
+    with discrete actions (``N=n_agents``, ``local_ratio``, ``max_cycles``; the defaults
+    are mpe2's; test_spread.py checks positions,
     velocities, observations, global state and rewards to 1e-10), batched over B envs in
     one Numba kernel.  This is a *feature env* (see the module docstring): observations are
     float vectors of ``obs_dim = 6 n`` and the global state has ``state_dim = 6 n**2``.
@@ -1352,10 +1353,11 @@ class Spread:
         r_i = (1 - local_ratio) * G + local_ratio * (-C_i)   agent i's reward (as mpe2)
         R   = r_0 + r_1 + ... + r_{n-1}                    the team reward
 
-    ``step`` returns the team reward R, the sum of the agents' rewards, summed in agent
-    order: it is what the learners maximise (with a shared critic, as in MAPPO's use of
-    MPE).  The per-agent rewards r_i of the same step are in :attr:`agent_rewards`, a (B, n)
-    float64 array replaced by every ``step``.
+    ``step`` returns the team reward R, the sum of the agents' rewards (summed in agent
+    order): it is what the learners maximise, and an episode's team return is the sum of R
+    over its ``max_cycles`` steps.  The per-agent rewards r_i of the same step are in
+    :attr:`agent_rewards`, a (B, n) float64 array replaced by every ``step`` (None after
+    ``reset``).
 
     **Observation** of agent i (``obs_dim = 6 n`` floats; 18 for n = 3)::
 
@@ -1537,6 +1539,13 @@ class Spread:
         point, ``p_i + dt v_i + dt v_i' / damping`` (where it would come to rest if it
         stopped pushing after this step; contacts ignored), is nearest its landmark (ties:
         the lowest action).  It is the reference ceiling, not an optimal policy.
+
+        Why the coasting point: after a step it is ``S' = S + dt**2 F / damping = S + 0.04 F``
+        (``S = p + dt v / damping``), so each push moves it by exactly 0.2 along one axis,
+        whatever the velocity; the controller moves S to the point of that 0.2 lattice
+        nearest the landmark in the fewest pushes.  No discrete-action policy can bring an
+        agent to rest off that lattice, so resting agents stay up to 0.1 per axis from
+        their landmark (0.077 on average).
         """
         self._check_reset()
         out = np.empty((self._pos.shape[0], self.n_agents), np.int64)
@@ -1849,10 +1858,11 @@ def to_parallel_env(game, seed=None):
     vector (``Box`` of ``state_dim``), and every agent receives its own reward
     (``game.agent_rewards``, as mpe2 does; they sum to the team reward).  ``seed`` seeds
     the first ``reset`` (and the action spaces).  When the episode ends, the returned
-    observations are those of the final state and ``agents`` becomes empty.  ``step`` takes a dict with exactly one
-    int action per live agent (unknown or missing agents are a ValueError).  Requires
-    gymnasium and pettingzoo (``pip install -e '.[pettingzoo]'`` in a checkout, or
-    ``pip install 'asae[pettingzoo]'``); without them this raises ModuleNotFoundError.
+    observations are those of the final state and ``agents`` becomes empty.  ``step``
+    takes a dict with exactly one int action per live agent (unknown or missing agents are
+    a ValueError).  Requires gymnasium and pettingzoo (``pip install -e '.[pettingzoo]'``
+    in a checkout, or ``pip install 'asae[pettingzoo]'``); without them this raises
+    ModuleNotFoundError.
     """
     if not isinstance(game, (_Game, Spread)):
         raise TypeError(f"game must be an asae game (MatrixGame, TwoStepGame, GridForaging, "
