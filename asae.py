@@ -11,34 +11,37 @@ of the surrogate gradient (E8), and the log-space saturation of importance weigh
 
 Equations → code (the file follows this order)
 ==============================================
-===  ===========================================================  ==================================
-E1   V = Σ_a π(a) Q(a); A = Q − V                                 :func:`joint_value`
-E2   Q^i(a^i) = Σ_{a^-i} π^-i(a^-i) Q(a^i, a^-i)                  :func:`marginal_q`
-E3   A^i(a^i) = Q^i(a^i) − V                                      :func:`marginal_advantage`
-E4   ∇_θi J = E[∇ log π^i(a^i) A^i(a^i)]                          :func:`exact_policy_gradient`
-E5   L(π̃) = J(π_old) + E_{a~π_old}[(∏_j ρ^j) A]                  :func:`joint_surrogate`
-E6   Ã^i(a^i) = E_{a^-i~π̃^-i}[A_old(a)]                          :func:`synchronous_marginal_advantage`
-E7   COMA: Q(a) − Σ_b π^i(b) Q(b, a^-i)                           :func:`counterfactual_advantage`
-E8   w^i = ∏_{j≠i} ρ^j; L^i = E[min(ρ^i w^i Â, clip(ρ^i) w^i Â)]  :func:`sync_weights`,
-     the advantage each method's agents use                       :func:`method_advantages`,
-                                                                  :func:`clipped_surrogate`,
-                                                                  :func:`clipped_surrogate_grad`
-E9   M^{i_m} = ∏_{l<m} ρ^{i_l} (HAPPO-style)                      :func:`sequential_weights`
+===  =========================================================  ===============================
+E1   V = Σ_a π(a) Q(a); A = Q − V                               :func:`joint_value`
+E2   Q^i(a^i) = Σ_{a^-i} π^-i(a^-i) Q(a^i, a^-i)                :func:`marginal_q`
+E3   A^i(a^i) = Q^i(a^i) − V                                    :func:`marginal_advantage`
+E4   ∇_θi J = E[∇ log π^i(a^i) A^i(a^i)]                        :func:`exact_policy_gradient`
+E5   L(π̃) = J(π_old) + E_{a~π_old}[(∏_j ρ^j) A]                :func:`joint_surrogate`
+E6   Ã^i(a^i) = E_{a^-i~π̃^-i}[A_old(a)]                        :func:`synchronous_marginal_advantage`
+     (E1–E6 and the learners' exact tables: one kernel,         ``_marginals_kernel``)
+E7   COMA: Q(a) − Σ_b π^i(b) Q(b, a^-i)                         :func:`counterfactual_advantage`
+E8   w^i = exp(Σ_{j<i} log ρ^j + Σ_{j>i} log ρ^j) = ∏_{j≠i} ρ^j  :func:`sync_weights`
+     L^i = E[min(ρ^i w^i Â, clip(ρ^i, 1±ε) w^i Â)], ∇_z L^i     :func:`clipped_surrogate`,
+                                                                :func:`clipped_surrogate_grad`
+E9   M^{i_m} = ∏_{l<m} ρ^{i_l} (HAPPO-style)                    :func:`sequential_weights`
+—    a method = base × weight, scheduled: one row per learner   :data:`METHOD_TABLE`,
+                                                                :func:`method_advantages`
 E10  δ_t = r_t + γ(1−term_t)V(s'_t) − V(s_t);
-     Â_t = δ_t + γλ(1−done_t)Â_{t+1}                              :func:`gae`
-===  ===========================================================  ==================================
+     Â_t = δ_t + γλ(1−done_t)Â_{t+1}                            :func:`gae`
+===  =========================================================  ===============================
 
 Then the learners (tabular; any env with the :class:`BatchedEnv` interface): :func:`train`
-with :data:`METHODS` ``async`` (E7's asynchronous Ā^i), ``asae`` (E8), ``happo`` (E9),
-``coma`` (E7), ``exact_sync`` (E6 exactly) and ``exact_async`` (E3 exactly);
-:class:`Config`, :class:`TrainResult`, :func:`evaluate`; and the bias probe,
-:func:`advantage_bias`, which measures each method's exact bias against Ã^i (E6).
+with the rows of :data:`METHOD_TABLE` (``async``, ``asae``, ``happo``, ``coma``,
+``exact_sync``, ``exact_async``); :class:`Config`, :class:`TrainResult`, :func:`evaluate`;
+and the bias probe, :func:`advantage_bias`, which measures each method's exact bias against
+Ã^i (E6).
 
-Design: each public function validates and casts its inputs with one checker,
-:func:`_array` (a clear ``ValueError``/``TypeError`` naming the argument), and then calls
-a private ``@njit(cache=True)`` kernel over plain arrays and scalars, one kernel per
-equation. No ``fastmath``: it would change NaN/inf handling and the order of summation.
-Every kernel has a slow loop-for-loop twin in ``test_asae.py``.
+Design: each public function validates and casts its inputs (one checker, :func:`_array`: a
+clear ``ValueError``/``TypeError`` naming the argument), then calls a private
+``@njit(cache=True)`` kernel over plain arrays and scalars, one kernel per equation; a finite
+input that would overflow float64 raises ``FloatingPointError``. No ``fastmath``: it would
+change NaN/inf handling and the order of summation. Every kernel has a slow loop-for-loop twin
+in ``test_asae.py``, and so has the learners' whole update.
 """
 from __future__ import annotations
 
@@ -1556,6 +1559,10 @@ def _check_env(env):
     if isinstance(env, type):
         raise TypeError(f"env must be an environment instance, not the class {env.__name__}; "
                         f"call it first, e.g. {env.__name__}()")
+    if hasattr(env, "obs_dim"):
+        raise TypeError(f"env has feature observations (obs_dim = {env.obs_dim!r}); the tabular "
+                        "learners need integer observation and state ids (env.n_obs, "
+                        "env.n_states) — there is no learner for feature envs yet")
     for attr in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "reset", "step"):
         if not hasattr(env, attr):
             raise TypeError(f"env must provide the batched interface (asae.BatchedEnv); "
@@ -1710,25 +1717,41 @@ def _setup(env, method: str, config) -> tuple[Config, _Learner]:
                 np.zeros((cfg.iterations + 1 if cfg.record_policies else 1,) + logits.shape)))
 
 
+def _rollout_env(env, pol, carry, rng, batch) -> float:
+    """:func:`_rollout_tables` through the env's own ``step`` (every output checked):
+    ``carry`` = [obs, state, episode returns so far], updated. Returns the mean return of
+    the episodes that ended (NaN if none)."""
+    obs, state, ep_ret = carry
+    T, B, n = batch.obs.shape
+    n_obs, n_states = pol.logits.shape[1], env.n_states
+    act = np.empty((B, n), np.int64)
+    ended = []
+    for t in range(T):
+        batch.obs[t], batch.states[t] = obs, state
+        _sample_actions(pol.logits, pol.n_actions, obs, rng, act, *_new_cdf(pol.logits))
+        batch.act[t] = act
+        obs, state, r, te, tr, final = _check_step(env.step(act.copy()), B, n, n_obs, n_states)
+        done = te | tr
+        batch.rew[t], batch.term[t], batch.trunc[t] = r, te, tr
+        batch.next_states[t] = np.where(done, final, state)     # V(s'_t), E10
+        ep_ret += r
+        ended.extend(ep_ret[done].tolist())
+        ep_ret[done] = 0.0
+    carry[:2] = obs, state
+    return sum(ended) / len(ended) if ended else np.nan
+
+
 def train(env, method: str, config: Config | None = None) -> TrainResult:
     """Train decentralised tabular softmax actors on ``env`` with one of :data:`METHODS`.
 
-    - ``"async"``: every agent uses the shared team advantage Â_t (MAPPO-style; E7's Ā^i).
-    - ``"asae"``: the paper's method, Â^i_t = w^i_t Â_t with w^i from the partners' current
-      in-update ratios (E8), clipped to [1 − sync_clip, 1 + sync_clip].
-    - ``"happo"``: sequential updates in a random order with M of E9.
-    - ``"coma"``: counterfactual advantage from a tabular Q(s, a) critic (E7).
-    - ``"exact_sync"`` (one-step matrix games): the exact E6 advantage against the
-      partners' current policies — asae without sampling noise.
-    - ``"exact_async"`` (one-step matrix games): the exact E3 advantage against the
-      partners' old policies — the noise-free asynchronous control.
-
-    Every method uses the same per-agent PPO clip (E8; ``clip_eps``, ``clip_ratio``), a
-    tabular V critic trained on GAE returns (E10), and the same initial logits under the
-    same seed; the per-method advantage is :func:`method_advantages`. ``env`` follows
-    :class:`BatchedEnv`; with ``env.tables()`` the whole run is one jitted call, else each
-    step goes through ``env.step`` (checked). Same config and seed → bit-identical result.
-    Raises ``FloatingPointError`` if a table stops being finite.
+    ``method`` names a row of :data:`METHOD_TABLE`: where each agent's advantage starts
+    (shared GAE Â, COMA's counterfactual, or an exact table — one-step matrix games only),
+    what multiplies it (1, asae's w^i of E8, HAPPO's M^i of E9) and the schedule. Every
+    method uses the same per-agent PPO clip (E8; ``clip_eps``, ``clip_ratio``), a tabular V
+    critic trained on GAE returns (E10), and the same initial logits under the same seed.
+    ``env`` follows :class:`BatchedEnv`; with ``env.tables()`` the whole run is one jitted
+    call, else each step goes through ``env.step`` (checked). Same config and seed →
+    bit-identical result. Raises ``FloatingPointError`` if a table stops being finite.
     """
     t0 = time.perf_counter()
     cfg, (hp, pol, critic, ex, rng, log, rec) = _setup(env, method, config)
@@ -1741,27 +1764,12 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
         if code:
             _raise_guard(it, code)
     else:
-        batch = rec.batch
-        obs, state = _check_reset(env, env.reset(B, seed=cfg.seed), B, n, n_obs, n_states)
-        ep_ret = np.zeros(B)
-        act = np.empty((B, n), np.int64)
+        carry = [*_check_reset(env, env.reset(B, seed=cfg.seed), B, n, n_obs, n_states),
+                 np.zeros(B)]
         rec.policy_log[0] = logits
         for it in range(I):
-            ended = []
-            for t in range(T):
-                batch.obs[t], batch.states[t] = obs, state
-                _sample_actions(logits, n_actions, obs, rng, act, *_new_cdf(logits))
-                batch.act[t] = act
-                obs, state, r, te, tr, final = _check_step(env.step(act.copy()), B, n, n_obs,
-                                                           n_states)
-                done = te | tr
-                batch.rew[t], batch.term[t], batch.trunc[t] = r, te, tr
-                batch.next_states[t] = np.where(done, final, state)     # V(s'_t), E10
-                ep_ret += r
-                ended.extend(ep_ret[done].tolist())
-                ep_ret[done] = 0.0
-            rec.curve[it] = sum(ended) / len(ended) if ended else np.nan
-            code = _update(hp, pol, critic, ex, batch, rng, log)
+            rec.curve[it] = _rollout_env(env, pol, carry, rng, rec.batch)
+            code = _update(hp, pol, critic, ex, rec.batch, rng, log)
             if code:
                 _raise_guard(it, code)
             if cfg.record_policies:
