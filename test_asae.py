@@ -574,6 +574,25 @@ def test_clipped_surrogate_grad_is_zero_where_clip_binds():
     assert np.all(g[2] != 0.0)                    # Â<0, ρ>1+ε: the unclipped term is the min
 
 
+@pytest.mark.parametrize("adv", [1.0, -1.0])
+def test_clip_boundary_uses_the_unclipped_branch(adv):
+    """At ρ = 1 ± ε exactly (here ρ = 1, ε = 0) the clip does not bind: the gradient is
+    Â ρ (1[k=a] − π_k), the documented convention (E8), not 0."""
+    z = np.array([[0.7, -0.2, 0.1]])
+    old = asae.log_softmax(z)[:, 1]                       # ρ = π(a)/π_old(a) = 1 exactly
+    g = asae.clipped_surrogate_grad(z, [1], old, [adv], 0.0)
+    pi = asae.softmax(z)[0]
+    assert_allclose(g[0], adv * (np.eye(3)[1] - pi), rtol=1e-12, atol=0)
+
+
+def test_train_steps_at_the_clip_boundary():
+    """With ε = 0 and one gradient step per update every ratio is exactly 1 = 1 ± ε when the
+    step is taken: the policy still moves (the boundary is the unclipped branch)."""
+    cfg = small_config(clip_eps=0.0, entropy_coef=0.0, epochs=1, minibatches=1, iterations=3,
+                       record_policies=True)
+    res = asae.train(envs.MatrixGame(CLIMBING), "async", cfg)
+    assert not np.array_equal(res.policies[0][0], res.policies[-1][0])
+
 @st.composite
 def multi_agent_batches(draw):
     """n agents, per-sample logits near the old ones (every ρ inside the clip range)."""
@@ -1104,6 +1123,62 @@ def test_jitted_rollout_equals_env_step_path(make, method):
     env = make()
     _same_result(asae.train(env, method, cfg), asae.train(NoTables(env), method, cfg))
 
+
+def ref_train(env, method, cfg):
+    """``train`` written from its documentation, through ``env.step``: initial logits
+    N(0, std²) from ``default_rng([seed, 0])`` (or ``init_logits``), V = 0 and Q = 0, one
+    stream seeded by ``seed`` for the agent-major inverse-CDF draws and the update, and
+    ``ref_update`` once per rollout. Returns (logits, V)."""
+    n_actions = list(env.n_actions)
+    n, T, B = len(n_actions), cfg.rollout_len, cfg.n_envs
+    if cfg.init_logits is None:
+        init = np.random.default_rng([cfg.seed, 0])
+        logits = [cfg.init_logit_std * init.standard_normal((env.n_obs, k)) for k in n_actions]
+    else:
+        logits = [np.array(z, dtype=float) for z in cfg.init_logits]
+    V = np.zeros(env.n_states)
+    Q = np.zeros((env.n_states, int(np.prod(n_actions)))) if method == "coma" else np.zeros((1, 1))
+    rng = RefRng(cfg.seed)
+    obs, state = env.reset(B, seed=cfg.seed)
+    for _ in range(cfg.iterations):
+        rows = []
+        for t in range(T):
+            act = np.zeros((B, n), np.int64)
+            for i in range(n):
+                for b in range(B):
+                    act[b, i] = ref_sample(list(logits[i][obs[b, i]]), rng.uniform())
+            obs2, state2, r, te, tr, final = env.step(act.copy())
+            rows.append((obs, act, r, te, tr, state, np.where(te | tr, final, state2)))
+            obs, state = obs2, state2
+        batch = {k: np.array(v) for k, v in
+                 zip(("obs", "act", "rew", "term", "trunc", "states", "next_states"), zip(*rows))}
+        ref_update(method, cfg, logits, V, Q, batch, getattr(env, "payoff", None), rng)
+    return logits, V
+
+
+FRONT_DOOR = [(lambda: envs.MatrixGame(CLIMBING), m, {}) for m in asae.METHODS] + [
+    (lambda: envs.MatrixGame(np.arange(12.0).reshape(2, 3, 2) - 5), "exact_sync",
+     dict(reward_scale=0.3, clip_ratio="joint")),
+    (lambda: envs.MatrixGame(np.arange(12.0).reshape(2, 3, 2) - 5), "happo", dict(clip_eps=None)),
+    (envs.TwoStepGame, "coma", dict(gamma=0.9)), (envs.TwoStepGame, "happo", {}),
+    (lambda: envs.GridForaging(size=3, n_food=1, max_steps=5), "asae", dict(sync_clip=None)),
+    (lambda: envs.MatrixGame(CLIMBING), "asae",
+     dict(init_logits=[[[0.5, -1.0, 2.0]], [[0.0, 1.0, -0.5]]]))]
+
+
+@pytest.mark.parametrize("make, method, kw", FRONT_DOOR,
+                         ids=[f"{m}-{i}" for i, (_, m, _) in enumerate(FRONT_DOOR)])
+def test_train_matches_slow_twin(make, method, kw):
+    """The whole run through the front door: what ``train`` sets up (initial logits, payoff
+    scaling, joint-action encoding, the method's row, the seed's stream) and runs equals the
+    plain reference run."""
+    cfg = asae.Config(**{**dict(iterations=3, n_envs=4, rollout_len=3, epochs=2, minibatches=2,
+                                lr_actor=3.0, reward_scale=0.05, seed=5), **kw})
+    got = asae.train(make(), method, cfg)
+    ref_L, ref_V = ref_train(make(), method, cfg)
+    for g, r in zip(got.logits, ref_L):
+        assert_allclose(g, r, rtol=RTOL, atol=1e-11)
+    assert_allclose(got.values, ref_V, rtol=RTOL, atol=ATOL)
 
 CLIMBING = [[11, -30, 0], [-30, 7, 6], [0, 0, 5]]
 QTRAN = [[8, -12, -12], [-12, 0, 0], [-12, 0, 0]]
