@@ -182,18 +182,18 @@ def _joint_table(q, vectors, name: str = "policies", each=_probability_vector):
 
 def _log_ratio_table(log_ratios, n_rows: int | None = None) -> np.ndarray:
     """(N, n ≥ 1) finite log-ratios within the valid range n · max|log ρ| ≤ MAX_LOG_RATIO_SUM."""
-    lr = _array("log_ratios", log_ratios, ndim=2, finite=False)     # finite: below
-    if lr.shape[1] == 0 or (n_rows is not None and lr.shape[0] != n_rows):
+    log_rho = _array("log_ratios", log_ratios, ndim=2, finite=False)     # finite: below
+    if log_rho.shape[1] == 0 or (n_rows is not None and log_rho.shape[0] != n_rows):
         want = "N" if n_rows is None else n_rows
-        raise ValueError(f"log_ratios must have shape ({want}, n ≥ 1); got {_describe(lr)}")
-    if lr.size:
-        big = max(lr.max(), -lr.min())                   # NaN if any entry is NaN
+        raise ValueError(f"log_ratios must have shape ({want}, n ≥ 1); got {_describe(log_rho)}")
+    if log_rho.size:
+        big = max(log_rho.max(), -log_rho.min())                   # NaN if any entry is NaN
         if not np.isfinite(big):
-            raise ValueError(f"log_ratios must be finite; got NaN or inf in an array of {_describe(lr)}")
-        if big > MAX_LOG_RATIO_SUM / lr.shape[1]:
+            raise ValueError(f"log_ratios must be finite; got NaN or inf in an array of {_describe(log_rho)}")
+        if big > MAX_LOG_RATIO_SUM / log_rho.shape[1]:
             raise ValueError(f"log_ratios must satisfy n·max|log ρ| ≤ {MAX_LOG_RATIO_SUM:g} (so no "
-                             f"partial sum overflows); got max|log ρ| = {big:g} with n = {lr.shape[1]}")
-    return lr
+                             f"partial sum overflows); got max|log ρ| = {big:g} with n = {log_rho.shape[1]}")
+    return log_rho
 
 
 # =======================================================================================
@@ -538,11 +538,11 @@ def sync_weights(log_ratios, clip: float | None = None) -> np.ndarray:
     >>> sync_weights(np.log([[2.0, 3.0, 0.5]])).round(12).tolist()
     [[1.5, 1.0, 6.0]]
     """
-    lr = _log_ratio_table(log_ratios)
+    log_rho = _log_ratio_table(log_ratios)
     c = None if clip is None else _scalar("clip", clip, 0.0, np.inf)
     lo, hi = _weight_bounds(c)
-    out = np.empty(lr.shape)
-    _sync_weights_kernel(lr, lo, hi, out)
+    out = np.empty(log_rho.shape)
+    _sync_weights_kernel(log_rho, lo, hi, out)
     return out
 
 
@@ -667,13 +667,13 @@ def sequential_weights(log_ratios, order) -> np.ndarray:
     >>> sequential_weights(np.log([[2.0, 3.0, 0.5]]), [2, 0, 1]).round(12).tolist()
     [[0.5, 1.0, 1.0]]
     """
-    lr = _log_ratio_table(log_ratios)
-    n = lr.shape[1]
+    log_rho = _log_ratio_table(log_ratios)
+    n = log_rho.shape[1]
     o = _array("order", order, kind="int", shape=(n,), high=n)
     if np.unique(o).size != n:
         raise ValueError(f"order must be a permutation of 0..{n - 1}; got {o.tolist()}")
-    out = np.empty(lr.shape)
-    _sequential_weights_kernel(lr, o, -MAX_LOG_RATIO, MAX_LOG_RATIO, out)
+    out = np.empty(log_rho.shape)
+    _sequential_weights_kernel(log_rho, o, -MAX_LOG_RATIO, MAX_LOG_RATIO, out)
     return out
 
 
@@ -793,9 +793,9 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
     exact = row.base in (EXACT_OLD, EXACT_CURRENT)
     if log_ratios is None and row.weight != ONE:
         raise TypeError(f"method {method!r} needs log_ratios of shape ({N}, n)")
-    lr = None if log_ratios is None else _log_ratio_table(log_ratios, N)
+    log_rho = None if log_ratios is None else _log_ratio_table(log_ratios, N)
     base = _exact_base(tables, actions, N) if exact else adv[:, None] if adv.ndim == 1 else adv
-    n = lr.shape[1] if lr is not None and not exact else base.shape[1]
+    n = log_rho.shape[1] if log_rho is not None and not exact else base.shape[1]
     if base.shape != (N, n) and base.shape != (N, 1):
         raise ValueError(f"advantages must have shape ({N},) or ({N}, {n}); got {_describe(adv)}")
     o = np.arange(n, dtype=np.int64)
@@ -808,7 +808,7 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
     clip = None if sync_clip is None else _scalar("sync_clip", sync_clip, 0.0, np.inf)
     lo, hi = _weight_bounds(clip)
     out = np.empty((N, n))
-    _weighted_advantages(row.weight, lo, hi, base, np.zeros((N, n)) if lr is None else lr, o, out)
+    _weighted_advantages(row.weight, lo, hi, base, np.zeros((N, n)) if log_rho is None else log_rho, o, out)
     return _finite("method_advantages", out)
 # =======================================================================================
 # E10 — GAE with termination and truncation:
