@@ -52,7 +52,16 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
-from numba import njit
+
+try:
+    import numba
+    from numba import njit
+except ModuleNotFoundError:  # pragma: no cover - depends on the installation
+    raise ModuleNotFoundError("asae needs numba (≥ 0.58): python -m pip install numba, or "
+                              "python -m pip install -e . in a clone of asae") from None
+if tuple(int(x) for x in numba.__version__.split(".")[:2]) < (0, 58):  # pragma: no cover
+    raise ImportError(f"asae needs numba ≥ 0.58; found {numba.__version__}: "
+                      "python -m pip install --upgrade numba")
 
 __all__ = [
     "softmax", "log_softmax", "joint_value", "marginal_q", "marginal_advantage",
@@ -66,6 +75,11 @@ __all__ = [
 #: weight is at most e^300 ≈ 2e130, so ρ·w·Â stays finite for any |Â| < 1e47. Below the
 #: saturation the formulas are exact; above it the exact value would overflow float64.
 MAX_LOG_RATIO = 300.0
+
+#: The largest array (in bytes, as float64) a public function accepts or allocates; larger
+#: inputs, outputs and learner tables raise ``ValueError`` naming the argument and the estimate
+#: instead of exhausting memory (a broadcast view of 10^12 entries is one such input).
+MAX_ARRAY_BYTES = 2 ** 32
 
 #: Valid range of a table of n log-ratios per row: n · max|log ρ| ≤ this, so that no partial
 #: sum Σ_j log ρ^j overflows (sync_weights, sequential_weights, method_advantages).
@@ -100,6 +114,9 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
             arr = np.asarray(x)
         except (ValueError, TypeError):
             raise ValueError(f"{name} must be a rectangular numeric array; got a ragged sequence") from None
+    if arr.size * 8 > MAX_ARRAY_BYTES:
+        raise ValueError(f"{name} has {arr.size:,} entries ({_gib(arr.size * 8)} as float64); "
+                         f"asae refuses arrays over MAX_ARRAY_BYTES = {_gib(MAX_ARRAY_BYTES)}")
     accepted, what = _KINDS[kind]
     if arr.dtype.kind not in accepted:
         raise TypeError(f"{name} must be {what} array; got {_describe(arr)}")
@@ -124,6 +141,20 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
         raise ValueError(f"{name} must hold indices in [0, {high}); got values in "
                          f"[{arr.min()}, {arr.max()}]")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _finite(name: str, x):
+    """Return x if every entry is finite, else raise FloatingPointError: finite inputs whose
+    exact result is beyond float64 (|value| > 1.8e308). One reduction in the common case."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(np.add.reduce(x, axis=None)) or np.isfinite(x).all():
+            return x
+    raise FloatingPointError(f"{name}: the result overflows float64 (|value| > 1.8e308) for "
+                             "these finite inputs; rescale them")
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2 ** 30:,.3g} GiB"
 
 
 def _scalar(name: str, x, lo: float, hi: float, lo_open: bool = False) -> float:
@@ -211,56 +242,56 @@ def _row_max(z):
     return m
 
 
-@njit(cache=True)
-def _max_sumexp(row):
-    """(m, s) with m = max_k z_k and s = Σ_k exp(z_k − m) ≥ 1: the stable pieces of
-    log Σ_k exp(z_k) = m + log s, shared by every softmax-based kernel below."""
-    m = _row_max(row)
-    s = 0.0
-    for k in range(row.shape[0]):
-        s += np.exp(row[k] - m)
-    return m, s
-
-
-@njit(cache=True)
-def _log_softmax_kernel(z, out):
-    """log π_k = z_k − max(z) − log Σ_b exp(z_b − max(z)), row by row over (M, A)."""
-    M, A = z.shape
-    for m in range(M):
-        zmax, s = _max_sumexp(z[m])
-        log_norm = zmax + np.log(s)
-        for k in range(A):
-            out[m, k] = z[m, k] - log_norm
-
-
 @njit(cache=True, inline='always')
 def _log_softmax_row(z, logp, pi):
-    """logp = log softmax(z) and pi = softmax(z) for one row, from one exp per action:
-    with m = max z and s = Σ_b exp(z_b − m), π_k = exp(z_k − m)/s and log π_k = z_k − m − log s."""
+    """logp = log softmax(z) and pi = softmax(z) for one row, from one exp per action: with
+    m = max z and s = Σ_b exp(z_b − m) ∈ [1, A], π_k = exp(z_k − m)/s and
+    log π_k = (z_k − m) − log s — the shift first, so the result is accurate to a few ulp at
+    any scale of z (z_k − (m + log s) would lose log s once |m| ≫ 1)."""
     m = _row_max(z)
     s = 0.0
     for k in range(z.shape[0]):
         pi[k] = np.exp(z[k] - m)
         s += pi[k]
-    log_norm = m + np.log(s)
+    log_s = np.log(s)
     for k in range(z.shape[0]):
-        logp[k] = z[k] - log_norm
+        logp[k] = (z[k] - m) - log_s
         pi[k] /= s
 
 
 @njit(cache=True)
-def _softmax_kernel(z, out):
-    """π_k = exp(z_k − max(z)) / Σ_b exp(z_b − max(z)), row by row over (M, A)."""
-    logp = np.empty(z.shape[1])
+def _softmax_kernel(z, log, out):
+    """Row by row over (M, A): out = log softmax(z) if ``log`` else softmax(z), both from
+    :func:`_log_softmax_row` (the other half goes to a one-row scratch)."""
+    scratch = np.empty(z.shape[1])
     for m in range(z.shape[0]):
-        _log_softmax_row(z[m], logp, out[m])
+        if log:
+            _log_softmax_row(z[m], out[m], scratch)
+        else:
+            _log_softmax_row(z[m], scratch, out[m])
 
 
-def _logits(name: str, logits, finite: bool = True) -> np.ndarray:
-    z = _array(name, logits, finite=finite)
+def _logits(name: str, logits, spread: bool = True) -> np.ndarray:
+    """Logits with ≥ 1 action on the last axis; with ``spread``, each row's max − min must be
+    finite (≤ 1.8e308), else a log-probability (z_k − max z) is not a float64."""
+    z = _array(name, logits, finite=not spread)         # finite: implied by a finite spread
     if z.ndim < 1 or z.shape[-1] == 0:
         raise ValueError(f"{name} must have at least one axis with ≥ 1 action; got {_describe(z)}")
+    if spread and z.size:
+        with np.errstate(over="ignore", invalid="ignore"):  # global spread first (2 passes)
+            ok = np.isfinite(z.max() - z.min()) or \
+                np.all(np.isfinite(z.max(axis=-1) - z.min(axis=-1)))
+        if not ok:
+            raise ValueError(f"{name} must be finite with each row's max − min ≤ 1.8e308 (else "
+                             "a log-probability overflows); got a row spanning more")
     return z
+
+
+def _softmax_rows(z: np.ndarray, log: bool) -> np.ndarray:
+    """log softmax (``log``) or softmax of checked logits over the last axis."""
+    out = np.empty(z.shape)
+    _softmax_kernel(z.reshape(-1, z.shape[-1]), log, out.reshape(-1, z.shape[-1]))
+    return out
 
 
 def softmax(logits) -> np.ndarray:
@@ -269,32 +300,23 @@ def softmax(logits) -> np.ndarray:
     >>> softmax([0.0, 0.0]).tolist()
     [0.5, 0.5]
     """
-    z = _logits("logits", logits)
-    out = np.empty(z.shape)
-    _softmax_kernel(z.reshape(-1, z.shape[-1]), out.reshape(-1, z.shape[-1]))
-    return out
+    return _softmax_rows(_logits("logits", logits, spread=False), False)
 
 
 def log_softmax(logits) -> np.ndarray:
     """Log-softmax over the last axis; never ``log(softmax)``.
 
-    Valid range: the result is finite whenever each row's spread max − min is finite
-    (≤ 1.7e308); a row spanning more (e.g. [1e308, −1e308], whose log-probability −2e308 is
-    not a float64) raises ``ValueError``.
+    Computed as (z_k − max z) − log Σ_b exp(z_b − max z): accurate to a few ulp at any
+    finite scale. Valid range: each row's spread max − min finite (≤ 1.8e308); a row spanning
+    more (e.g. [1e308, −1e308], whose log-probability −2e308 is not a float64) raises
+    ``ValueError``.
 
     >>> log_softmax([0.0, 0.0]).round(6).tolist()
     [-0.693147, -0.693147]
+    >>> log_softmax([1e16, 1e16]).round(6).tolist()
+    [-0.693147, -0.693147]
     """
-    z = _logits("logits", logits, finite=False)     # finite: implied by a finite spread
-    with np.errstate(over="ignore", invalid="ignore"):  # global spread first (2 fast passes)
-        spread_ok = z.size == 0 or np.isfinite(z.max() - z.min()) or \
-            np.all(np.isfinite(z.max(axis=-1) - z.min(axis=-1)))
-    if not spread_ok:
-        raise ValueError("logits: log_softmax is finite only when each row's max − min is finite "
-                         "(≤ 1.7e308); got a row spanning more")
-    out = np.empty(z.shape)
-    _log_softmax_kernel(z.reshape(-1, z.shape[-1]), out.reshape(-1, z.shape[-1]))
-    return out
+    return _softmax_rows(_logits("logits", logits), True)
 
 
 # =======================================================================================
@@ -350,14 +372,6 @@ def _marginals(q: np.ndarray, pis) -> tuple[np.ndarray, float]:
     out = np.empty(pi.shape)
     v = _marginals_kernel(q.ravel(), _radix(n_actions), n_actions, pi, out)
     return out, v
-
-
-def _finite(name: str, x):
-    """Return x if it is finite; else FloatingPointError (finite inputs that overflowed)."""
-    if not np.all(np.isfinite(x)):
-        raise FloatingPointError(f"{name} overflowed float64 (|value| > 1.8e308) for these finite "
-                                 "inputs; rescale the payoffs")
-    return x
 
 
 def joint_value(q, policies) -> float:
@@ -568,7 +582,7 @@ def clipped_surrogate(ratios, advantages, clip_eps: float) -> np.ndarray:
     eps = _scalar("clip_eps", clip_eps, 0.0, 1.0)
     out = np.empty(rho.shape[0])
     _clipped_surrogate_kernel(rho, adv, eps, out)
-    return out
+    return _finite("clipped_surrogate", out)
 
 
 @njit(cache=True, inline='always')
@@ -625,9 +639,9 @@ def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps:
         advantages: (N,) advantages Â (for ASAE: already multiplied by w^i).
         clip_eps: PPO ε in [0, 1].
     """
-    z = _array("logits", logits, ndim=2)
-    if z.shape[1] == 0:
-        raise ValueError(f"logits must have at least one action column; got {_describe(z)}")
+    z = _logits("logits", logits)
+    if z.ndim != 2:
+        raise ValueError(f"logits must be 2-D (N, A); got {_describe(z)}")
     N = z.shape[0]
     acts = _array("actions", actions, kind="int", shape=(N,), high=z.shape[1])
     olp = _array("old_log_probs", old_log_probs, shape=(N,))
@@ -637,7 +651,7 @@ def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps:
     eps = _scalar("clip_eps", clip_eps, 0.0, 1.0)
     out = np.empty(z.shape)
     _clipped_surrogate_grad_kernel(z, acts, olp, adv, eps, MAX_LOG_RATIO, out)
-    return out
+    return _finite("clipped_surrogate_grad", out)
 
 
 # =======================================================================================
@@ -871,7 +885,7 @@ def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: 
     as2d = (lambda a: a.reshape(a.shape[0], 1)) if r.ndim == 1 else (lambda a: a)
     adv, ret = np.empty(r.shape), np.empty(r.shape)
     _gae_kernel(as2d(r), as2d(v), as2d(nv), as2d(term), as2d(trunc), g, la, as2d(adv), as2d(ret))
-    return adv, ret
+    return _finite("gae", adv), _finite("gae returns", ret)
 
 
 # =======================================================================================
@@ -952,7 +966,7 @@ def _sample_actions(logits, n_actions, obs, rng, out, cdf, ready):
         for b in range(B):
             o = obs[b, i]
             if not ready[i, o]:
-                zmax, _ = _max_sumexp(logits[i, o, :A])
+                zmax = _row_max(logits[i, o, :A])
                 c = 0.0
                 for k in range(A):
                     c += np.exp(logits[i, o, k] - zmax)

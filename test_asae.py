@@ -312,6 +312,21 @@ def test_softmax_kernels_match_reference_and_are_finite(zb):
     assert_allclose(p.sum(axis=-1), 1.0, rtol=1e-12)
 
 
+@given(st.lists(st.integers(-60, 60), min_size=1, max_size=6), st.integers(0, 1020),
+       st.sampled_from([-1.0, 1.0]))
+@example([0, 0], 53, 1.0)           # [2^53, 2^53]: the old z − (m + log s) gave [0, 0]
+@example([0, 0], 1020, 1.0)
+def test_log_softmax_is_accurate_at_any_scale(d, k, sign):
+    """log π is invariant to a common offset of the logits, at every finite scale: for
+    z = ±2^k + d the row's differences z − max z are exact, and log_softmax(z) equals
+    log_softmax(z − max z), sums to one in probability and is ≤ 0."""
+    z = sign * 2.0 ** k + np.array(d, dtype=float)
+    lp = asae.log_softmax(z)
+    assert np.array_equal(lp, asae.log_softmax(z - z.max()))
+    assert np.all(lp <= 0.0) and math.isclose(np.exp(lp).sum(), 1.0, rel_tol=1e-12)
+    ref = [ref_log_softmax_row(list(z - z.max()))]
+    assert_allclose(lp, ref[0], rtol=1e-13, atol=1e-15)
+
 def test_softmax_any_leading_shape():
     z = np.arange(24.0).reshape(2, 3, 4)
     assert_allclose(asae.softmax(z).reshape(6, 4), asae.softmax(z.reshape(6, 4)), rtol=RTOL)
