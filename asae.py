@@ -49,6 +49,7 @@ import math
 import numbers
 import time
 from dataclasses import MISSING, dataclass, field, fields, replace
+from collections.abc import Mapping
 from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
@@ -68,7 +69,7 @@ __all__ = [
     "exact_policy_gradient", "joint_surrogate", "synchronous_marginal_advantage",
     "counterfactual_advantage", "sync_weights", "method_advantages", "clipped_surrogate",
     "clipped_surrogate_grad", "sequential_weights", "gae", "METHODS", "Config", "TrainResult",
-    "BatchedEnv", "train", "evaluate", "advantage_bias",
+    "BatchedEnv", "EnvTables", "METHOD_TABLE", "Method", "train", "evaluate", "advantage_bias",
 ]
 
 #: Log-space saturation of importance ratios and weights (a documented choice): a ratio or
@@ -130,7 +131,10 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
             arr = np.ascontiguousarray(arr, dtype=np.float64)
         # A finite sum proves every entry finite (NaN and ±inf propagate); only when the sum
         # is not finite (an entry is, or finite entries overflowed) look element by element.
-        if finite and not math.isfinite(np.add.reduce(arr, axis=None)) and not np.isfinite(arr).all():
+        with np.errstate(over="ignore", invalid="ignore"):
+            bad = finite and not math.isfinite(np.add.reduce(arr, axis=None)) \
+                and not np.isfinite(arr).all()
+        if bad:
             raise ValueError(f"{name} must be finite; got NaN or inf in an array of {_describe(arr)}")
         return arr
     if kind == "bool":
@@ -168,12 +172,12 @@ def _scalar(name: str, x, lo: float, hi: float, lo_open: bool = False) -> float:
     return v
 
 
-def _integer(name: str, x, low: int = 0) -> int:
-    """An integer ≥ low (bools and floats rejected)."""
+def _integer(name: str, x, low: int = 0, high: int = 2 ** 62) -> int:
+    """An integer in [low, high] (bools and floats rejected; high keeps it an int64)."""
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
         raise TypeError(f"{name} must be an integer; got {type(x).__name__} {x!r}")
-    if x < low:
-        raise ValueError(f"{name} must be ≥ {low}; got {x!r}")
+    if not low <= x <= high:
+        raise ValueError(f"{name} must be an integer in [{low}, {high:.4g}]; got {x!r}")
     return int(x)
 
 
@@ -360,7 +364,8 @@ def _marginals_kernel(q, radix, n_actions, pi, out):
 
 def _radix(n_actions) -> np.ndarray:
     """Strides of the flat (C-order) joint index: radix_l = ∏_{m>l} A_m."""
-    return np.array([int(np.prod(n_actions[l + 1:])) for l in range(len(n_actions))], np.int64)
+    return np.array([math.prod(int(k) for k in n_actions[l + 1:]) for l in range(len(n_actions))],
+                    np.int64)
 
 
 def _marginals(q: np.ndarray, pis) -> tuple[np.ndarray, float]:
@@ -1320,8 +1325,9 @@ def _update(hp, pol, critic, ex, batch, rng, log):
     return _first_non_finite(pol, critic)
 
 
-class _EnvTables(NamedTuple):
-    """An env's transition tables (the ``env.tables()`` protocol), checked."""
+class EnvTables(NamedTuple):
+    """An env's transition tables, what ``env.tables()`` returns (see :class:`BatchedEnv`;
+    any object with these attributes, or a mapping with these keys, is accepted too)."""
     next_state: np.ndarray   # (n_states, J) int64
     reward: np.ndarray       # (n_states, J) float64
     terminated: np.ndarray   # (n_states, J) bool
@@ -1400,8 +1406,13 @@ def _train_tables(hp, pol, critic, ex, tab, rng, log, rec):
         if record:
             rec.policy_log[it + 1] = pol.logits
     return -1, 0
-#: ``train`` refuses a run whose tables (logits, critics, transition tables, recorded
-#: policies) would need more than this many bytes, rather than exhausting memory.
+#: Largest |z| of ``Config.init_logits``: a row's log-probabilities (z_k − max z) must stay
+#: float64 while the run moves it (softmax saturates at a spread of ~745 anyway).
+MAX_INIT_LOGIT = 1e150
+
+#: ``train`` and ``evaluate`` refuse a run whose arrays (logits, critics, transition tables,
+#: rollouts, recorded policies, minibatch plans, evaluation) would need more than this many
+#: bytes, estimated before anything is allocated, rather than exhausting memory.
 MAX_TABLE_BYTES = 2 ** 30
 
 
@@ -1501,9 +1512,10 @@ class Config:
                 raise TypeError("Config.init_logits must be a sequence of per-agent 2-D tables "
                                 "of real numbers (n_obs, A_i)") from None
             for i, z in enumerate(tabs):
-                if z.ndim != 2 or not np.all(np.isfinite(z)):
-                    raise ValueError(f"Config.init_logits[{i}] must be a finite 2-D table "
-                                     f"(n_obs, A_i); got {_describe(z)}")
+                if z.ndim != 2 or not np.all(np.abs(z) <= MAX_INIT_LOGIT):
+                    raise ValueError(f"Config.init_logits[{i}] must be a 2-D table (n_obs, A_i) "
+                                     f"of finite numbers with |z| ≤ {MAX_INIT_LOGIT:g} (room for "
+                                     f"the run's steps); got {_describe(z)}")
             object.__setattr__(self, "init_logits", tuple(tuple(map(tuple, z)) for z in tabs))
 
 
@@ -1581,13 +1593,28 @@ def _check_env(env):
         if not hasattr(env, attr):
             raise TypeError(f"env must provide the batched interface (asae.BatchedEnv); "
                             f"missing attribute {attr!r}")
+    for attr in ("reset", "step") + (("tables",) if hasattr(env, "tables") else ()):
+        if not callable(getattr(env, attr)):
+            raise TypeError(f"env.{attr} must be callable (asae.BatchedEnv); got "
+                            f"{type(getattr(env, attr)).__name__}")
     n = _integer("env.n_agents", env.n_agents, 1)
-    n_actions = tuple(env.n_actions)
+    n_actions = env.n_actions
+    if isinstance(n_actions, (str, bytes)) or not isinstance(n_actions, (Sequence, np.ndarray)):
+        raise TypeError(f"env.n_actions must be a sequence of {n} action counts, one per agent; "
+                        f"got {type(n_actions).__name__} {n_actions!r}")
+    n_actions = tuple(n_actions)
     if len(n_actions) != n:
-        raise ValueError(f"env.n_actions must hold one action count per agent ({n}); got {n_actions!r}")
+        raise ValueError(f"env.n_actions must hold one action count per agent ({n}); "
+                         f"got {n_actions!r}")
     for i, k in enumerate(n_actions):
-        _integer(f"env.n_actions[{i}]", k, 1)
+        _integer(f"env.n_actions[{i}]", k, 1, 2 ** 31)
     _integer("env.episode_limit", env.episode_limit, 1)
+    optimum = getattr(env, "optimum", None)
+    if optimum is not None and (isinstance(optimum, (bool, np.bool_)) or
+                                not isinstance(optimum, numbers.Real) or
+                                not math.isfinite(optimum)):
+        raise TypeError(f"env.optimum must be a finite real number (the best expected return) or "
+                        f"absent; got {type(optimum).__name__} {optimum!r}")
     return (n, np.array(n_actions, np.int64), _integer("env.n_states", env.n_states, 1),
             _integer("env.n_obs", env.n_obs, 1))
 
@@ -1614,20 +1641,28 @@ def _check_step(out, B, n, n_obs, n_states):
 
 def _check_tables(tab, n, n_actions, n_states, n_obs):
     """Validate an env's transition tables once (shapes, dtypes, ranges, finite rewards)."""
-    J = int(np.prod(n_actions))
-    nxt = _array("env.tables().next_state", tab.next_state, kind="int", shape=(n_states, J),
+    J = math.prod(int(k) for k in n_actions)
+    if isinstance(tab, Mapping):
+        missing = [f for f in EnvTables._fields if f not in tab]
+        get = tab.get
+    else:
+        missing = [f for f in EnvTables._fields if not hasattr(tab, f)]
+        get = lambda f: getattr(tab, f)  # noqa: E731
+    if missing:
+        raise TypeError(f"env.tables() must return an asae.EnvTables (or an object or mapping "
+                        f"with {', '.join(EnvTables._fields)}); got {type(tab).__name__} "
+                        f"without {', '.join(missing)}")
+    nxt = _array("env.tables().next_state", get("next_state"), kind="int", shape=(n_states, J),
                  high=n_states)
-    obs = _array("env.tables().obs", tab.obs, kind="int", shape=(n_states, n), high=n_obs)
-    rew = _array("env.tables().reward", tab.reward, ndim=2)
-    if rew.shape != (n_states, J):
-        raise ValueError(f"env.tables().reward must have shape {(n_states, J)}; got {_describe(rew)}")
-    term = _array("env.tables().terminated", tab.terminated, kind="bool", shape=(n_states, J))
-    start = _integer("env.tables().start_state", tab.start_state)
+    obs = _array("env.tables().obs", get("obs"), kind="int", shape=(n_states, n), high=n_obs)
+    rew = _array("env.tables().reward", get("reward"), shape=(n_states, J))
+    term = _array("env.tables().terminated", get("terminated"), kind="bool", shape=(n_states, J))
+    start = _integer("env.tables().start_state", get("start_state"))
     if start >= n_states:
         raise ValueError(f"env.tables().start_state must be < n_states ({n_states}); got {start}")
-    limit = _integer("env.tables().time_limit", tab.time_limit, 1)
+    limit = _integer("env.tables().time_limit", get("time_limit"), 1)
     # Private writable copies: one compiled signature for every env, and nothing shared.
-    return _EnvTables(nxt.copy(), rew.copy(), np.array(term), obs.copy(), start, limit)
+    return EnvTables(nxt.copy(), rew.copy(), np.array(term), obs.copy(), start, limit)
 
 
 def _hyper(cfg: Config, method: str) -> _Hyper:
@@ -1663,18 +1698,44 @@ def _initial_logits(cfg: Config, n_obs: int, n_actions) -> np.ndarray:
                  n_actions)
 
 
-def _memory_estimate(cfg, method, n, n_actions, n_states, n_obs, has_tables) -> int:
-    J = int(np.prod(n_actions))
-    b = n * n_obs * int(max(n_actions)) * 8 * (1 + (cfg.iterations + 1) * cfg.record_policies)
-    b += n_states * 8 + (n_states * J * 8 if METHOD_TABLE[method].base == COUNTERFACTUAL else 0)
-    return b + (n_states * J * 17 if has_tables else 0)
+def _memory_plan(cfg, method, n, n_actions, n_states, n_obs, has_tables) -> dict:
+    """Bytes a run of :func:`train` allocates (to within a small factor), by what drives
+    each part: the env's sizes or a Config field."""
+    A, J, N = max(n_actions), math.prod(n_actions), cfg.n_envs * cfg.rollout_len
+    coma = METHOD_TABLE[method].base == COUNTERFACTUAL
+    return {
+        "the env's observations × actions (logits)": 24 * n * n_obs * A,
+        "the env's states (critics)": 8 * n_states * (1 + J * coma),
+        "the env's transition tables": 17 * n_states * J * has_tables,
+        "Config.iterations (curve, recorded policies)":
+            8 * cfg.iterations * (1 + n * n_obs * A * cfg.record_policies),
+        "Config.n_envs × Config.rollout_len (rollout, update)": N * (112 * n + 100),
+        "Config.epochs × n_envs × rollout_len (minibatch plan)": 8 * cfg.epochs * N,
+        "Config.eval_episodes (evaluation)": cfg.eval_episodes * (32 * n + 48),
+    }
+
+
+def _check_memory(plan: dict, limit: int):
+    """Refuse a plan above ``limit`` bytes, naming its largest part."""
+    need = sum(plan.values())
+    if need > limit:
+        part = max(plan, key=plan.get)
+        raise ValueError(f"this run needs ≈ {_gib(need)}, most of it for {part} "
+                         f"(≈ {_gib(plan[part])}); asae refuses more than {_gib(limit)} "
+                         "(MAX_TABLE_BYTES)")
 
 
 def _raise_guard(it: int, code: int):
-    what = ("the critic V" if code == 1 else "the COMA critic Q" if code == 2
-            else f"agent {code - 10}'s logits table")
-    raise FloatingPointError(f"training diverged at iteration {it + 1}: {what} is no longer finite "
-                             "(lower lr_critic / lr_actor or reward_scale)")
+    if code >= 10:
+        what, knobs = (f"agent {code - 10}'s logits table", "lower Config.lr_actor (a step moves "
+                       "a logit by ≤ lr_actor·|Â^i|·ρ) or Config.reward_scale (Â scales with it), "
+                       "or smaller Config.init_logits")
+    else:
+        what = "the critic V" if code == 1 else "the COMA critic Q"
+        knobs = ("lower Config.reward_scale: with lr_critic ≤ 1 a critic step never overshoots, "
+                 "so its values overflow only when the scaled returns do")
+    raise FloatingPointError(f"training diverged at iteration {it + 1}: {what} is no longer "
+                             f"finite; {knobs}")
 
 
 def _check_train_args(env, method, config):
@@ -1684,6 +1745,9 @@ def _check_train_args(env, method, config):
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     n, n_actions, n_states, n_obs = _check_env(env)
+    if math.prod(int(k) for k in n_actions) > 2 ** 62:
+        raise ValueError(f"env.n_actions {tuple(n_actions)} give more than 2^62 joint actions; "
+                         "the learners index joint actions with int64")
     payoff = None
     if METHOD_TABLE[method].base in (EXACT_OLD, EXACT_CURRENT) or cfg.track_bias:
         payoff = getattr(env, "payoff", None)
@@ -1693,11 +1757,8 @@ def _check_train_args(env, method, config):
         payoff = _array("env.payoff", payoff)
         if payoff.shape != tuple(n_actions):
             raise ValueError(f"env.payoff must have shape {tuple(n_actions)}; got {payoff.shape}")
-    need = _memory_estimate(cfg, method, n, n_actions, n_states, n_obs, hasattr(env, "tables"))
-    if need > MAX_TABLE_BYTES:
-        raise ValueError(f"env needs ≈ {need / 2**30:.1f} GiB of tables ({n_states} states, "
-                         f"{n_obs} observations, {int(np.prod(n_actions))} joint actions); "
-                         f"train refuses more than MAX_TABLE_BYTES = {MAX_TABLE_BYTES / 2**30:.0f} GiB")
+    _check_memory(_memory_plan(cfg, method, n, n_actions, n_states, n_obs,
+                               hasattr(env, "tables")), MAX_TABLE_BYTES)
     return cfg, n, n_actions, n_states, n_obs, payoff
 
 
@@ -1717,7 +1778,7 @@ def _setup(env, method: str, config) -> tuple[Config, _Learner]:
     cfg, n, n_actions, n_states, n_obs, payoff = _check_train_args(env, method, config)
     hp = _hyper(cfg, method)
     logits = _initial_logits(cfg, n_obs, n_actions)
-    J = int(np.prod(n_actions))
+    J = math.prod(int(k) for k in n_actions)
     q = np.zeros(1) if payoff is None else payoff.ravel().copy()
     A_max = logits.shape[2]
     probe = _new_probe(cfg.epochs * cfg.minibatches * n if cfg.track_bias else 1, n, A_max)
@@ -1824,6 +1885,7 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
                              f"got {_describe(z)}")
         tabs.append(z)
     episodes = _integer("episodes", episodes, 1)
+    _check_memory({"episodes": episodes * (32 * n + 48)}, MAX_TABLE_BYTES)
     if not isinstance(greedy, (bool, np.bool_)):
         raise TypeError(f"greedy must be True or False; got {greedy!r}")
     seed = _integer("seed", seed, 0)
@@ -1840,11 +1902,12 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
         else:
             _sample_actions(table, n_actions, obs, rng, act, *_new_cdf(table))
         obs, _, r, term, trunc, _ = _check_step(env.step(act.copy()), episodes, n, n_obs, n_states)
-        ret += np.where(active, r, 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ret += np.where(active, r, 0.0)
         active &= ~(term | trunc)
         if not active.any():
             break
-    return float(ret.mean())
+    return float(_finite("evaluate: the mean return", ret.mean()))
 
 
 # =======================================================================================

@@ -589,6 +589,13 @@ def test_clipped_surrogate_grad_is_zero_where_clip_binds():
     assert np.all(g[2] != 0.0)                    # Â<0, ρ>1+ε: the unclipped term is the min
 
 
+def test_counterfactual_is_finite_where_its_exact_value_is():
+    """Term by term, Q(a) − Σ_b π(b) Q(b, a^-i) stays finite for ±1.7e308 tables whenever
+    the exact value is a float64 (1.7e308 − 0.85e308 + 0.85e308)."""
+    got = asae.counterfactual_advantage([[1.7e308, -1.7e308]], [[0.5, 0.5]], [0])
+    assert got[0] == 1.7e308
+
+
 @pytest.mark.parametrize("adv", [1.0, -1.0])
 def test_clip_boundary_uses_the_unclipped_branch(adv):
     """At ρ = 1 ± ε exactly (here ρ = 1, ε = 0) the clip does not bind: the gradient is
@@ -920,6 +927,25 @@ BAD_INPUTS = [
     (lambda: asae.clipped_surrogate_grad(_q, [0, 1], [-1.0], [1.0, 1.0], 0.2), ValueError, "old_log_probs"),
     (lambda: asae.clipped_surrogate_grad(_q, [0, 1], [0.5, -1.0], [1.0, 1.0], 0.2), ValueError, "old_log_probs"),
     (lambda: asae.clipped_surrogate_grad(np.zeros(2), [0, 1], [-1.0, -1.0], [1.0, 1.0], 0.2), ValueError, "logits"),
+    # finite inputs whose exact result is beyond float64: FloatingPointError, never ±inf
+    (lambda: asae.marginal_advantage([[1.5e308], [-1.5e308]], [[1e-4, 1 - 1e-4], [1.0]], 0),
+     FloatingPointError, "marginal_advantage"),
+    (lambda: asae.joint_surrogate([[1.5e308], [-1.5e308]], [[1e-4, 1 - 1e-4], [1.0]],
+                                  [[1 - 1e-4, 1e-4], [1.0]]), FloatingPointError, "joint_surrogate"),
+    (lambda: asae.counterfactual_advantage([[1.7e308, -1.7e308]], [[0.0, 1.0]], [0]),
+     FloatingPointError, "counterfactual_advantage"),
+    (lambda: asae.method_advantages("asae", [1e300], [[300.0, 300.0]], sync_clip=None),
+     FloatingPointError, "method_advantages"),
+    (lambda: asae.clipped_surrogate([1e308], [-10.0], 0.2), FloatingPointError, "clipped_surrogate"),
+    (lambda: asae.clipped_surrogate_grad([[0.0, 0.0]], [0], [-1e308], [-1e200], 0.2),
+     FloatingPointError, "clipped_surrogate_grad"),
+    (lambda: asae.gae([1e308, 1e308], [-1e308, 0.0], [0.0, 0.0], [False, False], [False, False],
+                      1.0, 1.0), FloatingPointError, "gae"),
+    (lambda: asae.clipped_surrogate_grad([[1e308, -1e308]], [1], [-0.7], [1.0], 0.2), ValueError,
+     "logits"),
+    # sizes beyond MAX_ARRAY_BYTES are refused before anything is allocated
+    (lambda: asae.softmax(np.broadcast_to(0.0, (10 ** 6, 10 ** 6))), ValueError, "logits"),
+    (lambda: asae.log_softmax(np.broadcast_to(0.0, (10 ** 6, 10 ** 6))), ValueError, "logits"),
 ]
 
 
@@ -1417,6 +1443,16 @@ class RewardChain:
         return np.zeros((B, 1), np.int64), zeros, np.full(B, self.r), term, trunc, zeros
 
 
+class Patched:
+    """The climbing game with attributes replaced (``None`` values kept)."""
+
+    def __init__(self, **attrs):
+        game = envs.climbing()
+        for a in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "optimum",
+                  "payoff", "reset", "step", "tables"):
+            setattr(self, a, attrs[a] if a in attrs else getattr(game, a))
+
+
 class BadEnv(RewardChain):
     """RewardChain whose step output is corrupted by ``corrupt(out) -> out``."""
 
@@ -1488,6 +1524,36 @@ LEARNER_BAD = [
     (lambda: asae.evaluate(envs.climbing(), np.zeros((1, 3))), TypeError, "logits"),
     (lambda: asae.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, episodes=0), ValueError, "episodes"),
     (lambda: asae.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, greedy="yes"), TypeError, "greedy"),
+    # memory estimated before it is spent, the field named
+    (lambda: asae.train(envs.climbing(), "async", asae.Config(iterations=10 ** 12)), ValueError,
+     "Config.iterations"),
+    (lambda: asae.train(envs.climbing(), "async", asae.Config(n_envs=10 ** 6, rollout_len=10 ** 6)),
+     ValueError, "Config.n_envs"),
+    (lambda: asae.train(envs.climbing(), "async", asae.Config(eval_episodes=10 ** 11)), ValueError,
+     "Config.eval_episodes"),
+    (lambda: asae.train(envs.climbing(), "async", asae.Config(epochs=10 ** 9)), ValueError,
+     "Config.epochs"),
+    (lambda: asae.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, episodes=10 ** 11), ValueError,
+     "episodes"),
+    (lambda: asae.Config(iterations=10 ** 30), ValueError, "iterations"),
+    # the env protocol checked up front, each attribute named
+    (lambda: asae.train(Patched(tables=lambda: None), "async"), TypeError, "env.tables()"),
+    (lambda: asae.train(Patched(tables=lambda: {"reward": 1}), "async"), TypeError, "next_state"),
+    (lambda: asae.train(Patched(tables=lambda: (1, 2, 3)), "async"), TypeError, "env.tables()"),
+    (lambda: asae.train(Patched(tables=lambda: {**envs.climbing().tables()._asdict(),
+                                                "time_limit": 10 ** 30}), "async"),
+     ValueError, "time_limit"),
+    (lambda: asae.train(Patched(n_actions=2), "async"), TypeError, "env.n_actions"),
+    (lambda: asae.train(Patched(n_actions=None), "async"), TypeError, "env.n_actions"),
+    (lambda: asae.train(Patched(step=None), "async"), TypeError, "env.step"),
+    (lambda: asae.train(Patched(reset=5), "async"), TypeError, "env.reset"),
+    (lambda: asae.train(Patched(optimum="x"), "async"), TypeError, "env.optimum"),
+    (lambda: asae.train(Patched(optimum=np.nan), "async"), TypeError, "env.optimum"),
+    (lambda: asae.Config(init_logits=[[[1e308, -1e308, 0.0]], [[0.0, 0.0, 0.0]]]), ValueError,
+     "init_logits"),
+    (lambda: asae.evaluate(RewardChain(r=1e308), [np.zeros((1, 2))]), FloatingPointError,
+     "evaluate"),
+    (lambda: asae.train(envs.Spread(), "async"), TypeError, "feature observations"),
     (lambda: asae.method_advantages("ppo", [1.0]), ValueError, "method"),
     (lambda: asae.method_advantages("asae", [1.0]), TypeError, "log_ratios"),
     (lambda: asae.method_advantages("asae", [1.0, 2.0], np.zeros((3, 2))), ValueError, "log_ratios"),
