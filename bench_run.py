@@ -145,8 +145,9 @@ class Report:
         for name, secs in self.data["meta"].get("section_s", {}).items():
             cells = self.data.get(name, {}).get("cells")
             if cells is not None:
-                runs = sum(c["seeds"] for c in cells)
-                what = f"{len(cells)} game × method cells, {runs:,} training runs"
+                seeds, runs = sorted({c["seeds"] for c in cells}), sum(c["seeds"] for c in cells)
+                what = (f"{len(cells)} cells × {seeds[0]} seeds = " if len(seeds) == 1
+                        else f"{len(cells)} cells, ") + f"{runs:,} training runs"
             else:
                 kernels, train = (len(t["rows"]) for t in self.data[name]["tables"][:2])
                 what = f"{kernels} kernel timings, {train} training-throughput timings"
