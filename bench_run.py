@@ -57,13 +57,14 @@ def write_json(path: str, data) -> None:
     replace_file(path, lambda f: json.dump(jsonable(data), f, indent=1, allow_nan=False))
 
 
-def anchor(title: str) -> str:
-    """The docs page's link target of a table: its title in lower-case words joined by -.
+def anchor(title: str, words: int = 7) -> str:
+    """The docs page's link target of a table: the first ``words`` words of its title in
+    lower case, joined by -.
 
     >>> anchor("Study b: step-size map, n = 2, penalty k = −100")
-    'study-b-step-size-map-n-2-penalty-k-100'
+    'study-b-step-size-map-n-2'
     """
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return "-".join(re.findall(r"[a-z0-9]+", title.lower())[:words])
 
 
 # ---- Output: stdout, stderr, JSON, the docs page -----------------------------------------
@@ -74,7 +75,7 @@ class Report:
     def __init__(self, args):
         """Print (and keep as JSON ``meta``) the machine, versions, git revision and command."""
         self.args, self.failures, self.tty = args, [], sys.stderr.isatty()
-        self.last, self.page = time.perf_counter(), []
+        self.last, self.page, self.anchors = time.perf_counter(), [], set()
         cpu = platform.machine()
         if os.path.exists("/proc/cpuinfo"):
             with open("/proc/cpuinfo") as f:
@@ -116,8 +117,11 @@ class Report:
 
     def table(self, section, title, headers, rows, records, notes=()):
         """A markdown table with its notes (stdout, the page) and its numbers (JSON)."""
-        lines = [headers, ["---"] * len(headers), *rows]
-        self.page.append(f'\n<a id="{anchor(title)}"></a>')
+        lines, key = [headers, ["---"] * len(headers), *rows], anchor(title)
+        key = next(k for k in [key] + [f"{key}-{n}" for n in range(2, len(self.anchors) + 2)]
+                   if k not in self.anchors)                       # a repeated title: -2, -3, …
+        self.anchors.add(key)
+        self.page.append(f'\n<a id="{key}"></a>')
         self.out(f"\n### {title}\n\n" + "\n".join("| " + " | ".join(map(str, r)) + " |"
                                                   for r in lines)
                  + "".join(f"\n\n{n}" for n in notes))

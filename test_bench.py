@@ -428,6 +428,17 @@ def test_docs_page_by_default_only_for_the_full_run():
         assert bench.parse_args(argv).docs is None, argv
 
 
+def test_docs_page_anchors_are_unique_and_short(capsys):
+    from types import SimpleNamespace
+    rep = bench_run.Report(SimpleNamespace(jobs=1, quick=True, quiet=True, json=None))
+    for title in ("Study b: step-size map, n = 2, penalty k = −100", "Study b: step-size map, "
+                  "n = 2, penalty k = −100", "Study b: step-size map, n = 3, penalty k = −100"):
+        rep.table("study", title, ["h"], [[1]], None)
+    assert [p.strip() for p in rep.page if "<a id=" in p] == [
+        '<a id="study-b-step-size-map-n-2"></a>', '<a id="study-b-step-size-map-n-2-2"></a>',
+        '<a id="study-b-step-size-map-n-3"></a>']
+
+
 # ---- the modules ---------------------------------------------------------------------------
 
 def project_imports(folder):
@@ -479,3 +490,4 @@ def test_bench_lines_fit_in_100_columns():
             with open(os.path.join(bench.HERE, name), encoding="utf-8") as f:
                 long = [i for i, line in enumerate(f, 1) if len(line.rstrip("\n")) > 100]
             assert not long, f"{name}: lines {long} are longer than 100 columns"
+
