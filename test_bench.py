@@ -1,5 +1,8 @@
-"""Tests of bench.py (and bench_report, bench_study): statistics, spec parsing, command line,
-strict JSON output, and the study's pure functions."""
+"""Tests of bench.py and its modules (bench_stats, bench_plan, bench_run, bench_plot, the
+sections): statistics, spec parsing, command line, strict JSON output, the docs page, the
+study's pure functions, and the modules' import graph."""
+import argparse
+import ast
 import json
 import math
 import os
@@ -7,8 +10,12 @@ import os
 import numpy as np
 import pytest
 
+import asae
 import bench
-import bench_report
+import bench_plan
+import bench_plot
+import bench_run
+import bench_stats
 
 
 def strict_json(path):
@@ -24,39 +31,40 @@ def strict_json(path):
 @pytest.mark.parametrize("k, n, lo, hi", [(0, 10, 0.0, 0.2775), (5, 10, 0.2366, 0.7634),
                                           (10, 10, 0.7225, 1.0), (1, 1, 0.2065, 1.0)])
 def test_wilson_known_values(k, n, lo, hi):
-    got = bench_report.wilson(k, n)
+    got = bench_stats.wilson(k, n)
     assert got == pytest.approx((lo, hi), abs=5e-5)
 
 
 def test_wilson_is_symmetric_and_contains_the_estimate():
     for n in (1, 7, 40):
         for k in range(n + 1):
-            lo, hi = bench_report.wilson(k, n)
+            lo, hi = bench_stats.wilson(k, n)
             assert 0 <= lo <= k / n <= hi <= 1
-            assert (lo, hi) == pytest.approx(tuple(1 - x for x in bench_report.wilson(n - k, n)[::-1]))
-    assert all(math.isnan(x) for x in bench_report.wilson(0, 0))
+            mirror = bench_stats.wilson(n - k, n)[::-1]
+            assert (lo, hi) == pytest.approx(tuple(1 - x for x in mirror))
+    assert all(math.isnan(x) for x in bench_stats.wilson(0, 0))
 
 
 def test_sign_test_known_values():
-    assert bench_report.sign_test(0, 6) == 0.03125
-    assert bench_report.sign_test(6, 0) == 0.03125
-    assert bench_report.sign_test(1, 9) == pytest.approx(2 * 11 / 1024)
-    assert bench_report.sign_test(0, 0) == 1.0            # no discordant pairs
-    assert bench_report.sign_test(3, 3) == 1.0            # capped at 1
-    assert bench_report.sign_test(25, 0) == pytest.approx(2 / 2 ** 25)
+    assert bench_stats.sign_test(0, 6) == 0.03125
+    assert bench_stats.sign_test(6, 0) == 0.03125
+    assert bench_stats.sign_test(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert bench_stats.sign_test(0, 0) == 1.0            # no discordant pairs
+    assert bench_stats.sign_test(3, 3) == 1.0            # capped at 1
+    assert bench_stats.sign_test(25, 0) == pytest.approx(2 / 2 ** 25)
     for w in range(12):
         for lo in range(12):
-            assert bench_report.sign_test(w, lo) == bench_report.sign_test(lo, w)
+            assert bench_stats.sign_test(w, lo) == bench_stats.sign_test(lo, w)
 
 
 def test_mean_ci_t_interval_ignores_nan():
-    mean, half = bench_report.mean_ci([1.0, 2.0, 3.0, np.nan])
+    mean, half = bench_stats.mean_ci([1.0, 2.0, 3.0, np.nan])
     assert mean == 2.0 and half == pytest.approx(4.303 / math.sqrt(3))
-    mean, half = bench_report.mean_ci([[1.0, np.nan], [3.0, 5.0]])
+    mean, half = bench_stats.mean_ci([[1.0, np.nan], [3.0, 5.0]])
     assert mean.tolist()[0] == 2.0 and mean.tolist()[1] == 5.0
     assert half[0] == pytest.approx(12.706) and math.isnan(half[1])
-    assert bench_report.mean_ci(np.arange(100.0))[1] == pytest.approx(1.984 * np.std(np.arange(100.0), ddof=1) / 10,
-                                                               rel=1e-3)
+    assert bench_stats.mean_ci(np.arange(100.0))[1] == pytest.approx(
+        1.984 * np.std(np.arange(100.0), ddof=1) / 10, rel=1e-3)
 
 
 # ---- strict JSON, written atomically --------------------------------------------------------
@@ -64,52 +72,58 @@ def test_mean_ci_t_interval_ignores_nan():
 def test_write_json_is_strict_and_atomic(tmp_path):
     path = str(tmp_path / "out.json")
     data = {"a": np.float64("nan"), "b": [math.inf, -math.inf, 1.5], "c": np.arange(3),
-            "d": {"e": np.array(2.5), "f": (np.int64(4), True, None, "x")}, 7: np.array([np.nan, 1.0])}
-    bench_report.write_json(path, data)
+            "d": {"e": np.array(2.5), "f": (np.int64(4), True, None, "x")},
+            7: np.array([np.nan, 1.0])}
+    bench_run.write_json(path, data)
     assert strict_json(path) == {"a": None, "b": [None, None, 1.5], "c": [0, 1, 2],
                                  "d": {"e": 2.5, "f": [4, True, None, "x"]}, "7": [None, 1.0]}
     assert os.listdir(tmp_path) == ["out.json"]
-    bench_report.write_json(path, {"second": 1})            # replaced whole, never appended
+    bench_run.write_json(path, {"second": 1})            # replaced whole, never appended
     assert strict_json(path) == {"second": 1}
 
 
 # ---- games, methods and Config flags ---------------------------------------------------------
 
 def test_parse_game_specs():
-    assert bench.parse_spec("penalty:k=-50:n_agents=3", bench.GAMES) == ("penalty", {"k": -50, "n_agents": 3})
-    assert bench.parse_spec(" grid : size=4 : n_food=1 ", bench.GAMES) == ("grid", {"size": 4, "n_food": 1})
-    assert bench.parse_spec("penalty:k=-2.5e1", bench.GAMES) == ("penalty", {"k": -25.0})
-    assert bench.make_game("penalty:k=-50").optimum == 10.0
-    assert bench.make_game("penalty:k=-50").payoff[0, 2] == -50
+    assert bench_plan.parse_spec("penalty:k=-50:n_agents=3", bench_plan.GAMES) == (
+        "penalty", {"k": -50, "n_agents": 3})
+    assert bench_plan.parse_spec(" grid : size=4 : n_food=1 ", bench_plan.GAMES) == (
+        "grid", {"size": 4, "n_food": 1})
+    assert bench_plan.parse_spec("penalty:k=-2.5e1", bench_plan.GAMES) == ("penalty", {"k": -25.0})
+    assert bench_plan.make_game("penalty:k=-50").optimum == 10.0
+    assert bench_plan.make_game("penalty:k=-50").payoff[0, 2] == -50
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("nope", "unknown game 'nope'"), ("", "unknown game ''"), ("penalty:k", "'k' is not a new key=value"),
+    ("nope", "unknown game 'nope'"), ("", "unknown game ''"),
+    ("penalty:k", "'k' is not a new key=value"),
     ("penalty:k=", "'k=' is not a new key=value"), ("penalty:=3", "'=3' is not"),
     ("penalty:k=1:k=2", "'k=2' is not a new key=value"), ("penalty:z=1", "game 'penalty:z=1'"),
     ("penalty:k=nan", "game 'penalty:k=nan'"), ("grid:size=1", "game 'grid:size=1'")])
 def test_bad_game_specs_are_clear_value_errors(spec, message):
     with pytest.raises(ValueError, match=None) as err:
-        bench.make_game(spec)
+        bench_plan.make_game(spec)
     assert message in str(err.value)
 
 
 def test_method_specs_parse_config_fields():
-    P = bench.FIELD_PARSERS
-    assert bench.parse_spec("asae:sync_clip=none", bench.asae.METHODS, "method", P) == ("asae", {"sync_clip": None})
-    assert bench.parse_spec("asae:epochs=8:lr_actor=3", bench.asae.METHODS, "method", P) == (
+    P = bench_plan.FIELD_PARSERS
+    assert bench_plan.parse_spec("asae:sync_clip=none", asae.METHODS, "method", P) == (
+        "asae", {"sync_clip": None})
+    assert bench_plan.parse_spec("asae:epochs=8:lr_actor=3", asae.METHODS, "method", P) == (
         "asae", {"epochs": 8, "lr_actor": 3.0})
-    for spec, message in [("asae:bogus=1", "settable Config field"), ("asae:epochs=x", "epochs takes int"),
-                          ("bogus", "unknown method")]:
+    for spec, message in [("asae:bogus=1", "settable Config field"),
+                          ("asae:epochs=x", "epochs takes int"), ("bogus", "unknown method")]:
         with pytest.raises(ValueError, match=message):
-            bench.parse_spec(spec, bench.asae.METHODS, "method", {k: v for k, v in P.items() if k != "seed"})
+            bench_plan.parse_spec(spec, asae.METHODS, "method",
+                                  {k: v for k, v in P.items() if k != "seed"})
 
 
 def test_every_config_field_has_a_flag_or_a_reason():
     import dataclasses
-    for f in dataclasses.fields(bench.asae.Config):
-        assert f.name in bench.FIELD_PARSERS or f.name in bench.SET_BY_BENCH[1:] \
-            or bench.field_parser(f) is None, f.name
+    for f in dataclasses.fields(asae.Config):
+        assert f.name in bench_plan.FIELD_PARSERS or f.name in bench_plan.SET_BY_BENCH[1:] \
+            or bench_plan.field_parser(f) is None, f.name
 
 
 def test_field_parsers_follow_the_annotation():
@@ -121,33 +135,35 @@ def test_field_parsers_follow_the_annotation():
         eps: "float | None" = 0.2
         name: str = "own"
         tables: "tuple | None" = None
-    p = {f.name: bench.field_parser(f) for f in dataclasses.fields(Fake)}
+    p = {f.name: bench_plan.field_parser(f) for f in dataclasses.fields(Fake)}
     assert p["tables"] is None
-    assert (p["flag"]("true"), p["flag"]("False"), p["eps"]("none"), p["eps"]("0.5"), p["name"]("joint")) == (
-        True, False, None, 0.5, "joint")
+    assert (p["flag"]("true"), p["flag"]("False"), p["eps"]("none"), p["eps"]("0.5"),
+            p["name"]("joint")) == (True, False, None, 0.5, "joint")
     assert (p["flag"].metavar, p["eps"].metavar, p["name"].metavar) == ("BOOL", "FLOAT|none", "STR")
     for key, text in (("flag", "yes"), ("flag", "none"), ("eps", "x")):
-        with pytest.raises(bench.argparse.ArgumentTypeError, match=key):
+        with pytest.raises(argparse.ArgumentTypeError, match=key):
             p[key](text)
 
 
 def test_command_line_flags(capsys):
-    args = bench.parse_args(["learn", "--games", "climbing", "--lr-actor", "3", "--sync-clip", "none",
-                             "--epochs", "8", "--seed", "5", "--quick"])
+    args = bench.parse_args(["learn", "--games", "climbing", "--lr-actor", "3", "--sync-clip",
+                             "none", "--epochs", "8", "--seed", "5", "--quick"])
     assert args.sections == ["learn"] and args.quick
     assert args.overrides == {"lr_actor": 3.0, "sync_clip": None, "epochs": 8, "seed": 5}
-    cells = bench.plan(args, "learn")
-    assert [c.method for c in cells] == list(bench.asae.METHODS)           # async first
+    cells = bench_plan.plan(args, "learn")
+    assert [c.method for c in cells] == list(asae.METHODS)           # async first
     assert [cfg.seed for cfg in cells[0].configs] == [5, 6, 7]
-    assert {(cfg.lr_actor, cfg.sync_clip, cfg.epochs) for c in cells for cfg in c.configs} == {(3.0, None, 8)}
+    assert {(cfg.lr_actor, cfg.sync_clip, cfg.epochs)
+            for c in cells for cfg in c.configs} == {(3.0, None, 8)}
     assert cells[0].configs[0].reward_scale == 1 / 30                      # per-game default kept
-    assert bench.parse_args(["--quick", "bias"]).quick                      # before or after the section
+    assert bench.parse_args(["--quick", "bias"]).quick              # before or after the section
     assert not bench.parse_args(["speed"]).quick
     for argv, message in [(["learn", "--epochs", "x"], "epochs takes int"),
                           (["learn", "--sync-clip", "big"], "sync_clip takes float or none"),
                           (["learn", "--games", "climbing,nope"], "unknown game 'nope'"),
                           (["learn", "--methods", "async,bogus"], "unknown method 'bogus'"),
-                          (["learn", "--games", "grid", "--methods", "exact_sync"], "needs a one-step matrix"),
+                          (["learn", "--games", "grid", "--methods", "exact_sync"],
+                           "needs a one-step matrix"),
                           (["bias", "--games", "two-step"], "bias needs one-step matrix games"),
                           (["learn", "--seeds", "0"], "at least 1"),
                           (["learn", "--methods", "asae:seed=3"], "settable Config field"),
@@ -162,8 +178,8 @@ def test_command_line_flags(capsys):
 
 def run(tmp_path, *argv):
     path = str(tmp_path / "out.json")
-    code = bench.main(["learn", "--games", "climbing,penalty:k=-50", "--methods", "async,asae", "--seeds", "3",
-                       "--iterations", "4", "--quiet", "--json", path, *argv])
+    code = bench.main(["learn", "--games", "climbing,penalty:k=-50", "--methods", "async,asae",
+                       "--seeds", "3", "--iterations", "4", "--quiet", "--json", path, *argv])
     return code, strict_json(path)
 
 
@@ -174,8 +190,10 @@ def test_learn_end_to_end_writes_strict_json(tmp_path, capsys):
     assert "| climbing | asae |" in out and "penalty:k=-50" in out and "vs async (paired)" in out
     cells = data["learn"]["cells"]
     assert [(c["game"], c["method"]) for c in cells] == [
-        ("climbing", "async"), ("climbing", "asae"), ("penalty:k=-50", "async"), ("penalty:k=-50", "asae")]
-    assert cells[0]["vs_async"] is None and set(cells[1]["vs_async"]) == {"wins", "losses", "p", "difference"}
+        ("climbing", "async"), ("climbing", "asae"), ("penalty:k=-50", "async"),
+        ("penalty:k=-50", "asae")]
+    assert cells[0]["vs_async"] is None
+    assert set(cells[1]["vs_async"]) == {"wins", "losses", "p", "difference"}
     assert cells[2]["config"]["reward_scale"] == 1 / 50 and cells[2]["config"]["iterations"] == 4
     assert len(cells[1]["per_seed"]) == 3 and len(cells[1]["curve_mean"]) == 5
     assert data["meta"]["argv"] is not None and "JSON" in data["notes"][0]
@@ -184,17 +202,18 @@ def test_learn_end_to_end_writes_strict_json(tmp_path, capsys):
 def test_results_do_not_depend_on_jobs(tmp_path):
     _, one = run(tmp_path, "--jobs", "1")
     _, two = run(tmp_path, "--jobs", "2")
-    assert [c["per_seed"] for c in one["learn"]["cells"]] == [c["per_seed"] for c in two["learn"]["cells"]]
+    assert [c["per_seed"] for c in one["learn"]["cells"]] == [
+        c["per_seed"] for c in two["learn"]["cells"]]
 
 
 def test_a_failing_run_is_reported_and_exits_nonzero(tmp_path, monkeypatch, capsys):
-    real = bench.asae.train
+    real = asae.train
 
     def flaky(env, method, cfg):
         if method == "asae" and cfg.seed == 1:
             raise FloatingPointError("diverged")
         return real(env, method, cfg)
-    monkeypatch.setattr(bench.asae, "train", flaky)
+    monkeypatch.setattr(asae, "train", flaky)
     code, data = run(tmp_path, "--jobs", "1")
     assert code == 1
     assert data["failures"] == ["learn climbing asae seed 1: FloatingPointError: diverged",
@@ -205,7 +224,8 @@ def test_a_failing_run_is_reported_and_exits_nonzero(tmp_path, monkeypatch, caps
 def test_bias_end_to_end(tmp_path):
     path = str(tmp_path / "bias.json")
     assert bench.main(["bias", "--games", "climbing", "--methods", "async,asae,asae:sync_clip=none",
-                       "--seeds", "2", "--iterations", "3", "--quiet", "--jobs", "1", "--json", path]) == 0
+                       "--seeds", "2", "--iterations", "3", "--quiet", "--jobs", "1",
+                       "--json", path]) == 0
     cells = strict_json(path)["bias"]["cells"]
     assert [c["method"] for c in cells] == ["async", "asae", "asae:sync_clip=none"]
     assert cells[0]["ratio"] == pytest.approx(1.0) and cells[0]["lower"] == cells[0]["higher"] == 0
@@ -216,21 +236,21 @@ def test_figures(tmp_path):
     pytest.importorskip("matplotlib")
     code, data = run(tmp_path, "--jobs", "1", "--plot", str(tmp_path))
     assert code == 0 and os.path.getsize(tmp_path / "learning.png") > 10_000
-    path = bench_report.bias_bars([{"game": "g", "method": m, "seeds": 2, "mean_abs_bias": b, "bias_ci95": None,
-                                    "async_same_path": 1.0, "grad_bias": b / 2, "grad_bias_ci95": 0.1,
-                                    "grad_async_same_path": 0.5} for m, b in (("async", 1.0), ("asae", 0.4))],
-                                  str(tmp_path))
+    path = bench_plot.bias_bars([{"game": "g", "method": m, "seeds": 2, "mean_abs_bias": b,
+                                  "bias_ci95": None, "async_same_path": 1.0, "grad_bias": b / 2,
+                                  "grad_bias_ci95": 0.1, "grad_async_same_path": 0.5}
+                                 for m, b in (("async", 1.0), ("asae", 0.4))], str(tmp_path))
     assert os.path.getsize(path) > 10_000
 
 
 def test_an_interrupted_run_keeps_the_finished_cells(tmp_path, monkeypatch):
-    real = bench.asae.train
+    real = asae.train
 
     def interrupted(env, method, cfg):
         if method == "asae":
             raise KeyboardInterrupt
         return real(env, method, cfg)
-    monkeypatch.setattr(bench.asae, "train", interrupted)
+    monkeypatch.setattr(asae, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, "--jobs", "1")
     data = strict_json(tmp_path / "out.json")
@@ -253,11 +273,11 @@ def one_hot_policies(path):
 
 @pytest.mark.parametrize("path, expected", [
     ([[0, 2]] * 5, (0, None)),                                          # never switches
-    ([[0, 2], [2, 0], [0, 2], [0, 2]], (2, True)),                      # swapping: both at once, twice
+    ([[0, 2], [2, 0], [0, 2], [0, 2]], (2, True)),                   # swapping: both at once, twice
     ([[0, 2], [0, 0], [0, 0]], (0, False)),                             # one agent moves, then none
-    ([[0, 2], [0, 0], [1, 1], [2, 2]], (2, False)),                     # first switch alone, two joint
+    ([[0, 2], [0, 0], [1, 1], [2, 2]], (2, False)),                  # first switch alone, two joint
     ([[0, 2], [1, 1], [1, 2], [2, 0]], (2, True)),                      # flight to (1, 1) first
-    ([[0, 2, 1], [1, 0, 1], [2, 1, 0]], (1, False))])                   # n = 3: all three must change
+    ([[0, 2, 1], [1, 0, 1], [2, 1, 0]], (1, False))])                # n = 3: all three must change
 def test_switches_on_hand_made_paths(path, expected):
     import bench_study
     greedy = bench_study.greedy_path(one_hot_policies(path))
@@ -267,31 +287,37 @@ def test_switches_on_hand_made_paths(path, expected):
 
 def test_outcome_classification():
     import bench_study
-    assert [bench_study.outcome(j) for j in ([0, 0], [2, 2], [1, 1], [0, 2], [2, 0], [1, 2], [0, 1])] == [
+    joints = ([0, 0], [2, 2], [1, 1], [0, 2], [2, 0], [1, 2], [0, 1])
+    assert [bench_study.outcome(j) for j in joints] == [
         "(0, 0)", "(2, 2)", "(1, 1)", "other", "other", "other", "other"]
     assert set(bench_study.OUTCOMES) >= {bench_study.outcome(j) for j in np.ndindex(3, 3)}
 
 
 def test_study_cell_formatting():
     import bench_study as st
-    assert st.heat_cell(0.62, [("asae", {"difference": 0.05, "wins": 7, "losses": 2, "p": 0.1797}),
-                               ("happo", {"difference": -0.125, "wins": 0, "losses": 1, "p": 1.0})]) == \
+    assert st.heat_cell(0.62, [
+        ("asae", {"difference": 0.05, "wins": 7, "losses": 2, "p": 0.1797}),
+        ("happo", {"difference": -0.125, "wins": 0, "losses": 1, "p": 1.0})]) == \
         "async 0.62<br>asae +0.05 (+7/−2, p=.18)<br>happo −0.12 (+0/−1, p=1)"
-    assert [st.fmt_p(p) for p in (0.1797, 1.0, 0.05, 0.03125, 2 / 2 ** 25)] == [".18", "1", ".05", ".031", "6e-08"]
-    assert st.signed(0.0) == "+0.00" and st.signed(-0.5) == "−0.50"
-    assert st.interval(0.25, 0.1, 0.4) == "0.25 [0.10, 0.40]" and st.interval(math.nan, 0, 1) == "—"
-    assert bench_report.fmt_success({"successes": 3, "runs": 8, "wilson95": [0.1369, 0.6944]}) == \
+    assert [bench_stats.fmt_p(p) for p in (0.1797, 1.0, 0.05, 0.03125, 2 / 2 ** 25)] == [
+        ".18", "1", ".05", ".031", "6e-08"]
+    assert bench_stats.signed(0.0) == "+0.00" and bench_stats.signed(-0.5) == "−0.50"
+    assert bench_stats.interval(0.25, 0.1, 0.4) == "0.25 [0.10, 0.40]"
+    assert bench_stats.interval(math.nan, 0, 1) == "—"
+    assert bench_stats.fmt_success({"successes": 3, "runs": 8, "wilson95": [0.1369, 0.6944]}) == \
         "3/8 = 0.38 [0.14, 0.69]"
 
 
 def test_success_pairs_each_method_with_async_under_the_same_key():
     from types import SimpleNamespace as C
     ref, res = {}, lambda *ok: [{"optimal": x} for x in ok]
-    assert bench_report.success(C(method="async", results=res(1, 0, 0, 1)), ref, "a")["vs_async"] is None
-    s = bench_report.success(C(method="asae", results=res(1, 1, 1, 0)), ref, "a")
+    reference = bench_stats.success(C(method="async", results=res(1, 0, 0, 1)), ref, "a")
+    assert reference["vs_async"] is None
+    s = bench_stats.success(C(method="asae", results=res(1, 1, 1, 0)), ref, "a")
     assert s["vs_async"] == {"wins": 2, "losses": 1, "p": 1.0, "difference": 0.25}
     assert s["successes"] == 3 and s["runs"] == 4
-    assert bench_report.success(C(method="asae", results=res(1, 1, 1, 1)), ref, "b")["vs_async"] is None
+    unpaired = bench_stats.success(C(method="asae", results=res(1, 1, 1, 1)), ref, "b")
+    assert unpaired["vs_async"] is None
 
 
 def test_study_summary_of_the_miscoordinated_start():
@@ -301,25 +327,27 @@ def test_study_summary_of_the_miscoordinated_start():
             {"optimal": False, "final": [1, 1], "switches": 1, "first_simultaneous": True},
             {"optimal": True, "final": [2, 2], "switches": 2, "first_simultaneous": False},
             {"error": "FloatingPointError: x"}]
-    rec, _ = bench_study.summary({}, C(part="c", setting={"k": -10}, game="penalty:k=-10", method="async",
-                                       results=runs), runs[:3])
+    rec, _ = bench_study.summary({}, C(part="c", setting={"k": -10}, game="penalty:k=-10",
+                                       method="async", results=runs), runs[:3])
     assert rec["successes"] == 2 and rec["runs"] == 4 and rec["vs_async"] is None
     assert rec["outcomes"] == {"(0, 0)": 1 / 3, "(2, 2)": 1 / 3, "(1, 1)": 1 / 3, "other": 0.0}
     assert rec["simultaneous_switches"]["mean"] == 1.0
     assert rec["simultaneous_switches"]["ci95"] == pytest.approx(4.303 / math.sqrt(3))
-    assert rec["first_switch_simultaneous"]["runs"] == 1 and rec["first_switch_simultaneous"]["of"] == 2
-    assert rec["per_seed"]["optimal"] == [1, 0, 1, 0] and rec["per_seed"]["switches"] == [0, 1, 2, None]
+    assert rec["first_switch_simultaneous"]["runs"] == 1
+    assert rec["first_switch_simultaneous"]["of"] == 2
+    assert rec["per_seed"]["optimal"] == [1, 0, 1, 0]
+    assert rec["per_seed"]["switches"] == [0, 1, 2, None]
 
 
 def test_study_runs_each_distinct_setting_once():
     """The clip ablation runs the weight clip on asae alone and clip_ratio only under a PPO clip:
     elsewhere they change nothing (bit-identical runs), which is what lets it skip those runs."""
-    env = bench.make_game("penalty:k=-100:n_agents=3")
+    env = bench_plan.make_game("penalty:k=-100:n_agents=3")
 
     def logits(method, **kw):
-        cfg = bench.asae.Config(lr_actor=3.0, reward_scale=0.01, iterations=6, seed=2, **kw)
-        return [z.tobytes() for z in bench.asae.train(env, method, cfg).logits]
-    for m in bench.asae.METHODS[:3] + bench.asae.METHODS[4:]:
+        cfg = asae.Config(lr_actor=3.0, reward_scale=0.01, iterations=6, seed=2, **kw)
+        return [z.tobytes() for z in asae.train(env, method, cfg).logits]
+    for m in asae.METHODS[:3] + asae.METHODS[4:]:
         assert (logits(m, sync_clip=None) == logits(m)) is (m != "asae"), m
         assert logits(m, clip_eps=None) == logits(m, clip_eps=None, clip_ratio="joint"), m
         assert logits(m, clip_ratio="joint") != logits(m), m
@@ -329,31 +357,39 @@ def test_study_cells_follow_the_design():
     import bench_study as st
     todo = st.cells(bench.parse_args(["study", "--quick", "--seeds", "2"]))
     parts = {p: [c for c in todo if c.part == p] for p in "abc"}
-    assert len(parts["a"]) == 3 * 3 * 6 and len(parts["b"]) == 2 * 5 * 3 * 5 and len(parts["c"]) == 3 * 5
+    assert len(parts["a"]) == 3 * 3 * 6 and len(parts["b"]) == 2 * 5 * 3 * 5
+    assert len(parts["c"]) == 3 * 5
     firsts = {}
     for c in todo:
         firsts.setdefault((c.part, c.game, *c.setting.values()), c.method)
-    assert set(firsts.values()) == {"async"} and len(firsts) == 9 + 30 + 3  # async first in every setting
+    assert set(firsts.values()) == {"async"}                    # async first in every setting
+    assert len(firsts) == 9 + 30 + 3
     assert all(len(c.configs) == 2 and c.configs[0].seed == 0 for c in todo)
     a = {(c.setting["n"], c.setting["PPO clip"], c.method): c.configs[0] for c in parts["a"]}
-    assert (a[4, "none", "asae:sync_clip=none"].clip_eps, a[4, "none", "asae:sync_clip=none"].sync_clip) == (None,) * 2
+    assert (a[4, "none", "asae:sync_clip=none"].clip_eps,
+            a[4, "none", "asae:sync_clip=none"].sync_clip) == (None,) * 2
     assert a[2, "ε = 0.2, joint ratio", "happo"].clip_ratio == "joint"
-    assert {(cfg.lr_actor, cfg.reward_scale, cfg.record_policies) for cfg in a.values()} == {(3.0, 0.01, False)}
-    b = {(c.setting["n"], c.setting["lr_actor"], c.setting["epochs"]): c.configs[1] for c in parts["b"]}
+    assert {(cfg.lr_actor, cfg.reward_scale, cfg.record_policies)
+            for cfg in a.values()} == {(3.0, 0.01, False)}
+    b = {(c.setting["n"], c.setting["lr_actor"], c.setting["epochs"]): c.configs[1]
+         for c in parts["b"]}
     assert b[3, 30.0, 16].lr_actor == 30.0 and b[3, 30.0, 16].epochs == 16
     c = parts["c"][0].configs[1]
     assert [np.asarray(z).tolist() for z in c.init_logits] == [[[2, 0, 0]], [[0, 0, 2]]]
-    assert c.record_policies and c.reward_scale == 0.1 and parts["c"][-1].configs[0].reward_scale == 0.01
+    assert c.record_policies and c.reward_scale == 0.1
+    assert parts["c"][-1].configs[0].reward_scale == 0.01
 
 
 def test_study_end_to_end_does_not_depend_on_jobs(tmp_path, capsys):
     out = {}
     for jobs in ("1", "2"):
         path = str(tmp_path / f"study{jobs}.json")
-        assert bench.main(["study", "--quick", "--seeds", "1", "--quiet", "--jobs", jobs, "--json", path]) == 0
+        assert bench.main(["study", "--quick", "--seeds", "1", "--quiet", "--jobs", jobs,
+                           "--json", path]) == 0
         out[jobs] = strict_json(path)["study"]
         text = capsys.readouterr().out
-        assert "Study a" in text and "Study b: step-size map, n = 3" in text and "first switch simultaneous" in text
+        assert "Study a" in text and "Study b: step-size map, n = 3" in text
+        assert "first switch simultaneous" in text
     assert [c["per_seed"] for c in out["1"]["cells"]] == [c["per_seed"] for c in out["2"]["cells"]]
     assert [t["rows"] for t in out["1"]["tables"]] == [t["rows"] for t in out["2"]["tables"]]
     assert [len(t["rows"]) for t in out["1"]["tables"]] == [54, 5, 5, 15]
@@ -362,7 +398,96 @@ def test_study_end_to_end_does_not_depend_on_jobs(tmp_path, capsys):
 def test_study_figures(tmp_path):
     pytest.importorskip("matplotlib")
     import bench_study
-    assert bench.main(["study", "--quick", "--seeds", "1", "--quiet", "--jobs", "1", "--plot", str(tmp_path)]) == 0
+    assert bench.main(["study", "--quick", "--seeds", "1", "--quiet", "--jobs", "1",
+                       "--plot", str(tmp_path)]) == 0
     for name in ("study_clips.png", "study_stepsize.png", "study_start.png"):
         assert os.path.getsize(tmp_path / name) > 10_000
     assert bench.SECTIONS["study"] is bench_study.study
+
+
+# ---- the docs page ---------------------------------------------------------------------------
+
+def test_docs_page_holds_every_table_and_figure(tmp_path):
+    pytest.importorskip("matplotlib")
+    docs, figs = tmp_path / "docs", tmp_path / "figs"
+    code, data = run(tmp_path, "--jobs", "1", "--docs", str(docs), "--plot", str(figs))
+    page = (docs / "results.md").read_text()
+    assert code == 0 and page.startswith("# Bench results")
+    for t in data["learn"]["tables"]:
+        table = "\n".join("| " + " | ".join(map(str, r)) + " |" for r in t["rows"])
+        assert table in page and f'<a id="{bench_run.anchor(t["title"])}"></a>' in page
+    assert "](../figs/learning.png)" in page
+    assert "| learn | 4 cells × 3 seeds = 12 training runs |" in page
+    assert f"asae at git {data['meta']['git']}" in page and "Total wall time" in page
+
+
+def test_docs_page_by_default_only_for_the_full_run():
+    assert bench.parse_args([]).docs == os.path.join(bench.HERE, "docs")
+    assert bench.parse_args(["--docs", "none"]).docs is None
+    for argv in (["--quick"], ["learn"], ["study"]):
+        assert bench.parse_args(argv).docs is None, argv
+
+
+def test_docs_page_anchors_are_unique_and_short(capsys):
+    from types import SimpleNamespace
+    rep = bench_run.Report(SimpleNamespace(jobs=1, quick=True, quiet=True, json=None))
+    for title in ("Study b: step-size map, n = 2, penalty k = −100", "Study b: step-size map, "
+                  "n = 2, penalty k = −100", "Study b: step-size map, n = 3, penalty k = −100"):
+        rep.table("study", title, ["h"], [[1]], None)
+    assert [p.strip() for p in rep.page if "<a id=" in p] == [
+        '<a id="study-b-step-size-map-n-2"></a>', '<a id="study-b-step-size-map-n-2-2"></a>',
+        '<a id="study-b-step-size-map-n-3"></a>']
+
+
+# ---- the modules ---------------------------------------------------------------------------
+
+def project_imports(folder):
+    """{module: project modules it imports anywhere (also inside functions)} over the
+    non-test modules of ``folder``."""
+    mods = {f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("test_")
+            and f != "conftest.py"}
+    graph = {}
+    for m in mods:
+        tree = ast.parse(open(os.path.join(folder, m + ".py"), encoding="utf-8").read())
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                 for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree)
+                  if isinstance(n, ast.ImportFrom) and n.module and not n.level}
+        graph[m] = sorted(names & mods - {m})
+    return graph
+
+
+def cycle(graph):
+    """A list of modules importing each other in a ring, or None."""
+    state = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for n in graph[m]:
+            if state.get(n) == "open":
+                return path[path.index(n):] + [n]
+            if n not in state and (found := visit(n, path + [n])):
+                return found
+        state[m] = "done"
+    return next((c for m in sorted(graph) if m not in state and (c := visit(m, [m]))), None)
+
+
+def test_no_import_cycle_between_the_project_modules(tmp_path):
+    graph = project_imports(bench.HERE)
+    assert {"asae", "envs", "bench", "bench_run", "bench_study"} <= set(graph)
+    assert cycle(graph) is None, cycle(graph)
+    assert not [m for m, deps in graph.items() if "bench" in deps]   # bench.py is the entry only
+    assert set(graph["asae"]) == set() and "asae" not in graph["envs"]
+    assert cycle({"a": ["b"], "b": ["c"], "c": ["a"], "d": []}) == ["a", "b", "c", "a"]
+    (tmp_path / "x.py").write_text("def f():\n    import y\n")
+    (tmp_path / "y.py").write_text("from x import f\n")
+    assert cycle(project_imports(tmp_path)) in (["x", "y", "x"], ["y", "x", "y"])
+
+
+def test_bench_lines_fit_in_100_columns():
+    for name in sorted(os.listdir(bench.HERE)):
+        if name.startswith(("bench", "test_bench")) and name.endswith(".py"):
+            with open(os.path.join(bench.HERE, name), encoding="utf-8") as f:
+                long = [i for i, line in enumerate(f, 1) if len(line.rstrip("\n")) > 100]
+            assert not long, f"{name}: lines {long} are longer than 100 columns"
+

@@ -1,0 +1,223 @@
+"""How the bench runs and records: every seed of every cell one task on a process pool
+(``--jobs``), progress and failures on stderr, markdown tables on stdout, every number as
+strict JSON rewritten atomically after each finished cell (``--json``), and the docs page
+of a run — its tables, figures, machine, versions and sizes (``--docs``).
+
+>>> jsonable({"a": np.float64("nan"), 2: (np.int64(1), np.arange(2), float("inf"))})
+{'a': None, '2': [1, [0, 1], None]}
+"""
+import concurrent.futures as cf
+import json
+import math
+import multiprocessing
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+
+import numba
+import numpy as np
+
+from bench_plan import make_game
+
+JSON_NOTE = ("Standard JSON: null marks a value that does not exist (a median when fewer than "
+             "half the seeds get there, an interval from < 2 seeds, a ratio over 0, a failed "
+             "run's numbers); NaN and Infinity are never written.")
+PAGE_NOTE = """\
+Written by `python bench.py` at the end of a full run (`--docs DIR` for any run): every table
+it printed, with its notes, and its figures, the machine and versions in the header below,
+and the size of each section here. Do not edit by hand; rerun the bench. The learning, bias
+and study numbers are bit-identical from run to run and independent of `--jobs` (same seeds
+→ same result); the timings are not. `--json PATH` writes every number as strict JSON."""
+
+
+# ---- Strict JSON, written atomically -----------------------------------------------------
+def jsonable(x):
+    """NumPy → Python and non-finite floats → None, recursively."""
+    x = x.tolist() if isinstance(x, (np.ndarray, np.generic)) else x
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def replace_file(path: str, write) -> str:
+    """``write(file)`` into a temp file, renamed over ``path``: a killed run keeps the last one."""
+    with open(tmp := f"{path}.tmp{os.getpid()}", "w") as f:
+        write(f)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: str, data) -> None:
+    """Strict JSON to a temp file, renamed over ``path``: a killed run keeps the last one."""
+    replace_file(path, lambda f: json.dump(jsonable(data), f, indent=1, allow_nan=False))
+
+
+def anchor(title: str, words: int = 7) -> str:
+    """The docs page's link target of a table: the first ``words`` words of its title in
+    lower case, joined by -.
+
+    >>> anchor("Study b: step-size map, n = 2, penalty k = −100")
+    'study-b-step-size-map-n-2'
+    """
+    return "-".join(re.findall(r"[a-z0-9]+", title.lower())[:words])
+
+
+# ---- Output: stdout, stderr, JSON, the docs page -----------------------------------------
+class Report:
+    """Tables to stdout; progress and failures to stderr; everything kept for ``--json`` and
+    the docs page."""
+
+    def __init__(self, args):
+        """Print (and keep as JSON ``meta``) the machine, versions, git revision and command."""
+        self.args, self.failures, self.tty = args, [], sys.stderr.isatty()
+        self.last, self.page, self.anchors = time.perf_counter(), [], set()
+        cpu = platform.machine()
+        if os.path.exists("/proc/cpuinfo"):
+            with open("/proc/cpuinfo") as f:
+                cpu = next((ln.split(":", 1)[1].strip() for ln in f
+                            if ln.startswith("model name")), cpu)
+        git = subprocess.run(["git", "describe", "--always", "--dirty"], text=True,
+                             capture_output=True, cwd=os.path.dirname(os.path.abspath(__file__))
+                             ).stdout.strip() or "?"
+        m = dict(cpu=cpu, cores=os.cpu_count(), jobs=args.jobs, python=platform.python_version(),
+                 git=git, numpy=np.__version__, numba=numba.__version__,
+                 date=time.strftime("%Y-%m-%d %H:%M %Z"), argv=sys.argv[1:], quick=args.quick)
+        self.data = {"meta": m, "notes": [JSON_NOTE]}
+        self.out(f"## asae bench\n\n- {cpu}, {m['cores']} cores, {args.jobs} worker process(es)\n"
+                 f"- Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']}; asae at git "
+                 f"{git}\n- {m['date']}: `python bench.py {' '.join(m['argv'])}`")
+
+    def out(self, text: str) -> None:
+        """Markdown to stdout, kept for the docs page."""
+        print(text, flush=True)
+        self.page.append(text)
+
+    def log(self, msg: str) -> None:
+        """A line on stderr, unless ``--quiet``."""
+        if not self.args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    def progress(self, label: str, done: int, n: int, runs: tuple, t0: float,
+                 final: bool) -> None:
+        """Seeds done in this cell, and the section's runs done / total with an ETA: in place on
+        a terminal; otherwise a plain line at most every 10 s and when the section ends."""
+        now = time.perf_counter()
+        if self.args.quiet or not (self.tty or final or now - self.last >= 10):
+            return
+        el, self.last, (d, total) = now - t0, now, runs
+        eta = f", ETA {el / d * (total - d):.0f} s" if 0 < d < total else ""
+        print(("\r\033[K" if self.tty else "")
+              + f"{label}: {done}/{n} seeds ({d}/{total} runs, {el:.0f} s{eta})",
+              end="\n" if final or not self.tty else "", file=sys.stderr, flush=True)
+
+    def table(self, section, title, headers, rows, records, notes=()):
+        """A markdown table with its notes (stdout, the page) and its numbers (JSON)."""
+        lines, key = [headers, ["---"] * len(headers), *rows], anchor(title)
+        key = next(k for k in [key] + [f"{key}-{n}" for n in range(2, len(self.anchors) + 2)]
+                   if k not in self.anchors)                       # a repeated title: -2, -3, …
+        self.anchors.add(key)
+        self.page.append(f'\n<a id="{key}"></a>')
+        self.out(f"\n### {title}\n\n" + "\n".join("| " + " | ".join(map(str, r)) + " |"
+                                                  for r in lines)
+                 + "".join(f"\n\n{n}" for n in notes))
+        self.data.setdefault(section, {}).setdefault("tables", []).append(
+            {"title": title, "headers": headers, "rows": rows, "records": records, "notes": notes})
+        self.save()
+
+    def figure(self, path: str, caption: str) -> None:
+        """A figure just written: logged, and shown on the page where the run has got to."""
+        self.log(f"wrote {path}")
+        self.page.append((path, caption))
+
+    def fail(self, msg: str) -> None:
+        self.failures.append(msg)
+        self.data["failures"] = self.failures
+        print(f"FAILED: {msg}", file=sys.stderr, flush=True)
+
+    def save(self) -> None:
+        if self.args.json:
+            write_json(self.args.json, self.data)
+
+    def sizes(self) -> list:
+        """Per section run: [section, what ran, wall time] for the page."""
+        rows = []
+        for name, secs in self.data["meta"].get("section_s", {}).items():
+            cells = self.data.get(name, {}).get("cells")
+            if cells is not None:
+                seeds, runs = sorted({c["seeds"] for c in cells}), sum(c["seeds"] for c in cells)
+                what = (f"{len(cells)} cells × {seeds[0]} seeds = " if len(seeds) == 1
+                        else f"{len(cells)} cells, ") + f"{runs:,} training runs"
+            else:
+                kernels, train = (len(t["rows"]) for t in self.data[name]["tables"][:2])
+                what = f"{kernels} kernel timings, {train} training-throughput timings"
+            rows.append([name, what, f"{secs:.1f} s"])
+        return rows
+
+    def write_page(self, path: str) -> str:
+        """The docs page at ``path``: a note, the sections' sizes, then everything printed,
+        with the figures (linked relative to the page) after the tables they show."""
+        folder, text = os.path.dirname(os.path.abspath(path)), []
+        for item in self.page:
+            if isinstance(item, tuple):
+                rel = os.path.relpath(os.path.abspath(item[0]), folder).replace(os.sep, "/")
+                item = f"\n![{item[1]}]({rel})"
+            text.append(item)
+        figures = "No figures in this run (`--plot DIR`, extra `plot`: matplotlib)."
+        if any(isinstance(item, tuple) for item in self.page):
+            import matplotlib
+            figures = f"Figures drawn with matplotlib {matplotlib.__version__}."
+        head = ["# Bench results", "", PAGE_NOTE, "", "| section | size | wall time |",
+                "| --- | --- | --- |", *("| " + " | ".join(r) + " |" for r in self.sizes()), "",
+                figures, ""]
+        return replace_file(path, lambda f: f.write("\n".join(head + text) + "\n"))
+
+
+# ---- Running experiments: one task per seed, on a process pool ---------------------------
+def run_seed(task) -> dict:
+    """One run (a pool task): (outcome, game spec, method spec, Config) → ``outcome(env, method
+    name, Config)`` as a small dict, or the error."""
+    outcome, game, method, cfg = task
+    try:
+        return dict(outcome(make_game(game), method.split(":")[0], cfg))
+    except Exception as exc:  # noqa: BLE001 — the parent reports it as a failure
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
+    """Run every seed of every cell through ``outcome`` — all queued at once on ``--jobs``
+    processes (1: a thread of this process), consumed cell by cell in seed order; after each
+    cell save its JSON record from ``summary(cell, ok_results)`` → (record, row). Returns the
+    table rows [game, method, *row]. A cell's optional ``tag`` extends its progress label."""
+    rows, records = [], rep.data.setdefault(kind, {}).setdefault("cells", [])
+    total = sum(len(c.configs) for c in cells)
+    pool = (cf.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+            if args.jobs > 1 else cf.ThreadPoolExecutor(1))
+    try:
+        queued = [[pool.submit(run_seed, (outcome, c.game, c.method, x)) for x in c.configs]
+                  for c in cells]
+        rep.last = t0 = time.perf_counter()        # off a terminal: the first line after 10 s
+        finished = 0                               # runs of the cells before this one
+        for c, futs in zip(cells, queued):
+            label = f"{kind} {c.game} {c.method}{getattr(c, 'tag', '')}"
+            for done, _ in enumerate(cf.as_completed(futs), 1):
+                rep.progress(label, done, len(futs), (finished + done, total), t0,
+                             finished + done == total)
+            c.results, finished = [f.result() for f in futs], finished + len(futs)
+            for cfg, r in zip(c.configs, c.results):
+                if "error" in r:
+                    rep.fail(f"{label} seed {cfg.seed}: {r['error']}")
+            record, row = summary(c, [r for r in c.results if "error" not in r])
+            records.append({"game": c.game, "method": c.method, "config": vars(c.configs[0]),
+                            "seeds": len(c.configs), **record})
+            rows.append([c.game, c.method, *row])
+            rep.save()
+    except BaseException:                      # e.g. Ctrl-C: drop the queued runs, keep the JSON
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return rows
