@@ -591,44 +591,62 @@ def clipped_surrogate(ratios, advantages, clip_eps: float) -> np.ndarray:
 
 
 @njit(cache=True, inline='always')
-def _policy_grad_row(logp, pi, a, log_rho, log_x, adv, eps, entropy_coef, max_log_ratio, out):
-    """∇_z of one sample's E8 objective plus the entropy bonus, from the row's log-softmax
-    (the learners' fused form of :func:`clipped_surrogate_grad`).
+def _ppo_slope(log_rho, log_x, adv, lo, hi):
+    """s = ρ ∂L/∂ρ of one sample's clipped objective ``L = min(ρ Â, clip(x, lo, hi) (ρ/x) Â)``
+    (E8; lo = 1 − ε, hi = 1 + ε), with ρ = exp(log_rho) the agent's own ratio and x =
+    exp(log_x) the ratio the clip acts on (x = ρ: PPO). s = 0 where the clip binds,
+    (Â > 0 and x > hi) or (Â < 0 and x < lo); else Â ρ — at x = lo or hi exactly the
+    unclipped branch. Ratios saturate at e^MAX_LOG_RATIO."""
+    rho = np.exp(min(log_rho, MAX_LOG_RATIO))
+    x = rho if log_x == log_rho else np.exp(min(log_x, MAX_LOG_RATIO))
+    binding = (adv > 0.0 and x > hi) or (adv < 0.0 and x < lo)
+    return 0.0 if binding else adv * rho
 
-    Objective ``min(ρ Â, clip(x, 1−ε, 1+ε) (ρ/x) Â) + c·H(π)`` with ρ = exp(log_rho) the
-    agent's own ratio and x = exp(log_x) the ratio the clip acts on (x = ρ: PPO; x = the
-    joint ratio ∏_j ρ^j: ``clip_ratio="joint"``); ε = inf means no clip. Its gradient:
-        ∂/∂z_k = g (1[k=a] − π_k) − c π_k (log π_k + H),   H = −Σ_k π_k log π_k,
-        g = 0 where the clip binds, (Â > 0 and x > 1+ε) or (Â < 0 and x < 1−ε), else Â ρ.
-    ``logp``/``pi`` come from one :func:`_log_softmax_row` per (agent, observation) and
-    minibatch step, which also gave the ratio: one softmax serves all three.
-    """
-    rho = np.exp(min(log_rho, max_log_ratio))
-    x = rho if log_x == log_rho else np.exp(min(log_x, max_log_ratio))
-    binding = (adv > 0.0 and x > 1.0 + eps) or (adv < 0.0 and x < 1.0 - eps)
-    g = 0.0 if binding else adv * rho                     # d/dρ of the surrogate, times ρ
+
+@njit(cache=True, inline='always')
+def _double_clip_slope(log_rho, log_v, adv_u, adv, lo, hi):
+    """s = ρ ∂L/∂ρ of CoPPO's per-agent objective (E11) ``L = min(ρ u Â, clip(ρ v, lo, hi) Â)``,
+    ``adv_u`` = u Â with u = w^i, and v = exp(log_v) = clip(w^i, 1 ± ε_in): the unclipped term
+    where it is the minimum (ties too), s = ρ u Â; else the clipped one, s = ρ v Â inside
+    [lo, hi] and 0 outside."""
+    rho = np.exp(min(log_rho, MAX_LOG_RATIO))
+    x = np.exp(min(log_rho + log_v, MAX_LOG_RATIO))
+    unclipped = rho * adv_u
+    if unclipped <= min(max(x, lo), hi) * adv:
+        return unclipped
+    return x * adv if lo <= x <= hi else 0.0
+
+
+@njit(cache=True, inline='always')
+def _policy_grad_row(logp, pi, a, slope, entropy_coef, out):
+    """∇_z of one sample's objective plus the entropy bonus c·H(π), from the row's
+    log-softmax (the learners' fused form of :func:`clipped_surrogate_grad`):
+        ∂/∂z_k = s (1[k=a] − π_k) − c π_k (log π_k + H),   H = −Σ_k π_k log π_k,
+    with s = ρ ∂L/∂ρ from :func:`_ppo_slope` or :func:`_double_clip_slope`. ``logp``/``pi``
+    come from one :func:`_log_softmax_row` per (agent, observation) and minibatch step,
+    which also gave the ratio: one softmax serves all three."""
     H = 0.0
     for k in range(logp.shape[0]):
         H -= pi[k] * logp[k]                               # entropy H(π)
     for k in range(logp.shape[0]):
-        out[k] = g * ((1.0 if k == a else 0.0) - pi[k]) - entropy_coef * pi[k] * (logp[k] + H)
+        out[k] = slope * ((1.0 if k == a else 0.0) - pi[k]) - entropy_coef * pi[k] * (logp[k]
+                                                                                        + H)
 
 
 @njit(cache=True)
-def _clipped_surrogate_grad_kernel(logits, actions, old_log_probs, advantages, eps, max_log_ratio,
-                                   out):
+def _clipped_surrogate_grad_kernel(logits, actions, old_log_probs, advantages, eps, out):
     """Implements ∇_z of E8's ``min(ρÂ, clip(ρ)Â)`` for softmax logits z, row by row:
     ∂/∂z_k = Â ρ (1[k=a] − π_k), zero where the clip binds — :func:`_policy_grad_row` with
     no entropy term and x = ρ. At the boundary itself the unclipped branch is used; log ρ
-    is saturated at ``max_log_ratio`` so that Â ρ stays finite."""
+    is saturated at MAX_LOG_RATIO so that Â ρ stays finite."""
     A = logits.shape[1]
     logp = np.empty(A)
     pi = np.empty(A)
     for t in range(logits.shape[0]):
         _log_softmax_row(logits[t], logp, pi)
         log_rho = logp[actions[t]] - old_log_probs[t]
-        _policy_grad_row(logp, pi, actions[t], log_rho, log_rho, advantages[t], eps, 0.0,
-                         max_log_ratio, out[t])
+        slope = _ppo_slope(log_rho, log_rho, advantages[t], 1.0 - eps, 1.0 + eps)
+        _policy_grad_row(logp, pi, actions[t], slope, 0.0, out[t])
 
 
 def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps: float) -> np.ndarray:
@@ -655,7 +673,7 @@ def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps:
     adv = _array("advantages", advantages, shape=(N,))
     eps = _scalar("clip_eps", clip_eps, 0.0, 1.0)
     out = np.empty(z.shape)
-    _clipped_surrogate_grad_kernel(z, acts, olp, adv, eps, MAX_LOG_RATIO, out)
+    _clipped_surrogate_grad_kernel(z, acts, olp, adv, eps, out)
     return _finite("clipped_surrogate_grad", out)
 
 
@@ -705,6 +723,7 @@ SHARED = 0           # the shared GAE advantage Â_t (E10), one critic V(s)
 COUNTERFACTUAL = 1   # COMA's A^i_C(s, a) (E7) from a joint critic Q(s, a) and π_old^i
 EXACT_OLD = 2        # the exact table A^i(a^i) under the partners' old policies (E3)
 EXACT_CURRENT = 3    # the exact table Ã^i(a^i) under their current in-update policies (E6)
+TRACED = 4           # A2PO's Â^{(m)}: GAE whose trace is cut by the preceding agents' ratios (E12)
 # What multiplies it (the weight), a constant in agent i's gradient.
 ONE = 0              # nothing
 PARTNERS = 1         # w^i = ∏_{j≠i} ρ^j, clipped by Config.sync_clip (E8)
@@ -712,25 +731,35 @@ PRECEDING = 2        # M^i = ∏_{l<m} ρ^{i_l}, the agents updated before i (E9
 # The schedule of the actor phase.
 SIMULTANEOUS = 0     # on every minibatch every agent takes one step
 SEQUENTIAL = 1       # one agent after another in a random order, K epochs each
+# What the PPO clip acts on (ε = Config.clip_eps, optionally shrunk by Config.clip_scale).
+PPO = 0              # clip(x, 1±ε)(ρ/x)·(weight·Â), x the ratio Config.clip_ratio names: own ρ^i
+                     # or joint ∏_j ρ^j (E8)
+DOUBLE = 1           # CoPPO: min(ρ w Â, clip(ρ·clip(w, 1±ε_in), 1±ε) Â) (E11)
+WEIGHTED = 2         # A2PO: clip(ρ g, 1±ε_m) Â with g the clipped weight, ε_m by position (E12)
 
 
 class Method(NamedTuple):
-    """One row of :data:`METHOD_TABLE`. The PPO clip is the same for every row: it acts on
-    the ratio chosen by ``Config.clip_ratio`` (own ρ^i or joint ∏_j ρ^j) with ``clip_eps``."""
+    """One row of :data:`METHOD_TABLE`: four orthogonal choices."""
     base: int
     weight: int
     schedule: int
+    clip: int
 
+
+#: ``Config.clip_scale`` values: none, ε/n, the n-th root (index = the jitted code).
+CLIP_SCALES = (None, "inv_n", "root_n")
 
 #: The learners, one row each. Adding a method means adding a row (and at most one choice).
 METHOD_TABLE = {
-    #                     base            weight     schedule        equation
-    "async": Method(SHARED, ONE, SIMULTANEOUS),                   # E7 Ā^i (MAPPO)
-    "asae": Method(SHARED, PARTNERS, SIMULTANEOUS),               # E8 w^i Â
-    "happo": Method(SHARED, PRECEDING, SEQUENTIAL),               # E9 M^i Â
-    "coma": Method(COUNTERFACTUAL, ONE, SIMULTANEOUS),            # E7 A^i_C
-    "exact_sync": Method(EXACT_CURRENT, ONE, SIMULTANEOUS),       # E6 Ã^i, exact
-    "exact_async": Method(EXACT_OLD, ONE, SIMULTANEOUS),          # E3 A^i_old, exact
+    #              base            weight     schedule      clip          equation
+    "async": Method(SHARED, ONE, SIMULTANEOUS, PPO),              # E7 Ā^i (MAPPO)
+    "asae": Method(SHARED, PARTNERS, SIMULTANEOUS, PPO),          # E8 w^i Â, sync_clip
+    "happo": Method(SHARED, PRECEDING, SEQUENTIAL, PPO),          # E9 M^i Â
+    "coma": Method(COUNTERFACTUAL, ONE, SIMULTANEOUS, PPO),       # E7 A^i_C
+    "exact_sync": Method(EXACT_CURRENT, ONE, SIMULTANEOUS, PPO),  # E6 Ã^i, exact
+    "exact_async": Method(EXACT_OLD, ONE, SIMULTANEOUS, PPO),     # E3 A^i_old, exact
+    "coppo": Method(SHARED, PARTNERS, SIMULTANEOUS, DOUBLE),      # E11 CoPPO
+    "a2po": Method(TRACED, PRECEDING, SEQUENTIAL, WEIGHTED),      # E12 A2PO
 }
 METHODS = tuple(METHOD_TABLE)
 
@@ -738,19 +767,26 @@ METHODS = tuple(METHOD_TABLE)
 @njit(cache=True)
 def _weighted_advantages(weight, lo, hi, base, log_rho, order, out):
     """``Â^i_t = m^i_t · base[t, i]`` for every row t and agent i, with the row's weight m:
-    1 (ONE), w^i_t = ∏_{j≠i} ρ^j_t, its log clamped to [lo, hi] (PARTNERS, E8), or
-    M^{i_m}_t = ∏_{l<m} ρ^{i_l}_t over ``order`` (PRECEDING, E9). ``base`` is (N, n), or
-    (N, 1) when every agent shares Â_t; ``log_rho`` (N, n) holds log ρ^j_t."""
+    1 (ONE), w^i_t = ∏_{j≠i} ρ^j_t (PARTNERS, E8), or M^{i_m}_t = ∏_{l<m} ρ^{i_l}_t over
+    ``order`` (PRECEDING, E9), the weight's log clamped to [lo, hi] (the weight's clip:
+    asae's sync_clip, A2PO's ε_o; ±MAX_LOG_RATIO for none). ``base`` is (N, n), or (N, 1)
+    when every agent shares Â_t; ``log_rho`` (N, n) holds log ρ^j_t."""
     N, n = out.shape
     if weight == PARTNERS:
         _sync_weights_kernel(log_rho, lo, hi, out)
     elif weight == PRECEDING:
-        _sequential_weights_kernel(log_rho, order, -MAX_LOG_RATIO, MAX_LOG_RATIO, out)
+        _sequential_weights_kernel(log_rho, order, lo, hi, out)
     shared = base.shape[1] == 1
     for t in range(N):
         for i in range(n):
             adv = base[t, 0] if shared else base[t, i]
             out[t, i] = adv if weight == ONE else out[t, i] * adv
+
+
+def _weight_is_clipped(row: Method) -> bool:
+    """Whether the row's weight has a clip: asae's w^i (Config.sync_clip) and A2PO's g
+    (Config.a2po_others_eps); HAPPO's M and CoPPO's w are used unclipped."""
+    return row.weight == PARTNERS and row.clip == PPO or row.clip == WEIGHTED
 
 
 def _exact_base(tables, actions, N: int):
@@ -782,6 +818,10 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
     ``asae``        w^i_t Â_t, w^i = ∏_{j≠i} ρ^j_t (E8),      advantages, log_ratios,
                     clipped to [1 − sync_clip, 1 + sync_clip]  sync_clip
     ``happo``       M^i_t Â_t, M^{i_m} = ∏_{l<m} ρ^{i_l} (E9)  advantages, log_ratios, order
+    ``coppo``       w^i_t Â_t, w^i unclipped (E11)             advantages, log_ratios
+    ``a2po``        g^i_t Â^{(m)}_t, g = clip(M^i, 1 ± ε_o)    advantages (traced, E12),
+                    (E12)                                     log_ratios, order, sync_clip
+                                                              (as ε_o)
     ``coma``        the counterfactual A^i_C (E7), as given   advantages (N, n)
     ``exact_sync``  Ã^i(a^i_t), the exact E6 table under the  tables, actions
                     partners' *current* policies
@@ -793,7 +833,8 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
         method: one of :data:`METHODS`.
         advantages: (N,) shared Â_t, or (N, n) one column per agent (COMA's A^i_C).
         log_ratios: (N, n) current ``log ρ^j_t`` of every agent (asae, happo).
-        sync_clip: asae's weight clip c (None: no clip).
+        sync_clip: the weight's clip c — asae's ``sync_clip``, a2po's ε_o (None: no clip);
+            the other methods' weights are not clipped.
         order: happo's update order (a permutation of 0..n−1).
         actions: (N, n) integer actions (exact methods).
         tables: sequence of n vectors, ``tables[i][a]`` the exact advantage of agent i's
@@ -825,7 +866,7 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
         if np.unique(o).size != n:
             raise ValueError(f"order must be a permutation of 0..{n - 1}; got {o.tolist()}")
     clip = None if sync_clip is None else _scalar("sync_clip", sync_clip, 0.0, np.inf)
-    lo, hi = _weight_bounds(clip)
+    lo, hi = _weight_bounds(clip if _weight_is_clipped(row) else None)
     out = np.empty((N, n))
     _weighted_advantages(row.weight, lo, hi, base, np.zeros((N, n)) if log_rho is None else log_rho, o, out)
     return _finite("method_advantages", out)
@@ -996,12 +1037,18 @@ class _Hyper(NamedTuple):
     base: int                # the method row (METHOD_TABLE)
     weight: int
     schedule: int
+    clip: int
     gamma: float
     lam: float
     clip_eps: float          # inf: no PPO clip
     joint_clip: bool         # clip the joint ratio ∏_j ρ^j instead of the agent's own ρ^i
-    w_lo: float              # log-space bounds of the asae weights (sync_clip)
+    clip_scale: int          # 0: ε; 1: ε/n; 2: [(1−ε)^{1/n}, (1+ε)^{1/n}] (Config.clip_scale)
+    clip_floor: float        # A2PO's c_ε: ε_m = ε (c_ε + (1 − c_ε) m/n); 1: ε for every m
+    w_lo: float              # log-space bounds of the weight (its clip; ±MAX_LOG_RATIO: none)
     w_hi: float
+    inner_lo: float          # CoPPO: log-space bounds of v = clip(w, 1 ± ε_in)
+    inner_hi: float
+    trace_cbar: float        # A2PO: the trace's truncation c̄
     epochs: int
     minibatches: int
     lr_actor: float
@@ -1091,10 +1138,11 @@ def _exact_table(pol, ex, logp):
 @njit(cache=True, inline='always')
 def _base_row(base, pol, q_row, j, pis, shared, tables, out):
     """out[i] = agent i's base advantage for one sample with joint action j, by the row's
-    ``base``: SHARED → ``shared`` (Â_t); COUNTERFACTUAL → A^i_C (E7) from the joint critic
-    row ``q_row`` and π_old^i = ``pis[i]``; EXACT_* → ``tables[i, a^i]``."""
+    ``base``: SHARED → ``shared`` (Â_t; TRACED starts from it, the trace is redone per turn);
+    COUNTERFACTUAL → A^i_C (E7) from the joint critic row ``q_row`` and π_old^i = ``pis[i]``;
+    EXACT_* → ``tables[i, a^i]``."""
     for i in range(out.shape[0]):
-        if base == SHARED:
+        if base == SHARED or base == TRACED:
             out[i] = shared
             continue
         a = _joint_action(j, i, pol.radix, pol.n_actions)
@@ -1114,6 +1162,8 @@ class _Ctx(NamedTuple):
     data: _Samples
     base: np.ndarray         # (N, n) base advantage of every sample and agent
     work: _Work
+    delta: np.ndarray        # (T, B) TD errors δ_t of E10 (A2PO's trace; else (0, 0))
+    not_done: np.ndarray     # (T, B) 1 − done_t as 0.0 / 1.0 (A2PO's trace; else (0, 0))
 
 
 @njit(cache=True, inline='always')
@@ -1154,26 +1204,84 @@ def _advantages(hp, ctx, rows, log_rho, order, cur, base, out):
 
 
 @njit(cache=True, inline='always')
-def _actor_step(i, hp, ctx, rows, log_rho, adv):
-    """One SGD ascent step of agent i's sub-problem (E8) on the minibatch ``rows`` (mean
-    gradient), from the log-policies in ``ctx.work`` and the log-ratios before anyone moved."""
+def _clip_bounds(hp, m, n):
+    """(lo, hi) of the PPO clip for the agent in position m = 1..n of the order (m = n for a
+    simultaneous schedule): ε, or A2PO's ε_m = ε (c_ε + (1 − c_ε) m/n) (E12), then the
+    clip_scale rule: 1 ± ε, 1 ± ε/n, or [(1 − ε)^{1/n}, (1 + ε)^{1/n}]."""
+    eps = hp.clip_eps
+    if hp.clip_floor < 1.0:
+        eps = eps * (hp.clip_floor + (1.0 - hp.clip_floor) * m / n)
+    if hp.clip_scale == 1:
+        return 1.0 - eps / n, 1.0 + eps / n
+    if hp.clip_scale == 2:
+        return max(1.0 - eps, 0.0) ** (1.0 / n), (1.0 + eps) ** (1.0 / n)
+    return 1.0 - eps, 1.0 + eps
+
+
+@njit(cache=True, inline='always')
+def _row_slope(hp, log_rho, i, adv, base, lo, hi):
+    """s = ρ ∂L^i/∂ρ^i of agent i's objective on one sample, by the row's clip: ``log_rho``
+    (n,) the sample's log-ratios, ``adv`` = weight × ``base`` its advantage Â^i (E8, E11,
+    E12); the partners' factors are constants."""
+    if hp.clip == PPO:
+        log_x = log_rho[i]
+        if hp.joint_clip:                                      # x = ∏_j ρ^j
+            log_x = 0.0
+            for j in range(log_rho.shape[0]):
+                log_x += log_rho[j]
+        return _ppo_slope(log_rho[i], log_x, adv, lo, hi)
+    partners = 0.0                                             # log ∏_{j≠i} ρ^j
+    for j in range(log_rho.shape[0]):
+        if j != i:
+            partners += log_rho[j]
+    if hp.clip == WEIGHTED:                                    # x = ρ^i g, g = clip(M, 1 ± ε_o)
+        return _ppo_slope(log_rho[i], log_rho[i] + min(max(partners, hp.w_lo), hp.w_hi), adv,
+                          lo, hi)
+    return _double_clip_slope(log_rho[i], min(max(partners, hp.inner_lo), hp.inner_hi), adv,
+                              base, lo, hi)                    # DOUBLE: v = clip(w, 1 ± ε_in)
+
+
+@njit(cache=True, inline='always')
+def _actor_step(i, hp, ctx, rows, log_rho, adv, base, bounds):
+    """One SGD ascent step of agent i's sub-problem on the minibatch ``rows`` (mean gradient),
+    from the log-policies in ``ctx.work`` and the log-ratios before anyone moved; ``bounds``
+    = (lo, hi) of its PPO clip."""
     pol, data, work = ctx.pol, ctx.data, ctx.work
     A = pol.n_actions[i]
     g = np.empty(A)
     scale = hp.lr_actor / rows.shape[0]
     for r in range(rows.shape[0]):
         t = rows[r]
-        log_x = log_rho[r, i]
-        if hp.joint_clip:                                      # x = ∏_j ρ^j
-            log_x = 0.0
-            for j in range(log_rho.shape[1]):
-                log_x += log_rho[r, j]
         o = data.obs[t, i]
-        _policy_grad_row(work.lp[i, o, :A], work.pi[i, o, :A], data.act[t, i], log_rho[r, i],
-                         log_x, adv[r, i], hp.clip_eps, hp.entropy_coef, MAX_LOG_RATIO, g)
+        slope = _row_slope(hp, log_rho[r], i, adv[r, i], base[r, i], bounds[0], bounds[1])
+        _policy_grad_row(work.lp[i, o, :A], work.pi[i, o, :A], data.act[t, i], slope,
+                         hp.entropy_coef, g)
         z = pol.logits[i, o]
         for k in range(A):
             z[k] += scale * g[k]
+
+
+@njit(cache=True)
+def _trace_base(hp, ctx, i, log_rho):
+    """A2PO's preceding-agent off-policy correction (E12) for agent i, into ctx.base[:, i]:
+    Â_t = δ_t + γλ min(c̄, M_{t+1}) (1 − done_t) Â_{t+1}, Â_T = 0, M_u = ∏_{j≠i} ρ^j_u over
+    the agents that have moved (the others' log ρ are exactly 0); c̄ ≥ 1 and M ≡ 1 give
+    E10's GAE bit for bit."""
+    T, B = ctx.delta.shape
+    gl = hp.gamma * hp.lam
+    for b in range(B):
+        carry = 0.0
+        for t in range(T - 1, -1, -1):
+            c = 1.0
+            if t + 1 < T:
+                u = (t + 1) * B + b
+                log_m = 0.0
+                for j in range(log_rho.shape[1]):
+                    if j != i:
+                        log_m += log_rho[u, j]
+                c = min(hp.trace_cbar, np.exp(min(log_m, MAX_LOG_RATIO)))
+            carry = ctx.delta[t, b] + gl * c * ctx.not_done[t, b] * carry
+            ctx.base[t * B + b, i] = carry
 
 
 @njit(cache=True)
@@ -1181,7 +1289,8 @@ def _actors(hp, ctx, rng, log):
     """The actor phase (E8/E9), by the row's schedule. SIMULTANEOUS: one turn in which every
     agent steps on every minibatch, Â^i from the log-ratios as they stand before the step.
     SEQUENTIAL: n turns in a random order, one agent moving per turn; its partners do not
-    move during its turn, so its Â^i is computed once, at the start of the turn."""
+    move during its turn, so its Â^i (and A2PO's traced base, E12) is computed once, at the
+    start of the turn."""
     N, n = ctx.base.shape
     size_max = N // hp.minibatches + (1 if N % hp.minibatches else 0)
     sequential = hp.schedule == SEQUENTIAL
@@ -1191,26 +1300,32 @@ def _actors(hp, ctx, rng, log):
     all_rows = np.arange(N)
     log_rho_all = np.zeros((N, n))       # log ρ^j_t of every sample, refreshed after each turn
     adv_all = np.empty((N, n))
+    base_all = np.empty((N, n))
     log_rho = np.empty((size_max, n))
     adv = np.empty((size_max, n))
     base_mb = np.empty((size_max, n))
     cur = np.zeros(ctx.ex.old.shape)     # log π^i(·) at obs 0 now (exact tables, probe)
+    bounds = _clip_bounds(hp, n, n)
     for turn in range(n if sequential else 1):
         movers = order[turn:turn + 1] if sequential else order
         if sequential:
             if turn > 0:                 # the agent of the previous turn has moved
                 _minibatch_logp(ctx, all_rows, order[turn - 1:turn], log_rho_all, log.diag)
+                if hp.base == TRACED:
+                    _trace_base(hp, ctx, order[turn], log_rho_all)
             if hp.base == EXACT_CURRENT:
                 _state_policy(ctx.pol, 0, cur)
-            _advantages(hp, ctx, all_rows, log_rho_all, order, cur, np.empty((N, n)), adv_all)
-        steps, bounds = _minibatches(rng, N, hp.epochs, hp.minibatches)
-        for k in range(bounds.shape[0] - 1):
-            rows = steps[bounds[k]:bounds[k + 1]]
+            _advantages(hp, ctx, all_rows, log_rho_all, order, cur, base_all, adv_all)
+            bounds = _clip_bounds(hp, turn + 1, n)
+        steps, b = _minibatches(rng, N, hp.epochs, hp.minibatches)
+        for k in range(b.shape[0] - 1):
+            rows = steps[b[k]:b[k + 1]]
             size = rows.shape[0]
             for r in range(size if sequential else 0):   # the turn's fixed values
                 for i in range(n):
                     log_rho[r, i] = log_rho_all[rows[r], i]
                     adv[r, i] = adv_all[rows[r], i]
+                    base_mb[r, i] = base_all[rows[r], i]
             _minibatch_logp(ctx, rows, movers, log_rho, log.diag)
             if hp.base == EXACT_CURRENT or hp.track_bias:
                 _state_policy(ctx.pol, 0, cur)
@@ -1220,7 +1335,7 @@ def _actors(hp, ctx, rng, log):
                 if hp.track_bias:
                     _probe_record(i, hp, ctx.pol, cur, ctx.ex, order, log.probe)
             for i in movers:
-                _actor_step(i, hp, ctx, rows, log_rho, adv)
+                _actor_step(i, hp, ctx, rows, log_rho, adv, base_mb, bounds)
 
 
 @njit(cache=True)
@@ -1297,9 +1412,17 @@ def _update(hp, pol, critic, ex, batch, rng, log):
                  np.zeros((n, n_obs), np.int64), np.zeros(1, np.int64))
     old_lp = np.empty((N, n))                                   # log π_old(a^i_t), π_old in work
     base = np.empty((N, n))
-    _minibatch_logp(_Ctx(pol, ex, _Samples(obs, act, joint, np.zeros((N, n))), base, work),
-                    np.arange(N), np.arange(n), old_lp, np.zeros(1))
-    ctx = _Ctx(pol, ex, _Samples(obs, act, joint, old_lp), base, work)
+    delta, not_done = np.zeros((0, 0)), np.zeros((0, 0))
+    if hp.base == TRACED:                                       # E10's δ_t and 1 − done_t
+        delta, not_done = np.empty((T, B)), np.empty((T, B))
+        for t in range(T):
+            for b in range(B):
+                not_term = 1.0 - np.float64(batch.term[t, b])
+                not_done[t, b] = not_term * (1.0 - np.float64(batch.trunc[t, b]))
+                delta[t, b] = r[t, b] + hp.gamma * not_term * nv[t, b] - v[t, b]
+    _minibatch_logp(_Ctx(pol, ex, _Samples(obs, act, joint, np.zeros((N, n))), base, work,
+                         delta, not_done), np.arange(N), np.arange(n), old_lp, np.zeros(1))
+    ctx = _Ctx(pol, ex, _Samples(obs, act, joint, old_lp), base, work, delta, not_done)
     if hp.base in (EXACT_OLD, EXACT_CURRENT) or hp.track_bias:  # matrix games: obs 0
         _state_policy(pol, 0, ex.old)
         ex.v_old[0] = _marginals_kernel(ex.payoff, pol.radix, pol.n_actions, np.exp(ex.old),
@@ -1449,6 +1572,23 @@ class Config:
                                    "a partner inside its PPO range gives w ∈ [0.8, 1.2], where it "
                                    "never acts; it acts when partners' ratios leave that range, "
                                    "more often with n ≥ 3 (README, study a), bounding the variance.")
+    clip_scale: str | None = _doc(None, "Shrink each agent's own-ratio clip with the number of "
+                                  "agents n (motivated by Sun et al. 2023, who bound independent "
+                                  "ratios by n; the formula is ours): 'inv_n' — 1 ± ε/n; 'root_n' "
+                                  "— [(1−ε)^{1/n}, (1+ε)^{1/n}], so n ratios in range keep their "
+                                  "product in [1−ε, 1+ε]; None — 1 ± ε. Not with clip_ratio="
+                                  "'joint' or coppo, whose clips act on a joint ratio already.")
+    coppo_inner_eps: float | None = _doc(0.1, "CoPPO's inner clip ε_in ∈ [0, 1] on the partners' "
+                                         "product inside the clipped term (E11); None: no inner "
+                                         "clip. 0.1: the authors' code default (Wu et al. 2021).")
+    a2po_others_eps: float | None = _doc(0.1, "A2PO's clip ε_o ≥ 0 of the preceding agents' "
+                                         "product g = clip(M, 1 ± ε_o) (E12); None: unclipped. "
+                                         "0.1: the authors' code (= ε/2 at ε = 0.2).")
+    a2po_clip_floor: float = _doc(0.5, "A2PO's c_ε ∈ [0, 1]: the agent in position m of n clips "
+                                  "at ε_m = ε (c_ε + (1 − c_ε) m/n) (E12); 1: ε for every agent. "
+                                  "0.5: the value reported for all tasks (Wang et al. 2023).")
+    a2po_trace_cbar: float = _doc(1.0, "A2PO's trace truncation c̄ > 0: the trace factor is "
+                                  "λ min(c̄, M) (E12). 1.0: the authors' code default.")
     epochs: int = _doc(4, "Passes K over each rollout per update (E8), ≥ 1. 4: a common PPO setting.")
     minibatches: int = _doc(4, "Minibatches per epoch, each one gradient step; 1 ≤ minibatches ≤ "
                             "n_envs·rollout_len. 4 → 16 steps per update.")
@@ -1491,6 +1631,19 @@ class Config:
             raise ValueError(f"Config.clip_ratio must be 'own' or 'joint'; got {self.clip_ratio!r}")
         if self.sync_clip is not None:
             _scalar("Config.sync_clip", self.sync_clip, 0.0, np.inf)
+        if self.clip_scale not in CLIP_SCALES:
+            raise ValueError(f"Config.clip_scale must be one of {CLIP_SCALES}; "
+                             f"got {self.clip_scale!r}")
+        if self.clip_scale is not None and self.clip_ratio == "joint":
+            raise ValueError("Config.clip_scale shrinks the clip on each agent's own ratio; "
+                             "with clip_ratio='joint' the clip acts on the joint ratio already")
+        if self.coppo_inner_eps is not None:
+            _scalar("Config.coppo_inner_eps", self.coppo_inner_eps, 0.0, 1.0)
+        if self.a2po_others_eps is not None:
+            _scalar("Config.a2po_others_eps", self.a2po_others_eps, 0.0, np.inf)
+        _scalar("Config.a2po_clip_floor", self.a2po_clip_floor, 0.0, 1.0)
+        _scalar("Config.a2po_trace_cbar", self.a2po_trace_cbar, 0.0, np.finfo(float).max,
+                lo_open=True)
         _scalar("Config.lr_actor", self.lr_actor, 0.0, np.finfo(float).max, lo_open=True)
         _scalar("Config.lr_critic", self.lr_critic, 0.0, 1.0, lo_open=True)
         for name in ("entropy_coef", "init_logit_std"):
@@ -1666,10 +1819,16 @@ def _check_tables(tab, n, n_actions, n_states, n_obs):
 
 
 def _hyper(cfg: Config, method: str) -> _Hyper:
-    lo, hi = _weight_bounds(cfg.sync_clip)
-    return _Hyper(*METHOD_TABLE[method], float(cfg.gamma), float(cfg.lam),
+    row = METHOD_TABLE[method]
+    weight_clip = cfg.a2po_others_eps if row.clip == WEIGHTED else cfg.sync_clip
+    lo, hi = _weight_bounds(weight_clip if _weight_is_clipped(row) else None)
+    inner_lo, inner_hi = _weight_bounds(cfg.coppo_inner_eps)
+    return _Hyper(*row, float(cfg.gamma), float(cfg.lam),
                   np.inf if cfg.clip_eps is None else float(cfg.clip_eps),
-                  cfg.clip_ratio == "joint", float(lo), float(hi), int(cfg.epochs),
+                  cfg.clip_ratio == "joint", CLIP_SCALES.index(cfg.clip_scale),
+                  float(cfg.a2po_clip_floor) if row.clip == WEIGHTED else 1.0,
+                  float(lo), float(hi), float(inner_lo), float(inner_hi),
+                  float(cfg.a2po_trace_cbar), int(cfg.epochs),
                   int(cfg.minibatches), float(cfg.lr_actor), float(cfg.lr_critic),
                   float(cfg.entropy_coef), float(cfg.reward_scale), bool(cfg.track_bias))
 
@@ -1744,6 +1903,12 @@ def _check_train_args(env, method, config):
         raise TypeError(f"config must be an asae.Config; got {type(cfg).__name__}")
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    row = METHOD_TABLE[method]
+    if row.clip != PPO and (cfg.clip_ratio != "own" or cfg.clip_scale is not None and
+                            row.clip == DOUBLE):
+        raise ValueError(f"method {method!r} clips its own way (METHOD_TABLE); "
+                         f"Config.clip_ratio must stay 'own'"
+                         + (" and clip_scale None" if row.clip == DOUBLE else ""))
     n, n_actions, n_states, n_obs = _check_env(env)
     if math.prod(int(k) for k in n_actions) > 2 ** 62:
         raise ValueError(f"env.n_actions {tuple(n_actions)} give more than 2^62 joint actions; "
@@ -1920,6 +2085,7 @@ class _Probe(NamedTuple):
     """Accumulators of the exact bias probe (see :func:`advantage_bias`)."""
     sums: np.ndarray         # (9,) running sums, see _probe_summary
     agent: np.ndarray        # (P,) agent of each pending record of this update
+    bounds: np.ndarray       # (P, 2) its PPO clip range (lo, hi) at that step
     used: np.ndarray         # (P, A_max) E_{a^-i~π_old^-i}[Â^i | a^i] the method used
     grad: np.ndarray         # (P, A_max) E_{a~π_old}[∇_{z^i} objective] with those advantages
     grad_async: np.ndarray   # (P, A_max) the same with weight 1 and base A_old
@@ -1928,32 +2094,32 @@ class _Probe(NamedTuple):
 
 
 def _new_probe(records, n, A_max):
-    return _Probe(np.zeros(9), np.zeros(records, np.int64), np.zeros((records, A_max)),
+    return _Probe(np.zeros(9), np.zeros(records, np.int64), np.zeros((records, 2)),
                   np.zeros((records, A_max)), np.zeros((records, A_max)),
-                  np.zeros((records, n, A_max)), np.zeros(1, np.int64))
+                  np.zeros((records, A_max)), np.zeros((records, n, A_max)),
+                  np.zeros(1, np.int64))
 
 
 @njit(cache=True)
-def _probe_grad(hp, pol, cur, old, pi_old, i, adv_of_joint, out):
-    """out = E_{a~π_old}[∇_{z^i} of agent i's clipped objective] with advantage
-    adv_of_joint[j] at joint action j — the PPO clip's indicator evaluated per joint action
-    (``old``: log π_old, ``pi_old`` = exp(old))."""
+def _probe_grad(hp, pol, cur, old, i, advs, out, bounds):
+    """out = E_{a~π_old}[∇_{z^i} of agent i's clipped objective] with, at joint action j, the
+    advantage advs[0][j] and base advs[1][j] — the clip's indicator evaluated per joint
+    action (:func:`_row_slope`, as in training); ``old`` = log π_old, ``cur`` = log π now."""
     A = pol.n_actions[i]
+    n = cur.shape[0]
     row = np.empty(A)
+    log_rho = np.empty(n)
     pi = np.exp(cur[i, :A])
+    pi_old = np.exp(old)
     out[:A] = 0.0
-    for j in range(adv_of_joint.shape[0]):
+    for j in range(advs[0].shape[0]):
+        for l in range(n):
+            al = _joint_action(j, l, pol.radix, pol.n_actions)
+            log_rho[l] = cur[l, al] - old[l, al]
         a = _joint_action(j, i, pol.radix, pol.n_actions)
-        log_rho = cur[i, a] - old[i, a]
-        log_x = log_rho
-        if hp.joint_clip:
-            log_x = 0.0
-            for l in range(cur.shape[0]):
-                al = _joint_action(j, l, pol.radix, pol.n_actions)
-                log_x += cur[l, al] - old[l, al]
         p = _joint_prob(pi_old, pol.radix, pol.n_actions, j, i) * pi_old[i, a]
-        _policy_grad_row(cur[i, :A], pi, a, log_rho, log_x, adv_of_joint[j], hp.clip_eps, 0.0,
-                         MAX_LOG_RATIO, row)
+        slope = _row_slope(hp, log_rho, i, advs[0][j], advs[1][j], bounds[0], bounds[1])
+        _policy_grad_row(cur[i, :A], pi, a, slope, 0.0, row)
         for k in range(A):
             out[k] += p * row[k]
 
@@ -1965,8 +2131,8 @@ def _probe_record(i, hp, pol, cur, ex, order, probe):
 
     The method's advantage over every joint action a comes from the same :func:`_base_row`
     and :func:`_weighted_advantages` as training, fed the exact A_old(a) = q(a) − V_old (COMA:
-    the exact counterfactual with Q = q; exact methods: the exact tables) and the current
-    log-ratios.
+    the exact counterfactual with Q = q; exact methods: the exact tables; A2PO: its trace is
+    inert in a one-step game) and the current log-ratios.
     """
     J = ex.payoff.shape[0]
     n, A_max = cur.shape
@@ -1988,9 +2154,14 @@ def _probe_record(i, hp, pol, cur, ex, order, probe):
         _base_row(hp.base, pol, ex.payoff, j, pi_old, a_old[j], tables, base[j])
     out = np.empty((J, n))
     _weighted_advantages(hp.weight, hp.w_lo, hp.w_hi, base, log_rho, order, out)
+    m = 1
+    while order[m - 1] != i:
+        m += 1
+    bounds = _clip_bounds(hp, m if hp.schedule == SEQUENTIAL else n, n)
     k = probe.count[0]
     probe.count[0] = k + 1
     probe.agent[k] = i
+    probe.bounds[k, 0], probe.bounds[k, 1] = bounds
     probe.used[k, :] = 0.0
     m2 = 0.0
     m2_async = 0.0
@@ -2001,8 +2172,9 @@ def _probe_record(i, hp, pol, cur, ex, order, probe):
         p = p_partners * pi_old[i, a]
         m2 += p * out[j, i] ** 2
         m2_async += p * a_old[j] ** 2
-    _probe_grad(hp, pol, cur, ex.old, pi_old, i, out[:, i].copy(), probe.grad[k])
-    _probe_grad(hp, pol, cur, ex.old, pi_old, i, a_old, probe.grad_async[k])
+    _probe_grad(hp, pol, cur, ex.old, i, (out[:, i].copy(), base[:, i].copy()), probe.grad[k],
+                bounds)
+    _probe_grad(hp, pol, cur, ex.old, i, (a_old, a_old), probe.grad_async[k], bounds)
     probe.logp[k] = cur
     probe.sums[3] += m2
     probe.sums[4] += m2_async
@@ -2016,12 +2188,11 @@ def _probe_finish(hp, pol, new, ex, probe):
     n, A_max = new.shape
     J = ex.payoff.shape[0]
     v_old = ex.v_old[0]
-    pi_old = np.exp(ex.old)
     target = np.empty((n, A_max))
     _marginals_kernel(ex.payoff, pol.radix, pol.n_actions, np.exp(new), target)
     target -= v_old                                                        # Ã^i (E6)
     a_old = np.empty((n, A_max))
-    _marginals_kernel(ex.payoff, pol.radix, pol.n_actions, pi_old, a_old)
+    _marginals_kernel(ex.payoff, pol.radix, pol.n_actions, np.exp(ex.old), a_old)
     a_old -= v_old                                                         # A^i_old (E3)
     adv_t = np.empty(J)
     g_t = np.empty(A_max)
@@ -2034,7 +2205,8 @@ def _probe_finish(hp, pol, new, ex, probe):
             probe.sums[2] += 1.0
         for j in range(J):
             adv_t[j] = target[i, _joint_action(j, i, pol.radix, pol.n_actions)]
-        _probe_grad(hp, pol, probe.logp[k], ex.old, pi_old, i, adv_t, g_t)
+        _probe_grad(hp, pol, probe.logp[k], ex.old, i, (adv_t, adv_t), g_t,
+                    (probe.bounds[k, 0], probe.bounds[k, 1]))
         for a in range(A):
             probe.sums[6] += abs(probe.grad[k, a] - g_t[a])
             probe.sums[7] += abs(probe.grad_async[k, a] - g_t[a])

@@ -761,7 +761,8 @@ def ref_policy_grad(z, a, old_lp, log_x_partners, adv, eps, coef, joint):
     log_rho = logpi[a] - old_lp
     rho = math.exp(min(log_rho, asae.MAX_LOG_RATIO))
     x = math.exp(min(log_rho + log_x_partners, asae.MAX_LOG_RATIO)) if joint else rho
-    binding = (adv > 0 and x > 1 + eps) or (adv < 0 and x < 1 - eps)
+    lo, hi = eps if isinstance(eps, tuple) else (1 - eps, 1 + eps)   # ε or a (lo, hi) range
+    binding = (adv > 0 and x > hi) or (adv < 0 and x < lo)
     H = -sum(p * l for p, l in zip(pi, logpi))
     return np.array([(0.0 if binding else adv * rho * ((k == a) - pi[k]))
                      - coef * pi[k] * (logpi[k] + H) for k in range(len(z))])
@@ -785,7 +786,8 @@ def _fused(z, a, old_lp, partners, adv, eps, coef, joint):
     asae._log_softmax_row(z, lp, pi)
     log_rho = lp[a] - old_lp
     log_x = log_rho + partners if joint else log_rho
-    asae._policy_grad_row(lp, pi, a, log_rho, log_x, adv, eps, coef, asae.MAX_LOG_RATIO, out)
+    slope = asae._ppo_slope(log_rho, log_x, adv, 1.0 - eps, 1.0 + eps)
+    asae._policy_grad_row(lp, pi, a, slope, coef, out)
     return lp, pi, out
 
 
@@ -961,6 +963,48 @@ def test_bad_input_raises_clear_error(call, exc, name):
 # =======================================================================================
 
 
+def ref_log_preceding(lr, order):
+    """log M^{i_m} = Σ_{l<m} log ρ^{i_l} for every row and agent (E9)."""
+    out = np.zeros_like(lr)
+    for m, i in enumerate(order):
+        out[:, i] = sum((lr[:, order[l]] for l in range(m)), np.zeros(lr.shape[0]))
+    return out
+
+
+def ref_traced_gae(r, v, nv, term, trunc, gamma, lam, c):
+    """E12 from its recursion: Â_t = δ_t + γλ c_{t+1} (1 − done_t) Â_{t+1}, Â_T = 0, with
+    c = min(c̄, M) per (t, b) and δ_t of E10."""
+    T, B = r.shape
+    adv = np.zeros((T, B))
+    for b in range(B):
+        nxt = 0.0
+        for t in reversed(range(T)):
+            delta = r[t, b] + (0.0 if term[t, b] else gamma * nv[t, b]) - v[t, b]
+            done = term[t, b] or trunc[t, b]
+            cn = c[t + 1, b] if t + 1 < T else 1.0
+            nxt = delta + (0.0 if done else gamma * lam * cn * nxt)
+            adv[t, b] = nxt
+    return adv
+
+
+def ref_coppo_grad(z, a, old_lp, partners, adv, lo, hi, inner_eps, coef):
+    """∇_z [min(ρ u Â, clip(ρ v, lo, hi) Â) + c H(π)] (E11) by cases: u = ∏_{j≠i} ρ^j,
+    v = clip(u, 1 ± ε_in); the unclipped term where it is the minimum (ties too), else the
+    clipped one, whose gradient is zero where it is constant."""
+    pi, logpi = ref_softmax_row(list(z)), ref_log_softmax_row(list(z))
+    rho = math.exp(min(logpi[a] - old_lp, asae.MAX_LOG_RATIO))
+    u = math.exp(min(partners, asae.MAX_LOG_RATIO))
+    v = u if inner_eps is None else min(max(u, 1 - inner_eps), 1 + inner_eps)
+    x2 = rho * v
+    if rho * u * adv <= min(max(x2, lo), hi) * adv:
+        g = u * adv * rho
+    else:
+        g = v * adv * rho if lo <= x2 <= hi else 0.0
+    H = -sum(p * lp for p, lp in zip(pi, logpi))
+    return np.array([g * ((k == a) - pi[k]) - coef * pi[k] * (logpi[k] + H)
+                     for k in range(len(z))])
+
+
 def ref_update(method, cfg, logits, V, Q, batch, payoff, rng):
     """One update written from the equations, plain Python/NumPy (twin of ``asae._update``).
 
@@ -1005,13 +1049,35 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng):
         return np.array([[log_pi(j, obs[t, j])[act[t, j]] - old_lp[t, j] for j in range(n)]
                          for t in range(N)])
 
-    def step(i, rows, lr, adv_i):
-        """One SGD step of agent i's clipped sub-problem (E8) + entropy, minibatch mean."""
+    def clip_range(m):
+        """(lo, hi) for the agent in position m of n: ε, A2PO's ε_m (E12), clip_scale."""
+        e = eps
+        if method == "a2po":
+            e = eps * (cfg.a2po_clip_floor + (1 - cfg.a2po_clip_floor) * m / n)
+        if cfg.clip_scale == "inv_n":
+            return 1 - e / n, 1 + e / n
+        if cfg.clip_scale == "root_n":
+            return max(1 - e, 0.0) ** (1 / n), (1 + e) ** (1 / n)
+        return 1 - e, 1 + e
+
+    def step(i, rows, lr, adv_i, base_i=None, m=None):
+        """One SGD step of agent i's clipped sub-problem + entropy, minibatch mean."""
+        lo, hi = clip_range(n if m is None else m)
         grads = []
         for r, t in enumerate(rows):                               # all from the pre-step logits
             partners = sum(lr[r][j] for j in range(n) if j != i)
-            grads.append(ref_policy_grad(logits[i][obs[t, i]], act[t, i], old_lp[t, i], partners,
-                                         adv_i[r], eps, cfg.entropy_coef, joint_clip))
+            z, a = logits[i][obs[t, i]], act[t, i]
+            if method == "coppo":                                  # E11, by cases
+                grads.append(ref_coppo_grad(z, a, old_lp[t, i], partners, base_i[r], lo, hi,
+                                            cfg.coppo_inner_eps, cfg.entropy_coef))
+                continue
+            if method == "a2po":                                   # E12: x = ρ g
+                ln = lambda e: -math.inf if e >= 1 else math.log(1 - e)  # noqa: E731
+                e_o = cfg.a2po_others_eps
+                partners = partners if e_o is None else min(max(partners, ln(e_o)),
+                                                            math.log1p(e_o))
+            grads.append(ref_policy_grad(z, a, old_lp[t, i], partners, adv_i[r], (lo, hi),
+                                         cfg.entropy_coef, joint_clip or method == "a2po"))
         for r, t in enumerate(rows):
             logits[i][obs[t, i]] += cfg.lr_actor / len(rows) * grads[r]
 
@@ -1019,17 +1085,29 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng):
         for _ in range(cfg.epochs):
             yield from np.array_split(rng.permutation(N), cfg.minibatches)
 
-    if method == "happo":                                        # E9: one agent after another
+    if method in ("happo", "a2po"):                              # E9, E12: one after another
         order = rng.permutation(n)
         for m, i in enumerate(order):
-            M = ref_sequential_weights(log_ratios(), order)[:, i]
             lr_turn = log_ratios()
+            M = np.exp(np.clip(ref_log_preceding(lr_turn, order)[:, i], -asae.MAX_LOG_RATIO,
+                                asae.MAX_LOG_RATIO))
+            base_i = base[:, i]
+            if method == "a2po":
+                e_o = cfg.a2po_others_eps
+                M = M if e_o is None else np.clip(M, 1 - e_o, 1 + e_o)   # g = clip(M, 1 ± ε_o)
+                if m > 0:                                        # Â^{(m)}: the truncated trace
+                    Mt = np.exp(np.minimum(ref_log_preceding(lr_turn, order)[:, i],
+                                           asae.MAX_LOG_RATIO)).reshape(T, B)
+                    base_i = ref_traced_gae(batch["rew"] * cfg.reward_scale, V[batch["states"]],
+                                            V[batch["next_states"]], batch["term"],
+                                            batch["trunc"], cfg.gamma, cfg.lam,
+                                            np.minimum(cfg.a2po_trace_cbar, Mt)).reshape(N)
             for rows in minibatches():
                 lr = log_ratios()[rows]
                 for j in range(n):
                     if j != i:
                         lr[:, j] = lr_turn[rows, j]
-                step(i, rows, lr, M[rows] * base[rows, i])
+                step(i, rows, lr, M[rows] * base_i[rows], m=m + 1)
     else:
         for rows in minibatches():
             lr = log_ratios()[rows]
@@ -1041,10 +1119,10 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng):
                 adv_mb = np.array([[tab[i][act[t, i]] for i in range(n)] for t in rows])
             elif method == "exact_async":
                 adv_mb = np.array([[tables[i][act[t, i]] for i in range(n)] for t in rows])
-            else:                                                # async, coma
+            else:                                                # async, coma, coppo
                 adv_mb = base[rows]
             for i in range(n):
-                step(i, rows, lr, adv_mb[:, i])
+                step(i, rows, lr, adv_mb[:, i], base[rows, i])
     for rows in minibatches():                                   # critics: ½(R − V)², ½(R − Q)²
         dv = np.bincount(s[rows], ret[rows] - V[s[rows]], minlength=V.size)
         if method == "coma":
@@ -1098,11 +1176,20 @@ def run_update(method, cfg, logits, V, Q, batch, payoff):
 
 
 VARIANTS = [dict(), dict(clip_ratio="joint"), dict(clip_eps=None), dict(sync_clip=None),
-            dict(epochs=3, minibatches=5, entropy_coef=0.0, lr_actor=3.0)]
+            dict(epochs=3, minibatches=5, entropy_coef=0.0, lr_actor=3.0),
+            dict(clip_scale="inv_n"), dict(clip_scale="root_n", clip_eps=0.5)]
+OWN_CLIP_VARIANTS = {  # the methods that clip their own way take their own parameters instead
+    "coppo": [dict(coppo_inner_eps=None), dict(coppo_inner_eps=0.0), dict(coppo_inner_eps=0.3,
+                                                                          clip_eps=0.1)],
+    "a2po": [dict(a2po_others_eps=None), dict(a2po_clip_floor=1.0, a2po_others_eps=0.3),
+             dict(a2po_trace_cbar=0.5, lam=1.0), dict(clip_scale="inv_n")]}
+UPDATE_CASES = [(m, v) for m in asae.METHODS for v in VARIANTS
+                if m not in OWN_CLIP_VARIANTS or "clip_ratio" not in v and "clip_scale" not in v]
+UPDATE_CASES += [(m, v) for m, vs in OWN_CLIP_VARIANTS.items() for v in vs]
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=[str(v) for v in VARIANTS])
-@pytest.mark.parametrize("method", asae.METHODS)
+@pytest.mark.parametrize("method, variant", UPDATE_CASES,
+                         ids=[f"{m}-{v}" for m, v in UPDATE_CASES])
 def test_update_matches_slow_twin(method, variant):
     """The whole jitted update (GAE → per-method advantage → clipped surrogate + entropy
     gradient → SGD, critic steps) equals the plain reference, for every method and clip."""
@@ -1202,6 +1289,8 @@ FRONT_DOOR = [(lambda: envs.MatrixGame(CLIMBING), m, {}) for m in asae.METHODS] 
      dict(reward_scale=0.3, clip_ratio="joint")),
     (lambda: envs.MatrixGame(np.arange(12.0).reshape(2, 3, 2) - 5), "happo", dict(clip_eps=None)),
     (envs.TwoStepGame, "coma", dict(gamma=0.9)), (envs.TwoStepGame, "happo", {}),
+    (envs.TwoStepGame, "a2po", dict(a2po_trace_cbar=0.7)), (envs.TwoStepGame, "coppo", {}),
+    (lambda: envs.GridForaging(size=3, n_food=1, max_steps=5), "a2po", dict(clip_scale="root_n")),
     (lambda: envs.GridForaging(size=3, n_food=1, max_steps=5), "asae", dict(sync_clip=None)),
     (lambda: envs.MatrixGame(CLIMBING), "asae",
      dict(init_logits=[[[0.5, -1.0, 2.0]], [[0.0, 1.0, -0.5]]]))]
