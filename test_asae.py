@@ -1708,3 +1708,137 @@ def test_config_and_train_result_docs_are_visible_in_help():
         doc = pydoc.render_doc(cls)
         for f in dataclasses.fields(cls):
             assert f.name in doc and f.metadata["doc"][:30] in doc.replace("\n    ", " ")
+
+
+# ---------------------------------------------------------------------------------------
+# CoPPO (E11), A2PO (E12), clip_scale: the kernels against hand values, behavioural pins
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rho, u, sign, g", [(1.0, 1.5, 1, 1.1), (0.7, 2.0, 1, 0.0),
+                                             (1.0, 0.5, -1, 0.9), (1.3, 1.0, 1, 0.0),
+                                             (1.3, 1.0, -1, 1.0), (1.0, 1.0, 1, 1.0)])
+def test_double_clip_slope_hand_values(rho, u, sign, g):
+    """E11 with ε = 0.2, ε_in = 0.1: s = Â g ρ, g = u where the unclipped term is the minimum,
+    v = clip(u, 0.9, 1.1) where the clipped one is and the outer clip does not bind, else 0
+    (a positive advantage can be zeroed by the lower clip: the second row)."""
+    log_v = math.log(min(max(u, 0.9), 1.1))
+    s = asae._double_clip_slope(math.log(rho), log_v, sign * u, float(sign), 0.8, 1.2)
+    assert math.isclose(s, sign * g * rho, rel_tol=1e-12, abs_tol=1e-15)
+
+
+@given(st.floats(-1.0, 1.0), st.floats(-1.5, 1.5), st.floats(-3.0, 3.0),
+       st.sampled_from([0.0, 0.1, 0.3, None]), st.sampled_from([0.1, 0.2, 0.5]))
+def test_double_clip_slope_is_the_objective_derivative(log_rho, log_u, adv, inner, eps):
+    """s = ρ ∂/∂ρ min(ρ u Â, clip(ρ v, 1 ± ε) Â) by central differences away from the kinks;
+    with no inner clip it equals the joint-ratio PPO slope (asae, clip_ratio='joint')."""
+    u = math.exp(log_u)
+    v = u if inner is None else min(max(u, 1 - inner), 1 + inner)
+    L = lambda lr: min(math.exp(lr) * u * adv,  # noqa: E731
+                       min(max(math.exp(lr) * v, 1 - eps), 1 + eps) * adv)
+    x1, x2 = math.exp(log_rho) * u, math.exp(log_rho) * v
+    assume(min(abs(x2 - 1 - eps), abs(x2 - 1 + eps), abs(x1 - min(max(x2, 1 - eps), 1 + eps)))
+           > 1e-4)
+    s = asae._double_clip_slope(log_rho, math.log(v), u * adv, adv, 1 - eps, 1 + eps)
+    h = 1e-7
+    assert math.isclose(s, (L(log_rho + h) - L(log_rho - h)) / (2 * h), rel_tol=1e-5,
+                        abs_tol=1e-7)
+    if inner is None:
+        ppo = asae._ppo_slope(log_rho, log_rho + log_u, u * adv, 1 - eps, 1 + eps)
+        assert math.isclose(s, ppo, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def test_traced_advantage_hand_values():
+    """E12's recursion on δ = (1, 1, 1), γ = 1, no termination, M = (·, 0.5, 2), c̄ = 1:
+    λ = 1 gives (2, 2, 1) (GAE: (3, 2, 1)); λ = 0.5 gives (1.375, 1.5, 1)."""
+    r, z = np.ones((3, 1)), np.zeros((3, 1))
+    c = np.minimum(1.0, np.array([[1.0], [0.5], [2.0]]))
+    for lam, want in [(1.0, [2, 2, 1]), (0.5, [1.375, 1.5, 1])]:
+        got = ref_traced_gae(r, z, z, z.astype(bool), z.astype(bool), 1.0, lam, c)
+        assert_allclose(got[:, 0], want, rtol=1e-15)
+    assert_allclose(ref_traced_gae(r, z, z, z.astype(bool), z.astype(bool), 1.0, 1.0,
+                                   np.ones((3, 1)))[:, 0], [3, 2, 1])
+
+
+def _one_step(**kw):
+    return small_config(epochs=1, minibatches=1, iterations=10, lr_actor=3.0, **kw)
+
+
+def test_one_gradient_step_pins_for_coppo_a2po_and_clip_scale():
+    """With one gradient step per update every ratio is 1 when it is taken: CoPPO's u = v = 1
+    (≡ async bit for bit), a shrunk clip never binds (≡ the unshrunk run), A2PO's clip range
+    by position is inert while ε_o ≤ ε_m, and its first agent is async's — but its later
+    agents see the earlier ones' moves, so the run differs from async (as HAPPO's does)."""
+    game = envs.MatrixGame(CLIMBING)
+    runs = {m: asae.train(game, m, _one_step()) for m in ("async", "coppo", "a2po", "happo")}
+    _same_result(runs["coppo"], runs["async"])
+    _same_result(asae.train(game, "async", _one_step(clip_scale="inv_n")), runs["async"])
+    _same_result(asae.train(game, "happo", _one_step(clip_scale="root_n")), runs["happo"])
+    _same_result(asae.train(game, "a2po", _one_step(a2po_clip_floor=1.0)), runs["a2po"])
+    assert not np.array_equal(runs["a2po"].logits[0], runs["async"].logits[0])
+    assert not np.array_equal(runs["happo"].logits[0], runs["async"].logits[0])
+
+
+def test_a2po_is_happo_without_its_clips_in_a_one_step_game():
+    """Without a PPO clip and without ε_o, A2PO's objective is HAPPO's (E9), and in a one-step
+    game every step ends an episode, so its trace is inert: the runs are identical; c̄ does
+    not matter there, and the clips do once ratios move."""
+    game = envs.MatrixGame(CLIMBING)
+    cfg = small_config(clip_eps=None, a2po_others_eps=None, lr_actor=3.0)
+    _same_result(asae.train(game, "a2po", cfg), asae.train(game, "happo", cfg))
+    _same_result(asae.train(game, "a2po", replace(cfg, a2po_trace_cbar=0.01)),
+                 asae.train(game, "happo", cfg))
+    several = small_config(epochs=4, minibatches=4, iterations=3, lr_actor=10.0)
+    assert not np.array_equal(asae.train(game, "a2po", several).logits[0],
+                              asae.train(game, "happo", several).logits[0])
+
+
+@pytest.mark.parametrize("method, kw, ctrl", [
+    ("coppo", {}, dict(coppo_inner_eps=None)), ("coppo", {}, dict(clip_eps=None)),
+    ("a2po", {}, dict(a2po_others_eps=None)), ("a2po", {}, dict(a2po_clip_floor=1.0)),
+    ("async", {}, dict(clip_scale="inv_n")), ("asae", {}, dict(clip_scale="root_n"))])
+def test_each_coppo_a2po_choice_changes_the_run(method, kw, ctrl):
+    game = envs.MatrixGame(CLIMBING)
+    cfg = small_config(epochs=8, iterations=3, lr_actor=10.0, **kw)
+    assert not np.array_equal(asae.train(game, method, cfg).logits[0],
+                              asae.train(game, method, replace(cfg, **ctrl)).logits[0])
+
+
+def test_a2po_trace_changes_the_run_in_a_multi_step_game():
+    game = envs.TwoStepGame()
+    cfg = asae.Config(iterations=4, n_envs=8, rollout_len=6, epochs=4, lr_actor=5.0, seed=2)
+    assert not np.array_equal(asae.train(game, "a2po", cfg).logits[0],
+                              asae.train(game, "a2po", replace(cfg, a2po_trace_cbar=0.05)).logits[0])
+
+
+def test_method_advantages_for_coppo_and_a2po():
+    """coppo: w^i Â unclipped (sync_clip does not apply); a2po: clip(M, 1 ± ε_o) Â, ε_o given
+    as sync_clip."""
+    lr = np.log([[2.0, 1.25, 0.5]])
+    got = asae.method_advantages("coppo", [1.0], lr, sync_clip=0.1)
+    assert_allclose(got, [[0.625, 1.0, 2.5]], rtol=1e-12)
+    got = asae.method_advantages("a2po", [1.0], lr, order=[1, 0, 2], sync_clip=0.1)
+    assert_allclose(got, [[1.1, 1.0, 1.1]], rtol=1e-12)
+
+
+COPPO_A2PO_BAD = [
+    (lambda: asae.train(envs.climbing(), "coppo", asae.Config(clip_ratio="joint")), ValueError,
+     "clip_ratio"),
+    (lambda: asae.train(envs.climbing(), "a2po", asae.Config(clip_ratio="joint")), ValueError,
+     "clip_ratio"),
+    (lambda: asae.train(envs.climbing(), "coppo", asae.Config(clip_scale="inv_n")), ValueError,
+     "clip_scale"),
+    (lambda: asae.Config(clip_scale="n"), ValueError, "clip_scale"),
+    (lambda: asae.Config(clip_scale="inv_n", clip_ratio="joint"), ValueError, "clip_scale"),
+    (lambda: asae.Config(coppo_inner_eps=1.5), ValueError, "coppo_inner_eps"),
+    (lambda: asae.Config(a2po_others_eps=-0.1), ValueError, "a2po_others_eps"),
+    (lambda: asae.Config(a2po_clip_floor=2.0), ValueError, "a2po_clip_floor"),
+    (lambda: asae.Config(a2po_trace_cbar=0.0), ValueError, "a2po_trace_cbar"),
+]
+
+
+@pytest.mark.parametrize("call, exc, name", COPPO_A2PO_BAD,
+                         ids=[f"{i}-{b[2]}" for i, b in enumerate(COPPO_A2PO_BAD)])
+def test_coppo_a2po_bad_config(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()
