@@ -1056,6 +1056,7 @@ class _Hyper(NamedTuple):
     entropy_coef: float
     reward_scale: float
     track_bias: bool
+    track_ratios: bool
 
 
 class _Policy(NamedTuple):
@@ -1110,6 +1111,69 @@ class _Work(NamedTuple):
 class _Log(NamedTuple):
     diag: np.ndarray         # (1,) largest log ρ^i_t seen in the actor steps
     probe: tuple             # the bias probe's accumulators (_Probe)
+    ratios: np.ndarray       # (RATIO_SLOTS,) if track_ratios, else (1,): see _record_ratios
+
+
+#: Ratio statistics (Config.track_ratios): a histogram of log W^i = Σ_{j≠i} log ρ^j over
+#: [−RATIO_RANGE, RATIO_RANGE] in RATIO_BINS bins, then under/overflow, samples, PPO-clip
+#: binds, weight-clip binds, Σ ESS fractions, minibatch-agent count.
+RATIO_BINS, RATIO_RANGE = 600, 3.0
+RATIO_SLOTS = RATIO_BINS + 7
+
+
+@njit(cache=True)
+def _record_ratios(hp, mb, movers, order, bounds, stats):
+    """Accumulate, for one minibatch step ``mb`` = (rows, log_rho, adv, base): for each moving
+    agent i and row, log W^i = Σ_{j≠i} log ρ^j (the partners' product every method sees move),
+    whether the PPO clip binds (the slope is 0 with Â^i ≠ 0), whether the weight's clip acts
+    (the weight ≠ its unclipped value), and the effective-sample-size fraction of the row's
+    weights m^i, (Σ_r m)² / (size · Σ_r m²)."""
+    rows, log_rho, adv, base = mb
+    size, n = rows.shape[0], log_rho.shape[1]
+    m = np.empty((size, n))
+    free = np.empty((size, n))
+    _weighted_advantages(hp.weight, hp.w_lo, hp.w_hi, np.ones((size, 1)), log_rho[:size], order,
+                         m)
+    _weighted_advantages(hp.weight, -MAX_LOG_RATIO, MAX_LOG_RATIO, np.ones((size, 1)),
+                         log_rho[:size], order, free)
+    for i in movers:
+        s1 = 0.0
+        s2 = 0.0
+        for r in range(size):
+            log_w = 0.0
+            for j in range(n):
+                if j != i:
+                    log_w += log_rho[r, j]
+            k = int(np.floor((log_w + RATIO_RANGE) / (2 * RATIO_RANGE) * RATIO_BINS))
+            stats[RATIO_BINS if k < 0 else RATIO_BINS + 1 if k >= RATIO_BINS else k] += 1.0
+            stats[RATIO_BINS + 2] += 1.0
+            slope = _row_slope(hp, log_rho[r], i, adv[r, i], base[r, i], bounds[0], bounds[1])
+            if slope == 0.0 and adv[r, i] != 0.0:
+                stats[RATIO_BINS + 3] += 1.0
+            if m[r, i] != free[r, i]:
+                stats[RATIO_BINS + 4] += 1.0
+            s1 += m[r, i]
+            s2 += m[r, i] * m[r, i]
+        stats[RATIO_BINS + 5] += s1 * s1 / (size * s2) if s2 > 0.0 else 1.0
+        stats[RATIO_BINS + 6] += 1.0
+
+
+def _ratio_summary(stats: np.ndarray) -> dict:
+    """Quantiles of log W^i (from the histogram: bin centres; ±inf outside the range) and
+    the fractions of :func:`_record_ratios`."""
+    hist, total = stats[:RATIO_BINS + 2], stats[RATIO_BINS + 2]
+    cdf = np.cumsum(np.concatenate([[hist[RATIO_BINS]], hist[:RATIO_BINS]])) / max(total, 1.0)
+    centres = -RATIO_RANGE + (np.arange(RATIO_BINS) + 0.5) * (2 * RATIO_RANGE / RATIO_BINS)
+    values = np.concatenate([[-np.inf], centres])
+
+    def q(p):
+        k = int(np.searchsorted(cdf, p))
+        return round(float(values[k]), 9) if k < values.size else np.inf
+    return {"log_w_quantiles": {p: q(p) for p in (0.05, 0.25, 0.5, 0.75, 0.95)},
+            "ppo_clip_binds": float(stats[RATIO_BINS + 3] / max(total, 1.0)),
+            "weight_clip_binds": float(stats[RATIO_BINS + 4] / max(total, 1.0)),
+            "ess_fraction": float(stats[RATIO_BINS + 5] / max(stats[RATIO_BINS + 6], 1.0)),
+            "samples": int(total)}
 
 
 def _new_batch(T, B, n):
@@ -1331,6 +1395,9 @@ def _actors(hp, ctx, rng, log):
                 _state_policy(ctx.pol, 0, cur)
             if not sequential:
                 _advantages(hp, ctx, rows, log_rho[:size], order, cur, base_mb[:size], adv[:size])
+            if hp.track_ratios:
+                _record_ratios(hp, (rows, log_rho, adv, base_mb), movers, order, bounds,
+                               log.ratios)
             for i in movers:
                 if hp.track_bias:
                     _probe_record(i, hp, ctx.pol, cur, ctx.ex, order, log.probe)
@@ -1618,6 +1685,10 @@ class Config:
                                "1/max|payoff|; reported returns are unscaled.")
     track_bias: bool = _doc(False, "Matrix games only: record the exact bias of each method's "
                             "advantage at every gradient step (see advantage_bias).")
+    track_ratios: bool = _doc(False, "Record ratio statistics at every gradient step "
+                              "(TrainResult.ratios): quantiles of log ∏_{j≠i} ρ^j, how often "
+                              "the PPO clip and the weight's clip act, the weights' effective "
+                              "sample size.")
     record_policies: bool = _doc(False, "Keep each iteration's policy tables (for exact "
                                  "expected-return curves).")
     eval_episodes: int = _doc(32, "Episodes of the final greedy and stochastic evaluation, ≥ 1.")
@@ -1655,7 +1726,7 @@ class Config:
         if self.minibatches > self.n_envs * self.rollout_len:
             raise ValueError(f"Config.minibatches ({self.minibatches}) must be ≤ n_envs·rollout_len "
                              f"({self.n_envs * self.rollout_len})")
-        for name in ("track_bias", "record_policies"):
+        for name in ("track_bias", "track_ratios", "record_policies"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"Config.{name} must be True or False; got {getattr(self, name)!r}")
         if self.init_logits is not None:
@@ -1694,6 +1765,11 @@ class TrainResult:
     policies: list | None = _doc(None, "If record_policies: per iteration (index 0 = start), the "
                                  "per-agent probability tables (n_obs, A_i).")
     bias: dict | None = _doc(None, "If track_bias: see advantage_bias.")
+    ratios: dict | None = _doc(None, "If track_ratios: log_w_quantiles {p: quantile of log "
+                               "∏_{j≠i} ρ^j over (sample, moving agent, step), to 0.01; ±inf "
+                               "beyond ±3}, ppo_clip_binds, weight_clip_binds (fractions), "
+                               "ess_fraction (mean over steps and agents of (Σm)²/(size·Σm²) "
+                               "for the method's weights m), samples.")
     diagnostics: dict = _doc(None, "max_abs_logit (final) and max_ratio (largest ρ^i_t seen "
                              "during the updates).")
 
@@ -1830,7 +1906,8 @@ def _hyper(cfg: Config, method: str) -> _Hyper:
                   float(lo), float(hi), float(inner_lo), float(inner_hi),
                   float(cfg.a2po_trace_cbar), int(cfg.epochs),
                   int(cfg.minibatches), float(cfg.lr_actor), float(cfg.lr_critic),
-                  float(cfg.entropy_coef), float(cfg.reward_scale), bool(cfg.track_bias))
+                  float(cfg.entropy_coef), float(cfg.reward_scale), bool(cfg.track_bias),
+                  bool(cfg.track_ratios))
 
 
 def _pack(tables, n_actions) -> np.ndarray:
@@ -1952,7 +2029,8 @@ def _setup(env, method: str, config) -> tuple[Config, _Learner]:
         _Critic(np.zeros(n_states), np.zeros((n_states, J) if hp.base == COUNTERFACTUAL
                                              else (1, 1))),
         _Exact(q, q * cfg.reward_scale, np.zeros((n, A_max)), np.zeros(2), np.zeros((n, A_max))),
-        _rng(cfg.seed), _Log(np.zeros(1), probe),
+        _rng(cfg.seed), _Log(np.zeros(1), probe,
+                             np.zeros(RATIO_SLOTS if cfg.track_ratios else 1)),
         _Record(_new_batch(cfg.rollout_len, cfg.n_envs, n), np.full(cfg.iterations, np.nan),
                 np.zeros((cfg.iterations + 1 if cfg.record_policies else 1,) + logits.shape)))
 
@@ -2029,6 +2107,7 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
         greedy_optimal=bool(greedy >= optimum - 1e-6), wall_time=time.perf_counter() - t0,
         logits=tables, values=critic.V, policies=policies,
         bias=_probe_summary(log.probe) if cfg.track_bias else None,
+        ratios=_ratio_summary(log.ratios) if cfg.track_ratios else None,
         diagnostics=dict(max_abs_logit=float(max(np.abs(z).max() for z in tables)),
                          max_ratio=float(np.exp(min(log.diag[0], MAX_LOG_RATIO)))))
 

@@ -1842,3 +1842,54 @@ COPPO_A2PO_BAD = [
 def test_coppo_a2po_bad_config(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+@given(st.integers(1, 12), st.integers(2, 4), st.sampled_from(["async", "asae", "happo", "a2po",
+                                                               "coppo"]), st.data())
+def test_record_ratios_matches_reference(size, n, method, data):
+    """The ratio statistics of one minibatch step against their definitions."""
+    cfg = asae.Config(sync_clip=0.2, a2po_others_eps=0.1, track_ratios=True)
+    hp = asae._hyper(cfg, method)
+    lr = arrays(data.draw, (size, n), st.floats(-2.0, 2.0))
+    base = arrays(data.draw, (size, n), st.floats(-3.0, 3.0))
+    order = np.array(data.draw(st.permutations(range(n))), np.int64)
+    adv = np.empty((size, n))
+    asae._weighted_advantages(hp.weight, hp.w_lo, hp.w_hi, base, lr, order, adv)
+    stats = np.zeros(asae.RATIO_SLOTS)
+    movers = order if hp.schedule == asae.SIMULTANEOUS else order[:1]
+    asae._record_ratios(hp, (np.arange(size), lr, adv, base), movers, order, (0.8, 1.2), stats)
+    clip = 0.1 if method == "a2po" else 0.2 if method == "asae" else None
+    m = ref_sequential_weights(lr, order) if hp.weight == asae.PRECEDING else \
+        ref_sync_weights(lr, None) if hp.weight == asae.PARTNERS else np.ones((size, n))
+    mc = m if clip is None else np.clip(m, 1 - clip, 1 + clip)
+    binds = ess = 0.0
+    for i in movers:
+        for r in range(size):
+            s = asae._row_slope(hp, lr[r], i, adv[r, i], base[r, i], 0.8, 1.2)
+            binds += s == 0.0 and adv[r, i] != 0.0
+        ess += mc[:, i].sum() ** 2 / (size * (mc[:, i] ** 2).sum())
+    log_w = np.array([[lr[r].sum() - lr[r, i] for i in movers] for r in range(size)])
+    assert stats[asae.RATIO_BINS + 2] == size * len(movers)
+    assert stats[asae.RATIO_BINS + 3] == binds
+    assert stats[:asae.RATIO_BINS + 2].sum() == size * len(movers)
+    inside = np.abs(log_w) < asae.RATIO_RANGE - 1e-9
+    assert stats[:asae.RATIO_BINS].sum() == inside.sum()
+    assert math.isclose(stats[asae.RATIO_BINS + 5], ess, rel_tol=1e-9)
+    want_clip = 0 if clip is None else int(sum((np.abs(mc[:, i] - m[:, i]) > 1e-12).sum()
+                                               for i in movers))
+    assert abs(stats[asae.RATIO_BINS + 4] - want_clip) <= 0
+
+
+def test_ratio_statistics_through_train():
+    """Through train: one gradient step per update means no partner has moved (log W = 0,
+    no clip binds, ESS 1); async's weights are 1; asae's clip acts once partners move."""
+    game = envs.penalty(-100, n_agents=3)
+    one = asae.train(game, "asae", small_config(epochs=1, minibatches=1, track_ratios=True))
+    assert one.ratios["log_w_quantiles"][0.05] == one.ratios["log_w_quantiles"][0.95] == 0.005
+    assert one.ratios["ppo_clip_binds"] == 0 and one.ratios["ess_fraction"] == 1.0
+    cfg = small_config(epochs=8, lr_actor=10.0, track_ratios=True, sync_clip=0.05)
+    a, b = asae.train(game, "async", cfg), asae.train(game, "asae", cfg)
+    assert a.ratios["weight_clip_binds"] == 0 and a.ratios["ess_fraction"] == 1.0
+    assert b.ratios["weight_clip_binds"] > 0 and b.ratios["ess_fraction"] < 1.0
+    assert a.ratios["samples"] == 6 * 64 * 8 * 3 and a.ratios["ppo_clip_binds"] > 0
+    assert asae.train(game, "async", replace(cfg, track_ratios=False)).ratios is None
