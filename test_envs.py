@@ -555,8 +555,9 @@ def test_bad_payoff(payoff, episode_len, error, match):
     (dict(n_agents=2.0), TypeError, "n_agents must be an int, got float 2.0"),
     (dict(n_agents="3"), TypeError, "n_agents must be an int, got str '3'"),
     (dict(n_agents=True), TypeError, "n_agents must be an int, got bool"),
-    (dict(n_agents=20), ValueError, r"n_agents=20 gives 3\*\*20 joint actions"),
-    (dict(n_agents=40), ValueError, "n_agents=40 gives"),
+    (dict(n_agents=40), ValueError,
+     r"n_agents=40 gives 3\*\*40 joint actions, .*n_agents must be in \[1, 39\] for 3 actions"),
+    (dict(n_agents=10 ** 6), ValueError, "n_agents=1000000 gives"),
     (dict(episode_len=0), ValueError, "episode_len must be >= 1"),
 ])
 def test_bad_penalty_arguments(kwargs, error, match):
