@@ -627,14 +627,14 @@ class CountGame(_Game):
             raise TypeError(f"reward_of_counts must be callable (counts tuple -> float), got "
                             f"{type(reward_of_counts).__name__} {reward_of_counts!r}")
         A = _check_int(n_actions, "n_actions", 2)
-        n = _check_int(n_agents, "n_agents", 1)
-        n_max = 1
+        n = _check_int(n_agents, "n_agents", 2)
+        n_max = 2
         while A ** (n_max + 1) <= COUNT_GAME_MAX_JOINT:
             n_max += 1
         if n > n_max:
             raise ValueError(f"n_agents={n} gives {A}**{n} joint actions, more than "
                              f"COUNT_GAME_MAX_JOINT = 2**62 (asae numbers joint actions with "
-                             f"int64); n_agents must be in [1, {n_max}] for {A} actions")
+                             f"int64); n_agents must be in [2, {n_max}] for {A} actions")
         self.episode_len = _check_int(episode_len, "episode_len", 1)
         self.count_base = n + 1
         columns = self.count_base ** (A - 1)
