@@ -1774,8 +1774,8 @@ def _memory_plan(cfg, method, n, n_actions, n_states, n_obs, table_columns) -> d
     each part: the env's sizes or a Config field. ``table_columns``: columns of the
     transition tables the run copies (:func:`_table_columns`; 0 for env.step). Only COMA's
     critic Q, the exact methods and the bias probe have arrays over all J = ∏A_i joint
-    actions: the env's payoff and the learner's two copies (24 bytes each), the probe's
-    (J, n) scratch."""
+    actions: the env's payoff and the learner's two copies (8 bytes each per joint action),
+    the probe's (J, n) scratch."""
     A, J, N = max(n_actions), math.prod(n_actions), cfg.n_envs * cfg.rollout_len
     coma = METHOD_TABLE[method].base == COUNTERFACTUAL
     payoff = METHOD_TABLE[method].base in (EXACT_OLD, EXACT_CURRENT) or cfg.track_bias
