@@ -1516,14 +1516,16 @@ def _update(hp, pol, critic, ex, batch, rng, log):
 
 
 class EnvTables(NamedTuple):
-    """An env's transition tables, what ``env.tables()`` returns (see :class:`BatchedEnv`;
-    any object with these attributes, or a mapping with these keys, is accepted too)."""
-    next_state: np.ndarray   # (n_states, J) int64
-    reward: np.ndarray       # (n_states, J) float64
-    terminated: np.ndarray   # (n_states, J) bool
+    """An env's transition tables, what ``env.tables()`` and ``env.count_tables()`` return
+    (see :class:`BatchedEnv`; any object with these attributes, or a mapping with these keys,
+    is accepted too; ``count_base`` may be absent from ``tables()``)."""
+    next_state: np.ndarray   # (n_states, C) int64
+    reward: np.ndarray       # (n_states, C) float64
+    terminated: np.ndarray   # (n_states, C) bool
     obs: np.ndarray          # (n_states, n) int64
     start_state: int
     time_limit: int
+    count_base: int = 0      # 0: column = joint action j (C = J); n + 1: count index c
 
 
 class _Record(NamedTuple):
@@ -1536,12 +1538,23 @@ class _Record(NamedTuple):
 @njit(cache=True)
 def _rollout_tables(tab, pol, state, t_ep, ep_ret, rng, batch):
     """T steps of B envs from the env's transition tables, sampling with the current
-    policies. Returns (Σ returns, count) of the episodes that ended."""
+    policies. Returns (Σ returns, count) of the episodes that ended. The table column of a
+    step is Σ_i w[i, a^i] (O(n)): the joint action j (w[i, k] = k · radix_i) or, for count
+    tables, the count index c (w[i, k] = count_base^k for k < A − 1, w[i, A − 1] = 0)."""
     T, B = batch.rew.shape
-    n = pol.logits.shape[0]
+    n, _, A_max = pol.logits.shape
     obs = np.empty((B, n), np.int64)
     act = np.empty((B, n), np.int64)
     cdf, ready = np.empty(pol.logits.shape), np.zeros(pol.logits.shape[:2], np.bool_)
+    w = np.zeros((n, A_max), np.int64)
+    for i in range(n):
+        p = 1
+        for k in range(pol.n_actions[i]):
+            if tab.count_base == 0:
+                w[i, k] = k * pol.radix[i]
+            elif k < pol.n_actions[i] - 1:
+                w[i, k] = p
+                p *= tab.count_base
     ended_sum = 0.0
     ended = 0
     for t in range(T):
@@ -1551,9 +1564,9 @@ def _rollout_tables(tab, pol, state, t_ep, ep_ret, rng, batch):
         _sample_actions(pol.logits, pol.n_actions, obs, rng, act, cdf, ready)
         for b in range(B):
             s = state[b]
-            j = 0
+            j = 0                                               # the table column
             for i in range(n):
-                j += act[b, i] * pol.radix[i]
+                j += w[i, act[b, i]]
                 batch.obs[t, b, i] = obs[b, i]
                 batch.act[t, b, i] = act[b, i]
             term = tab.terminated[s, j]
@@ -1796,6 +1809,17 @@ class BatchedEnv(Protocol):
     and resets to start_state when it ends. With tables the whole run is one jitted call.
     ``payoff`` (the joint payoff table of a one-step game) enables the exact methods and
     the bias probe; ``optimum`` enables ``greedy_optimal``.
+
+    Optional, for games whose transitions and rewards depend only on how many agents chose
+    each action (every agent with the same A actions; ``envs.CountGame``, the penalty
+    game): ``count_tables()``, the same fields plus ``count_base`` = n + 1, with columns
+    indexed by the count index c = Σ_{k<A−1} count_k · (n + 1)^k (count_k agents chose
+    action k; the last count is implied) instead of j, so the tables are (n_states,
+    (n + 1)^(A−1)) — 1089 columns for the penalty game at n = 32, not 3^32. ``train`` uses
+    them when present (O(n) per env-step, no ∏ A_i array), else ``tables()``, else
+    ``step``. COMA's joint critic Q (n_states · ∏ A_i), the exact methods and the bias probe
+    (the joint ``payoff``) still need their joint arrays: ``train`` refuses them, naming
+    the part, where those exceed ``MAX_TABLE_BYTES``.
     """
 
     n_agents: int
@@ -1868,30 +1892,77 @@ def _check_step(out, B, n, n_obs, n_states):
     return obs, state, rew, term, trunc, final
 
 
-def _check_tables(tab, n, n_actions, n_states, n_obs):
-    """Validate an env's transition tables once (shapes, dtypes, ranges, finite rewards)."""
-    J = math.prod(int(k) for k in n_actions)
+def _count_columns(n, n_actions) -> int:
+    """Columns of count tables, (n + 1)^(A − 1) with A = max A_i (ValueError past int64)."""
+    A = int(max(n_actions))
+    if (A - 1) * math.log2(n + 1) > 62:
+        raise ValueError(f"env.count_tables() of n_agents = {n} with {A} actions would have "
+                         f"(n_agents + 1)^{A - 1} columns, beyond int64 count indices")
+    return (n + 1) ** (A - 1)
+
+
+def _check_tables(tab, n, n_actions, n_states, n_obs, counts: bool = False):
+    """Validate an env's transition tables once (shapes, dtypes, ranges, finite rewards):
+    ``env.tables()``, columns = joint actions, or if ``counts`` ``env.count_tables()``,
+    columns = count indices (count_base = n + 1, every agent with the same A actions)."""
+    src = "env.count_tables()" if counts else "env.tables()"
+    fields = EnvTables._fields if counts else EnvTables._fields[:-1]   # count_base optional
     if isinstance(tab, Mapping):
-        missing = [f for f in EnvTables._fields if f not in tab]
+        missing = [f for f in fields if f not in tab]
         get = tab.get
     else:
-        missing = [f for f in EnvTables._fields if not hasattr(tab, f)]
-        get = lambda f: getattr(tab, f)  # noqa: E731
+        missing = [f for f in fields if not hasattr(tab, f)]
+        get = lambda f, default=None: getattr(tab, f, default)  # noqa: E731
     if missing:
-        raise TypeError(f"env.tables() must return an asae.EnvTables (or an object or mapping "
-                        f"with {', '.join(EnvTables._fields)}); got {type(tab).__name__} "
+        raise TypeError(f"{src} must return an asae.EnvTables (or an object or mapping "
+                        f"with {', '.join(fields)}); got {type(tab).__name__} "
                         f"without {', '.join(missing)}")
-    nxt = _array("env.tables().next_state", get("next_state"), kind="int", shape=(n_states, J),
+    base = _integer(f"{src}.count_base", get("count_base", 0))
+    if counts:
+        sizes = sorted(set(int(k) for k in n_actions))
+        if len(sizes) > 1:
+            raise ValueError(f"env.count_tables() needs every agent to have the same number of "
+                             f"actions; env.n_actions holds {sizes}")
+        if base != n + 1:
+            raise ValueError(f"env.count_tables().count_base must be n_agents + 1 = {n + 1}; "
+                             f"got {base}")
+        C = _count_columns(n, n_actions)
+    elif base != 0:
+        raise ValueError(f"env.tables().count_base must be 0 (columns are joint actions; count "
+                         f"tables come from env.count_tables()); got {base}")
+    else:
+        C = math.prod(int(k) for k in n_actions)
+    nxt = _array(f"{src}.next_state", get("next_state"), kind="int", shape=(n_states, C),
                  high=n_states)
-    obs = _array("env.tables().obs", get("obs"), kind="int", shape=(n_states, n), high=n_obs)
-    rew = _array("env.tables().reward", get("reward"), shape=(n_states, J))
-    term = _array("env.tables().terminated", get("terminated"), kind="bool", shape=(n_states, J))
-    start = _integer("env.tables().start_state", get("start_state"))
+    obs = _array(f"{src}.obs", get("obs"), kind="int", shape=(n_states, n), high=n_obs)
+    rew = _array(f"{src}.reward", get("reward"), shape=(n_states, C))
+    term = _array(f"{src}.terminated", get("terminated"), kind="bool", shape=(n_states, C))
+    start = _integer(f"{src}.start_state", get("start_state"))
     if start >= n_states:
-        raise ValueError(f"env.tables().start_state must be < n_states ({n_states}); got {start}")
-    limit = _integer("env.tables().time_limit", get("time_limit"), 1)
+        raise ValueError(f"{src}.start_state must be < n_states ({n_states}); got {start}")
+    limit = _integer(f"{src}.time_limit", get("time_limit"), 1)
     # Private writable copies: one compiled signature for every env, and nothing shared.
-    return EnvTables(nxt.copy(), rew.copy(), np.array(term), obs.copy(), start, limit)
+    return EnvTables(nxt.copy(), rew.copy(), np.array(term), obs.copy(), start, limit, base)
+
+
+def _table_columns(env, n, n_actions) -> int:
+    """Columns of the transition tables :func:`train` will copy: count indices with
+    ``env.count_tables()``, joint actions with ``env.tables()``, none (env.step) without."""
+    if hasattr(env, "count_tables"):
+        return _count_columns(n, n_actions)
+    return math.prod(int(k) for k in n_actions) if hasattr(env, "tables") else 0
+
+
+def _env_tables(env, n, n_actions, n_states, n_obs):
+    """The checked tables :func:`train`'s jitted run steps with: ``env.count_tables()`` if the
+    env has it (O(n) per step, no ∏A_i array), else ``env.tables()``, else None (env.step)."""
+    for attr, counts in (("count_tables", True), ("tables", False)):
+        if hasattr(env, attr):
+            if not callable(getattr(env, attr)):
+                raise TypeError(f"env.{attr} must be callable (asae.BatchedEnv); got "
+                                f"{type(getattr(env, attr)).__name__}")
+            return _check_tables(getattr(env, attr)(), n, n_actions, n_states, n_obs, counts)
+    return None
 
 
 def _hyper(cfg: Config, method: str) -> _Hyper:
@@ -1934,15 +2005,23 @@ def _initial_logits(cfg: Config, n_obs: int, n_actions) -> np.ndarray:
                  n_actions)
 
 
-def _memory_plan(cfg, method, n, n_actions, n_states, n_obs, has_tables) -> dict:
+def _memory_plan(cfg, method, n, n_actions, n_states, n_obs, table_columns) -> dict:
     """Bytes a run of :func:`train` allocates (to within a small factor), by what drives
-    each part: the env's sizes or a Config field."""
+    each part: the env's sizes or a Config field. ``table_columns``: columns of the
+    transition tables the run copies (:func:`_table_columns`; 0 for env.step). Only COMA's
+    critic Q, the exact methods and the bias probe have arrays over all J = ∏A_i joint
+    actions: the env's payoff and the learner's two copies (8 bytes each per joint action),
+    the probe's (J, n) scratch."""
     A, J, N = max(n_actions), math.prod(n_actions), cfg.n_envs * cfg.rollout_len
     coma = METHOD_TABLE[method].base == COUNTERFACTUAL
+    payoff = METHOD_TABLE[method].base in (EXACT_OLD, EXACT_CURRENT) or cfg.track_bias
     return {
         "the env's observations × actions (logits)": 24 * n * n_obs * A,
-        "the env's states (critics)": 8 * n_states * (1 + J * coma),
-        "the env's transition tables": 17 * n_states * J * has_tables,
+        "the env's states (critics)": 8 * n_states,
+        "the env's states × joint actions (COMA's critic Q)": 8 * n_states * J * coma,
+        "the env's joint actions (payoff of the exact methods and the bias probe)": 24 * J * payoff,
+        "the env's joint actions × agents (bias probe)": 8 * J * (3 * n + 3) * cfg.track_bias,
+        "the env's transition tables": 17 * n_states * table_columns,
         "Config.iterations (curve, recorded policies)":
             8 * cfg.iterations * (1 + n * n_obs * A * cfg.record_policies),
         "Config.n_envs × Config.rollout_len (rollout, update)": N * (112 * n + 100),
@@ -1990,7 +2069,9 @@ def _check_train_args(env, method, config):
     if math.prod(int(k) for k in n_actions) > 2 ** 62:
         raise ValueError(f"env.n_actions {tuple(n_actions)} give more than 2^62 joint actions; "
                          "the learners index joint actions with int64")
-    payoff = None
+    _check_memory(_memory_plan(cfg, method, n, n_actions, n_states, n_obs,
+                               _table_columns(env, n, n_actions)), MAX_TABLE_BYTES)
+    payoff = None                                       # (the plan first: env.payoff may be big)
     if METHOD_TABLE[method].base in (EXACT_OLD, EXACT_CURRENT) or cfg.track_bias:
         payoff = getattr(env, "payoff", None)
         if payoff is None or n_states != 1 or n_obs != 1:
@@ -1999,8 +2080,6 @@ def _check_train_args(env, method, config):
         payoff = _array("env.payoff", payoff)
         if payoff.shape != tuple(n_actions):
             raise ValueError(f"env.payoff must have shape {tuple(n_actions)}; got {payoff.shape}")
-    _check_memory(_memory_plan(cfg, method, n, n_actions, n_states, n_obs,
-                               hasattr(env, "tables")), MAX_TABLE_BYTES)
     return cfg, n, n_actions, n_states, n_obs, payoff
 
 
@@ -2076,8 +2155,8 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
     logits, n_actions = pol.logits, pol.n_actions
     n, n_obs, n_states = len(n_actions), logits.shape[1], critic.V.shape[0]
     B, T, I = cfg.n_envs, cfg.rollout_len, cfg.iterations
-    if hasattr(env, "tables"):
-        tab = _check_tables(env.tables(), n, n_actions, n_states, n_obs)
+    tab = _env_tables(env, n, n_actions, n_states, n_obs)
+    if tab is not None:
         it, code = _train_tables(hp, pol, critic, ex, tab, rng, log, rec)
         if code:
             _raise_guard(it, code)
