@@ -1613,6 +1613,10 @@ def _train_tables(hp, pol, critic, ex, tab, rng, log, rec):
 #: float64 while the run moves it (softmax saturates at a spread of ~745 anyway).
 MAX_INIT_LOGIT = 1e150
 
+#: The exact methods and the bias probe sum over every joint action at every gradient step,
+#: J·n² operations (J = ∏ A_i); above this they are refused rather than run for hours.
+MAX_EXACT_WORK = 10 ** 8
+
 #: ``train`` and ``evaluate`` refuse a run whose arrays (logits, critics, transition tables,
 #: rollouts, recorded policies, minibatch plans, evaluation) would need more than this many
 #: bytes, estimated before anything is allocated, rather than exhausting memory.
@@ -2073,6 +2077,12 @@ def _check_train_args(env, method, config):
                                _table_columns(env, n, n_actions)), MAX_TABLE_BYTES)
     payoff = None                                       # (the plan first: env.payoff may be big)
     if METHOD_TABLE[method].base in (EXACT_OLD, EXACT_CURRENT) or cfg.track_bias:
+        work = math.prod(int(k) for k in n_actions) * n * n
+        if work > MAX_EXACT_WORK:
+            raise ValueError(f"method {method!r} / track_bias evaluate the joint table exactly, "
+                             f"O(J·n²) = {work:.3g} operations per gradient step for these "
+                             f"{n} agents; asae refuses more than MAX_EXACT_WORK = "
+                             f"{MAX_EXACT_WORK:.0e} (e.g. n ≤ 12 agents of 3 actions)")
         payoff = getattr(env, "payoff", None)
         if payoff is None or n_states != 1 or n_obs != 1:
             raise ValueError(f"method {method!r} / track_bias need a one-step matrix game "

@@ -2064,3 +2064,14 @@ def test_tables_with_a_count_base_refused():
         asae.train(env, "async", asae.Config(iterations=1))
     env.tables = lambda: {**envs.penalty(n_agents=3).tables()._asdict(), "count_base": 0}
     assert np.isfinite(asae.train(env, "async", asae.Config(iterations=1)).values).all()
+
+
+@pytest.mark.parametrize("method, kw", [("exact_sync", {}), ("exact_async", {}),
+                                        ("async", dict(track_bias=True))])
+def test_exact_work_is_refused_beyond_its_limit(method, kw):
+    """n = 13 agents of 3 actions: 3^13·13² ≈ 2.7e8 operations per gradient step, refused
+    before anything is built; n = 12 (9.0e7) is accepted."""
+    with pytest.raises(ValueError, match="MAX_EXACT_WORK"):
+        asae.train(envs.penalty(-100, n_agents=13), method, asae.Config(iterations=1, **kw))
+    cfg = asae.Config(iterations=1, n_envs=2, rollout_len=1, minibatches=1, epochs=1, **kw)
+    assert np.isfinite(asae.train(envs.penalty(-100, n_agents=12), method, cfg).greedy_return)
