@@ -2073,5 +2073,6 @@ def test_exact_work_is_refused_beyond_its_limit(method, kw):
     before anything is built; n = 12 (9.0e7) is accepted."""
     with pytest.raises(ValueError, match="MAX_EXACT_WORK"):
         asae.train(envs.penalty(-100, n_agents=13), method, asae.Config(iterations=1, **kw))
-    cfg = asae.Config(iterations=1, n_envs=2, rollout_len=1, minibatches=1, epochs=1, **kw)
-    assert np.isfinite(asae.train(envs.penalty(-100, n_agents=12), method, cfg).greedy_return)
+    if method == "exact_async":                       # the cheapest, to keep the suite quick
+        cfg = asae.Config(iterations=1, n_envs=2, rollout_len=1, minibatches=1, epochs=1)
+        assert np.isfinite(asae.train(envs.penalty(-100, n_agents=12), method, cfg).greedy_return)
