@@ -17,7 +17,7 @@ E2   Q^i(a^i) = Σ_{a^-i} π^-i(a^-i) Q(a^i, a^-i)                :func:`margina
 E3   A^i(a^i) = Q^i(a^i) − V                                    :func:`marginal_advantage`
 E4   ∇_θi J = E[∇ log π^i(a^i) A^i(a^i)]                        :func:`exact_policy_gradient`
 E5   L(π̃) = J(π_old) + E_{a~π_old}[(∏_j ρ^j) A]                :func:`joint_surrogate`
-E6   Ã^i(a^i) = E_{a^-i~π̃^-i}[A_old(a)]                        :func:`synchronous_marginal_advantage`
+E6   Ã^i(a^i) = E_{a^-i~π̃^-i}[A_old(a)]                        ``synchronous_marginal_advantage``
      (E1–E6 and the learners' exact tables: one kernel,         ``_marginals_kernel``)
 E7   COMA: Q(a) − Σ_b π^i(b) Q(b, a^-i)                         :func:`counterfactual_advantage`
 E8   w^i = exp(Σ_{j<i} log ρ^j + Σ_{j>i} log ρ^j) = ∏_{j≠i} ρ^j  :func:`sync_weights`
@@ -114,7 +114,8 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
         try:
             arr = np.asarray(x)
         except (ValueError, TypeError):
-            raise ValueError(f"{name} must be a rectangular numeric array; got a ragged sequence") from None
+            raise ValueError(f"{name} must be a rectangular numeric array; got a ragged "
+                             "sequence") from None
     if arr.size * 8 > MAX_ARRAY_BYTES:
         raise ValueError(f"{name} has {arr.size:,} entries ({_gib(arr.size * 8)} as float64); "
                          f"asae refuses arrays over MAX_ARRAY_BYTES = {_gib(MAX_ARRAY_BYTES)}")
@@ -123,7 +124,8 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
         raise TypeError(f"{name} must be {what} array; got {_describe(arr)}")
     ndims = (ndim,) if isinstance(ndim, int) else ndim
     if ndims is not None and arr.ndim not in ndims:
-        raise ValueError(f"{name} must be {' or '.join(f'{d}-D' for d in ndims)}; got {_describe(arr)}")
+        raise ValueError(f"{name} must be {' or '.join(f'{d}-D' for d in ndims)}; "
+                         f"got {_describe(arr)}")
     if shape is not None and arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {_describe(arr)}")
     if kind == "real":
@@ -135,7 +137,8 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
             bad = finite and not math.isfinite(np.add.reduce(arr, axis=None)) \
                 and not np.isfinite(arr).all()
         if bad:
-            raise ValueError(f"{name} must be finite; got NaN or inf in an array of {_describe(arr)}")
+            raise ValueError(f"{name} must be finite; got NaN or inf in an array of "
+                             f"{_describe(arr)}")
         return arr
     if kind == "bool":
         if arr.dtype.kind != "b" and np.any((arr != 0) & (arr != 1)):
@@ -163,7 +166,8 @@ def _gib(n_bytes: float) -> str:
 
 def _scalar(name: str, x, lo: float, hi: float, lo_open: bool = False) -> float:
     """A real number in [lo, hi] (or (lo, hi]); bools are not numbers here."""
-    if type(x) is not float and (isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real)):
+    if type(x) is not float and (isinstance(x, (bool, np.bool_))
+                                 or not isinstance(x, numbers.Real)):
         raise TypeError(f"{name} must be a real number; got {type(x).__name__}")
     v = float(x)
     if not (np.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi):
@@ -205,13 +209,15 @@ def _joint_table(q, vectors, name: str = "policies", each=_probability_vector):
     """A joint table q (A_1..A_n) and one vector per axis, each checked by ``each``."""
     q = _array("q", q)
     if q.ndim < 1 or q.size == 0:
-        raise ValueError(f"q must be a non-empty joint table of shape (A_1, ..., A_n); got {_describe(q)}")
+        raise ValueError(f"q must be a non-empty joint table of shape (A_1, ..., A_n); "
+                         f"got {_describe(q)}")
     if vectors is None or isinstance(vectors, (str, bytes)) or not hasattr(vectors, "__len__") \
             or isinstance(vectors, np.ndarray) and vectors.ndim < 2:
         raise TypeError(f"{name} must be a sequence of {q.ndim} vectors, one per agent; "
                         f"got {type(vectors).__name__}")
     if len(vectors) != q.ndim:
-        raise ValueError(f"{name} must hold one vector per axis of q ({q.ndim}); got {len(vectors)}")
+        raise ValueError(f"{name} must hold one vector per axis of q ({q.ndim}); "
+                         f"got {len(vectors)}")
     return q, [each(f"{name}[{j}]", v, q.shape[j]) for j, v in enumerate(vectors)]
 
 
@@ -224,10 +230,12 @@ def _log_ratio_table(log_ratios, n_rows: int | None = None) -> np.ndarray:
     if log_rho.size:
         big = max(log_rho.max(), -log_rho.min())                   # NaN if any entry is NaN
         if not np.isfinite(big):
-            raise ValueError(f"log_ratios must be finite; got NaN or inf in an array of {_describe(log_rho)}")
+            raise ValueError(f"log_ratios must be finite; got NaN or inf in an array of "
+                             f"{_describe(log_rho)}")
         if big > MAX_LOG_RATIO_SUM / log_rho.shape[1]:
             raise ValueError(f"log_ratios must satisfy n·max|log ρ| ≤ {MAX_LOG_RATIO_SUM:g} (so no "
-                             f"partial sum overflows); got max|log ρ| = {big:g} with n = {log_rho.shape[1]}")
+                             f"partial sum overflows); got max|log ρ| = {big:g} with "
+                             f"n = {log_rho.shape[1]}")
     return log_rho
 
 
@@ -504,7 +512,8 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
     if bad >= 0:
         raise ValueError(f"pi_agent rows must be finite, non-negative and sum to 1 (±1e-8); "
                          f"row {bad} is {pa[bad].tolist()}")
-    acts = _array("actions_agent", actions_agent, kind="int", shape=(qa.shape[0],), high=qa.shape[1])
+    acts = _array("actions_agent", actions_agent, kind="int", shape=(qa.shape[0],),
+                  high=qa.shape[1])
     out = np.empty(qa.shape[0])
     _counterfactual_kernel(qa, pa, acts, out)
     return _finite("counterfactual_advantage", out)
@@ -649,7 +658,8 @@ def _clipped_surrogate_grad_kernel(logits, actions, old_log_probs, advantages, e
         _policy_grad_row(logp, pi, actions[t], slope, 0.0, out[t])
 
 
-def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps: float) -> np.ndarray:
+def clipped_surrogate_grad(logits, actions, old_log_probs, advantages,
+                           clip_eps: float) -> np.ndarray:
     """Gradient of each sample's E8 objective w.r.t. its softmax logits → (N, A).
 
     ``∂/∂z_k min(ρÂ, clip(ρ)Â) = Â ρ (1[k=a] − π_k)`` where the unclipped term is the
@@ -868,7 +878,8 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
     clip = None if sync_clip is None else _scalar("sync_clip", sync_clip, 0.0, np.inf)
     lo, hi = _weight_bounds(clip if _weight_is_clipped(row) else None)
     out = np.empty((N, n))
-    _weighted_advantages(row.weight, lo, hi, base, np.zeros((N, n)) if log_rho is None else log_rho, o, out)
+    _weighted_advantages(row.weight, lo, hi, base,
+                         np.zeros((N, n)) if log_rho is None else log_rho, o, out)
     return _finite("method_advantages", out)
 # =======================================================================================
 # E10 — GAE with termination and truncation:
@@ -1643,7 +1654,8 @@ class Config:
     """Hyperparameters of :func:`train`, one documented field each. Defaults are for the
     one-step matrix games with payoffs scaled to ~[-1, 1] (``reward_scale``)."""
 
-    gamma: float = _doc(0.99, "Discount γ (E10) in [0, 1]. 0.99: standard; irrelevant in one-step games.")
+    gamma: float = _doc(0.99, "Discount γ (E10) in [0, 1]. 0.99: standard; irrelevant in "
+                        "one-step games.")
     lam: float = _doc(0.95, "GAE λ (E10) in [0, 1]. 0.95: the usual PPO/MAPPO value.")
     clip_eps: float | None = _doc(0.2, "PPO clip ε in [0, 1] of each agent's sub-problem (E8); "
                                   "None: no clip (plain importance-weighted surrogate). 0.2: the "
@@ -1655,7 +1667,8 @@ class Config:
                                    "[1−c, 1+c], c ≥ 0; None = no clip. 0.5: with n = 2 and ε = 0.2 "
                                    "a partner inside its PPO range gives w ∈ [0.8, 1.2], where it "
                                    "never acts; it acts when partners' ratios leave that range, "
-                                   "more often with n ≥ 3 (README, study a), bounding the variance.")
+                                   "more often with n ≥ 3 (README, study a), bounding the "
+                                   "variance.")
     clip_scale: str | None = _doc(None, "Shrink each agent's own-ratio clip with the number of "
                                   "agents n (motivated by Sun et al. 2023, who bound independent "
                                   "ratios by n; the formula is ours): 'inv_n' — 1 ± ε/n; 'root_n' "
@@ -1673,7 +1686,8 @@ class Config:
                                   "0.5: the value reported for all tasks (Wang et al. 2023).")
     a2po_trace_cbar: float = _doc(1.0, "A2PO's trace truncation c̄ > 0: the trace factor is "
                                   "λ min(c̄, M) (E12). 1.0: the authors' code default.")
-    epochs: int = _doc(4, "Passes K over each rollout per update (E8), ≥ 1. 4: a common PPO setting.")
+    epochs: int = _doc(4, "Passes K over each rollout per update (E8), ≥ 1. 4: a common PPO "
+                       "setting.")
     minibatches: int = _doc(4, "Minibatches per epoch, each one gradient step; 1 ≤ minibatches ≤ "
                             "n_envs·rollout_len. 4 → 16 steps per update.")
     lr_actor: float = _doc(1.0, "SGD step size on the actors' logits (tabular; gradient of the "
@@ -1741,7 +1755,8 @@ class Config:
                      "eval_episodes", "seed"):
             _integer(f"Config.{name}", getattr(self, name), 0 if name == "seed" else 1)
         if self.minibatches > self.n_envs * self.rollout_len:
-            raise ValueError(f"Config.minibatches ({self.minibatches}) must be ≤ n_envs·rollout_len "
+            raise ValueError(f"Config.minibatches ({self.minibatches}) must be ≤ "
+                             f"n_envs·rollout_len "
                              f"({self.n_envs * self.rollout_len})")
         for name in ("track_bias", "track_ratios", "record_policies"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
@@ -1773,9 +1788,12 @@ class TrainResult:
                                  "env counts once).")
     mean_return: np.ndarray = _doc(MISSING, "(I,) mean team return of the episodes that ended "
                                    "during that iteration's rollout (NaN if none ended).")
-    greedy_return: float = _doc(MISSING, "Mean team return of the final greedy (argmax) joint policy.")
-    stochastic_return: float = _doc(MISSING, "Mean team return of the final stochastic joint policy.")
-    greedy_optimal: bool = _doc(MISSING, "Whether the greedy return reaches env.optimum (within 1e-6).")
+    greedy_return: float = _doc(MISSING, "Mean team return of the final greedy (argmax) joint "
+                                "policy.")
+    stochastic_return: float = _doc(MISSING, "Mean team return of the final stochastic joint "
+                                    "policy.")
+    greedy_optimal: bool = _doc(MISSING, "Whether the greedy return reaches env.optimum (within "
+                                "1e-6).")
     wall_time: float = _doc(MISSING, "Seconds spent in train (rollouts, updates, evaluation).")
     logits: list = _doc(MISSING, "Final per-agent logits tables, each (n_obs, A_i).")
     values: np.ndarray = _doc(MISSING, "Final critic V(state), (n_states,).")
@@ -1886,7 +1904,8 @@ def _check_reset(env, out, B, n, n_obs, n_states):
 def _check_step(out, B, n, n_obs, n_states):
     """Check one env.step's outputs against the protocol (cheap: O(B·n))."""
     if not (isinstance(out, tuple) and len(out) == 6):
-        raise TypeError("env.step must return (obs, state, reward, terminated, truncated, final_state)")
+        raise TypeError("env.step must return (obs, state, reward, terminated, truncated, "
+                        "final_state)")
     obs = _array("env.step obs", out[0], kind="int", shape=(B, n), high=n_obs)
     state = _array("env.step state", out[1], kind="int", shape=(B,), high=n_states)
     rew = _array("env.step reward", out[2], shape=(B,))
@@ -1997,11 +2016,13 @@ def _initial_logits(cfg: Config, n_obs: int, n_actions) -> np.ndarray:
     if cfg.init_logits is not None:
         tabs = [np.array(z, dtype=np.float64) for z in cfg.init_logits]
         if len(tabs) != len(n_actions):
-            raise ValueError(f"Config.init_logits must hold one table per agent ({len(n_actions)}); "
+            raise ValueError(f"Config.init_logits must hold one table per agent "
+                             f"({len(n_actions)}); "
                              f"got {len(tabs)}")
         for i, z in enumerate(tabs):
             if z.shape != (n_obs, n_actions[i]):
-                raise ValueError(f"Config.init_logits[{i}] must have shape {(n_obs, int(n_actions[i]))}; "
+                raise ValueError(f"Config.init_logits[{i}] must have shape "
+                                 f"{(n_obs, int(n_actions[i]))}; "
                                  f"got {z.shape}")
         return _pack(tabs, n_actions)
     init = np.random.default_rng([cfg.seed, 0])          # same initial logits for every method
@@ -2214,7 +2235,8 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
     for i, z in enumerate(logits):
         z = _array(f"logits[{i}]", z, ndim=2)
         if z.shape != (n_obs, n_actions[i]):
-            raise ValueError(f"logits[{i}] must have shape {(n_obs, int(n_actions[i]))} for this env; "
+            raise ValueError(f"logits[{i}] must have shape {(n_obs, int(n_actions[i]))} for "
+                             f"this env; "
                              f"got {_describe(z)}")
         tabs.append(z)
     episodes = _integer("episodes", episodes, 1)
