@@ -887,6 +887,14 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
 # =======================================================================================
 
 
+@njit(cache=True, inline='always')
+def _td_error(r, v, nv, terminated, truncated, gamma):
+    """(δ_t, 1 − done_t) of E10 for one step: δ_t = r_t + γ (1 − terminated_t) V(s'_t) − V(s_t),
+    the flags entering as 0/1 factors (0·x = ±0 adds nothing for finite x)."""
+    not_term = 1.0 - np.float64(terminated)
+    return r + gamma * not_term * nv - v, not_term * (1.0 - np.float64(truncated))
+
+
 @njit(cache=True)
 def _gae_kernel(rewards, values, next_values, terminated, truncated, gamma, lam, adv, ret):
     """Implements E10 over (T, B) arrays, backward in time (each row contiguous).
@@ -902,9 +910,8 @@ def _gae_kernel(rewards, values, next_values, terminated, truncated, gamma, lam,
     carry = np.zeros(B)                                               # Â_{t+1}; Â_T = 0
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            not_term = 1.0 - np.float64(terminated[t, b])
-            not_done = not_term * (1.0 - np.float64(truncated[t, b]))
-            delta = rewards[t, b] + gamma * not_term * next_values[t, b] - values[t, b]  # δ_t
+            delta, not_done = _td_error(rewards[t, b], values[t, b], next_values[t, b],
+                                        terminated[t, b], truncated[t, b], gamma)   # δ_t
             carry[b] = delta + gl * not_done * carry[b]               # λ-return recursion
             adv[t, b] = carry[b]
             ret[t, b] = carry[b] + values[t, b]
@@ -1495,9 +1502,9 @@ def _update(hp, pol, critic, ex, batch, rng, log):
         delta, not_done = np.empty((T, B)), np.empty((T, B))
         for t in range(T):
             for b in range(B):
-                not_term = 1.0 - np.float64(batch.term[t, b])
-                not_done[t, b] = not_term * (1.0 - np.float64(batch.trunc[t, b]))
-                delta[t, b] = r[t, b] + hp.gamma * not_term * nv[t, b] - v[t, b]
+                delta[t, b], not_done[t, b] = _td_error(r[t, b], v[t, b], nv[t, b],
+                                                        batch.term[t, b], batch.trunc[t, b],
+                                                        hp.gamma)
     _minibatch_logp(_Ctx(pol, ex, _Samples(obs, act, joint, np.zeros((N, n))), base, work,
                          delta, not_done), np.arange(N), np.arange(n), old_lp, np.zeros(1))
     ctx = _Ctx(pol, ex, _Samples(obs, act, joint, old_lp), base, work, delta, not_done)
