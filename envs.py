@@ -252,7 +252,9 @@ class _Game:
         """Start ``n_envs`` episodes; returns ``(obs (B, n) int64, state (B,) int64)``.
 
         ``seed`` (None or an int >= 0) is validated; the built-in games are deterministic,
-        so it does not change their trajectories.
+        so it does not change their trajectories.  A batch whose arrays (of reset and of one
+        ``step``, about ``24 * n_agents + 64`` bytes per env) would exceed
+        :data:`MAX_ALLOC_BYTES` is refused with a ValueError.
         """
         n_envs = _check_int(n_envs, "n_envs", 1)
         _check_seed(seed)
@@ -446,6 +448,16 @@ def _matrix_step(actions, n_actions, flat_payoff, radix, episode_len, state,
     return True
 
 
+def _payoff_bytes(shape):
+    """``(bytes, lists)``: what MatrixGame allocates for a payoff of ``shape`` (a float64
+    copy, a finite mask and, if ``lists``, the payoff as nested lists, made when they take
+    at most 4 MiB: 32 bytes per entry and 80 per list)."""
+    size = math.prod(shape)
+    list_bytes = 32 * size + 80 * sum(math.prod(shape[:d]) for d in range(len(shape)))
+    lists = list_bytes <= 2 ** 22
+    return 10 * size + (list_bytes if lists else 0), lists
+
+
 class MatrixGame(_Game):
     """A cooperative matrix game repeated for ``episode_len`` steps.
 
@@ -454,6 +466,11 @@ class MatrixGame(_Game):
     the step index t in [0, episode_len); after ``episode_len`` steps the episode
     *terminates* (the game is over, nothing to bootstrap; ``final_state`` is then the
     last step index).  ``optimum = episode_len * payoff.max()``.
+
+    The payoff must be finite as float64 and small enough that no episode return can
+    overflow: ``max |payoff| * episode_len`` at most :data:`MAX_ABS_RETURN` (less a rounding
+    margin of ``episode_len * 2**-52``); ``episode_len`` is an int in [1, :data:`MAX_COUNT`].
+    A ValueError names the offending argument.
 
     >>> g = MatrixGame([[1, 0], [0, 2]], episode_len=3)
     >>> g.n_agents, g.n_actions, g.n_states, g.episode_limit, g.optimum
@@ -476,7 +493,8 @@ class MatrixGame(_Game):
         if min(p.shape) < 1:
             raise ValueError(f"payoff needs at least one action per agent, got shape {p.shape}")
         self.episode_len = _check_count(episode_len, "episode_len")
-        _check_bytes(10 * p.size, f"payoff of shape {p.shape}")  # float64 copy, finite mask
+        need, lists = _payoff_bytes(p.shape)
+        _check_bytes(need, f"payoff of shape {p.shape}")
         with np.errstate(over="ignore"):  # e.g. a longdouble beyond float64: inf, refused
             payoff = np.array(p, dtype=np.float64, order="C")
         if not np.isfinite(payoff).all():
@@ -493,8 +511,8 @@ class MatrixGame(_Game):
         self._flat = self.payoff.ravel()
         self._radix = np.array(self.payoff.strides, np.int64) // self.payoff.itemsize
         self._n_actions_array = np.array(self.n_actions, np.int64)
-        # nested lists index faster in reference_step, but take ~32 bytes per entry
-        self._payoff_list = self.payoff.tolist() if self.payoff.size <= 2 ** 16 else None
+        # nested lists index faster in reference_step (when small)
+        self._payoff_list = self.payoff.tolist() if lists else None
 
     def _sizes(self):
         return f"MatrixGame(payoff of shape {self.payoff.shape}, episode_len={self.episode_len})"
@@ -541,9 +559,11 @@ class MatrixGame(_Game):
         Team reward: 10 when all agents choose 0 or all choose 2 (the two optima), 2 when
         all choose 1, ``k`` (the miscoordination penalty) when at least one agent chooses
         0 and another 2, and 0 otherwise.  With two agents this is the classic table
-        ``[[10, 0, k], [0, 2, 0], [k, 0, 10]]``.  ``k`` must be a finite real number,
-        ``n_agents`` an int >= 2 (the payoff has ``3**n_agents`` entries);
-        ``episode_len`` as in :class:`MatrixGame`.  ``optimum = 10 * episode_len``.
+        ``[[10, 0, k], [0, 2, 0], [k, 0, 10]]``.  ``k`` must be a finite real number
+        (with ``max(10, |k|) * episode_len`` within :data:`MAX_ABS_RETURN`), ``n_agents`` an
+        int >= 2 (the payoff has ``3**n_agents`` entries, about 24 bytes each while it is
+        built, within :data:`MAX_ALLOC_BYTES`: n_agents <= 16); ``episode_len`` as in
+        :class:`MatrixGame`.  ``optimum = 10 * episode_len``.
 
         >>> g = MatrixGame.penalty()
         >>> g.payoff
@@ -572,8 +592,9 @@ class MatrixGame(_Game):
                              f"2**31 - 1 are supported (n_agents <= 19)")
         episode_len = _check_count(episode_len, "episode_len")
         _check_return_bound(max(10.0, abs(k_float)), episode_len, f"k={k!r}")
-        # the payoff, five masks and MatrixGame's copy and finite mask
-        _check_bytes(24 * 3 ** n_agents, f"penalty(n_agents={n_agents})")
+        # the payoff and five masks, then what MatrixGame makes of it
+        _check_bytes(14 * 3 ** n_agents + _payoff_bytes((3,) * n_agents)[0],
+                     f"penalty(n_agents={n_agents})")
         shape = (3,) * n_agents
         some_0, some_2 = np.zeros(shape, np.bool_), np.zeros(shape, np.bool_)
         all_0, all_1, all_2 = np.ones(shape, np.bool_), np.ones(shape, np.bool_), np.ones(
@@ -786,11 +807,11 @@ def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
     Every reachable state lies in a set of ``n_reach`` compact ids: its food mask plus
     ``2**n_food`` times the mixed-radix number (radices ``count``) of each agent's cell
     among the cells within max_steps moves of its start (rows ``row_lo[i]`` on, row k
-    from column ``first_col[i, k]`` to ``last_col[i, k]``, numbered from ``offset[i, k]``).  Returns ``(queue,
-    dist, parent, joint)`` of the ``tail`` states reached, in BFS order: state ids, steps
-    from the start, position in the queue of the predecessor and the joint action from it.
-    int32 suffices for dist <= max_steps <= MAX_COUNT and for the joint action (< 6**n_agents,
-    which MAX_SEARCH_TRANSITIONS keeps below 2**31)."""
+    from column ``first_col[i, k]`` to ``last_col[i, k]``, numbered from ``offset[i, k]``).
+    Returns ``(queue, dist, parent, joint)`` of the states reached, in BFS order: state
+    ids, steps from the start, position in the queue of the predecessor and the joint
+    action from it.  int32 suffices for dist <= max_steps <= MAX_COUNT and for the joint
+    action (< 6**n_agents, which MAX_SEARCH_TRANSITIONS keeps below 2**31)."""
     n_food = food_cells.shape[0]
     all_food = (1 << n_food) - 1
     seen = np.zeros(n_reach, np.bool_)
@@ -873,7 +894,10 @@ class GridForaging(_Game):
       so reset is deterministic.
     * ``optimum`` (most food collectable within ``max_steps``, n_food when feasible) and
       the minimal number of steps are computed exactly by :meth:`solve`, a breadth-first
-      search over the joint state space.
+      search over the joint state space (refused, with a ValueError, when too large).
+    * Limits: ``n_states`` at most :data:`MAX_COUNT` (2**31 - 1), ``max_steps`` in
+      [1, MAX_COUNT], and the grid's lookup tables (16 bytes per cell, 24 with
+      ``layout_seed``) within :data:`MAX_ALLOC_BYTES`.
 
     The default layout (agents 0 and 1, food ``F``) is solved in 8 steps (6 moves and 2
     loads; agent 1 needs 4 moves to reach a cell next to either food and 2 more between
@@ -1553,7 +1577,7 @@ def _check_coordinates(a, name):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
     if x.size and np.abs(x).max() > SPREAD_MAX_ABS:
         raise ValueError(f"{name} must be at most SPREAD_MAX_ABS = {SPREAD_MAX_ABS:g} in "
-                         f"magnitude, got {np.abs(x).max():.4g}")
+                         f"magnitude, got {float(np.abs(x).max())!r}")
 
 
 class Spread:
@@ -1691,7 +1715,9 @@ class Spread:
     def reset(self, n_envs, seed=None):
         """Start ``n_envs`` episodes; returns ``(obs (B, n, obs_dim), state (B, state_dim))``
         of ``obs_dtype``.  ``seed`` (None or an int >= 0) fixes every env's generator (see
-        :meth:`seed_keys`); None draws fresh entropy."""
+        :meth:`seed_keys`); None draws fresh entropy.  A batch whose arrays (of reset and of
+        one ``step``, about ``30 * itemsize * n**2`` bytes per env) would exceed
+        :data:`MAX_ALLOC_BYTES` is refused with a ValueError."""
         n_envs = _check_int(n_envs, "n_envs", 1)
         _check_bytes(n_envs * self._env_bytes(), f"reset(n_envs={n_envs}) of {self!r}")
         keys = self.seed_keys(seed, n_envs)
@@ -1736,8 +1762,9 @@ class Spread:
 
     def set_world(self, agent_pos, agent_vel, landmark_pos, t=None):
         """Put every env (after ``reset``) into the given world: positions and velocities of
-        shape (B, n, 2) (finite reals), step counts ``t`` (B,) in [0, max_cycles) (default
-        0).  The generators are kept.  Returns ``(obs, state)`` of the new worlds."""
+        shape (B, n, 2) (finite reals of magnitude at most :data:`SPREAD_MAX_ABS`, so that
+        rewards and observations stay finite), step counts ``t`` (B,) in [0, max_cycles)
+        (default 0).  The generators are kept.  Returns ``(obs, state)`` of the new worlds."""
         self._check_reset()
         B, n = self._pos.shape[:2]
         arrays = []
