@@ -587,7 +587,7 @@ class MatrixGame(_Game):
         if not math.isfinite(k_float):
             raise ValueError(f"k must be a finite real number (a float64), got {k!r}")
         n_agents = _check_int(n_agents, "n_agents", 2)
-        if 3 ** n_agents > 2 ** 31 - 1:
+        if n_agents > 19:  # 3**20 > 2**31 - 1 (and 3**n_agents of a huge n_agents never ends)
             raise ValueError(f"n_agents={n_agents} gives 3**{n_agents} joint actions; at most "
                              f"2**31 - 1 are supported (n_agents <= 19)")
         episode_len = _check_count(episode_len, "episode_len")

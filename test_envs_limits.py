@@ -49,6 +49,7 @@ REFUSED = [
     ("GridForaging(size=20000, n_agents=1, n_food=1, layout_seed=0)", "size=20000"),
     ("penalty(n_agents=19)", "n_agents=19"),
     ("penalty(n_agents=17)", "n_agents=17"),
+    ("penalty(n_agents=10**30)", "n_agents=1000000000000000000000000000000 gives"),
     ("Spread(n_agents=10**5)", "n_agents=100000"),
     ("Spread(n_agents=10**30)", "n_agents=1000000000000000000000000000000"),
     ("spread_references(n_episodes=10**12)", "n_episodes=1000000000000"),
