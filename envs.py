@@ -799,6 +799,19 @@ def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, 
 
 
 @numba.njit(cache=True)
+def _grid_compact(s, pos, size, n_food, row_lo, first_col, last_col, offset, count):
+    """Compact id (see :func:`_grid_bfs`) of state ``s`` whose agents are in cells ``pos``."""
+    c = 0
+    for i in range(pos.shape[0] - 1, -1, -1):
+        k = pos[i] // size - row_lo[i]
+        col = pos[i] % size
+        if k < 0 or k >= first_col.shape[1] or col < first_col[i, k] or col > last_col[i, k]:
+            raise AssertionError("GridForaging BFS left the reachable cells")
+        c = c * count[i] + offset[i, k] + col - first_col[i, k]
+    return (c << n_food) | (s & ((1 << n_food) - 1))
+
+
+@numba.njit(cache=True)
 def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
               row_lo, first_col, last_col, offset, count, n_reach):
     """Breadth-first search over joint states (at most max_steps deep, not past terminal
@@ -821,7 +834,12 @@ def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
     parent_joint = np.empty(n_reach, np.int32)
     acts = np.empty(n_agents, np.int64)
     pos = np.empty(n_agents, np.int64)
-    n_rows = first_col.shape[1]
+    rest = start >> n_food  # the start's cells, for its compact id
+    for i in range(n_agents):
+        pos[i] = rest % (size * size)
+        rest //= size * size
+    seen[_grid_compact(start, pos, size, n_food, row_lo, first_col, last_col, offset,
+                       count)] = True
     queue[0] = start
     dist[0] = 0
     parent[0] = -1
@@ -838,14 +856,7 @@ def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
                 acts[i] = rest % 6
                 rest //= 6
             s2, _ = _grid_transition(s, acts, pos, size, food_cells, food_at)  # pos: of s2
-            c = 0
-            for i in range(n_agents - 1, -1, -1):
-                k = pos[i] // size - row_lo[i]
-                col = pos[i] % size
-                if k < 0 or k >= n_rows or col < first_col[i, k] or col > last_col[i, k]:
-                    raise AssertionError("GridForaging BFS left the reachable cells")
-                c = c * count[i] + offset[i, k] + col - first_col[i, k]
-            c = (c << n_food) | (s2 & all_food)
+            c = _grid_compact(s2, pos, size, n_food, row_lo, first_col, last_col, offset, count)
             if not seen[c]:
                 seen[c] = True
                 if tail == n_reach:  # cannot happen: n_reach bounds the reachable states

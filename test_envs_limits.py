@@ -4,6 +4,7 @@ returns that cannot overflow (MAX_ABS_RETURN, SPREAD_MAX_ABS), and endless argum
 import itertools
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from envs import (MAX_ABS_RETURN, MAX_COUNT, SPREAD_MAX_ABS, GridForaging, Matri
                   ReturnEstimate, Spread, SpreadReferences, TwoStepGame, climbing, penalty,
                   to_parallel_env)
 
+HERE = os.path.dirname(os.path.abspath(__file__))  # the child imports this envs.py
 LIMIT_MESSAGE = r"needs about .* of memory, more than envs\.MAX_ALLOC_BYTES = 1 GiB"
 
 
@@ -91,7 +93,7 @@ print(json.dumps(out))
 def test_huge_requests_are_refused_before_anything_is_spent():
     codes = [code for code, _ in REFUSED]
     child = subprocess.run([sys.executable, "-c", textwrap.dedent(CHILD), json.dumps(codes)],
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=600, cwd=HERE)
     assert child.returncode == 0, child.stderr[-2000:]  # no crash, no MemoryError escaping
     for (code, named), (kind, message) in zip(REFUSED, json.loads(child.stdout)):
         assert kind == "ValueError" and named in message, (code, kind, message)
