@@ -1862,10 +1862,9 @@ class Spread:
                 raise ValueError(f"references.{name}.mean must be finite, got {mean!r}")
             means.append(float(mean))
         low, high = means
-        span = high - low
-        if not (math.isfinite(span) and span != 0.0):
-            raise ValueError(f"references must have finite, distinct means, got random.mean = "
-                             f"{low!r} and scripted.mean = {high!r}")
+        if low == high:
+            raise ValueError(f"references must have distinct means, got random.mean = "
+                             f"scripted.mean = {low!r}")
         r = _as_array(returns, "returns", "a real number or array")
         if r.dtype.kind not in "iuf" or r.dtype == np.bool_:
             raise TypeError(f"returns must be real, got dtype {r.dtype}")
@@ -1873,7 +1872,9 @@ class Spread:
             r = r.astype(np.float64)
             if not np.isfinite(r).all():
                 raise ValueError("returns must be finite (no NaN or inf)")
-            score = (r - low) / span
+            score = (r - low) / (high - low)
+            if not np.isfinite(score).all():  # a difference overflowed: halve everything
+                score = (0.5 * r - 0.5 * low) / (0.5 * high - 0.5 * low)
         if not np.isfinite(score).all():
             raise ValueError(f"returns up to {np.abs(r).max():.4g} overflow the normalized score "
                              f"(random.mean = {low!r}, scripted.mean = {high!r})")

@@ -402,12 +402,13 @@ def test_normalized_score_is_finite_or_refused():
     for returns in (np.inf, [np.nan, 0.0], -np.inf):
         with pytest.raises(ValueError, match=r"returns must be finite \(no NaN or inf\)"):
             env.normalized_score(returns)
-    refs = SpreadReferences(R(-1e308, 0, 2), R(1e308, 0, 2), 0)
-    with pytest.raises(ValueError, match="references must have finite, distinct means"):
-        env.normalized_score(0.0, refs)
     refs = SpreadReferences(R(1.0, 0, 2), R(1.0, 0, 2), 0)
-    with pytest.raises(ValueError, match="references must have finite, distinct means"):
+    with pytest.raises(ValueError, match="references must have distinct means, got random.mean "
+                                         "= scripted.mean = 1.0"):
         env.normalized_score(0.0, refs)
+    # differences beyond float64 still give the (finite) score
+    refs = SpreadReferences(R(-1e308, 0, 2), R(1e308, 0, 2), 0)
+    assert env.normalized_score([1e308, 0.0, -1e308], refs).tolist() == [1.0, 0.5, 0.0]
     refs = SpreadReferences(R(0.0, 0, 2), R(1e-300, 0, 2), 0)
     with pytest.raises(ValueError, match=r"returns up to 1e\+10 overflow the normalized score"):
         env.normalized_score([0.0, 1e10], refs)
@@ -422,9 +423,8 @@ def test_normalized_score_is_finite_or_refused():
         with pytest.raises(error, match=match):
             env.normalized_score(0.0, refs)
     refs = SpreadReferences(R(-1e308, 0, 2), R(0.0, 0, 2), 0)
-    assert env.normalized_score([-1e308, 0.0, 5e307], refs).tolist() == [0.0, 1.0, 1.5]
-    with pytest.raises(ValueError, match=r"returns up to 1e\+308 overflow the normalized score"):
-        env.normalized_score(1e308, refs)
+    assert env.normalized_score([-1e308, 0.0, 5e307, 1.5e308], refs).tolist() == [
+        0.0, 1.0, 1.5, 2.5]
 
 
 # --------------------------------------------------------------------------- PettingZoo
