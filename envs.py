@@ -497,11 +497,11 @@ class MatrixGame(_Game):
         _check_bytes(need, f"payoff of shape {p.shape}")
         with np.errstate(over="ignore"):  # e.g. a longdouble beyond float64: inf, refused
             payoff = np.array(p, dtype=np.float64, order="C")
-        if not np.isfinite(payoff).all():
+        low, high = float(payoff.min()), float(payoff.max())  # NaN if any is NaN
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError("payoff must be finite (no NaN or inf) as float64 numbers, "
                              "|payoff| <= 1.8e308")
-        _check_return_bound(max(-float(payoff.min()), float(payoff.max())), self.episode_len,
-                            "payoff")
+        _check_return_bound(max(-low, high), self.episode_len, "payoff")
         self.payoff = payoff
         self.payoff.setflags(write=False)
         self.n_agents = p.ndim
@@ -1583,12 +1583,12 @@ def _check_coordinates(a, name):
     """ValueError unless every entry of the real array ``a`` is finite with magnitude at
     most :data:`SPREAD_MAX_ABS` (so that rewards and float32 observations stay finite)."""
     with np.errstate(over="ignore", invalid="ignore"):  # longdouble beyond float64: inf
-        x = np.asarray(a, np.float64)
-    if not np.isfinite(x).all():
+        largest = float(np.abs(np.asarray(a, np.float64)).max(initial=0.0))  # NaN if any is
+    if not math.isfinite(largest):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
-    if x.size and np.abs(x).max() > SPREAD_MAX_ABS:
+    if largest > SPREAD_MAX_ABS:
         raise ValueError(f"{name} must be at most SPREAD_MAX_ABS = {SPREAD_MAX_ABS:g} in "
-                         f"magnitude, got {float(np.abs(x).max())!r}")
+                         f"magnitude, got {largest!r}")
 
 
 class Spread:
