@@ -113,7 +113,8 @@ def _gib(n_bytes):
     """``n_bytes`` for a message, in GiB (or MiB below 0.1 GiB)."""
     if n_bytes < 2 ** 30 / 10:
         return f"{n_bytes / 2 ** 20:.3g} MiB"
-    return f"{n_bytes / 2 ** 30:.3g} GiB"
+    gib = n_bytes / 2 ** 30
+    return f"{gib:.3g} GiB" if gib < 1000 else f"{gib:.0f} GiB"
 
 
 def _check_bytes(need, what):
