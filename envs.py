@@ -1873,8 +1873,10 @@ class Spread:
             r = r.astype(np.float64)
             if not np.isfinite(r).all():
                 raise ValueError("returns must be finite (no NaN or inf)")
-            score = (r - low) / (high - low)
-            if not np.isfinite(score).all():  # a difference overflowed: halve everything
+            diff = r - low
+            if math.isfinite(high - low) and np.isfinite(diff).all():
+                score = diff / (high - low)
+            else:  # a difference overflows float64: halve everything
                 score = (0.5 * r - 0.5 * low) / (0.5 * high - 0.5 * low)
         if not np.isfinite(score).all():
             raise ValueError(f"returns up to {np.abs(r).max():.4g} overflow the normalized score "

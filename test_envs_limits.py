@@ -408,7 +408,8 @@ def test_normalized_score_is_finite_or_refused():
         env.normalized_score(0.0, refs)
     # differences beyond float64 still give the (finite) score
     refs = SpreadReferences(R(-1e308, 0, 2), R(1e308, 0, 2), 0)
-    assert env.normalized_score([1e308, 0.0, -1e308], refs).tolist() == [1.0, 0.5, 0.0]
+    assert env.normalized_score([1e308, 0.0, -1e308, 1.0], refs).tolist() == [1.0, 0.5, 0.0, 0.5]
+    assert env.normalized_score(1.0, refs) == 0.5
     refs = SpreadReferences(R(0.0, 0, 2), R(1e-300, 0, 2), 0)
     with pytest.raises(ValueError, match=r"returns up to 1e\+10 overflow the normalized score"):
         env.normalized_score([0.0, 1e10], refs)
