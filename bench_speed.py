@@ -184,7 +184,8 @@ def mpe2_rate(n: int, steps: int) -> float:
         from mpe2 import simple_spread_v3
     except ImportError:
         return math.nan
-    env, rng, times = simple_spread_v3.parallel_env(N=n, max_cycles=25), np.random.default_rng(0), []
+    env, rng, times = simple_spread_v3.parallel_env(N=n, max_cycles=25), np.random.default_rng(
+        0), []
     env.reset(seed=0)
     for _ in range(3):
         t0 = time.perf_counter()
