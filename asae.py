@@ -1609,14 +1609,19 @@ def _check_env(env):
     for i, k in enumerate(n_actions):
         _integer(f"env.n_actions[{i}]", k, 1, 2 ** 31)
     _integer("env.episode_limit", env.episode_limit, 1)
+    return (n, np.array(n_actions, np.int64), _integer("env.n_states", env.n_states, 1),
+            _integer("env.n_obs", env.n_obs, 1))
+
+
+def _check_optimum(env):
+    """env.optimum, if any, is a finite real; read after the memory check (a grid's optimum
+    is a search over its states)."""
     optimum = getattr(env, "optimum", None)
     if optimum is not None and (isinstance(optimum, (bool, np.bool_)) or
                                 not isinstance(optimum, numbers.Real) or
                                 not math.isfinite(optimum)):
         raise TypeError(f"env.optimum must be a finite real number (the best expected return) or "
                         f"absent; got {type(optimum).__name__} {optimum!r}")
-    return (n, np.array(n_actions, np.int64), _integer("env.n_states", env.n_states, 1),
-            _integer("env.n_obs", env.n_obs, 1))
 
 
 def _check_reset(env, out, B, n, n_obs, n_states):
@@ -1759,6 +1764,7 @@ def _check_train_args(env, method, config):
             raise ValueError(f"env.payoff must have shape {tuple(n_actions)}; got {payoff.shape}")
     _check_memory(_memory_plan(cfg, method, n, n_actions, n_states, n_obs,
                                hasattr(env, "tables")), MAX_TABLE_BYTES)
+    _check_optimum(env)
     return cfg, n, n_actions, n_states, n_obs, payoff
 
 

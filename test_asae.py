@@ -1619,3 +1619,24 @@ def test_config_and_train_result_docs_are_visible_in_help():
         doc = pydoc.render_doc(cls)
         for f in dataclasses.fields(cls):
             assert f.name in doc and f.metadata["doc"][:30] in doc.replace("\n    ", " ")
+
+
+def test_optimum_is_read_only_after_the_memory_check():
+    """A grid's optimum is a search over its states: train refuses an oversized run before
+    reading it (GridForaging(size=100) searched 4e8 states and raised MemoryError), and
+    evaluate, which needs no optimum, never reads it."""
+    class Costly(envs.GridForaging):
+        reads = 0
+
+        @property
+        def optimum(self):
+            Costly.reads += 1
+            raise MemoryError("searched")
+    with pytest.raises(ValueError, match="GiB"):
+        asae.train(Costly(size=100), "async")
+    with pytest.raises(ValueError, match=r"logits\[0\] must have shape"):
+        asae.evaluate(Costly(size=100), [np.zeros((1, 6))] * 2)
+    assert Costly.reads == 0
+    with pytest.raises(MemoryError, match="searched"):           # read once the run fits
+        asae.train(Costly(size=3, n_food=1), "async", asae.Config(iterations=1))
+    assert Costly.reads == 1
