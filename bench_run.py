@@ -45,10 +45,17 @@ def jsonable(x):
 
 
 def replace_file(path: str, write) -> str:
-    """``write(file)`` into a temp file, renamed over ``path``: a killed run keeps the last one."""
-    with open(tmp := f"{path}.tmp{os.getpid()}", "w") as f:
-        write(f)
-    os.replace(tmp, path)
+    """``write(file)`` into a temp file, renamed over ``path``: a killed run keeps the last one,
+    and a failed write leaves no temp file behind."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isfile(tmp):
+            os.remove(tmp)
+        raise
     return path
 
 
