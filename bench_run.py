@@ -110,16 +110,18 @@ class Report:
             print(msg, file=sys.stderr, flush=True)
 
     def progress(self, label: str, done: int, n: int, runs: tuple, t0: float,
-                 final: bool) -> None:
+                 final: bool, units: tuple = ("seeds", "runs")) -> None:
         """Seeds done in this cell, and the section's runs done / total with an ETA: in place on
-        a terminal; otherwise a plain line at most every 10 s and when the section ends."""
+        a terminal; otherwise a plain line at most every 10 s and when the section ends.
+        ``units``: what ``done``/``n`` count (None: no such count) and what ``runs`` counts."""
         now = time.perf_counter()
         if self.args.quiet or not (self.tty or final or now - self.last >= 10):
             return
         el, self.last, (d, total) = now - t0, now, runs
         eta = f", ETA {el / d * (total - d):.0f} s" if 0 < d < total else ""
-        print(("\r\033[K" if self.tty else "")
-              + f"{label}: {done}/{n} seeds ({d}/{total} runs, {el:.0f} s{eta})",
+        print(("\r\033[K" if self.tty else "") + f"{label}: "
+              + (f"{done}/{n} {units[0]} (" if units[0] else "(")
+              + f"{d}/{total} {units[1]}, {el:.0f} s{eta})",
               end="\n" if final or not self.tty else "", file=sys.stderr, flush=True)
 
     def table(self, section, title, headers, rows, records, notes=()):

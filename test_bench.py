@@ -364,6 +364,22 @@ def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys, tmp_path)
     assert exit_.value.code == 2 and "pip install -e '.[plot]'" in capsys.readouterr().err
 
 
+def test_the_speed_section_shows_progress(monkeypatch, capsys):
+    """A progress line after every timing (in place on a terminal), the last one final."""
+    import sys
+
+    import bench_speed
+    monkeypatch.setattr(bench_speed, "timed", lambda fn, repeats, min_time: (1e-3, 1e-6))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert bench.main(["speed", "--quick", "--jobs", "1"]) == 0
+    lines = capsys.readouterr().err.split("\r\033[K")[1:]
+    n = 19 + (3 + 6) + (3 + 4) + (3 + 4)         # kernels; env.step sizes and methods per game
+    assert len(lines) == n and all(f"/{n} timings, " in line for line in lines)
+    assert lines[0].startswith(f"speed gae (T=128, B=1): (1/{n} timings, ")
+    assert lines[-1].startswith(f"speed grid: train('coma'): ({n}/{n} timings, ")
+    assert lines[-1].endswith(")\n") and not lines[-2].endswith("\n")
+
+
 # ---- the study (bench_study) -------------------------------------------------------------------
 
 def one_hot_policies(path):
