@@ -1855,6 +1855,11 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
                 _raise_guard(it, code)
             if cfg.record_policies:
                 rec.policy_log[it + 1] = logits
+    over = np.flatnonzero(np.isinf(rec.curve))
+    if over.size:                                  # a return (or the sum of several) > 1.8e308
+        raise FloatingPointError(f"train: the mean return of the episodes that ended in iteration "
+                                 f"{over[0] + 1} overflows float64 (|value| > 1.8e308); rescale "
+                                 "the env's rewards")
     tables = [logits[i, :, :k].copy() for i, k in enumerate(n_actions)]
     seed_eval = int(_rng_next(rng) >> np.uint64(33))
     greedy = evaluate(env, tables, cfg.eval_episodes, True, seed_eval)
@@ -1913,7 +1918,12 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
         active &= ~(term | trunc)
         if not active.any():
             break
-    return float(_finite("evaluate: the mean return", ret.mean()))
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = ret.mean()
+        if not math.isfinite(mean) and np.isfinite(ret).all():   # Σ overflows, the mean does not
+            mid, k = ret.max() / 2 + ret.min() / 2, 2.0 ** math.ceil(math.log2(episodes))
+            mean = mid + ((ret - mid) / k).mean() * k          # exact when all returns are equal
+    return float(_finite("evaluate: the mean return", mean))
 
 
 # =======================================================================================

@@ -1640,3 +1640,24 @@ def test_optimum_is_read_only_after_the_memory_check():
     with pytest.raises(MemoryError, match="searched"):           # read once the run fits
         asae.train(Costly(size=3, n_food=1), "async", asae.Config(iterations=1))
     assert Costly.reads == 1
+
+
+def test_mean_returns_near_the_float64_limit():
+    """evaluate: a mean whose sum overflows but which is itself finite is returned (exactly,
+    when every episode pays the same); train: a learning curve whose mean overflows raises
+    FloatingPointError instead of reporting inf (it did, on both env paths)."""
+    import warnings
+    top = envs.MatrixGame([[1e308, 1e308], [1e308, 1e308]])
+    mixed = envs.MatrixGame([[1.7e308, -1.7e308], [-1.7e308, 1.7e308]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert asae.evaluate(top, [np.zeros((1, 2))] * 2, episodes=1000, greedy=False) == 1e308
+        mean = asae.evaluate(mixed, [np.zeros((1, 2))] * 2, episodes=999, greedy=False, seed=4)
+    assert math.isfinite(mean) and abs(mean) < 1.7e308
+    assert asae.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, episodes=1000, greedy=False,
+                         seed=3) == pytest.approx(-3.355)             # the ordinary mean, as before
+    cfg = asae.Config(iterations=2, n_envs=4, rollout_len=2, minibatches=1, eval_episodes=4,
+                      reward_scale=1e-308)
+    for env in (top, RewardChain(k=1, r=1e308)):
+        with pytest.raises(FloatingPointError, match="iteration 1 overflows float64"):
+            asae.train(env, "async", cfg)
