@@ -116,9 +116,24 @@ MAX_RUNS = 10 ** 6
 
 
 def spec_list(text: str, flag: str, what: str, known) -> list:
-    """The items of a comma list (``--games``/``--methods``), stripped; ValueError for an
-    empty list, an empty item or an item listed twice."""
-    items = [s.strip() for s in text.split(",")]
+    """The items of a comma list (``--games``/``--methods``; commas inside brackets or quotes
+    belong to a value), stripped; ValueError for an empty list, an empty item or an item
+    listed twice.
+
+    >>> spec_list("climbing, grid:layout=(((0, 0), (4, 4)), ((2, 2),))", "--games", "game", GAMES)
+    ['climbing', 'grid:layout=(((0, 0), (4, 4)), ((2, 2),))']
+    """
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text + ","):
+        if quote or ch in "'\"":
+            quote = "" if ch == quote else quote or ch
+        elif ch in "([{" or ch in ")]}":
+            depth += 1 if ch in "([{" else -1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    if depth or quote:
+        items.append(text[start:].strip())
     if not any(items):
         raise ValueError(f"{flag} {text!r} names no {what}; choose from {', '.join(known)}")
     if "" in items:

@@ -106,6 +106,16 @@ def test_bad_game_specs_are_clear_value_errors(spec, message):
     assert message in str(err.value)
 
 
+def test_commas_inside_a_value_do_not_split_the_list():
+    from types import SimpleNamespace
+    args = SimpleNamespace(games="climbing, grid:layout=(((0, 0), (4, 4)), ((2, 2), (3, 3)))",
+                           methods="async", seeds=1, quick=True, overrides={})
+    cells = bench_plan.plan(args, "learn")
+    layout = (((0, 0), (4, 4)), ((2, 2), (3, 3)))
+    assert [c.game for c in cells] == ["climbing", f"grid:layout={layout}"]
+    assert bench_plan.make_game(cells[1].game).layout == layout
+
+
 def test_method_specs_parse_config_fields():
     P = bench_plan.FIELD_PARSERS
     assert bench_plan.parse_spec("asae:sync_clip=none", asae.METHODS, "method", P) == (
