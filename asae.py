@@ -1891,14 +1891,19 @@ def _check_env(env):
     for i, k in enumerate(n_actions):
         _integer(f"env.n_actions[{i}]", k, 1, 2 ** 31)
     _integer("env.episode_limit", env.episode_limit, 1)
+    return (n, np.array(n_actions, np.int64), _integer("env.n_states", env.n_states, 1),
+            _integer("env.n_obs", env.n_obs, 1))
+
+
+def _check_optimum(env):
+    """env.optimum, if any, is a finite real; read after the memory check (a grid's optimum
+    is a search over its states)."""
     optimum = getattr(env, "optimum", None)
     if optimum is not None and (isinstance(optimum, (bool, np.bool_)) or
                                 not isinstance(optimum, numbers.Real) or
                                 not math.isfinite(optimum)):
         raise TypeError(f"env.optimum must be a finite real number (the best expected return) or "
                         f"absent; got {type(optimum).__name__} {optimum!r}")
-    return (n, np.array(n_actions, np.int64), _integer("env.n_states", env.n_states, 1),
-            _integer("env.n_obs", env.n_obs, 1))
 
 
 def _check_reset(env, out, B, n, n_obs, n_states):
@@ -2118,6 +2123,7 @@ def _check_train_args(env, method, config):
         payoff = _array("env.payoff", payoff)
         if payoff.shape != tuple(n_actions):
             raise ValueError(f"env.payoff must have shape {tuple(n_actions)}; got {payoff.shape}")
+    _check_optimum(env)                                 # (after: a grid's optimum is a search)
     return cfg, n, n_actions, n_states, n_obs, payoff
 
 
@@ -2209,6 +2215,11 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
                 _raise_guard(it, code)
             if cfg.record_policies:
                 rec.policy_log[it + 1] = logits
+    over = np.flatnonzero(np.isinf(rec.curve))
+    if over.size:                                  # a return (or the sum of several) > 1.8e308
+        raise FloatingPointError(f"train: the mean return of the episodes that ended in iteration "
+                                 f"{over[0] + 1} overflows float64 (|value| > 1.8e308); rescale "
+                                 "the env's rewards")
     tables = [logits[i, :, :k].copy() for i, k in enumerate(n_actions)]
     seed_eval = int(_rng_next(rng) >> np.uint64(33))
     greedy = evaluate(env, tables, cfg.eval_episodes, True, seed_eval)
@@ -2269,7 +2280,12 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
         active &= ~(term | trunc)
         if not active.any():
             break
-    return float(_finite("evaluate: the mean return", ret.mean()))
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = ret.mean()
+        if not math.isfinite(mean) and np.isfinite(ret).all():   # Σ overflows, the mean does not
+            mid, k = ret.max() / 2 + ret.min() / 2, 2.0 ** math.ceil(math.log2(episodes))
+            mean = mid + ((ret - mid) / k).mean() * k          # exact when all returns are equal
+    return float(_finite("evaluate: the mean return", mean))
 
 
 # =======================================================================================
