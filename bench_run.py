@@ -1,5 +1,6 @@
 """How the bench runs and records: every seed of every cell one task on a process pool
-(``--jobs``) or a Dask cluster (``--dask ADDRESS``), progress and failures on stderr, markdown tables on stdout, every number as
+(``--jobs``) or a Dask cluster (``--dask ADDRESS``), progress and failures on stderr,
+markdown tables on stdout, every number as
 strict JSON rewritten atomically after each finished cell (``--json``), and the docs page
 of a run — its tables, figures, machine, versions and sizes (``--docs``).
 
@@ -216,8 +217,9 @@ def dask_client(address: str, timeout: float = 20):
         seen = client.run(code_identity)
     except Exception as exc:  # noqa: BLE001 — e.g. the workers cannot import bench_run
         client.close()
-        raise ValueError(f"--dask {address}: the workers cannot run the bench ({type(exc).__name__}: "
-                         f"{exc}); start them with the checkout on PYTHONPATH") from None
+        raise ValueError(f"--dask {address}: the workers cannot run the bench "
+                         f"({type(exc).__name__}: {exc}); start them with the checkout on "
+                         "PYTHONPATH") from None
     other = {w: i for w, i in seen.items() if i != code_identity()}
     if other:
         client.close()
