@@ -166,6 +166,7 @@ def speed(args, rep) -> None:
         "One step of each of B envs = B env steps. train: median of 3 whole `asae.train` runs "
         "(rollouts, updates, evaluation) after a first run, per-game Config defaults. env.step: "
         "the public batched step on random joint actions, the learner's ceiling."])
+    spread_table(args, rep, reps, min_t, first)
     import_s = getattr(args, "import_s", math.nan)
     rep.table("speed", "First-call latency (compilation or cache load)", [
         "call", "first call ms", "warm ms"],
@@ -174,3 +175,52 @@ def speed(args, rep) -> None:
         [{"call": n, "first_s": f, "warm_s": t} for n, (f, t) in first.items()], [
         "The first call in this process, at the smallest size above: compilation on the first "
         "run after installing or editing asae.py / envs.py, loading Numba's cache after that."])
+
+
+def mpe2_rate(n: int, steps: int) -> float:
+    """mpe2's own simple_spread_v3 (PettingZoo parallel API, pure Python): env steps/s on
+    random actions, median of 3 timings of ``steps`` steps; NaN when mpe2 is not installed."""
+    try:
+        from mpe2 import simple_spread_v3
+    except ImportError:
+        return math.nan
+    env, rng, times = simple_spread_v3.parallel_env(N=n, max_cycles=25), np.random.default_rng(0), []
+    env.reset(seed=0)
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            _, _, term, trunc, _ = env.step({a: int(rng.integers(5)) for a in env.agents})
+            if any(term.values()) or any(trunc.values()) or not env.agents:
+                env.reset()
+        times.append(time.perf_counter() - t0)
+    return steps / float(np.median(times))
+
+
+def spread_table(args, rep, reps: int, min_t: float, first: dict) -> None:
+    """envs.Spread: one Numba kernel steps B environments; env steps/s at n = 3, 6, 12 and
+    B = 256, 1024, 4096 (one thread), beside mpe2's own rate in this run."""
+    import envs
+    rows, recs, threads = [], [], numba.get_num_threads()
+    numba.set_num_threads(1)
+    sizes = (256, 1024) if args.quick else (256, 1024, 4096)
+    for n in (3, 6, 12):
+        env, rng, rate = envs.Spread(n_agents=n), np.random.default_rng(n), {}
+        for B in sizes:
+            acts = rng.integers(0, 5, (B, n))
+            env.reset(B, seed=0)
+            f, t = timed(lambda: env.step(acts), reps, min_t)
+            rate[B] = B / t
+            first.setdefault(f"Spread(n={n}): env.step", (f, t))
+        ref = mpe2_rate(n, 50 if args.quick else 300)
+        rows.append([str(n)] + [f"{rate[B]:,.0f}" for B in sizes]
+                    + [f"{ref:,.0f}" if ref == ref else "not installed",
+                       f"{rate[1024] / ref:,.0f}×" if ref == ref else "—"])
+        recs.append({"n_agents": n, "env_steps_per_s": rate, "mpe2_env_steps_per_s": ref})
+    numba.set_num_threads(threads)
+    rep.table("speed", "Cooperative navigation (Spread ≡ mpe2 simple_spread_v3), env steps/s", [
+        "n agents"] + [f"B = {B}" for B in sizes] + ["mpe2 (one env)", "Spread B=1024 / mpe2"],
+        rows, recs, [
+        "envs.Spread.step on random actions, one thread, median of warm repeats (auto-reset "
+        "included); mpe2: its PettingZoo parallel env, one env, pure Python, median of 3 "
+        "(extra `mpe`). The cost is linear in B and at most quadratic in n (collisions are "
+        "pairs)."])
