@@ -20,9 +20,10 @@ b. the exact advantage and gradient bias against E6 (``asae.advantage_bias``) wh
 g. every method at n = 2 on climbing, qtran, two-step and grid (lr_actor 3), 100 seeds;
 t. equal time: async and asae with 2× and 4× the updates (lr_actor 3), paired with a.
 
-The exact methods enumerate 3^n joint actions at every gradient step: they run up to n = 8
-(``EXACT_MAX_N``; 3 s a run there, 80× async) and COMA (a joint critic) wherever asae accepts
-it; beyond, the page says why each is not run (asae's refusal, or the budget). --quick: n =
+The exact methods enumerate 3^n joint actions at every gradient step: they run up to n = 6
+(``EXACT_MAX_N``: at n = 8 exact_sync takes ≈ 3 CPU-seconds a run, 80× async, and its 300
+runs would double the study) and COMA (a joint critic) wherever asae accepts it; beyond,
+the page says why each is not run (asae's refusal, or the budget). --quick: n =
 2, 3, lr_actor 3, 3 seeds (ratios and bias 2), 20 updates — seconds. Cells are built by
 bench_plan, run and recorded by bench_run, tested by bench_stats and drawn by bench_plot.
 """
@@ -45,7 +46,7 @@ METHODS = ("async", "asae", "asae:sync_clip=none", "asae:clip_ratio=joint", "hap
 REFERENCES = ("async", "asae")                  # every method is paired with both, seed by seed
 SAMPLED = METHODS[:7]                           # no joint table: every n
 EXACT = ("exact_sync", "exact_async")           # enumerate the 3^n joint actions per step
-EXACT_MAX_N = 8
+EXACT_MAX_N = 6
 K, LR = -100, 3.0                               # lr_actor where a part does not vary it
 FULL = SimpleNamespace(agents=(2, 3, 4, 6, 8, 12, 16), lrs=(1.0, 3.0, 10.0), seeds=100,
                        ratio_seeds=20, bias_agents=(2, 3, 4, 6), bias_seeds=20,
@@ -104,7 +105,7 @@ def runs_at(n: int, skipped: dict) -> list:
         if m in EXACT and n > EXACT_MAX_N:
             why = refusal(penalty(n), m) or (
                 f"not run: budget (3^{n} = {3 ** n:,} joint actions enumerated per gradient "
-                f"step; exact_sync costs ≈ 80× async a run at n = {EXACT_MAX_N})")
+                "step; exact_sync costs ≈ 3 CPU-s a run at n = 8, 80× async)")
         elif m == "coma" and n > EXACT_MAX_N:
             why = refusal(penalty(n), m)
         if why is None:
@@ -362,7 +363,7 @@ def table_t(rep, records, d, cost) -> None:
 def h2h(args, rep) -> None:
     """Head to head: ASAE against async, HAPPO, CoPPO and A2PO under one protocol, n = 2–16.
     Penalty k = −100, every method (async; asae with weight clip 0.5, none, and a joint PPO
-    clip; happo; coppo; a2po; coma; the exact methods up to n = 8) × n = 2, 3, 4, 6, 8, 12,
+    clip; happo; coppo; a2po; coma; the exact methods up to n = 6) × n = 2, 3, 4, 6, 8, 12,
     16 × lr_actor 1, 3, 10, 100 paired seeds per cell (success [Wilson], paired against async
     and asae: Newcombe 95 % interval of the difference, sign test); per n the ratio
     statistics (20 seeds) and the exact bias against E6 (n ≤ 6, 20 seeds); every method at

@@ -193,7 +193,7 @@ def test_learn_end_to_end_writes_strict_json(tmp_path, capsys):
         ("climbing", "async"), ("climbing", "asae"), ("penalty:k=-50", "async"),
         ("penalty:k=-50", "asae")]
     assert cells[0]["vs_async"] is None
-    assert set(cells[1]["vs_async"]) == {"wins", "losses", "p", "difference"}
+    assert set(cells[1]["vs_async"]) == {"wins", "losses", "p", "difference", "ci95"}
     assert cells[2]["config"]["reward_scale"] == 1 / 50 and cells[2]["config"]["iterations"] == 4
     assert len(cells[1]["per_seed"]) == 3 and len(cells[1]["curve_mean"]) == 5
     assert data["meta"]["argv"] is not None and "JSON" in data["notes"][0]
@@ -314,7 +314,8 @@ def test_success_pairs_each_method_with_async_under_the_same_key():
     reference = bench_stats.success(C(method="async", results=res(1, 0, 0, 1)), ref, "a")
     assert reference["vs_async"] is None
     s = bench_stats.success(C(method="asae", results=res(1, 1, 1, 0)), ref, "a")
-    assert s["vs_async"] == {"wins": 2, "losses": 1, "p": 1.0, "difference": 0.25}
+    assert {k: v for k, v in s["vs_async"].items() if k != "ci95"} == {
+        "wins": 2, "losses": 1, "p": 1.0, "difference": 0.25}
     assert s["successes"] == 3 and s["runs"] == 4
     unpaired = bench_stats.success(C(method="asae", results=res(1, 1, 1, 1)), ref, "b")
     assert unpaired["vs_async"] is None
