@@ -82,6 +82,9 @@ def parse_args(argv=None):
         if sp is not p and sp.prog.split()[-1] != "speed":
             sp.add_argument("--seeds", type=int, metavar="N", help="seeds per cell (learn 20, "
                             "bias 10, study 100, h2h 100; --quick: 3, study 8, h2h 3)")
+        if sp is not p and sp.prog.split()[-1] == "h2h":
+            sp.add_argument("--agents", type=bench_h2h.agent_list, metavar="LIST",
+                            help="numbers of agents, e.g. 2,3,4 [2,3,4,6,8,12,16; --quick 2,3]")
         if sp is p or sp.prog.split()[-1] not in DEFAULTS:
             continue
         sp.add_argument("--games", metavar="LIST", help="comma list of games with parameters, "

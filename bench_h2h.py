@@ -29,6 +29,7 @@ bench_plan, run and recorded by bench_run, tested by bench_stats and drawn by be
 """
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from types import SimpleNamespace
@@ -36,6 +37,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import asae
+import envs
 from bench_plan import applicable, make_game, plan
 from bench_plot import h2h_figure
 from bench_run import experiment
@@ -56,12 +58,35 @@ QUICK = SimpleNamespace(agents=(2, 3), lrs=(3.0,), seeds=3, ratio_seeds=2, bias_
 QUANTILES = (0.05, 0.5, 0.95)
 
 
+#: Without count games (envs.CountGame: O(n) steps, no 3^n tables) the penalty game builds
+#: 3^n-entry tables in every process: the study stops there (3^16 needs ≈ 11 GB to build).
+MATRIX_MAX_N = 12
+
+
 def design(args) -> SimpleNamespace:
-    """The study's sizes: FULL, or QUICK with --quick; --seeds sets every part's seeds."""
+    """The study's sizes: FULL, or QUICK with --quick; --seeds sets every part's seeds and
+    --agents the numbers of agents (each ≥ 2; beyond MATRIX_MAX_N only with count games)."""
     d = SimpleNamespace(**vars(QUICK if args.quick else FULL))
     if args.seeds:
         d.seeds = d.ratio_seeds = d.bias_seeds = args.seeds
+    if getattr(args, "agents", None):
+        d.agents = tuple(args.agents)
+    d.dropped = [n for n in d.agents if n > MATRIX_MAX_N and not hasattr(envs, "CountGame")]
+    d.agents = tuple(n for n in d.agents if n not in d.dropped)
+    d.bias_agents = tuple(n for n in d.bias_agents if n in d.agents)
     return d
+
+
+def agent_list(text: str) -> list:
+    """``--agents`` text → a list of ints ≥ 2 (argparse type)."""
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 2:
+        raise argparse.ArgumentTypeError(f"--agents takes a comma list of integers >= 2, "
+                                         f"not {text!r}")
+    return out
 
 
 # ---- What one run yields (in the pool's workers) -----------------------------------------
@@ -377,6 +402,9 @@ def h2h(args, rep) -> None:
     rep.out("\n## Head to head: ASAE, HAPPO, CoPPO and A2PO from 2 to 16 agents")
     records = rep.data["h2h"]["cells"]
     note = setup(next(c for c in todo if c.part == "a").configs[0], d)
+    if d.dropped:
+        note += (f" Not run: n = {', '.join(map(str, d.dropped))} — this checkout's "
+                 "envs.penalty builds 3^n-entry joint tables (no count games yet).")
     table_a(rep, records, d, note, skipped)
     if args.plot:
         rep.figure(h2h_figure(records, args.plot), "H2H a: success against the number of "

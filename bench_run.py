@@ -200,6 +200,11 @@ def code_identity() -> str:
             f"numba {numba.__version__}")
 
 
+def worker_identity() -> str:
+    """``code_identity()`` where this runs (a Dask worker: its own modules)."""
+    return code_identity()
+
+
 def dask_client(address: str, timeout: float = 20):
     """A ``distributed.Client`` of the scheduler at ``address``, its workers checked to run
     this code (``code_identity``); ImportError naming the extra, ValueError saying what is
@@ -214,7 +219,7 @@ def dask_client(address: str, timeout: float = 20):
         raise ValueError(f"--dask {address}: cannot reach a Dask scheduler there "
                          f"({type(exc).__name__}: {exc})".replace("\n", " ")) from None
     try:
-        seen = client.run(code_identity)
+        seen = client.run(worker_identity)
     except Exception as exc:  # noqa: BLE001 — e.g. the workers cannot import bench_run
         client.close()
         raise ValueError(f"--dask {address}: the workers cannot run the bench "
