@@ -17,7 +17,7 @@ E2   Q^i(a^i) = Σ_{a^-i} π^-i(a^-i) Q(a^i, a^-i)                :func:`margina
 E3   A^i(a^i) = Q^i(a^i) − V                                    :func:`marginal_advantage`
 E4   ∇_θi J = E[∇ log π^i(a^i) A^i(a^i)]                        :func:`exact_policy_gradient`
 E5   L(π̃) = J(π_old) + E_{a~π_old}[(∏_j ρ^j) A]                :func:`joint_surrogate`
-E6   Ã^i(a^i) = E_{a^-i~π̃^-i}[A_old(a)]                        :func:`synchronous_marginal_advantage`
+E6   Ã^i(a^i) = E_{a^-i~π̃^-i}[A_old(a)]                        ``synchronous_marginal_advantage``
      (E1–E6 and the learners' exact tables: one kernel,         ``_marginals_kernel``)
 E7   COMA: Q(a) − Σ_b π^i(b) Q(b, a^-i)                         :func:`counterfactual_advantage`
 E8   w^i = exp(Σ_{j<i} log ρ^j + Σ_{j>i} log ρ^j) = ∏_{j≠i} ρ^j  :func:`sync_weights`
@@ -114,7 +114,8 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
         try:
             arr = np.asarray(x)
         except (ValueError, TypeError):
-            raise ValueError(f"{name} must be a rectangular numeric array; got a ragged sequence") from None
+            raise ValueError(f"{name} must be a rectangular numeric array; got a ragged "
+                             "sequence") from None
     if arr.size * 8 > MAX_ARRAY_BYTES:
         raise ValueError(f"{name} has {arr.size:,} entries ({_gib(arr.size * 8)} as float64); "
                          f"asae refuses arrays over MAX_ARRAY_BYTES = {_gib(MAX_ARRAY_BYTES)}")
@@ -123,7 +124,8 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
         raise TypeError(f"{name} must be {what} array; got {_describe(arr)}")
     ndims = (ndim,) if isinstance(ndim, int) else ndim
     if ndims is not None and arr.ndim not in ndims:
-        raise ValueError(f"{name} must be {' or '.join(f'{d}-D' for d in ndims)}; got {_describe(arr)}")
+        raise ValueError(f"{name} must be {' or '.join(f'{d}-D' for d in ndims)}; "
+                         f"got {_describe(arr)}")
     if shape is not None and arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {_describe(arr)}")
     if kind == "real":
@@ -135,7 +137,8 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
             bad = finite and not math.isfinite(np.add.reduce(arr, axis=None)) \
                 and not np.isfinite(arr).all()
         if bad:
-            raise ValueError(f"{name} must be finite; got NaN or inf in an array of {_describe(arr)}")
+            raise ValueError(f"{name} must be finite; got NaN or inf in an array of "
+                             f"{_describe(arr)}")
         return arr
     if kind == "bool":
         if arr.dtype.kind != "b" and np.any((arr != 0) & (arr != 1)):
@@ -163,7 +166,8 @@ def _gib(n_bytes: float) -> str:
 
 def _scalar(name: str, x, lo: float, hi: float, lo_open: bool = False) -> float:
     """A real number in [lo, hi] (or (lo, hi]); bools are not numbers here."""
-    if type(x) is not float and (isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real)):
+    if type(x) is not float and (isinstance(x, (bool, np.bool_))
+                                 or not isinstance(x, numbers.Real)):
         raise TypeError(f"{name} must be a real number; got {type(x).__name__}")
     v = float(x)
     if not (np.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi):
@@ -205,13 +209,15 @@ def _joint_table(q, vectors, name: str = "policies", each=_probability_vector):
     """A joint table q (A_1..A_n) and one vector per axis, each checked by ``each``."""
     q = _array("q", q)
     if q.ndim < 1 or q.size == 0:
-        raise ValueError(f"q must be a non-empty joint table of shape (A_1, ..., A_n); got {_describe(q)}")
+        raise ValueError(f"q must be a non-empty joint table of shape (A_1, ..., A_n); "
+                         f"got {_describe(q)}")
     if vectors is None or isinstance(vectors, (str, bytes)) or not hasattr(vectors, "__len__") \
             or isinstance(vectors, np.ndarray) and vectors.ndim < 2:
         raise TypeError(f"{name} must be a sequence of {q.ndim} vectors, one per agent; "
                         f"got {type(vectors).__name__}")
     if len(vectors) != q.ndim:
-        raise ValueError(f"{name} must hold one vector per axis of q ({q.ndim}); got {len(vectors)}")
+        raise ValueError(f"{name} must hold one vector per axis of q ({q.ndim}); "
+                         f"got {len(vectors)}")
     return q, [each(f"{name}[{j}]", v, q.shape[j]) for j, v in enumerate(vectors)]
 
 
@@ -224,10 +230,12 @@ def _log_ratio_table(log_ratios, n_rows: int | None = None) -> np.ndarray:
     if log_rho.size:
         big = max(log_rho.max(), -log_rho.min())                   # NaN if any entry is NaN
         if not np.isfinite(big):
-            raise ValueError(f"log_ratios must be finite; got NaN or inf in an array of {_describe(log_rho)}")
+            raise ValueError(f"log_ratios must be finite; got NaN or inf in an array of "
+                             f"{_describe(log_rho)}")
         if big > MAX_LOG_RATIO_SUM / log_rho.shape[1]:
             raise ValueError(f"log_ratios must satisfy n·max|log ρ| ≤ {MAX_LOG_RATIO_SUM:g} (so no "
-                             f"partial sum overflows); got max|log ρ| = {big:g} with n = {log_rho.shape[1]}")
+                             f"partial sum overflows); got max|log ρ| = {big:g} with "
+                             f"n = {log_rho.shape[1]}")
     return log_rho
 
 
@@ -504,7 +512,8 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
     if bad >= 0:
         raise ValueError(f"pi_agent rows must be finite, non-negative and sum to 1 (±1e-8); "
                          f"row {bad} is {pa[bad].tolist()}")
-    acts = _array("actions_agent", actions_agent, kind="int", shape=(qa.shape[0],), high=qa.shape[1])
+    acts = _array("actions_agent", actions_agent, kind="int", shape=(qa.shape[0],),
+                  high=qa.shape[1])
     out = np.empty(qa.shape[0])
     _counterfactual_kernel(qa, pa, acts, out)
     return _finite("counterfactual_advantage", out)
@@ -649,7 +658,8 @@ def _clipped_surrogate_grad_kernel(logits, actions, old_log_probs, advantages, e
         _policy_grad_row(logp, pi, actions[t], slope, 0.0, out[t])
 
 
-def clipped_surrogate_grad(logits, actions, old_log_probs, advantages, clip_eps: float) -> np.ndarray:
+def clipped_surrogate_grad(logits, actions, old_log_probs, advantages,
+                           clip_eps: float) -> np.ndarray:
     """Gradient of each sample's E8 objective w.r.t. its softmax logits → (N, A).
 
     ``∂/∂z_k min(ρÂ, clip(ρ)Â) = Â ρ (1[k=a] − π_k)`` where the unclipped term is the
@@ -868,7 +878,8 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
     clip = None if sync_clip is None else _scalar("sync_clip", sync_clip, 0.0, np.inf)
     lo, hi = _weight_bounds(clip if _weight_is_clipped(row) else None)
     out = np.empty((N, n))
-    _weighted_advantages(row.weight, lo, hi, base, np.zeros((N, n)) if log_rho is None else log_rho, o, out)
+    _weighted_advantages(row.weight, lo, hi, base,
+                         np.zeros((N, n)) if log_rho is None else log_rho, o, out)
     return _finite("method_advantages", out)
 # =======================================================================================
 # E10 — GAE with termination and truncation:
@@ -1516,14 +1527,16 @@ def _update(hp, pol, critic, ex, batch, rng, log):
 
 
 class EnvTables(NamedTuple):
-    """An env's transition tables, what ``env.tables()`` returns (see :class:`BatchedEnv`;
-    any object with these attributes, or a mapping with these keys, is accepted too)."""
-    next_state: np.ndarray   # (n_states, J) int64
-    reward: np.ndarray       # (n_states, J) float64
-    terminated: np.ndarray   # (n_states, J) bool
+    """An env's transition tables, what ``env.tables()`` and ``env.count_tables()`` return
+    (see :class:`BatchedEnv`; any object with these attributes, or a mapping with these keys,
+    is accepted too; ``count_base`` may be absent from ``tables()``)."""
+    next_state: np.ndarray   # (n_states, C) int64
+    reward: np.ndarray       # (n_states, C) float64
+    terminated: np.ndarray   # (n_states, C) bool
     obs: np.ndarray          # (n_states, n) int64
     start_state: int
     time_limit: int
+    count_base: int = 0      # 0: column = joint action j (C = J); n + 1: count index c
 
 
 class _Record(NamedTuple):
@@ -1536,12 +1549,23 @@ class _Record(NamedTuple):
 @njit(cache=True)
 def _rollout_tables(tab, pol, state, t_ep, ep_ret, rng, batch):
     """T steps of B envs from the env's transition tables, sampling with the current
-    policies. Returns (Σ returns, count) of the episodes that ended."""
+    policies. Returns (Σ returns, count) of the episodes that ended. The table column of a
+    step is Σ_i w[i, a^i] (O(n)): the joint action j (w[i, k] = k · radix_i) or, for count
+    tables, the count index c (w[i, k] = count_base^k for k < A − 1, w[i, A − 1] = 0)."""
     T, B = batch.rew.shape
-    n = pol.logits.shape[0]
+    n, _, A_max = pol.logits.shape
     obs = np.empty((B, n), np.int64)
     act = np.empty((B, n), np.int64)
     cdf, ready = np.empty(pol.logits.shape), np.zeros(pol.logits.shape[:2], np.bool_)
+    w = np.zeros((n, A_max), np.int64)
+    for i in range(n):
+        p = 1
+        for k in range(pol.n_actions[i]):
+            if tab.count_base == 0:
+                w[i, k] = k * pol.radix[i]
+            elif k < pol.n_actions[i] - 1:
+                w[i, k] = p
+                p *= tab.count_base
     ended_sum = 0.0
     ended = 0
     for t in range(T):
@@ -1551,9 +1575,9 @@ def _rollout_tables(tab, pol, state, t_ep, ep_ret, rng, batch):
         _sample_actions(pol.logits, pol.n_actions, obs, rng, act, cdf, ready)
         for b in range(B):
             s = state[b]
-            j = 0
+            j = 0                                               # the table column
             for i in range(n):
-                j += act[b, i] * pol.radix[i]
+                j += w[i, act[b, i]]
                 batch.obs[t, b, i] = obs[b, i]
                 batch.act[t, b, i] = act[b, i]
             term = tab.terminated[s, j]
@@ -1600,6 +1624,10 @@ def _train_tables(hp, pol, critic, ex, tab, rng, log, rec):
 #: float64 while the run moves it (softmax saturates at a spread of ~745 anyway).
 MAX_INIT_LOGIT = 1e150
 
+#: The exact methods and the bias probe sum over every joint action at every gradient step,
+#: J·n² operations (J = ∏ A_i); above this they are refused rather than run for hours.
+MAX_EXACT_WORK = 10 ** 8
+
 #: ``train`` and ``evaluate`` refuse a run whose arrays (logits, critics, transition tables,
 #: rollouts, recorded policies, minibatch plans, evaluation) would need more than this many
 #: bytes, estimated before anything is allocated, rather than exhausting memory.
@@ -1626,7 +1654,8 @@ class Config:
     """Hyperparameters of :func:`train`, one documented field each. Defaults are for the
     one-step matrix games with payoffs scaled to ~[-1, 1] (``reward_scale``)."""
 
-    gamma: float = _doc(0.99, "Discount γ (E10) in [0, 1]. 0.99: standard; irrelevant in one-step games.")
+    gamma: float = _doc(0.99, "Discount γ (E10) in [0, 1]. 0.99: standard; irrelevant in "
+                        "one-step games.")
     lam: float = _doc(0.95, "GAE λ (E10) in [0, 1]. 0.95: the usual PPO/MAPPO value.")
     clip_eps: float | None = _doc(0.2, "PPO clip ε in [0, 1] of each agent's sub-problem (E8); "
                                   "None: no clip (plain importance-weighted surrogate). 0.2: the "
@@ -1638,7 +1667,8 @@ class Config:
                                    "[1−c, 1+c], c ≥ 0; None = no clip. 0.5: with n = 2 and ε = 0.2 "
                                    "a partner inside its PPO range gives w ∈ [0.8, 1.2], where it "
                                    "never acts; it acts when partners' ratios leave that range, "
-                                   "more often with n ≥ 3 (README, study a), bounding the variance.")
+                                   "more often with n ≥ 3 (README, study a), bounding the "
+                                   "variance.")
     clip_scale: str | None = _doc(None, "Shrink each agent's own-ratio clip with the number of "
                                   "agents n (motivated by Sun et al. 2023, who bound independent "
                                   "ratios by n; the formula is ours): 'inv_n' — 1 ± ε/n; 'root_n' "
@@ -1656,7 +1686,8 @@ class Config:
                                   "0.5: the value reported for all tasks (Wang et al. 2023).")
     a2po_trace_cbar: float = _doc(1.0, "A2PO's trace truncation c̄ > 0: the trace factor is "
                                   "λ min(c̄, M) (E12). 1.0: the authors' code default.")
-    epochs: int = _doc(4, "Passes K over each rollout per update (E8), ≥ 1. 4: a common PPO setting.")
+    epochs: int = _doc(4, "Passes K over each rollout per update (E8), ≥ 1. 4: a common PPO "
+                       "setting.")
     minibatches: int = _doc(4, "Minibatches per epoch, each one gradient step; 1 ≤ minibatches ≤ "
                             "n_envs·rollout_len. 4 → 16 steps per update.")
     lr_actor: float = _doc(1.0, "SGD step size on the actors' logits (tabular; gradient of the "
@@ -1724,7 +1755,8 @@ class Config:
                      "eval_episodes", "seed"):
             _integer(f"Config.{name}", getattr(self, name), 0 if name == "seed" else 1)
         if self.minibatches > self.n_envs * self.rollout_len:
-            raise ValueError(f"Config.minibatches ({self.minibatches}) must be ≤ n_envs·rollout_len "
+            raise ValueError(f"Config.minibatches ({self.minibatches}) must be ≤ "
+                             f"n_envs·rollout_len "
                              f"({self.n_envs * self.rollout_len})")
         for name in ("track_bias", "track_ratios", "record_policies"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
@@ -1756,9 +1788,12 @@ class TrainResult:
                                  "env counts once).")
     mean_return: np.ndarray = _doc(MISSING, "(I,) mean team return of the episodes that ended "
                                    "during that iteration's rollout (NaN if none ended).")
-    greedy_return: float = _doc(MISSING, "Mean team return of the final greedy (argmax) joint policy.")
-    stochastic_return: float = _doc(MISSING, "Mean team return of the final stochastic joint policy.")
-    greedy_optimal: bool = _doc(MISSING, "Whether the greedy return reaches env.optimum (within 1e-6).")
+    greedy_return: float = _doc(MISSING, "Mean team return of the final greedy (argmax) joint "
+                                "policy.")
+    stochastic_return: float = _doc(MISSING, "Mean team return of the final stochastic joint "
+                                    "policy.")
+    greedy_optimal: bool = _doc(MISSING, "Whether the greedy return reaches env.optimum (within "
+                                "1e-6).")
     wall_time: float = _doc(MISSING, "Seconds spent in train (rollouts, updates, evaluation).")
     logits: list = _doc(MISSING, "Final per-agent logits tables, each (n_obs, A_i).")
     values: np.ndarray = _doc(MISSING, "Final critic V(state), (n_states,).")
@@ -1796,6 +1831,17 @@ class BatchedEnv(Protocol):
     and resets to start_state when it ends. With tables the whole run is one jitted call.
     ``payoff`` (the joint payoff table of a one-step game) enables the exact methods and
     the bias probe; ``optimum`` enables ``greedy_optimal``.
+
+    Optional, for games whose transitions and rewards depend only on how many agents chose
+    each action (every agent with the same A actions; ``envs.CountGame``, the penalty
+    game): ``count_tables()``, the same fields plus ``count_base`` = n + 1, with columns
+    indexed by the count index c = Σ_{k<A−1} count_k · (n + 1)^k (count_k agents chose
+    action k; the last count is implied) instead of j, so the tables are (n_states,
+    (n + 1)^(A−1)) — 1089 columns for the penalty game at n = 32, not 3^32. ``train`` uses
+    them when present (O(n) per env-step, no ∏ A_i array), else ``tables()``, else
+    ``step``. COMA's joint critic Q (n_states · ∏ A_i), the exact methods and the bias probe
+    (the joint ``payoff``) still need their joint arrays: ``train`` refuses them, naming
+    the part, where those exceed ``MAX_TABLE_BYTES``.
     """
 
     n_agents: int
@@ -1858,7 +1904,8 @@ def _check_reset(env, out, B, n, n_obs, n_states):
 def _check_step(out, B, n, n_obs, n_states):
     """Check one env.step's outputs against the protocol (cheap: O(B·n))."""
     if not (isinstance(out, tuple) and len(out) == 6):
-        raise TypeError("env.step must return (obs, state, reward, terminated, truncated, final_state)")
+        raise TypeError("env.step must return (obs, state, reward, terminated, truncated, "
+                        "final_state)")
     obs = _array("env.step obs", out[0], kind="int", shape=(B, n), high=n_obs)
     state = _array("env.step state", out[1], kind="int", shape=(B,), high=n_states)
     rew = _array("env.step reward", out[2], shape=(B,))
@@ -1868,30 +1915,77 @@ def _check_step(out, B, n, n_obs, n_states):
     return obs, state, rew, term, trunc, final
 
 
-def _check_tables(tab, n, n_actions, n_states, n_obs):
-    """Validate an env's transition tables once (shapes, dtypes, ranges, finite rewards)."""
-    J = math.prod(int(k) for k in n_actions)
+def _count_columns(n, n_actions) -> int:
+    """Columns of count tables, (n + 1)^(A − 1) with A = max A_i (ValueError past int64)."""
+    A = int(max(n_actions))
+    if (A - 1) * math.log2(n + 1) > 62:
+        raise ValueError(f"env.count_tables() of n_agents = {n} with {A} actions would have "
+                         f"(n_agents + 1)^{A - 1} columns, beyond int64 count indices")
+    return (n + 1) ** (A - 1)
+
+
+def _check_tables(tab, n, n_actions, n_states, n_obs, counts: bool = False):
+    """Validate an env's transition tables once (shapes, dtypes, ranges, finite rewards):
+    ``env.tables()``, columns = joint actions, or if ``counts`` ``env.count_tables()``,
+    columns = count indices (count_base = n + 1, every agent with the same A actions)."""
+    src = "env.count_tables()" if counts else "env.tables()"
+    fields = EnvTables._fields if counts else EnvTables._fields[:-1]   # count_base optional
     if isinstance(tab, Mapping):
-        missing = [f for f in EnvTables._fields if f not in tab]
+        missing = [f for f in fields if f not in tab]
         get = tab.get
     else:
-        missing = [f for f in EnvTables._fields if not hasattr(tab, f)]
-        get = lambda f: getattr(tab, f)  # noqa: E731
+        missing = [f for f in fields if not hasattr(tab, f)]
+        get = lambda f, default=None: getattr(tab, f, default)  # noqa: E731
     if missing:
-        raise TypeError(f"env.tables() must return an asae.EnvTables (or an object or mapping "
-                        f"with {', '.join(EnvTables._fields)}); got {type(tab).__name__} "
+        raise TypeError(f"{src} must return an asae.EnvTables (or an object or mapping "
+                        f"with {', '.join(fields)}); got {type(tab).__name__} "
                         f"without {', '.join(missing)}")
-    nxt = _array("env.tables().next_state", get("next_state"), kind="int", shape=(n_states, J),
+    base = _integer(f"{src}.count_base", get("count_base", 0))
+    if counts:
+        sizes = sorted(set(int(k) for k in n_actions))
+        if len(sizes) > 1:
+            raise ValueError(f"env.count_tables() needs every agent to have the same number of "
+                             f"actions; env.n_actions holds {sizes}")
+        if base != n + 1:
+            raise ValueError(f"env.count_tables().count_base must be n_agents + 1 = {n + 1}; "
+                             f"got {base}")
+        C = _count_columns(n, n_actions)
+    elif base != 0:
+        raise ValueError(f"env.tables().count_base must be 0 (columns are joint actions; count "
+                         f"tables come from env.count_tables()); got {base}")
+    else:
+        C = math.prod(int(k) for k in n_actions)
+    nxt = _array(f"{src}.next_state", get("next_state"), kind="int", shape=(n_states, C),
                  high=n_states)
-    obs = _array("env.tables().obs", get("obs"), kind="int", shape=(n_states, n), high=n_obs)
-    rew = _array("env.tables().reward", get("reward"), shape=(n_states, J))
-    term = _array("env.tables().terminated", get("terminated"), kind="bool", shape=(n_states, J))
-    start = _integer("env.tables().start_state", get("start_state"))
+    obs = _array(f"{src}.obs", get("obs"), kind="int", shape=(n_states, n), high=n_obs)
+    rew = _array(f"{src}.reward", get("reward"), shape=(n_states, C))
+    term = _array(f"{src}.terminated", get("terminated"), kind="bool", shape=(n_states, C))
+    start = _integer(f"{src}.start_state", get("start_state"))
     if start >= n_states:
-        raise ValueError(f"env.tables().start_state must be < n_states ({n_states}); got {start}")
-    limit = _integer("env.tables().time_limit", get("time_limit"), 1)
+        raise ValueError(f"{src}.start_state must be < n_states ({n_states}); got {start}")
+    limit = _integer(f"{src}.time_limit", get("time_limit"), 1)
     # Private writable copies: one compiled signature for every env, and nothing shared.
-    return EnvTables(nxt.copy(), rew.copy(), np.array(term), obs.copy(), start, limit)
+    return EnvTables(nxt.copy(), rew.copy(), np.array(term), obs.copy(), start, limit, base)
+
+
+def _table_columns(env, n, n_actions) -> int:
+    """Columns of the transition tables :func:`train` will copy: count indices with
+    ``env.count_tables()``, joint actions with ``env.tables()``, none (env.step) without."""
+    if hasattr(env, "count_tables"):
+        return _count_columns(n, n_actions)
+    return math.prod(int(k) for k in n_actions) if hasattr(env, "tables") else 0
+
+
+def _env_tables(env, n, n_actions, n_states, n_obs):
+    """The checked tables :func:`train`'s jitted run steps with: ``env.count_tables()`` if the
+    env has it (O(n) per step, no ∏A_i array), else ``env.tables()``, else None (env.step)."""
+    for attr, counts in (("count_tables", True), ("tables", False)):
+        if hasattr(env, attr):
+            if not callable(getattr(env, attr)):
+                raise TypeError(f"env.{attr} must be callable (asae.BatchedEnv); got "
+                                f"{type(getattr(env, attr)).__name__}")
+            return _check_tables(getattr(env, attr)(), n, n_actions, n_states, n_obs, counts)
+    return None
 
 
 def _hyper(cfg: Config, method: str) -> _Hyper:
@@ -1922,11 +2016,13 @@ def _initial_logits(cfg: Config, n_obs: int, n_actions) -> np.ndarray:
     if cfg.init_logits is not None:
         tabs = [np.array(z, dtype=np.float64) for z in cfg.init_logits]
         if len(tabs) != len(n_actions):
-            raise ValueError(f"Config.init_logits must hold one table per agent ({len(n_actions)}); "
+            raise ValueError(f"Config.init_logits must hold one table per agent "
+                             f"({len(n_actions)}); "
                              f"got {len(tabs)}")
         for i, z in enumerate(tabs):
             if z.shape != (n_obs, n_actions[i]):
-                raise ValueError(f"Config.init_logits[{i}] must have shape {(n_obs, int(n_actions[i]))}; "
+                raise ValueError(f"Config.init_logits[{i}] must have shape "
+                                 f"{(n_obs, int(n_actions[i]))}; "
                                  f"got {z.shape}")
         return _pack(tabs, n_actions)
     init = np.random.default_rng([cfg.seed, 0])          # same initial logits for every method
@@ -1934,15 +2030,23 @@ def _initial_logits(cfg: Config, n_obs: int, n_actions) -> np.ndarray:
                  n_actions)
 
 
-def _memory_plan(cfg, method, n, n_actions, n_states, n_obs, has_tables) -> dict:
+def _memory_plan(cfg, method, n, n_actions, n_states, n_obs, table_columns) -> dict:
     """Bytes a run of :func:`train` allocates (to within a small factor), by what drives
-    each part: the env's sizes or a Config field."""
+    each part: the env's sizes or a Config field. ``table_columns``: columns of the
+    transition tables the run copies (:func:`_table_columns`; 0 for env.step). Only COMA's
+    critic Q, the exact methods and the bias probe have arrays over all J = ∏A_i joint
+    actions: the env's payoff and the learner's two copies (8 bytes each per joint action),
+    the probe's (J, n) scratch."""
     A, J, N = max(n_actions), math.prod(n_actions), cfg.n_envs * cfg.rollout_len
     coma = METHOD_TABLE[method].base == COUNTERFACTUAL
+    payoff = METHOD_TABLE[method].base in (EXACT_OLD, EXACT_CURRENT) or cfg.track_bias
     return {
         "the env's observations × actions (logits)": 24 * n * n_obs * A,
-        "the env's states (critics)": 8 * n_states * (1 + J * coma),
-        "the env's transition tables": 17 * n_states * J * has_tables,
+        "the env's states (critics)": 8 * n_states,
+        "the env's states × joint actions (COMA's critic Q)": 8 * n_states * J * coma,
+        "the env's joint actions (payoff of the exact methods and the bias probe)": 24 * J * payoff,
+        "the env's joint actions × agents (bias probe)": 8 * J * (3 * n + 3) * cfg.track_bias,
+        "the env's transition tables": 17 * n_states * table_columns,
         "Config.iterations (curve, recorded policies)":
             8 * cfg.iterations * (1 + n * n_obs * A * cfg.record_policies),
         "Config.n_envs × Config.rollout_len (rollout, update)": N * (112 * n + 100),
@@ -1990,8 +2094,16 @@ def _check_train_args(env, method, config):
     if math.prod(int(k) for k in n_actions) > 2 ** 62:
         raise ValueError(f"env.n_actions {tuple(n_actions)} give more than 2^62 joint actions; "
                          "the learners index joint actions with int64")
-    payoff = None
+    _check_memory(_memory_plan(cfg, method, n, n_actions, n_states, n_obs,
+                               _table_columns(env, n, n_actions)), MAX_TABLE_BYTES)
+    payoff = None                                       # (the plan first: env.payoff may be big)
     if METHOD_TABLE[method].base in (EXACT_OLD, EXACT_CURRENT) or cfg.track_bias:
+        work = math.prod(int(k) for k in n_actions) * n * n
+        if work > MAX_EXACT_WORK:
+            raise ValueError(f"method {method!r} / track_bias evaluate the joint table exactly, "
+                             f"O(J·n²) = {work:.3g} operations per gradient step for these "
+                             f"{n} agents; asae refuses more than MAX_EXACT_WORK = "
+                             f"{MAX_EXACT_WORK:.0e} (e.g. n ≤ 12 agents of 3 actions)")
         payoff = getattr(env, "payoff", None)
         if payoff is None or n_states != 1 or n_obs != 1:
             raise ValueError(f"method {method!r} / track_bias need a one-step matrix game "
@@ -1999,8 +2111,6 @@ def _check_train_args(env, method, config):
         payoff = _array("env.payoff", payoff)
         if payoff.shape != tuple(n_actions):
             raise ValueError(f"env.payoff must have shape {tuple(n_actions)}; got {payoff.shape}")
-    _check_memory(_memory_plan(cfg, method, n, n_actions, n_states, n_obs,
-                               hasattr(env, "tables")), MAX_TABLE_BYTES)
     return cfg, n, n_actions, n_states, n_obs, payoff
 
 
@@ -2076,8 +2186,8 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
     logits, n_actions = pol.logits, pol.n_actions
     n, n_obs, n_states = len(n_actions), logits.shape[1], critic.V.shape[0]
     B, T, I = cfg.n_envs, cfg.rollout_len, cfg.iterations
-    if hasattr(env, "tables"):
-        tab = _check_tables(env.tables(), n, n_actions, n_states, n_obs)
+    tab = _env_tables(env, n, n_actions, n_states, n_obs)
+    if tab is not None:
         it, code = _train_tables(hp, pol, critic, ex, tab, rng, log, rec)
         if code:
             _raise_guard(it, code)
@@ -2125,7 +2235,8 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
     for i, z in enumerate(logits):
         z = _array(f"logits[{i}]", z, ndim=2)
         if z.shape != (n_obs, n_actions[i]):
-            raise ValueError(f"logits[{i}] must have shape {(n_obs, int(n_actions[i]))} for this env; "
+            raise ValueError(f"logits[{i}] must have shape {(n_obs, int(n_actions[i]))} for "
+                             f"this env; "
                              f"got {_describe(z)}")
         tabs.append(z)
     episodes = _integer("episodes", episodes, 1)

@@ -47,6 +47,18 @@ next state, reward and termination per (state, joint action), observations per s
 start state and time limit) that reproduce ``step`` exactly, so a learner can run
 rollouts inside jitted code.
 
+*Count games* (:class:`CountGame`; :func:`penalty` is one) are games in which every agent
+has the same ``A`` actions and the transitions and rewards depend only on the action
+counts (``count_k`` = how many agents chose action k).  They offer ``env.count_tables()``
+too, a :class:`CountTables`: the fields of :class:`GameTables` plus ``count_base =
+n_agents + 1``, with columns indexed by the *count index*
+``c = sum_{k < A-1} count_k * count_base**k`` (the last count is implied) instead of the
+joint action ``j``, so they are (n_states, (n_agents + 1)**(A - 1)): 1089 columns for the
+penalty game with 32 agents, where ``tables()`` would need 3**32.  Their semantics are
+those of ``tables()`` with ``j`` replaced by ``c``, which a learner computes in O(n_agents)
+per step, as the game's own ``step`` does.  A count game's ``tables()`` and ``payoff``
+(A**n_agents entries) are available only while they fit :data:`COUNT_GAME_MAX_BYTES`.
+
 :func:`to_parallel_env` wraps one environment in PettingZoo's Parallel API (gymnasium and
 pettingzoo are imported lazily; the core needs only numpy and numba).
 """
@@ -62,7 +74,8 @@ import numba
 import numpy as np
 
 __all__ = [
-    "MatrixGame", "climbing", "penalty", "qtran", "TwoStepGame", "GridForaging",
+    "MatrixGame", "climbing", "penalty", "qtran", "CountGame", "CountTables",
+    "COUNT_GAME_MAX_BYTES", "COUNT_GAME_MAX_JOINT", "TwoStepGame", "GridForaging",
     "GridSolution", "GameTables", "Spread", "SpreadState", "SpreadWorld", "ReturnEstimate",
     "SpreadReferences", "SPREAD_REFERENCES", "spread_references", "to_parallel_env",
 ]
@@ -432,8 +445,14 @@ class MatrixGame(_Game):
         all choose 1, ``k`` (the miscoordination penalty) when at least one agent chooses
         0 and another 2, and 0 otherwise.  With two agents this is the classic table
         ``[[10, 0, k], [0, 2, 0], [k, 0, 10]]``.  ``k`` must be a finite real number,
-        ``n_agents`` an int >= 2 (the payoff has ``3**n_agents`` entries);
-        ``episode_len`` as in :class:`MatrixGame`.  ``optimum = 10 * episode_len``.
+        ``n_agents`` an int in [2, 39]; ``episode_len`` as in :class:`MatrixGame`.
+        ``optimum = 10 * episode_len``.
+
+        The reward depends only on how many agents chose each action, so the game is a
+        :class:`CountGame` (for every n_agents): ``step`` costs O(n_agents) per env and
+        ``count_tables()`` has ``(n_agents + 1)**2`` columns; ``payoff`` (``3**n_agents``
+        entries, n_agents <= 16) and ``tables()`` (n_agents <= 15 for one step) are built on
+        first use.
 
         >>> g = MatrixGame.penalty()
         >>> g.payoff
@@ -457,15 +476,7 @@ class MatrixGame(_Game):
         if not math.isfinite(k_float):
             raise ValueError(f"k must be a finite real number (a float64), got {k!r}")
         n_agents = _check_int(n_agents, "n_agents", 2)
-        if 3 ** n_agents > 2 ** 31 - 1:
-            raise ValueError(f"n_agents={n_agents} gives 3**{n_agents} joint actions; at most "
-                             f"2**31 - 1 are supported (n_agents <= 19)")
-        a = np.indices((3,) * n_agents)  # a[i] = action of agent i at every joint action
-        some_0, some_2 = (a == 0).any(axis=0), (a == 2).any(axis=0)
-        all_same = (a == a[0]).all(axis=0)
-        payoff = np.where(all_same & (a[0] != 1), 10.0, np.where(
-            all_same, 2.0, np.where(some_0 & some_2, k_float, 0.0)))
-        return cls(payoff, episode_len)
+        return CountGame(_PenaltyRule(k_float), n_agents, 3, episode_len)
 
     @classmethod
     def qtran(cls, episode_len=1):
@@ -485,6 +496,294 @@ class MatrixGame(_Game):
 climbing = MatrixGame.climbing
 penalty = MatrixGame.penalty
 qtran = MatrixGame.qtran
+
+
+# --------------------------------------------------------------------------- count games
+
+#: Memory limit in bytes of each array a :class:`CountGame` builds on request
+#: (``count_tables()``, ``tables()``, ``payoff``), estimated first and refused above this with
+#: a ValueError naming n_agents and the estimate (1 GiB, as ``asae.MAX_TABLE_BYTES``).
+#: Read at every call: assign ``envs.COUNT_GAME_MAX_BYTES`` to allow more.
+COUNT_GAME_MAX_BYTES = 2 ** 30
+
+
+def _size_text(n_bytes):
+    """``n_bytes`` for a message, in GiB (or MiB below 0.1 GiB)."""
+    if n_bytes < 2 ** 30 / 10:
+        return f"{n_bytes / 2 ** 20:.4g} MiB"
+    return f"{n_bytes / 2 ** 30:.4g} GiB"
+
+#: Largest joint action count A**n_agents of a :class:`CountGame`: asae's COMA critic, exact
+#: methods and bias probe number joint actions with int64 (3**39 < 2**62 < 3**40).
+COUNT_GAME_MAX_JOINT = 2 ** 62
+
+
+class CountTables(NamedTuple):
+    """Transition tables of a count game (see :meth:`CountGame.count_tables`): the fields of
+    :class:`GameTables`, with columns indexed by the count index ``c`` instead of the joint
+    action, ``C = count_base ** (A - 1)`` columns."""
+    next_state: np.ndarray  #: (n_states, C) int64 successor s' (``final_state``)
+    reward: np.ndarray  #: (n_states, C) float64 team reward
+    terminated: np.ndarray  #: (n_states, C) bool
+    obs: np.ndarray  #: (n_states, n_agents) int64 observation id of every agent in each state
+    start_state: int  #: the state every episode starts in
+    time_limit: int  #: as in :class:`GameTables` (= episode_limit)
+    count_base: int  #: n_agents + 1, the radix of the count index
+
+
+def _count_vectors(n, n_actions):
+    """Every ``(count_0, ..., count_{A-1})`` of ints >= 0 summing to ``n``."""
+    if n_actions == 1:
+        yield (n,)
+        return
+    for c in range(n + 1):
+        for rest in _count_vectors(n - c, n_actions - 1):
+            yield (c,) + rest
+
+
+def _count_index(counts, base):
+    """``c = sum_{k < A-1} counts[k] * base**k`` (the last count is implied)."""
+    return sum(c * base ** k for k, c in enumerate(counts[:-1]))
+
+
+@numba.njit(cache=True)
+def _count_step(actions, n_actions, weight, count_reward, episode_len, state,
+                obs, state_out, reward, terminated, truncated, final_state):
+    """A repeated count game: the count index of env b is ``sum_i weight[actions[b, i]]``
+    (O(n) per env), its reward ``count_reward`` there; the clock as in ``_matrix_step``."""
+    if not _in_range(actions, n_actions):  # before anything changes
+        return False
+    B, n = actions.shape
+    column = np.zeros(B, np.int64)
+    for i in range(n):  # agent-major
+        for b in range(B):
+            column[b] += weight[actions[b, i]]
+    for b in range(B):
+        reward[b] = count_reward[column[b]]
+    for b in range(B):
+        t = state[b]  # the state is the step index
+        done = t + 1 == episode_len
+        terminated[b] = done
+        truncated[b] = False
+        s = 0 if done else t + 1
+        final_state[b] = t if done else s
+        state[b] = s
+        state_out[b] = s
+    _fill_obs(state_out, obs)
+    return True
+
+
+class _PenaltyRule:
+    """The penalty game's team reward as a function of the action counts (c0, c1, c2)."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def __call__(self, counts):
+        c0, c1, c2 = counts
+        n = c0 + c1 + c2
+        if c0 == n or c2 == n:
+            return 10.0
+        if c1 == n:
+            return 2.0
+        return self.k if c0 and c2 else 0.0
+
+    def __repr__(self):
+        return f"penalty_rule(k={self.k!r})"
+
+
+class CountGame(_Game):
+    """A cooperative game of ``n_agents`` agents with ``n_actions`` actions each, repeated for
+    ``episode_len`` steps, whose team reward depends only on how many agents chose each
+    action: ``reward_of_counts(counts)``, ``counts = (count_0, ..., count_{A-1})`` (ints
+    summing to n_agents; ``count_k`` agents chose action k), returns a finite real number.
+
+    States, observations, flags and ``optimum`` are those of :class:`MatrixGame` with the
+    payoff ``payoff[a] = reward_of_counts(counts of a)``, but nothing has ``A**n_agents``
+    entries unless asked for: ``step`` costs O(n_agents) per env (the count index, then one
+    table look-up) and :meth:`count_tables` has ``(n_agents + 1)**(A - 1)`` columns (1089 for
+    the penalty game at n_agents = 32).  ``reward_of_counts`` is called once per count
+    vector (``math.comb(n_agents + A - 1, A - 1)`` times) when the game is built; the results
+    are ``count_reward``, a read-only (count_base ** (A - 1),) float64 array indexed by the
+    count index (0 at indices whose counts sum to more than n_agents, which no joint action
+    reaches).  ``reference_step`` calls ``reward_of_counts`` itself.
+
+    ``tables()`` and ``payoff`` (the A**n_agents joint table, as :class:`MatrixGame`'s) are
+    built on first use and cached, and refused with a ValueError naming n_agents when they
+    need more than :data:`COUNT_GAME_MAX_BYTES`.  ``A**n_agents`` must be at most
+    :data:`COUNT_GAME_MAX_JOINT` (2**62: n_agents <= 39 for 3 actions), so that asae's
+    joint-action methods can still number the joint actions.
+
+    >>> g = CountGame(lambda c: float(c[1] == 2), n_agents=2, n_actions=2)  # both choose 1
+    >>> g.payoff, g.optimum, g.count_base
+    (array([[0., 0.],
+           [0., 1.]]), 1.0, 3)
+    >>> g.count_tables().reward  # column c = count_0: 0, 1 or 2 agents chose action 0
+    array([[1., 0., 0.]])
+    """
+
+    def __init__(self, reward_of_counts, n_agents, n_actions, episode_len=1):
+        if not callable(reward_of_counts):
+            raise TypeError(f"reward_of_counts must be callable (counts tuple -> float), got "
+                            f"{type(reward_of_counts).__name__} {reward_of_counts!r}")
+        A = _check_int(n_actions, "n_actions", 2)
+        n = _check_int(n_agents, "n_agents", 2)
+        n_max = 2
+        while A ** (n_max + 1) <= COUNT_GAME_MAX_JOINT:
+            n_max += 1
+        if n > n_max:
+            raise ValueError(f"n_agents={n} gives {A}**{n} joint actions, more than "
+                             f"COUNT_GAME_MAX_JOINT = 2**62 (asae numbers joint actions with "
+                             f"int64); n_agents must be in [2, {n_max}] for {A} actions")
+        self.episode_len = _check_int(episode_len, "episode_len", 1)
+        self.count_base = n + 1
+        columns = self.count_base ** (A - 1)
+        need = 8 * columns + 24 * math.comb(n + A - 1, A - 1)
+        if need > COUNT_GAME_MAX_BYTES:
+            raise ValueError(f"n_agents={n}, n_actions={A} give {self.count_base}**{A - 1} = "
+                             f"{columns:,} count indices, needing about {_size_text(need)}, "
+                             f"more than envs.COUNT_GAME_MAX_BYTES = "
+                             f"{_size_text(COUNT_GAME_MAX_BYTES)}")
+        self.reward_of_counts = reward_of_counts
+        self.n_agents = n
+        self.n_actions = (A,) * n
+        self.n_states = self.n_obs = self.episode_limit = self.episode_len
+        count_reward = np.zeros(columns)
+        best = -math.inf
+        for counts in _count_vectors(n, A):
+            r = count_reward[_count_index(counts, self.count_base)] = self._reward(counts)
+            best = max(best, r)
+        self.optimum = float(self.episode_len * best)
+        count_reward.setflags(write=False)
+        self.count_reward = count_reward
+        weight = [self.count_base ** k for k in range(A - 1)] + [0]  # column = sum weight[a]
+        self._weight = np.array(weight, np.int64)
+        self._n_actions_array = np.full(n, A, np.int64)
+        self._count_tables = self._payoff = None
+
+    def _reward(self, counts):
+        r = self.reward_of_counts(counts)
+        if isinstance(r, np.ndarray) and r.ndim == 0:
+            r = r.item()
+        if isinstance(r, (bool, np.bool_)) or not isinstance(r, numbers.Real):
+            raise TypeError(f"reward_of_counts{counts} must return a real number, got "
+                            f"{type(r).__name__} {r!r}")
+        try:
+            r = float(r)
+        except OverflowError:  # an int beyond float64
+            r = math.inf
+        if not math.isfinite(r):
+            raise ValueError(f"reward_of_counts{counts} must be finite, got {r!r}")
+        return r
+
+    def __repr__(self):
+        return (f"CountGame({self.reward_of_counts!r}, n_agents={self.n_agents}, "
+                f"n_actions={self.n_actions[0]}, episode_len={self.episode_len})")
+
+    def _kernel(self, state, t, actions, *out):
+        return _count_step(actions, self._n_actions_array, self._weight, self.count_reward,
+                           self.episode_len, state, *out)
+
+    def reference_step(self, state, t, actions):
+        """Plain-Python step of one env (state == t == step index); auto-resets."""
+        state, t, actions = self._check_reference_args(state, t, actions)
+        if state != t:
+            raise ValueError(f"state and t of a CountGame are both the step index, so they "
+                             f"must be equal, got state={state}, t={t}")
+        counts = [0] * self.n_actions[0]
+        for a in actions:
+            counts[a] += 1
+        r = self._reward(tuple(counts))
+        if t + 1 == self.episode_len:
+            return 0, 0, r, True, False, state
+        return t + 1, t + 1, r, False, False, t + 1
+
+    def _check_joint(self, what, bytes_per_joint):
+        """ValueError naming n_agents if ``what``, ``bytes_per_joint`` bytes for each of the
+        A**n joint actions, needs more than COUNT_GAME_MAX_BYTES."""
+        A, n = self.n_actions[0], self.n_agents
+        need = bytes_per_joint * A ** n
+        if need > COUNT_GAME_MAX_BYTES:
+            fits = 0
+            while bytes_per_joint * A ** (fits + 1) <= COUNT_GAME_MAX_BYTES:
+                fits += 1
+            raise ValueError(
+                f"{what} of {self!r} covers {A}**{n} = {A ** n:,} joint actions and needs "
+                f"about {_size_text(need)}, more than envs.COUNT_GAME_MAX_BYTES = "
+                f"{_size_text(COUNT_GAME_MAX_BYTES)}; it fits for n_agents <= {fits}, got "
+                f"n_agents={n} (count_tables() and count_reward hold the game by action counts)")
+
+    def _joint_columns(self):
+        """(A**n,) int64 count index of every joint action, C order (agent 0 most significant)."""
+        column = np.zeros(1, np.int64)
+        for _ in range(self.n_agents):
+            column = (column[:, None] + self._weight[None, :]).ravel()
+        return column
+
+    @property
+    def payoff(self):
+        """The (A,) * n_agents joint payoff table (read-only, cached); a ValueError naming
+        n_agents if it needs more than :data:`COUNT_GAME_MAX_BYTES` (about 20 bytes per entry
+        while it is built: n_agents <= 16 for 3 actions)."""
+        if self._payoff is None:
+            self._check_joint("payoff", 20)
+            payoff = self.count_reward[self._joint_columns()].reshape(self.n_actions)
+            payoff.setflags(write=False)
+            self._payoff = payoff
+        return self._payoff
+
+    def count_tables(self):
+        """The game as transition tables over count indices, a :class:`CountTables`: the
+        :class:`GameTables` of :meth:`tables` with column ``c`` for every joint action whose
+        action counts have count index ``c = sum_{k < A-1} count_k * count_base**k``, so
+        ``next_state[s, c]`` etc. are those of any joint action with these counts, and
+        ``count_base = n_agents + 1``.  Columns no joint action reaches (counts summing to
+        more than n_agents) hold reward 0 and the same transition as column 0.  Computed on
+        the first call, cached and read-only; 17 bytes per entry.
+
+        >>> tab = penalty(n_agents=32).count_tables()
+        >>> tab.reward.shape, tab.count_base
+        ((1, 1089), 33)
+        >>> tab.reward[0, [32, 31, 32 * 33, 0]]  # all on 0; 31 on 0 and 1 on 2; all on 1; all on 2
+        array([  10., -100.,    2.,   10.])
+        """
+        if self._count_tables is None:
+            L, n, C = self.n_states, self.n_agents, self.count_reward.size
+            need = 17 * L * C + 8 * L * n
+            if need > COUNT_GAME_MAX_BYTES:
+                raise ValueError(f"count_tables() of {self!r} ({L} states x {C:,} count "
+                                 f"indices) needs about {_size_text(need)}, more than "
+                                 f"envs.COUNT_GAME_MAX_BYTES = {_size_text(COUNT_GAME_MAX_BYTES)}; "
+                                 f"use a shorter episode_len or fewer n_agents")
+            s = np.arange(L, dtype=np.int64)
+            last = s + 1 == L
+            next_state = np.repeat(np.where(last, s, s + 1)[:, None], C, axis=1)
+            reward = np.repeat(self.count_reward[None, :], L, axis=0)
+            terminated = np.repeat(last[:, None], C, axis=1)
+            obs = np.repeat(s[:, None], n, axis=1)
+            for a in (next_state, reward, terminated, obs):
+                a.setflags(write=False)
+            self._count_tables = CountTables(next_state, reward, terminated, obs,
+                                             int(self.start_state), int(self.episode_limit),
+                                             int(self.count_base))
+        return self._count_tables
+
+    def tables(self):
+        """The joint-action :class:`GameTables` (see :meth:`_Game.tables`), taken from
+        :meth:`count_tables` at every joint action's count index; refused with a ValueError
+        naming n_agents when ``17 * n_states * A**n_agents`` bytes (and 8 per joint action to
+        build them) exceed :data:`COUNT_GAME_MAX_BYTES` (n_agents <= 15 for the one-step
+        penalty game)."""
+        if self._tables is None:
+            self._check_joint(f"tables() ({self.n_states} states)", 17 * self.n_states + 8)
+            tab = self.count_tables()
+            column = self._joint_columns()
+            arrays = [np.ascontiguousarray(x[:, column])
+                      for x in (tab.next_state, tab.reward, tab.terminated)]
+            for a in arrays:
+                a.setflags(write=False)
+            self._tables = GameTables(*arrays, tab.obs, tab.start_state, tab.time_limit)
+        return self._tables
 
 
 # --------------------------------------------------------------------------- two-step game

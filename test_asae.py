@@ -10,6 +10,7 @@ import itertools
 import math
 import os
 import pydoc
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -1893,3 +1894,187 @@ def test_ratio_statistics_through_train():
     assert b.ratios["weight_clip_binds"] > 0 and b.ratios["ess_fraction"] < 1.0
     assert a.ratios["samples"] == 6 * 64 * 8 * 3 and a.ratios["ppo_clip_binds"] > 0
     assert asae.train(game, "async", replace(cfg, track_ratios=False)).ratios is None
+
+
+# =======================================================================================
+# Count tables: n agents without joint tables (env.count_tables(), issue 16 item 2)
+# =======================================================================================
+
+
+class RandomCountReward:
+    """A reward per count vector drawn from ``seed``: distinct values, so that a wrong count
+    index changes the rollout."""
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def __call__(self, counts):
+        return float(np.random.default_rng([self.seed, *counts]).normal())
+
+    def __repr__(self):
+        return f"RandomCountReward({self.seed})"
+
+
+class StepOnly:
+    """An env with the protocol's attributes and ``step`` only: no tables, no payoff."""
+
+    def __init__(self, env):
+        self.env = env
+        for a in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "optimum"):
+            setattr(self, a, getattr(env, a))
+
+    def reset(self, n_envs, seed=None):
+        return self.env.reset(n_envs, seed)
+
+    def step(self, actions):
+        return self.env.step(actions)
+
+
+COUNT_GAMES = [(lambda: envs.penalty(-50, 2, n_agents=3), 0.02),
+               (lambda: envs.CountGame(RandomCountReward(1), 3, 3, 2), 1.0),
+               (lambda: envs.CountGame(RandomCountReward(2), 3, 4), 1.0)]
+
+
+@pytest.mark.parametrize("method", ["async", "asae", "happo", "coma"])
+@pytest.mark.parametrize("make, scale", COUNT_GAMES, ids=["penalty", "random", "four_actions"])
+def test_count_tables_train_equals_joint_tables_and_step(make, scale, method):
+    """train on the count tables (O(n) column in _rollout_tables) is bit-identical to train on
+    the joint tables of the same game (its MatrixGame) and to the env.step path."""
+    game = make()
+    cfg = asae.Config(iterations=5, n_envs=8, rollout_len=7, seed=4, reward_scale=scale)
+    got = asae.train(game, method, cfg)
+    assert game._tables is None                   # the run took the count tables
+    joint = envs.MatrixGame(game.payoff, game.episode_len)
+    _same_result(got, asae.train(joint, method, cfg))
+    _same_result(got, asae.train(StepOnly(game), method, cfg))
+    assert not np.array_equal(got.logits[0], asae.train(game, method, replace(cfg, iterations=1)
+                                                        ).logits[0])  # the runs learned
+
+
+def test_rollout_count_index_is_the_direct_formula():
+    """A = 3, n = 4: every sampled joint action's table column in the jitted rollout is
+    c = count_0 + count_1 · (n + 1) (the reward of column c is c here); all 81 are seen."""
+    n = 4
+    game = envs.CountGame(lambda counts: float(counts[0] + counts[1] * (n + 1)), n, 3)
+    cfg = asae.Config(n_envs=64, rollout_len=32, init_logit_std=0.0)
+    _, (hp, pol, critic, ex, rng, log, rec) = asae._setup(game, "async", cfg)
+    tab = asae._env_tables(game, n, pol.n_actions, 1, 1)
+    assert tab.count_base == n + 1 and tab.reward.shape == (1, (n + 1) ** 2)
+    B = cfg.n_envs
+    asae._rollout_tables(tab, pol, np.zeros(B, np.int64), np.zeros(B, np.int64), np.zeros(B),
+                         rng, rec.batch)
+    act = rec.batch.act.reshape(-1, n)
+    direct = [a.count(0) + a.count(1) * (n + 1) for a in act.tolist()]
+    assert rec.batch.rew.ravel().tolist() == [float(c) for c in direct]
+    assert len(set(map(tuple, act.tolist()))) == 3 ** n
+
+
+@pytest.mark.parametrize("n", [16, 32])
+@pytest.mark.parametrize("method", ["async", "asae", "happo"])
+def test_train_many_agents_on_count_tables(n, method):
+    """n = 16 and 32 agents train (3^32 joint actions: only the count tables exist), with
+    finite results, bit-identical to the env.step path, and no joint array built."""
+    game = envs.penalty(-100, n_agents=n)
+    cfg = asae.Config(iterations=3, n_envs=16, rollout_len=4, eval_episodes=8,
+                      reward_scale=0.01, lr_actor=3.0)
+    got = asae.train(game, method, cfg)
+    assert np.isfinite(got.mean_return).all() and np.isfinite(got.values).all()
+    assert math.isfinite(got.greedy_return) and math.isfinite(got.stochastic_return)
+    assert len(got.logits) == n and all(z.shape == (1, 3) and np.isfinite(z).all()
+                                        for z in got.logits)
+    assert game._payoff is None and game._tables is None
+    _same_result(got, asae.train(StepOnly(game), method, cfg))
+    assert asae._table_columns(game, n, game.n_actions) == (n + 1) ** 2   # 1089 at n = 32
+
+
+@pytest.mark.parametrize("n, method, track_bias, part", [
+    (18, "coma", False, "the env's states × joint actions (COMA's critic Q)"),
+    (32, "coma", False, "the env's states × joint actions (COMA's critic Q)"),
+    (17, "exact_sync", False, "the env's joint actions (payoff of the exact methods and the "
+                              "bias probe)"),
+    (32, "exact_async", False, "the env's joint actions (payoff of the exact methods and the "
+                               "bias probe)"),
+    (14, "asae", True, "the env's joint actions × agents (bias probe)"),
+    (16, "async", True, "the env's joint actions × agents (bias probe)"),
+])
+def test_joint_parts_refused_beyond_the_memory_plan(n, method, track_bias, part):
+    """COMA's joint critic, the exact methods' payoff and the bias probe still need arrays over
+    the 3^n joint actions: refused, naming the part, before the env builds its payoff."""
+    game = envs.penalty(n_agents=n)
+    with pytest.raises(ValueError, match=r"this run needs ≈ .* GiB, most of it for "
+                       + re.escape(part) + r" \(≈ .*\); asae refuses more than 1 GiB "
+                       r"\(MAX_TABLE_BYTES\)"):
+        asae.train(game, method, asae.Config(track_bias=track_bias))
+    assert game._payoff is None and game._tables is None
+
+
+def test_joint_parts_accepted_where_they_fit(monkeypatch):
+    """The other side of the boundary: COMA at n = 17 (Q: 8 · 3^17 bytes) and the bias probe
+    at n = 13 fit the memory plan (checked without running; the probe's work limit, which
+    refuses n = 13, lifted here)."""
+    monkeypatch.setattr(asae, "MAX_EXACT_WORK", 10 ** 12)
+    for n, method, track_bias in [(17, "coma", False), (13, "async", True)]:
+        asae._check_train_args(envs.penalty(n_agents=n), method, asae.Config(track_bias=track_bias))
+
+
+class CountPatched:
+    """penalty(n_agents=3) with attributes replaced; ``count_tables`` by default its own."""
+
+    def __init__(self, **attrs):
+        game = envs.penalty(n_agents=3)
+        for a in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "optimum",
+                  "reset", "step", "count_tables"):
+            setattr(self, a, attrs[a] if a in attrs else getattr(game, a))
+        if "tables" in attrs:
+            self.tables = attrs["tables"]
+
+
+def _count_fields(**changes):
+    return {**envs.penalty(n_agents=3).count_tables()._asdict(), **changes}
+
+
+@pytest.mark.parametrize("env, exc, match", [
+    (CountPatched(count_tables=lambda: {k: v for k, v in _count_fields().items()
+                                        if k != "count_base"}),
+     TypeError, r"env.count_tables\(\) must return an asae.EnvTables .* without count_base"),
+    (CountPatched(count_tables=lambda: _count_fields(count_base=3)), ValueError,
+     r"env.count_tables\(\).count_base must be n_agents \+ 1 = 4; got 3"),
+    (CountPatched(count_tables=lambda: {**envs.penalty(n_agents=3).tables()._asdict(),
+                                        "count_base": 4}),
+     ValueError, r"env.count_tables\(\).next_state must have shape \(1, 16\)"),
+    (CountPatched(count_tables=lambda: _count_fields(reward=np.full((1, 16), np.nan))),
+     ValueError, r"env.count_tables\(\).reward must be finite"),
+    (CountPatched(count_tables=5), TypeError, "env.count_tables must be callable"),
+    (CountPatched(n_actions=(3, 3, 2)), ValueError,
+     r"env.count_tables\(\) needs every agent to have the same number of actions; "
+     r"env.n_actions holds \[2, 3\]"),
+    (CountPatched(count_tables=None, tables=lambda: {
+        **envs.penalty(n_agents=3).tables()._asdict(), "count_base": 4}), TypeError,
+     "env.count_tables must be callable"),
+])
+def test_bad_count_tables(env, exc, match):
+    with pytest.raises(exc, match=match):
+        asae.train(env, "async", asae.Config(iterations=1))
+
+
+def test_tables_with_a_count_base_refused():
+    env = CountPatched(tables=lambda: {**envs.penalty(n_agents=3).tables()._asdict(),
+                                       "count_base": 4})
+    del env.count_tables
+    with pytest.raises(ValueError, match=r"env.tables\(\).count_base must be 0 \(columns are "
+                       r"joint actions; count tables come from env.count_tables\(\)\); got 4"):
+        asae.train(env, "async", asae.Config(iterations=1))
+    env.tables = lambda: {**envs.penalty(n_agents=3).tables()._asdict(), "count_base": 0}
+    assert np.isfinite(asae.train(env, "async", asae.Config(iterations=1)).values).all()
+
+
+@pytest.mark.parametrize("method, kw", [("exact_sync", {}), ("exact_async", {}),
+                                        ("async", dict(track_bias=True))])
+def test_exact_work_is_refused_beyond_its_limit(method, kw):
+    """n = 13 agents of 3 actions: 3^13·13² ≈ 2.7e8 operations per gradient step, refused
+    before anything is built; n = 12 (9.0e7) is accepted."""
+    with pytest.raises(ValueError, match="MAX_EXACT_WORK"):
+        asae.train(envs.penalty(-100, n_agents=13), method, asae.Config(iterations=1, **kw))
+    if method == "exact_async":                       # the cheapest, to keep the suite quick
+        cfg = asae.Config(iterations=1, n_envs=2, rollout_len=1, minibatches=1, epochs=1)
+        assert np.isfinite(asae.train(envs.penalty(-100, n_agents=12), method, cfg).greedy_return)

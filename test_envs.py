@@ -1,5 +1,6 @@
 """Tests of envs.py: batched Numba kernels against the plain-Python references, exact
 payoffs and optima, flags, determinism, input validation and the PettingZoo wrapper."""
+import math
 import sys
 import warnings
 from collections import Counter, deque
@@ -10,8 +11,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import envs
-from envs import (LOAD, GameTables, GridForaging, MatrixGame, TwoStepGame, climbing, penalty,
-                  qtran, to_parallel_env)
+from envs import (LOAD, CountGame, CountTables, GameTables, GridForaging, MatrixGame,
+                  TwoStepGame, climbing, penalty, qtran, to_parallel_env)
 
 
 # --------------------------------------------------------------------------- strategies
@@ -47,7 +48,28 @@ def grid_games(draw, max_size=4, max_agents=3):
     return GridForaging(size, n_agents, n_food, max_steps, layout=(agents, food))
 
 
-games = st.one_of(matrix_games(), st.just(TwoStepGame()), grid_games())
+class RandomCountReward:
+    """A reward of the action counts drawn per count vector from ``seed`` (distinct values,
+    so that a wrong count index shows); a plain class, so a game's repr is stable."""
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def __call__(self, counts):
+        return float(np.random.default_rng([self.seed, *counts]).integers(-20, 21)) / 4
+
+    def __repr__(self):
+        return f"RandomCountReward({self.seed})"
+
+
+@st.composite
+def count_games(draw, max_agents=4):
+    return CountGame(RandomCountReward(draw(st.integers(0, 10 ** 6))),
+                     draw(st.integers(2, max_agents)), draw(st.integers(2, 4)),
+                     draw(st.integers(1, 3)))
+
+
+games = st.one_of(matrix_games(), count_games(), st.just(TwoStepGame()), grid_games())
 
 
 @st.composite
@@ -71,8 +93,8 @@ def rollout(game, actions, seed=None):
 
 # --------------------------------------------------------------------------- kernel == reference
 
-@pytest.mark.parametrize("family", [matrix_games(), st.just(TwoStepGame()), grid_games()],
-                         ids=["matrix", "two_step", "grid"])
+@pytest.mark.parametrize("family", [matrix_games(), count_games(), st.just(TwoStepGame()),
+                                    grid_games()], ids=["matrix", "count", "two_step", "grid"])
 @given(data=st.data())
 def test_batched_step_equals_reference(family, data):
     game, actions = data.draw(rollouts(family))
@@ -392,7 +414,7 @@ def test_tables_reproduce_step(game, flags):
 
 
 @settings(max_examples=30)
-@given(rollouts(st.one_of(matrix_games(), st.just(TwoStepGame()),
+@given(rollouts(st.one_of(matrix_games(), count_games(), st.just(TwoStepGame()),
                           grid_games(max_size=3, max_agents=2))))
 def test_tables_reproduce_step_property(case):
     game, actions = case
@@ -555,8 +577,9 @@ def test_bad_payoff(payoff, episode_len, error, match):
     (dict(n_agents=2.0), TypeError, "n_agents must be an int, got float 2.0"),
     (dict(n_agents="3"), TypeError, "n_agents must be an int, got str '3'"),
     (dict(n_agents=True), TypeError, "n_agents must be an int, got bool"),
-    (dict(n_agents=20), ValueError, r"n_agents=20 gives 3\*\*20 joint actions"),
-    (dict(n_agents=40), ValueError, "n_agents=40 gives"),
+    (dict(n_agents=40), ValueError,
+     r"n_agents=40 gives 3\*\*40 joint actions, .*n_agents must be in \[2, 39\] for 3 actions"),
+    (dict(n_agents=10 ** 6), ValueError, "n_agents=1000000 gives"),
     (dict(episode_len=0), ValueError, "episode_len must be >= 1"),
 ])
 def test_bad_penalty_arguments(kwargs, error, match):
@@ -789,3 +812,184 @@ def test_to_parallel_env_without_optional_dependencies(monkeypatch, module):
     assert "asae[pettingzoo]" in str(info.value)
     # the first import that fails is named: the blocked one, or gymnasium when it is absent
     assert info.value.name in (module, "gymnasium")
+
+
+# --------------------------------------------------------------------------- count games
+
+def counts_of(actions, n_actions):
+    """How many agents chose each action, written out by hand."""
+    return tuple(sum(1 for a in actions if a == k) for k in range(n_actions))
+
+
+def count_index(actions, n_actions, n_agents):
+    """The documented count index c = sum_{k < A-1} count_k * (n + 1)**k, by hand."""
+    counts = counts_of(actions, n_actions)
+    return sum(counts[k] * (n_agents + 1) ** k for k in range(n_actions - 1))
+
+
+COUNT_GAMES = [penalty(), penalty(-7, 3, n_agents=3), penalty(-1.5, 2, n_agents=4),
+               CountGame(RandomCountReward(1), 3, 3, 2), CountGame(RandomCountReward(2), 4, 2),
+               CountGame(RandomCountReward(3), 3, 4, 3), CountGame(RandomCountReward(4), 2, 3)]
+
+
+@pytest.mark.parametrize("game", COUNT_GAMES, ids=repr)
+def test_count_game_equals_its_matrix_game(game):
+    """Step for step, the count game is the MatrixGame of its payoff (and so are its
+    tables, optimum and sizes); its payoff is reward_of_counts of every joint action."""
+    A, n = game.n_actions[0], game.n_agents
+    for actions in np.ndindex(*game.n_actions):
+        assert game.payoff[actions] == game.reward_of_counts(counts_of(actions, A)), actions
+    matrix = MatrixGame(game.payoff, game.episode_len)
+    assert (game.n_agents, game.n_actions, game.n_states, game.n_obs, game.episode_limit,
+            game.optimum) == (matrix.n_agents, matrix.n_actions, matrix.n_states,
+                              matrix.n_obs, matrix.episode_limit, matrix.optimum)
+    assert type(game.optimum) is float
+    for mine, theirs in zip(game.tables(), matrix.tables()):
+        np.testing.assert_array_equal(mine, theirs)
+    rng = np.random.default_rng(0)
+    T, B = 40, 5
+    actions = rng.integers(0, A, (T, B, n))
+    for mine, theirs in zip(rollout(game, actions), rollout(matrix, actions)):
+        for x, y in zip(mine, theirs):
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("game", COUNT_GAMES + [penalty(n_agents=32), penalty(3, 4, n_agents=39),
+                                                CountGame(RandomCountReward(5), 20, 4, 2)],
+                         ids=repr)
+def test_count_tables_reproduce_step(game):
+    """count_tables() with the count index written out by hand reproduce step and the
+    plain-Python reference_step, every output, also where A**n is far too big for tables()."""
+    tab = game.count_tables()
+    A, n, L = game.n_actions[0], game.n_agents, game.n_states
+    assert isinstance(tab, CountTables) and tab.count_base == n + 1
+    for name, dtype in [("next_state", np.int64), ("reward", np.float64),
+                        ("terminated", np.bool_)]:
+        array = getattr(tab, name)
+        assert array.shape == (L, (n + 1) ** (A - 1)) and array.dtype == dtype, name
+        assert not array.flags.writeable, name
+    assert tab.obs.shape == (L, n) and (tab.obs == np.arange(L)[:, None]).all()
+    assert (tab.start_state, tab.time_limit) == (0, game.episode_limit)
+    assert game.count_tables() is tab  # computed once
+    rng = np.random.default_rng(1)
+    T, B = 30, 40
+    # each env draws its actions from its own mix, so that lopsided counts show up too
+    mix = rng.dirichlet(np.full(A, 0.3), B)
+    actions = np.array([[rng.choice(A, n, p=mix[b]) for b in range(B)] for _ in range(T)])
+    obs, state = game.reset(B)
+    ref = [game.reference_reset() for _ in range(B)]
+    seen = set()
+    for a in actions:
+        obs, state, reward, terminated, truncated, final_state = game.step(a)
+        for b in range(B):
+            s, t = ref[b]
+            c = count_index(a[b], A, n)
+            seen.add(c)
+            s2, term = int(tab.next_state[s, c]), bool(tab.terminated[s, c])
+            s_next = tab.start_state if term else s2
+            expected = (s_next, float(tab.reward[s, c]), term, False, s2)
+            assert (int(state[b]), float(reward[b]), bool(terminated[b]), bool(truncated[b]),
+                    int(final_state[b])) == expected
+            assert game.reference_step(s, t, a[b].tolist()) == (s_next, s_next) + expected[1:]
+            ref[b] = (s_next, 0 if term else t + 1)
+        assert (obs == state[:, None]).all()
+    assert len(seen) > 20 or len(seen) == math.comb(n + A - 1, A - 1)
+
+
+def test_count_index_for_three_actions_enumerated():
+    """A = 3: the count index of every joint action, from the kernel's reward and from the
+    joint tables, is count_0 + count_1 * (n + 1) (direct formula), for n = 2..5."""
+    for n in range(2, 6):
+        game = CountGame(lambda counts: float(counts[0] + 100 * counts[1]), n, 3, 2)
+        joint = np.array(list(np.ndindex(*game.n_actions)))
+        direct = [int((a == 0).sum()) + int((a == 1).sum()) * (n + 1) for a in joint]
+        assert game.count_reward[direct].tolist() == [
+            float((a == 0).sum() + 100 * (a == 1).sum()) for a in joint]
+        game.reset(len(joint))
+        reward = game.step(joint)[2]
+        assert reward.tolist() == game.count_reward[direct].tolist()
+        np.testing.assert_array_equal(game.tables().reward, game.count_tables().reward[:, direct])
+        np.testing.assert_array_equal(game.tables().next_state,
+                                      game.count_tables().next_state[:, direct])
+        assert direct == [count_index(a, 3, n) for a in joint]
+        assert len(set(direct)) == math.comb(n + 2, 2)  # every count vector has its own index
+
+
+def test_penalty_many_agents():
+    """penalty(n_agents=32): rule-by-rule rewards from the O(n) step, no joint table."""
+    game = penalty(-100, n_agents=32)
+    assert isinstance(game, CountGame) and game.n_actions == (3,) * 32 and game.optimum == 10.0
+    rng = np.random.default_rng(2)
+    cases = [np.zeros(32, int), np.full(32, 2), np.ones(32, int), np.r_[0, np.ones(30, int), 2],
+             np.r_[np.zeros(31, int), 1], np.r_[np.full(31, 2), 1]]
+    cases += [rng.choice(3, 32, p=rng.dirichlet([0.2] * 3)) for _ in range(200)]
+    game.reset(len(cases))
+    reward = game.step(np.array(cases))[2]
+    assert reward.tolist() == [penalty_rule(a, -100) for a in cases]
+    assert set(reward[:6].tolist()) == {10.0, 2.0, -100.0, 0.0}
+    assert game._payoff is None and game._tables is None  # nothing of size 3**32
+
+
+def test_count_game_joint_arrays_refused_beyond_the_limit(monkeypatch):
+    """payoff and tables() exist while they fit COUNT_GAME_MAX_BYTES (read at every call)
+    and are refused beyond, naming n_agents and the estimate; count_tables() always work."""
+    with pytest.raises(ValueError, match=r"payoff of CountGame\(penalty_rule\(k=-100.0\), "
+                       r"n_agents=32.* covers 3\*\*32 = 1,853,020,188,851,841 joint actions and "
+                       r"needs about .* GiB, more than envs.COUNT_GAME_MAX_BYTES = 1 GiB; it fits "
+                       r"for n_agents <= 16, got n_agents=32"):
+        penalty(n_agents=32).payoff
+    with pytest.raises(ValueError, match=r"tables\(\) \(1 states\) of .* it fits for "
+                       r"n_agents <= 15, got n_agents=16"):
+        penalty(n_agents=16).tables()
+    assert penalty(n_agents=16).count_tables().reward.shape == (1, 17 ** 2)
+    monkeypatch.setattr(envs, "COUNT_GAME_MAX_BYTES", 20 * 3 ** 5)
+    assert penalty(n_agents=5).payoff.shape == (3,) * 5
+    with pytest.raises(ValueError, match=r"it fits for n_agents <= 5, got n_agents=6"):
+        penalty(n_agents=6).payoff
+    with pytest.raises(ValueError, match=r"tables\(\) \(2 states\) .* n_agents <= 4, got "
+                       r"n_agents=5"):
+        penalty(episode_len=2, n_agents=5).tables()
+    with pytest.raises(ValueError, match=r"count_tables\(\) of .* \(1000 states x 16 count "
+                       r"indices\) needs about .* MiB, more than envs.COUNT_GAME_MAX_BYTES"):
+        penalty(episode_len=1000, n_agents=3).count_tables()
+    monkeypatch.setattr(envs, "COUNT_GAME_MAX_BYTES", 2 ** 30)
+    with pytest.raises(ValueError, match=r"n_agents=22, n_actions=7 give 23\*\*6 = 148,035,889 "
+                       r"count indices, needing about 1.1\d* GiB, more than envs."):
+        CountGame(RandomCountReward(0), 22, 7)  # 7**22 < 2**62, but 23**6 columns
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((None, 2, 2), TypeError, "reward_of_counts must be callable"),
+    ((sum, 2, 1), ValueError, "n_actions must be >= 2, got 1"),
+    ((sum, 2, 2.0), TypeError, "n_actions must be an int, got float"),
+    ((sum, 1, 2), ValueError, "n_agents must be >= 2, got 1"),
+    ((sum, True, 2), TypeError, "n_agents must be an int, got bool"),
+    ((sum, 63, 2), ValueError, r"n_agents=63 gives 2\*\*63 joint actions, .* \[2, 62\] for 2"),
+    ((sum, 32, 4), ValueError, r"n_agents=32 gives 4\*\*32 joint actions, .* \[2, 31\] for 4"),
+    ((sum, 2, 2, 0), ValueError, "episode_len must be >= 1, got 0"),
+    ((lambda c: "x", 2, 2), TypeError, r"reward_of_counts\(0, 2\) must return a real number, "
+                                       r"got str 'x'"),
+    ((lambda c: True, 2, 2), TypeError, "must return a real number, got bool"),
+    ((lambda c: np.nan, 2, 2), ValueError, r"reward_of_counts\(0, 2\) must be finite, got nan"),
+    ((lambda c: 10 ** 400, 2, 2), ValueError, "must be finite"),
+    ((lambda c: np.array([1.0]), 2, 2), TypeError, "must return a real number, got ndarray"),
+])
+def test_bad_count_game_arguments(args, error, match):
+    with pytest.raises(error, match=match):
+        CountGame(*args)
+
+
+def test_count_game_accepts_numpy_numbers_and_checks_reference_args():
+    game = CountGame(lambda c: np.float32(c[0]) + np.int64(1) + np.array(0.5), 3, 2, 2)
+    assert game.count_reward.tolist() == [1.5, 2.5, 3.5, 4.5] and game.optimum == 9.0
+    assert game.reference_step(0, 0, [0, 0, 1]) == (1, 1, 3.5, False, False, 1)
+    assert game.reference_step(1, 1, (1, 1, 1)) == (0, 0, 1.5, True, False, 1)
+    with pytest.raises(ValueError, match="state and t of a CountGame .* got state=1, t=0"):
+        game.reference_step(1, 0, [0, 0, 0])
+    with pytest.raises(ValueError, match=r"actions\[2\] = 2 is out of range"):
+        game.reference_step(0, 0, [0, 0, 2])
+    game.reset(2)
+    with pytest.raises(ValueError, match=r"actions\[1, 2\] = 2 is out of range"):
+        game.step([[0, 0, 0], [0, 1, 2]])
+    assert not game.count_reward.flags.writeable and not game.payoff.flags.writeable
