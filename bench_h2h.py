@@ -288,7 +288,8 @@ def table_r(rep, records, d) -> None:
         "uses; from a histogram on [−3, 3] in steps of 0.01, '> 3' beyond), the fraction of "
         "samples where the PPO clip (coppo: either clip; a2po: its position's clip) zeroes the "
         "gradient of a non-zero advantage, the fraction where the method's weight is clipped "
-        "(asae: sync_clip; coppo: ε_in; a2po: ε_o; none for async), and the effective sample "
+        "(asae: sync_clip; a2po: ε_o; async and happo have none; coppo's inner clip on w is "
+        "not counted by TrainResult.ratios, so its column reads 0), and the effective sample "
         "size (Σm)²/(N·Σm²) of the method's weights m per minibatch; each the mean over "
         "seeds (a quantile that lies beyond ±3 in some seed makes the mean infinite)."])
 
