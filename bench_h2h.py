@@ -129,7 +129,7 @@ def runs_at(n: int, skipped: dict) -> list:
         why = None
         if m in EXACT and n > EXACT_MAX_N:
             why = refusal(penalty(n), m) or (
-                f"not run: budget (3^{n} = {3 ** n:,} joint actions enumerated per gradient "
+                f"budget (3^{n} = {3 ** n:,} joint actions enumerated per gradient "
                 "step; exact_sync costs ≈ 3 CPU-s a run at n = 8, 80× async)")
         elif m == "coma" and n > EXACT_MAX_N:
             why = refusal(penalty(n), m)
