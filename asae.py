@@ -887,6 +887,14 @@ def method_advantages(method: str, advantages, log_ratios=None, *, sync_clip: fl
 # =======================================================================================
 
 
+@njit(cache=True, inline='always')
+def _td_error(r, v, nv, terminated, truncated, gamma):
+    """(δ_t, 1 − done_t) of E10 for one step: δ_t = r_t + γ (1 − terminated_t) V(s'_t) − V(s_t),
+    the flags entering as 0/1 factors (0·x = ±0 adds nothing for finite x)."""
+    not_term = 1.0 - np.float64(terminated)
+    return r + gamma * not_term * nv - v, not_term * (1.0 - np.float64(truncated))
+
+
 @njit(cache=True)
 def _gae_kernel(rewards, values, next_values, terminated, truncated, gamma, lam, adv, ret):
     """Implements E10 over (T, B) arrays, backward in time (each row contiguous).
@@ -902,9 +910,8 @@ def _gae_kernel(rewards, values, next_values, terminated, truncated, gamma, lam,
     carry = np.zeros(B)                                               # Â_{t+1}; Â_T = 0
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            not_term = 1.0 - np.float64(terminated[t, b])
-            not_done = not_term * (1.0 - np.float64(truncated[t, b]))
-            delta = rewards[t, b] + gamma * not_term * next_values[t, b] - values[t, b]  # δ_t
+            delta, not_done = _td_error(rewards[t, b], values[t, b], next_values[t, b],
+                                        terminated[t, b], truncated[t, b], gamma)   # δ_t
             carry[b] = delta + gl * not_done * carry[b]               # λ-return recursion
             adv[t, b] = carry[b]
             ret[t, b] = carry[b] + values[t, b]
@@ -1495,9 +1502,9 @@ def _update(hp, pol, critic, ex, batch, rng, log):
         delta, not_done = np.empty((T, B)), np.empty((T, B))
         for t in range(T):
             for b in range(B):
-                not_term = 1.0 - np.float64(batch.term[t, b])
-                not_done[t, b] = not_term * (1.0 - np.float64(batch.trunc[t, b]))
-                delta[t, b] = r[t, b] + hp.gamma * not_term * nv[t, b] - v[t, b]
+                delta[t, b], not_done[t, b] = _td_error(r[t, b], v[t, b], nv[t, b],
+                                                        batch.term[t, b], batch.trunc[t, b],
+                                                        hp.gamma)
     _minibatch_logp(_Ctx(pol, ex, _Samples(obs, act, joint, np.zeros((N, n))), base, work,
                          delta, not_done), np.arange(N), np.arange(n), old_lp, np.zeros(1))
     ctx = _Ctx(pol, ex, _Samples(obs, act, joint, old_lp), base, work, delta, not_done)
@@ -1884,14 +1891,19 @@ def _check_env(env):
     for i, k in enumerate(n_actions):
         _integer(f"env.n_actions[{i}]", k, 1, 2 ** 31)
     _integer("env.episode_limit", env.episode_limit, 1)
+    return (n, np.array(n_actions, np.int64), _integer("env.n_states", env.n_states, 1),
+            _integer("env.n_obs", env.n_obs, 1))
+
+
+def _check_optimum(env):
+    """env.optimum, if any, is a finite real; read after the memory check (a grid's optimum
+    is a search over its states)."""
     optimum = getattr(env, "optimum", None)
     if optimum is not None and (isinstance(optimum, (bool, np.bool_)) or
                                 not isinstance(optimum, numbers.Real) or
                                 not math.isfinite(optimum)):
         raise TypeError(f"env.optimum must be a finite real number (the best expected return) or "
                         f"absent; got {type(optimum).__name__} {optimum!r}")
-    return (n, np.array(n_actions, np.int64), _integer("env.n_states", env.n_states, 1),
-            _integer("env.n_obs", env.n_obs, 1))
 
 
 def _check_reset(env, out, B, n, n_obs, n_states):
@@ -2111,6 +2123,7 @@ def _check_train_args(env, method, config):
         payoff = _array("env.payoff", payoff)
         if payoff.shape != tuple(n_actions):
             raise ValueError(f"env.payoff must have shape {tuple(n_actions)}; got {payoff.shape}")
+    _check_optimum(env)                                 # (after: a grid's optimum is a search)
     return cfg, n, n_actions, n_states, n_obs, payoff
 
 
@@ -2202,6 +2215,11 @@ def train(env, method: str, config: Config | None = None) -> TrainResult:
                 _raise_guard(it, code)
             if cfg.record_policies:
                 rec.policy_log[it + 1] = logits
+    over = np.flatnonzero(np.isinf(rec.curve))
+    if over.size:                                  # a return (or the sum of several) > 1.8e308
+        raise FloatingPointError(f"train: the mean return of the episodes that ended in iteration "
+                                 f"{over[0] + 1} overflows float64 (|value| > 1.8e308); rescale "
+                                 "the env's rewards")
     tables = [logits[i, :, :k].copy() for i, k in enumerate(n_actions)]
     seed_eval = int(_rng_next(rng) >> np.uint64(33))
     greedy = evaluate(env, tables, cfg.eval_episodes, True, seed_eval)
@@ -2262,7 +2280,12 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
         active &= ~(term | trunc)
         if not active.any():
             break
-    return float(_finite("evaluate: the mean return", ret.mean()))
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = ret.mean()
+        if not math.isfinite(mean) and np.isfinite(ret).all():   # Σ overflows, the mean does not
+            mid, k = ret.max() / 2 + ret.min() / 2, 2.0 ** math.ceil(math.log2(episodes))
+            mean = mid + ((ret - mid) / k).mean() * k          # exact when all returns are equal
+    return float(_finite("evaluate: the mean return", mean))
 
 
 # =======================================================================================

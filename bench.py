@@ -48,13 +48,15 @@ from bench_run import PAGES, Report, dask_client  # noqa: E402
 
 SECTIONS = {"speed": bench_speed.speed, "learn": bench_learn.learn, "bias": bench_learn.bias,
             "study": bench_study.study, "h2h": bench_h2h.h2h}
+PLANS = {"learn": lambda args: plan(args, "learn"), "bias": lambda args: plan(args, "bias"),
+         "study": bench_study.cells, "h2h": bench_h2h.cells}  # what a section runs, checked first
 #: What a plain ``python bench.py`` runs (≤ 10 minutes on 2 cores); ``--quick`` runs them all.
 FULL_RUN = ("speed", "learn", "bias", "study")
 
 
 def parse_args(argv=None):
     """Parse, then validate games, methods, Configs, --plot and --docs before anything runs."""
-    p = argparse.ArgumentParser(description=__doc__,
+    p = argparse.ArgumentParser(prog="bench.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="{" + ",".join(SECTIONS) + "}")
     subs = [sub.add_parser(n, help=f.__doc__.splitlines()[0], description=f.__doc__ + (
@@ -103,34 +105,54 @@ def parse_args(argv=None):
                            help=f"{doc} [{f.default!r}]".replace("%", "%%"),
                            **({"nargs": "?", "const": True} if isinstance(f.default, bool) else {}))
     args = p.parse_args(argv)
+
+    def error(msg: str):                         # argparse's format, one line, exit status 2
+        p.exit(2, f"{p.prog}: error: {' '.join(str(msg).split())}\n")
     args.sections = ([args.command] if args.command else
                      list(SECTIONS) if args.quick else list(FULL_RUN))
     args.overrides = {k: getattr(args, k) for k in FIELD_PARSERS if hasattr(args, k)}
     args.games, args.methods, args.seeds = (getattr(args, k, None)
                                             for k in ("games", "methods", "seeds"))
     args.import_s = IMPORT_S
-    if args.jobs < 1 or args.seeds is not None and args.seeds < 1:
-        p.error("--jobs and --seeds must be at least 1")
+    most = 4 * (os.cpu_count() or 1)
+    if not 1 <= args.jobs <= most:
+        error(f"--jobs must be from 1 to {most} (4 × the CPU count); got {args.jobs}")
+    if args.seeds is not None and args.seeds < 1:
+        error(f"--seeds must be at least 1; got {args.seeds}")
     if args.docs is None and args.command in (None, *PAGES) and not args.quick:  # full runs
         args.docs = os.path.join(HERE, "docs")
     args.docs = None if args.docs == "none" else args.docs
     try:
-        for s in set(args.sections) & set(DEFAULTS):
-            plan(args, s)
+        for flag in ("--json", "--plot", "--docs"):
+            if getattr(args, flag[2:]) == "":
+                raise ValueError(f"{flag} needs a {'file' if flag == '--json' else 'folder'} "
+                                 "path; got ''")
+        if args.json:
+            writable_file(args.json, "--json")
         if args.plot:
             import matplotlib  # noqa: F401
-            os.makedirs(args.plot, exist_ok=True)
+            writable_folder(args.plot, "--plot")
         if args.docs:
-            os.makedirs(args.docs, exist_ok=True)
+            writable_folder(args.docs, "--docs")
+            if os.path.isdir(args.docs):
+                writable_file(os.path.join(args.docs, PAGES.get(args.command, ("results.md",))[0]),
+                              "--docs")
+        for s in args.sections:                 # every cell built and checked, then dropped
+            PLANS.get(s, lambda args: None)(args)
+        for flag, folder in (("--plot", args.plot), ("--docs", args.docs)):
+            try:
+                os.makedirs(folder or ".", exist_ok=True)
+            except OSError as exc:
+                raise ValueError(f"{flag} {folder!r} cannot be made: {exc.strerror or exc}")
     except ValueError as exc:
-        p.error(str(exc))
+        error(exc)
     except ImportError:
-        p.error("--plot needs matplotlib: pip install -e '.[plot]'")
+        error("--plot needs matplotlib: pip install -e '.[plot]'")
     if args.dask:
         try:
             args.dask = dask_client(args.dask)
         except (ImportError, ValueError) as exc:
-            p.error(str(exc))
+            error(exc)
     if args.docs and not args.plot:             # the page's figures, if matplotlib is there
         try:
             import matplotlib  # noqa: F401, F811
@@ -138,6 +160,45 @@ def parse_args(argv=None):
         except ImportError:
             pass
     return args
+
+
+def writable_file(path: str, flag: str) -> str:
+    """``path`` if the bench can later write it atomically (a temp file beside it, renamed
+    over it): its folder exists and takes a new file, and it is not a folder or a device.
+    ValueError otherwise; nothing is left behind."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r} is a folder, not a file")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(f"{flag} {path!r} exists and is not a regular file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path!r}: its folder {folder!r} does not exist")
+    try:
+        with open(tmp := f"{path}.tmp{os.getpid()}", "w"):
+            pass
+        os.remove(tmp)
+    except OSError as exc:
+        raise ValueError(f"{flag} {path!r} cannot be written: {exc.strerror or exc}") from None
+    return path
+
+
+def writable_folder(path: str, flag: str) -> str:
+    """``path`` if it is a folder that takes a new file, or can be made as one (its nearest
+    existing parent does); ValueError otherwise. Nothing is made or left behind."""
+    top = os.path.abspath(path)
+    while not os.path.lexists(top):
+        top = os.path.dirname(top)
+    if not os.path.isdir(top):
+        raise ValueError(f"{flag} {path!r}" + (f": {top!r}" if top != os.path.abspath(path)
+                                                else "") + " is a file, not a folder")
+    try:
+        with open(probe := os.path.join(top, f".bench{os.getpid()}"), "w"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise ValueError(f"{flag} {path!r}: no file can be written there "
+                         f"({exc.strerror or exc})") from None
+    return path
 
 
 def main(argv=None) -> int:

@@ -124,18 +124,74 @@ FIELD_PARSERS = {f.name: p for f in dataclasses.fields(asae.Config)
 
 
 # ---- Cells: a (game, method) pair, a Config per seed -------------------------------------
+#: The most runs (seeds × cells) one section may plan: a typo such as ``--seeds 10000000``
+#: is refused rather than building its Configs (the full study is 21,900 runs).
+MAX_RUNS = 10 ** 6
+
+
+def spec_list(text: str, flag: str, what: str, known) -> list:
+    """The items of a comma list (``--games``/``--methods``; commas inside brackets or quotes
+    belong to a value), stripped; ValueError for an empty list, an empty item or an item
+    listed twice.
+
+    >>> spec_list("climbing, grid:layout=(((0, 0), (4, 4)), ((2, 2),))", "--games", "game", GAMES)
+    ['climbing', 'grid:layout=(((0, 0), (4, 4)), ((2, 2),))']
+    """
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text + ","):
+        if quote or ch in "'\"":
+            quote = "" if ch == quote else quote or ch
+        elif ch in "([{" or ch in ")]}":
+            depth += 1 if ch in "([{" else -1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    if depth or quote:
+        items.append(text[start:].strip())
+    if not any(items):
+        raise ValueError(f"{flag} {text!r} names no {what}; choose from {', '.join(known)}")
+    if "" in items:
+        raise ValueError(f"{flag} {text!r} has an empty item (a stray comma)")
+    twice = next((s for i, s in enumerate(items) if s in items[:i]), None)
+    if twice is not None:
+        raise ValueError(f"{flag} {text!r} lists {twice!r} twice")
+    return items
+
+
+def check_run(env, game: str, method: str, cfg, kind: str) -> None:
+    """What ``asae.train`` checks before it computes (the env, the method, the memory a run
+    needs, then the env's optimum: a grid searches for it), now; ValueError naming the game."""
+    try:
+        asae._check_train_args(env, method, dataclasses.replace(cfg, track_bias=kind == "bias"))
+        optimum = getattr(env, "optimum", None)        # the learn table's target, kept by env
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{game} / {method}: {exc}") from None
+    except (MemoryError, OverflowError) as exc:
+        raise ValueError(f"game {game!r}: its optimum cannot be computed "
+                         f"({type(exc).__name__}: {exc})") from None
+    if optimum is not None and not np.isfinite(optimum):
+        raise ValueError(f"game {game!r}: its optimum is {optimum!r}, not a finite number")
+
+
 def plan(args, kind: str) -> list:
     """The (game, method) cells of a learn/bias run or a study setting, a Config per seed, all
-    built (so validated) before anything runs. Precedence: per-game defaults < command-line
-    flags (the study: its setting) < the method spec's parameters (``asae:sync_clip=none``)."""
+    built and checked as ``asae.train`` would before anything runs. Precedence: per-game
+    defaults < command-line flags (the study: its setting) < the method spec's parameters
+    (``asae:sync_clip=none``)."""
     games, methods = DEFAULTS[kind]
     seeds = args.seeds or (3 if args.quick else {"learn": 20}.get(kind, 10))
     first = args.overrides.get("seed", 0)
-    methods = sorted([m.strip() for m in (args.methods or ",".join(methods)).split(",")
-                      if m.strip()], key=lambda m: m != "async")      # the paired reference first
+    chosen = args.methods is not None
+    methods = sorted(spec_list(args.methods if chosen else ",".join(methods), "--methods",
+                               "method", asae.METHODS),
+                     key=lambda m: m != "async")                      # the paired reference first
+    games = spec_list(games if args.games is None else args.games, "--games", "game", GAMES)
+    if seeds * len(games) * len(methods) > MAX_RUNS:
+        raise ValueError(f"{seeds:,} seeds × {len(games)} games × {len(methods)} methods is more "
+                         f"than the {MAX_RUNS:,} runs a section may plan (--seeds)")
     method_parsers = {k: v for k, v in FIELD_PARSERS.items() if k != "seed"}
     cells = []
-    for game in [g.strip() for g in (args.games or games).split(",") if g.strip()]:
+    for game in games:
         env = make_game(game)
         if kind == "bias" and not applicable("exact", env):
             raise ValueError(f"bias needs one-step matrix games; {game!r} is not one")
@@ -143,7 +199,7 @@ def plan(args, kind: str) -> list:
                 "record_policies": kind == "learn" and exact(env), **args.overrides}
         for m in methods:
             name, kw = parse_spec(m, asae.METHODS, "method", method_parsers)
-            if not applicable(name, env) and args.methods:
+            if not applicable(name, env) and chosen:
                 raise ValueError(
                     f"method {name!r} needs a one-step matrix game; {game!r} is not one")
             if not applicable(name, env):
@@ -152,6 +208,7 @@ def plan(args, kind: str) -> list:
                 configs = [asae.Config(**{**base, **kw, "seed": first + s}) for s in range(seeds)]
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{game} / {m}: {exc}") from None
+            check_run(env, game, name, configs[0], kind)
             cells.append(SimpleNamespace(game=game, method=m, configs=configs))
     return cells
 

@@ -52,10 +52,17 @@ def jsonable(x):
 
 
 def replace_file(path: str, write) -> str:
-    """``write(file)`` into a temp file, renamed over ``path``: a killed run keeps the last one."""
-    with open(tmp := f"{path}.tmp{os.getpid()}", "w") as f:
-        write(f)
-    os.replace(tmp, path)
+    """``write(file)`` into a temp file, renamed over ``path``: a killed run keeps the last one,
+    and a failed write leaves no temp file behind."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isfile(tmp):
+            os.remove(tmp)
+        raise
     return path
 
 
@@ -110,16 +117,18 @@ class Report:
             print(msg, file=sys.stderr, flush=True)
 
     def progress(self, label: str, done: int, n: int, runs: tuple, t0: float,
-                 final: bool) -> None:
+                 final: bool, units: tuple = ("seeds", "runs")) -> None:
         """Seeds done in this cell, and the section's runs done / total with an ETA: in place on
-        a terminal; otherwise a plain line at most every 10 s and when the section ends."""
+        a terminal; otherwise a plain line at most every 10 s and when the section ends.
+        ``units``: what ``done``/``n`` count (None: no such count) and what ``runs`` counts."""
         now = time.perf_counter()
         if self.args.quiet or not (self.tty or final or now - self.last >= 10):
             return
         el, self.last, (d, total) = now - t0, now, runs
         eta = f", ETA {el / d * (total - d):.0f} s" if 0 < d < total else ""
-        print(("\r\033[K" if self.tty else "")
-              + f"{label}: {done}/{n} seeds ({d}/{total} runs, {el:.0f} s{eta})",
+        print(("\r\033[K" if self.tty else "") + f"{label}: "
+              + (f"{done}/{n} {units[0]} (" if units[0] else "(")
+              + f"{d}/{total} {units[1]}, {el:.0f} s{eta})",
               end="\n" if final or not self.tty else "", file=sys.stderr, flush=True)
 
     def table(self, section, title, headers, rows, records, notes=()):

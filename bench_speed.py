@@ -123,10 +123,20 @@ def speed(args, rep) -> None:
     (reps, min_t), rng, first = (5, .005) if args.quick else (11, .05), np.random.default_rng(0), {}
     cases = kernel_cases(args.quick, rng)
     rows, recs, threads = [], [], numba.get_num_threads()
+    games = (("climbing", 32, 8, 400), ("two-step", 32, 8, 400), ("grid", 64, 16, 100))
+    total = len(cases) + sum(3 + sum(applicable(m, make_game(g)) for m in asae.METHODS)
+                             for g, *_ in games)
+    rep.last = t0 = time.perf_counter()         # off a terminal: the first line after 10 s
+    done = iter(range(1, total + 1))
+
+    def tick(label):
+        d = next(done)
+        rep.progress(f"speed {label}", 0, 0, (d, total), t0, d == total, (None, "timings"))
     numba.set_num_threads(1)
     rep.log(f"speed: {len(cases)} kernel timings, then env stepping and train throughput")
     for name, size, ours, ref in cases:
         (f, t), t_np = timed(ours, reps, min_t), timed(ref, reps, min_t)[1]   # the first call first
+        tick(f"{name} ({size})")
         if not all(np.allclose(u, w, rtol=1e-7, atol=1e-9) for u, w in zip(*(
                 (y,) if isinstance(y, np.ndarray) else y for y in (ours(), ref())))):
             rep.fail(f"{name} ({size}): asae and its NumPy reference disagree")
@@ -142,8 +152,7 @@ def speed(args, rep) -> None:
         "agree. gae: (T, B), 2 % terminations, 1 % truncations; others: N rows of 5 actions or 3 "
         "agents. asae validates its inputs, the NumPy references do not."])
     rows, recs = [], []
-    for game, B, T, iters in (("climbing", 32, 8, 400), ("two-step", 32, 8, 400),
-                              ("grid", 64, 16, 100)):
+    for game, B, T, iters in games:
         env, iters, rate = make_game(game), iters // 10 if args.quick else iters, {}
         for b in (1, B, 4096):
             acts = np.stack([rng.integers(0, k, b) for k in env.n_actions], 1)
@@ -151,9 +160,11 @@ def speed(args, rep) -> None:
             f, t = timed(lambda: env.step(acts), reps, min_t)
             rate[b] = b / t
             first.setdefault(f"{game}: env.step", (f, t))
+            tick(f"{game}: env.step at B = {b}")
         for m in [m for m in asae.METHODS if applicable(m, env)]:
             cfg = asae.Config(**{**game_defaults(env, False), "iterations": iters})
             f, t = first[f"{game}: train({m!r})"] = timed(lambda: asae.train(env, m, cfg), 3, 0.0)
+            tick(f"{game}: train({m!r})")
             steps = iters * B * T / t
             rows.append([game, f"{B}×{T}", m, f"{steps:,.0f}", f"{rate[B]:,.0f}",
                          f"{steps / rate[B]:.2f}", f"{rate[1]:,.0f}", f"{rate[4096]:,.0f}"])
@@ -184,7 +195,8 @@ def mpe2_rate(n: int, steps: int) -> float:
         from mpe2 import simple_spread_v3
     except ImportError:
         return math.nan
-    env, rng, times = simple_spread_v3.parallel_env(N=n, max_cycles=25), np.random.default_rng(0), []
+    env, rng, times = simple_spread_v3.parallel_env(N=n, max_cycles=25), np.random.default_rng(
+        0), []
     env.reset(seed=0)
     for _ in range(3):
         t0 = time.perf_counter()

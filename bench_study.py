@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import asae
-from bench_plan import plan
+from bench_plan import MAX_RUNS, plan
 from bench_plot import clip_figure, start_figure, stepsize_figure
 from bench_run import experiment
 from bench_stats import fmt_p, fmt_success, interval, mean_ci, signed, success, wilson
@@ -91,6 +91,11 @@ def cells(args) -> list:
     """Every cell of a, b and c in run order, each with ``part``, ``setting`` (what it shares
     with its async reference) and a progress ``tag``; Configs built by ``bench_plan.plan``."""
     seeds, out = args.seeds or (8 if args.quick else 100), []
+    n_cells = (len(AGENTS) * len(PPO_CLIPS) * len(CLIP_METHODS)
+               + len(MAP_AGENTS) * len(LRS) * len(EPOCHS) * len(METHODS) + len(KS) * len(METHODS))
+    if seeds * n_cells > MAX_RUNS:
+        raise ValueError(f"{seeds:,} seeds × {n_cells} study cells is more than the "
+                         f"{MAX_RUNS:,} runs a section may plan (--seeds)")
 
     def add(part, game, setting, methods=METHODS, **overrides):
         overrides = {"lr_actor": LR, "record_policies": part == "c", **overrides}

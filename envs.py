@@ -61,10 +61,31 @@ per step, as the game's own ``step`` does.  A count game's ``tables()`` and ``pa
 
 :func:`to_parallel_env` wraps one environment in PettingZoo's Parallel API (gymnasium and
 pettingzoo are imported lazily; the core needs only numpy and numba).
+
+**Limits.**  Every argument is checked before anything is computed, and too large a request
+is a ValueError naming the argument(s) and the estimate, never a MemoryError, an overflow or
+a search that does not end:
+
+* :data:`MAX_ALLOC_BYTES` (1 GiB): the memory of everything whose size an argument sets is
+  estimated first: ``reset(n_envs)`` (with the outputs of one ``step``, so ``step`` never
+  needs a check of its own), the game constructors (``MatrixGame``'s payoff,
+  ``penalty(n_agents)``, ``GridForaging``'s grid, ``Spread(n_agents)``), ``tables()``,
+  ``GridForaging.solve()`` / ``optimum``, ``Spread.seed_keys`` and :func:`spread_references`.
+  It is read at each call: assign ``envs.MAX_ALLOC_BYTES`` to allow more.
+* :data:`MAX_SEARCH_TRANSITIONS` (10**9, about a minute): the most transitions
+  ``GridForaging.solve()`` may examine.
+* :data:`MAX_COUNT` (2**31 - 1): the largest episode length (``episode_len``,
+  ``max_steps``, ``max_cycles``) and number of states.
+* :data:`MAX_ABS_RETURN` (the largest float64): no episode return of a game can exceed it in
+  magnitude (``MatrixGame`` refuses a payoff for which ``max |payoff| * episode_len`` could).
+* :data:`SPREAD_MAX_ABS` (1e30): the largest coordinate or velocity component
+  ``Spread.set_world`` and the reference functions accept, so that every reward and (also
+  float32) observation stays finite.
 """
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import numbers
 from collections.abc import Mapping
@@ -74,6 +95,7 @@ import numba
 import numpy as np
 
 __all__ = [
+    "MAX_ALLOC_BYTES", "MAX_SEARCH_TRANSITIONS", "MAX_COUNT", "MAX_ABS_RETURN", "SPREAD_MAX_ABS",
     "MatrixGame", "climbing", "penalty", "qtran", "CountGame", "CountTables",
     "COUNT_GAME_MAX_BYTES", "COUNT_GAME_MAX_JOINT", "TwoStepGame", "GridForaging",
     "GridSolution", "GameTables", "Spread", "SpreadState", "SpreadWorld", "ReturnEstimate",
@@ -81,11 +103,59 @@ __all__ = [
 ]
 
 
+# --------------------------------------------------------------------------- limits
+
+#: Memory limit in bytes: every allocation whose size an argument sets (``reset``'s n_envs
+#: with one ``step``, the game constructors, ``tables()``, ``GridForaging.solve()``,
+#: ``Spread.seed_keys``, :func:`spread_references`) is estimated first and refused above this
+#: with a ValueError naming the argument and the estimate.  Read at every call.
+MAX_ALLOC_BYTES = 2 ** 30
+#: Most transitions ``GridForaging.solve()`` may examine (about a minute at 20-60 ns each).
+MAX_SEARCH_TRANSITIONS = 10 ** 9
+#: Largest episode length (``episode_len``, ``max_steps``, ``max_cycles``) and state count.
+MAX_COUNT = 2 ** 31 - 1
+#: Largest magnitude of an episode return (the largest float64): ``MatrixGame`` refuses a
+#: payoff for which ``max |payoff| * episode_len`` (plus a rounding margin) exceeds it.
+MAX_ABS_RETURN = float(np.finfo(np.float64).max)
+#: Largest |coordinate| and |velocity component| of a :class:`Spread` world accepted by
+#: ``set_world`` and the reference functions (rewards and float32 observations stay finite).
+SPREAD_MAX_ABS = 1e30
+
+
+def _gib(n_bytes):
+    """``n_bytes`` for a message, in GiB (or MiB below 0.1 GiB)."""
+    if n_bytes < 2 ** 30 / 10:
+        return f"{n_bytes / 2 ** 20:.3g} MiB"
+    gib = n_bytes / 2 ** 30
+    return f"{gib:.3g} GiB" if gib < 1000 else f"{gib:.0f} GiB"
+
+
+def _check_bytes(need, what):
+    """ValueError if ``need`` bytes exceed :data:`MAX_ALLOC_BYTES`; ``what`` names the
+    arguments that set the size (e.g. ``"n_envs=10**9"``)."""
+    if need > MAX_ALLOC_BYTES:
+        raise ValueError(f"{what} needs about {_gib(need)} of memory, more than "
+                         f"envs.MAX_ALLOC_BYTES = {_gib(MAX_ALLOC_BYTES)}; use a smaller value "
+                         f"(or raise envs.MAX_ALLOC_BYTES on a machine with more memory)")
+
+
+def _check_return_bound(max_abs, episode_len, what):
+    """ValueError if ``episode_len`` rewards of magnitude up to ``max_abs`` can sum to more than
+    :data:`MAX_ABS_RETURN` (with a margin for the rounding of a sum of episode_len terms)."""
+    bound = max_abs * episode_len * (1.0 + episode_len * 2.0 ** -52)
+    if not bound <= MAX_ABS_RETURN:
+        raise ValueError(f"{what}: an episode return can overflow float64, since max |payoff| "
+                         f"* episode_len = {max_abs:.4g} * {episode_len} exceeds MAX_ABS_RETURN "
+                         f"= {MAX_ABS_RETURN:.4g} (with a rounding margin); scale the payoff "
+                         f"down or shorten the episode")
+
+
 # --------------------------------------------------------------------------- validation
 
-def _check_int(value, name, low=None, high=None):
+def _check_int(value, name, low=None, high=None, most=None):
     """``int(value)`` if it is an int (numpy ints and 0-d int arrays too, not bools) with
-    ``low <= value`` and, if ``high`` is given, ``value < high``."""
+    ``low <= value`` and, if ``high`` is given, ``value < high``; if ``most`` is given,
+    ``value <= most``."""
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
         value = value.item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -94,7 +164,14 @@ def _check_int(value, name, low=None, high=None):
         raise ValueError(f"{name} must be in [{low}, {high}), got {value}")
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
+    if most is not None and value > most:
+        raise ValueError(f"{name} must be in [{low}, {most}], got {value}")
     return int(value)
+
+
+def _check_count(value, name):
+    """An episode length: an int in [1, MAX_COUNT]."""
+    return _check_int(value, name, 1, most=MAX_COUNT)
 
 
 def _as_array(value, name, expected):
@@ -110,12 +187,14 @@ def _check_sequence(value, name, length, many, one):
     """``list(value)`` of exactly ``length`` items: TypeError ("must be a sequence of
     {many}") if not a sequence, ValueError ("must hold one {one}") if the length is wrong."""
     try:
-        items = list(value)
+        items = list(itertools.islice(value, length + 1))  # an endless iterator ends here
     except TypeError:
         raise TypeError(f"{name} must be a sequence of {many}, got {type(value).__name__} "
                         f"{value!r}") from None
     if len(items) != length:
-        raise ValueError(f"{name} must hold one {one}, got {len(items)}: {value!r}")
+        got = len(value) if hasattr(value, "__len__") else (
+            len(items) if len(items) <= length else f"more than {length}")
+        raise ValueError(f"{name} must hold one {one}, got {got}: {value!r}")
     return items
 
 
@@ -167,6 +246,9 @@ class GameTables(NamedTuple):
     time_limit: int  #: truncate when t + 1 >= time_limit and not terminated (= episode_limit)
 
 
+_TABLE_CHUNK = 2 ** 16  # (state, joint action) pairs per kernel call of tables()
+
+
 class _Game:
     """Batched interface shared by all games; subclasses provide ``_kernel``."""
 
@@ -184,10 +266,16 @@ class _Game:
         """Start ``n_envs`` episodes; returns ``(obs (B, n) int64, state (B,) int64)``.
 
         ``seed`` (None or an int >= 0) is validated; the built-in games are deterministic,
-        so it does not change their trajectories.
+        so it does not change their trajectories.  A batch whose arrays (of reset and of one
+        ``step``, about ``24 * n_agents + 64`` bytes per env) would exceed
+        :data:`MAX_ALLOC_BYTES` is refused with a ValueError.
         """
         n_envs = _check_int(n_envs, "n_envs", 1)
         _check_seed(seed)
+        # reset's arrays and one step's outputs: 8 (state, t, its copy) + 8n (obs), then the
+        # actions as int64, obs, state, reward, final_state and the two flags (and scratch)
+        _check_bytes(n_envs * (24 * self.n_agents + 64),
+                     f"reset(n_envs={n_envs}) of {self._sizes()}")
         self._state = np.full(n_envs, self.start_state, np.int64)
         self._t = np.zeros(n_envs, np.int64)
         return np.full((n_envs, self.n_agents), self.start_state, np.int64), self._state.copy()
@@ -276,8 +364,10 @@ class _Game:
         dynamics.  They are computed on the first call, cached on the instance and
         read-only.  Memory: about 17 bytes per (state, joint action) entry (8 + 8 + 1), so
         ``17 * n_states * J`` bytes (1.5 MB for the default :class:`GridForaging`: 2500
-        states, 36 joint actions); building them needs about ``16 * n_agents + 33`` more
-        bytes per entry for a moment.
+        states, 36 joint actions); the kernel runs over chunks of about 2**16 entries, which
+        need ``16 * n_agents + 50`` more bytes each for a moment.  Tables needing more than
+        :data:`MAX_ALLOC_BYTES` are refused (a ValueError with the estimate) before any is
+        built.
 
         >>> tab = TwoStepGame().tables()
         >>> tab.next_state  # state 0: agent 0's action picks 2A (1) or 2B (2)
@@ -291,22 +381,28 @@ class _Game:
         """
         if self._tables is None:
             n_states, n = self.n_states, self.n_agents
-            n_joint = int(np.prod(self.n_actions))
+            n_joint = math.prod(self.n_actions)
             size = n_states * n_joint
+            rows = max(1, min(n_states, _TABLE_CHUNK // n_joint))  # states per kernel call
+            _check_bytes(17 * size + 8 * n * n_states + (16 * n + 50) * rows * n_joint,
+                         f"tables() of {self._sizes()} ({n_states} states x {n_joint} joint "
+                         f"actions)")
             joint = np.stack(np.unravel_index(np.arange(n_joint), self.n_actions), axis=1)
-            actions = np.ascontiguousarray(np.tile(joint.astype(np.int64), (n_states, 1)))
-            state = np.repeat(np.arange(n_states, dtype=np.int64), n_joint)
-            t = np.zeros(size, np.int64)
+            joint = joint.astype(np.int64)
             next_state = np.empty(size, np.int64)
             reward = np.empty(size, np.float64)
             terminated = np.empty(size, np.bool_)
-            scratch_obs = np.empty((size, n), np.int64)
-            scratch_state = np.empty(size, np.int64)
-            scratch_truncated = np.empty(size, np.bool_)
-            if not self._kernel(state, t, actions, scratch_obs, scratch_state, reward,
-                                terminated, scratch_truncated, next_state):
-                raise AssertionError("joint actions out of range")  # unreachable
-            del actions, state, t, scratch_obs, scratch_state, scratch_truncated
+            for first in range(0, n_states, rows):  # in chunks: little scratch memory
+                m = min(rows, n_states - first) * n_joint
+                part = slice(first * n_joint, first * n_joint + m)
+                actions = np.ascontiguousarray(np.tile(joint, (m // n_joint, 1)))
+                state = np.repeat(np.arange(first, first + m // n_joint, dtype=np.int64),
+                                  n_joint)
+                if not self._kernel(state, np.zeros(m, np.int64), actions,
+                                    np.empty((m, n), np.int64), np.empty(m, np.int64),
+                                    reward[part], terminated[part], np.empty(m, np.bool_),
+                                    next_state[part]):
+                    raise AssertionError("joint actions out of range")  # unreachable
             obs = np.empty((n_states, n), np.int64)
             _fill_obs(np.arange(n_states, dtype=np.int64), obs)
             for a in (next_state, reward, terminated, obs):
@@ -319,6 +415,10 @@ class _Game:
     def __repr__(self):
         return (f"{type(self).__name__}(n_agents={self.n_agents}, n_actions={self.n_actions}, "
                 f"n_states={self.n_states}, episode_limit={self.episode_limit})")
+
+    def _sizes(self):
+        """The game and the arguments that set its size, for messages."""
+        return repr(self)
 
 
 # --------------------------------------------------------------------------- matrix games
@@ -362,6 +462,16 @@ def _matrix_step(actions, n_actions, flat_payoff, radix, episode_len, state,
     return True
 
 
+def _payoff_bytes(shape):
+    """``(bytes, lists)``: what MatrixGame allocates for a payoff of ``shape`` (a float64
+    copy, a finite mask and, if ``lists``, the payoff as nested lists, made when they take
+    at most 4 MiB: 32 bytes per entry and 80 per list)."""
+    size = math.prod(shape)
+    list_bytes = 32 * size + 80 * sum(math.prod(shape[:d]) for d in range(len(shape)))
+    lists = list_bytes <= 2 ** 22
+    return 10 * size + (list_bytes if lists else 0), lists
+
+
 class MatrixGame(_Game):
     """A cooperative matrix game repeated for ``episode_len`` steps.
 
@@ -370,6 +480,11 @@ class MatrixGame(_Game):
     the step index t in [0, episode_len); after ``episode_len`` steps the episode
     *terminates* (the game is over, nothing to bootstrap; ``final_state`` is then the
     last step index).  ``optimum = episode_len * payoff.max()``.
+
+    The payoff must be finite as float64 and small enough that no episode return can
+    overflow: ``max |payoff| * episode_len`` at most :data:`MAX_ABS_RETURN` (less a rounding
+    margin of ``episode_len * 2**-52``); ``episode_len`` is an int in [1, :data:`MAX_COUNT`].
+    A ValueError names the offending argument.
 
     >>> g = MatrixGame([[1, 0], [0, 2]], episode_len=3)
     >>> g.n_agents, g.n_actions, g.n_states, g.episode_limit, g.optimum
@@ -391,10 +506,17 @@ class MatrixGame(_Game):
                              f"got {p.ndim} axes with shape {p.shape}")
         if min(p.shape) < 1:
             raise ValueError(f"payoff needs at least one action per agent, got shape {p.shape}")
-        if not np.isfinite(p).all():
-            raise ValueError("payoff must be finite (no NaN or inf)")
-        self.episode_len = _check_int(episode_len, "episode_len", 1)
-        self.payoff = np.array(p, dtype=np.float64, order="C")
+        self.episode_len = _check_count(episode_len, "episode_len")
+        need, lists = _payoff_bytes(p.shape)
+        _check_bytes(need, f"payoff of shape {p.shape}")
+        with np.errstate(over="ignore"):  # e.g. a longdouble beyond float64: inf, refused
+            payoff = np.array(p, dtype=np.float64, order="C")
+        low, high = float(payoff.min()), float(payoff.max())  # NaN if any is NaN
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("payoff must be finite (no NaN or inf) as float64 numbers, "
+                             "|payoff| <= 1.8e308")
+        _check_return_bound(max(-low, high), self.episode_len, "payoff")
+        self.payoff = payoff
         self.payoff.setflags(write=False)
         self.n_agents = p.ndim
         self.n_actions = tuple(int(k) for k in p.shape)
@@ -403,7 +525,11 @@ class MatrixGame(_Game):
         self._flat = self.payoff.ravel()
         self._radix = np.array(self.payoff.strides, np.int64) // self.payoff.itemsize
         self._n_actions_array = np.array(self.n_actions, np.int64)
-        self._payoff_list = self.payoff.tolist()
+        # nested lists index faster in reference_step (when small)
+        self._payoff_list = self.payoff.tolist() if lists else None
+
+    def _sizes(self):
+        return f"MatrixGame(payoff of shape {self.payoff.shape}, episode_len={self.episode_len})"
 
     def _kernel(self, state, t, actions, *out):
         # the state of a repeated matrix game is the step index, so t is not needed
@@ -416,9 +542,12 @@ class MatrixGame(_Game):
         if state != t:
             raise ValueError(f"state and t of a MatrixGame are both the step index, so they "
                              f"must be equal, got state={state}, t={t}")
-        r = self._payoff_list
-        for a in actions:
-            r = r[a]
+        if self._payoff_list is None:
+            r = self.payoff[actions]
+        else:
+            r = self._payoff_list
+            for a in actions:
+                r = r[a]
         if t + 1 == self.episode_len:
             return 0, 0, float(r), True, False, state
         return t + 1, t + 1, float(r), False, False, t + 1
@@ -444,9 +573,9 @@ class MatrixGame(_Game):
         Team reward: 10 when all agents choose 0 or all choose 2 (the two optima), 2 when
         all choose 1, ``k`` (the miscoordination penalty) when at least one agent chooses
         0 and another 2, and 0 otherwise.  With two agents this is the classic table
-        ``[[10, 0, k], [0, 2, 0], [k, 0, 10]]``.  ``k`` must be a finite real number,
-        ``n_agents`` an int in [2, 39]; ``episode_len`` as in :class:`MatrixGame`.
-        ``optimum = 10 * episode_len``.
+        ``[[10, 0, k], [0, 2, 0], [k, 0, 10]]``.  ``k`` must be a finite real number (with
+        ``max(10, |k|) * episode_len`` within :data:`MAX_ABS_RETURN`), ``n_agents`` an int in
+        [2, 39]; ``episode_len`` as in :class:`MatrixGame`.  ``optimum = 10 * episode_len``.
 
         The reward depends only on how many agents chose each action, so the game is a
         :class:`CountGame` (for every n_agents): ``step`` costs O(n_agents) per env and
@@ -476,6 +605,8 @@ class MatrixGame(_Game):
         if not math.isfinite(k_float):
             raise ValueError(f"k must be a finite real number (a float64), got {k!r}")
         n_agents = _check_int(n_agents, "n_agents", 2)
+        episode_len = _check_count(episode_len, "episode_len")
+        _check_return_bound(max(10.0, abs(k_float)), episode_len, f"k={k!r}")
         return CountGame(_PenaltyRule(k_float), n_agents, 3, episode_len)
 
     @classmethod
@@ -953,38 +1084,75 @@ def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, 
 
 
 @numba.njit(cache=True)
-def _grid_bfs(start, n_states, n_agents, size, food_cells, food_at, max_steps):
+def _grid_compact(s, pos, size, n_food, row_lo, first_col, last_col, offset, count):
+    """Compact id (see :func:`_grid_bfs`) of state ``s`` whose agents are in cells ``pos``."""
+    c = 0
+    for i in range(pos.shape[0] - 1, -1, -1):
+        k = pos[i] // size - row_lo[i]
+        col = pos[i] % size
+        if k < 0 or k >= first_col.shape[1] or col < first_col[i, k] or col > last_col[i, k]:
+            raise AssertionError("GridForaging BFS left the reachable cells")
+        c = c * count[i] + offset[i, k] + col - first_col[i, k]
+    return (c << n_food) | (s & ((1 << n_food) - 1))
+
+
+@numba.njit(cache=True)
+def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
+              row_lo, first_col, last_col, offset, count, n_reach):
     """Breadth-first search over joint states (at most max_steps deep, not past terminal
-    states).  Returns ``(dist, parent, parent_joint)``; dist is -1 where unreachable."""
+    states).
+
+    Every reachable state lies in a set of ``n_reach`` compact ids: its food mask plus
+    ``2**n_food`` times the mixed-radix number (radices ``count``) of each agent's cell
+    among the cells within max_steps moves of its start (rows ``row_lo[i]`` on, row k
+    from column ``first_col[i, k]`` to ``last_col[i, k]``, numbered from ``offset[i, k]``).
+    Returns ``(queue, dist, parent, joint)`` of the states reached, in BFS order: state
+    ids, steps from the start, position in the queue of the predecessor and the joint
+    action from it.  int32 suffices for dist <= max_steps <= MAX_COUNT and for the joint
+    action (< 6**n_agents, which MAX_SEARCH_TRANSITIONS keeps below 2**31)."""
     n_food = food_cells.shape[0]
     all_food = (1 << n_food) - 1
-    dist = np.full(n_states, -1, np.int32)
-    parent = np.full(n_states, -1, np.int64)
-    parent_joint = np.full(n_states, -1, np.int32)
-    queue = np.empty(n_states, np.int64)
+    seen = np.zeros(n_reach, np.bool_)
+    queue = np.empty(n_reach, np.int64)
+    dist = np.empty(n_reach, np.int32)
+    parent = np.empty(n_reach, np.int64)
+    parent_joint = np.empty(n_reach, np.int32)
     acts = np.empty(n_agents, np.int64)
     pos = np.empty(n_agents, np.int64)
-    dist[start] = 0
+    rest = start >> n_food  # the start's cells, for its compact id
+    for i in range(n_agents):
+        pos[i] = rest % (size * size)
+        rest //= size * size
+    seen[_grid_compact(start, pos, size, n_food, row_lo, first_col, last_col, offset,
+                       count)] = True
     queue[0] = start
+    dist[0] = 0
+    parent[0] = -1
+    parent_joint[0] = -1
     head, tail = 0, 1
     while head < tail:
         s = queue[head]
-        head += 1
-        if (s & all_food) == 0 or dist[s] >= max_steps:
+        if (s & all_food) == 0 or dist[head] >= max_steps:
+            head += 1
             continue
         for joint in range(6 ** n_agents):
             rest = joint
             for i in range(n_agents):
                 acts[i] = rest % 6
                 rest //= 6
-            s2, _ = _grid_transition(s, acts, pos, size, food_cells, food_at)
-            if dist[s2] < 0:
-                dist[s2] = dist[s] + 1
-                parent[s2] = s
-                parent_joint[s2] = joint
+            s2, _ = _grid_transition(s, acts, pos, size, food_cells, food_at)  # pos: of s2
+            c = _grid_compact(s2, pos, size, n_food, row_lo, first_col, last_col, offset, count)
+            if not seen[c]:
+                seen[c] = True
+                if tail == n_reach:  # cannot happen: n_reach bounds the reachable states
+                    raise AssertionError("GridForaging BFS queue overflow")
                 queue[tail] = s2
+                dist[tail] = dist[head] + 1
+                parent[tail] = head
+                parent_joint[tail] = joint
                 tail += 1
-    return dist, parent, parent_joint
+        head += 1
+    return queue[:tail], dist[:tail], parent[:tail], parent_joint[:tail]
 
 
 class GridSolution(NamedTuple):
@@ -1022,7 +1190,10 @@ class GridForaging(_Game):
       so reset is deterministic.
     * ``optimum`` (most food collectable within ``max_steps``, n_food when feasible) and
       the minimal number of steps are computed exactly by :meth:`solve`, a breadth-first
-      search over the joint state space.
+      search over the joint state space (refused, with a ValueError, when too large).
+    * Limits: ``n_states`` at most :data:`MAX_COUNT` (2**31 - 1), ``max_steps`` in
+      [1, MAX_COUNT], and the grid's lookup tables (16 bytes per cell, 24 with
+      ``layout_seed``) within :data:`MAX_ALLOC_BYTES`.
 
     The default layout (agents 0 and 1, food ``F``) is solved in 8 steps (6 moves and 2
     loads; agent 1 needs 4 moves to reach a cell next to either food and 2 more between
@@ -1044,12 +1215,21 @@ class GridForaging(_Game):
         self.size = _check_int(size, "size", 2)
         self.n_agents = _check_int(n_agents, "n_agents", 1)
         self.n_food = _check_int(n_food, "n_food", 1)
-        self.max_steps = self.episode_limit = _check_int(max_steps, "max_steps", 1)
+        self.max_steps = self.episode_limit = _check_count(max_steps, "max_steps")
+        # 2**n_food * (size**2)**n_agents >= 2**(n_food + 2 * n_agents): refuse a huge one
+        # before computing it
+        if self.n_food + 2 * self.n_agents > 31 or self.size > 2 ** 16:
+            raise ValueError(f"size={size}, n_agents={n_agents}, n_food={n_food} give "
+                             f"2**{n_food} * {size}**{2 * self.n_agents} states; at most "
+                             f"2**31 - 1 are supported")
         n_cells = self.size ** 2
         self.n_states = self.n_obs = 2 ** self.n_food * n_cells ** self.n_agents
-        if self.n_states > 2 ** 31 - 1:
+        if self.n_states > MAX_COUNT:
             raise ValueError(f"size={size}, n_agents={n_agents}, n_food={n_food} give "
                              f"{self.n_states} states; at most 2**31 - 1 are supported")
+        # the food lookup (8 bytes per cell), render (~9) and layout_seed's permutation (8)
+        _check_bytes((24 if layout_seed is not None else 16) * n_cells,
+                     f"GridForaging(size={size}) ({n_cells} cells)")
         if layout is not None and layout_seed is not None:
             raise ValueError(f"pass layout or layout_seed, not both (got layout={layout!r}, "
                              f"layout_seed={layout_seed!r})")
@@ -1067,8 +1247,10 @@ class GridForaging(_Game):
                 raise ValueError(f"n_food={n_food} does not fit the default layout; pass layout")
             rows = [(i * (self.size - 1)) // max(self.n_agents - 1, 1) for i in range(self.n_agents)]
             agents = [r * self.size for r in rows]
-            others = [c for c in range(n_cells) if c % self.size != 0]
-            food = [others[(2 * j + 1) * len(others) // (2 * self.n_food)] for j in range(self.n_food)]
+            # others[k]: the k-th cell, in reading order, outside the left column
+            n_others, width = n_cells - self.size, self.size - 1
+            picks = [(2 * j + 1) * n_others // (2 * self.n_food) for j in range(self.n_food)]
+            food = [k // width * self.size + 1 + k % width for k in picks]
         self.agent_cells = tuple(agents)
         self.food_cells = tuple(food)
         self.layout = (tuple(divmod(c, self.size) for c in agents),
@@ -1084,12 +1266,16 @@ class GridForaging(_Game):
     def _check_layout(self, layout):
         try:
             agents, food = layout
-            agents, food = [tuple(rc) for rc in agents], [tuple(rc) for rc in food]
+            # at most one item too many of each (an endless iterator ends here)
+            agents, food = [[tuple(itertools.islice(rc, 3)) for rc in itertools.islice(x, k + 1)]
+                            for x, k in [(agents, self.n_agents), (food, self.n_food)]]
         except (TypeError, ValueError):
             raise TypeError("layout must be a pair (agent_cells, food_cells) of (row, col) "
                             f"sequences, got {layout!r}") from None
         if len(agents) != self.n_agents or len(food) != self.n_food:
-            raise ValueError(f"layout has {len(agents)} agents and {len(food)} food, expected "
+            counts = [len(x) if len(x) <= k else f"more than {k}"
+                      for x, k in [(agents, self.n_agents), (food, self.n_food)]]
+            raise ValueError(f"layout has {counts[0]} agents and {counts[1]} food, expected "
                              f"n_agents={self.n_agents} and n_food={self.n_food}")
         agents = [self._check_cell(rc, "layout cell") for rc in agents]
         food = [self._check_cell(rc, "layout cell") for rc in food]
@@ -1211,30 +1397,84 @@ class GridForaging(_Game):
         Every item is worth 1, so the return of an episode is the number of food items
         gone in the last state; BFS from the start state (never past ``max_steps`` or a
         terminal state) gives the fewest steps to every reachable state, hence the most
-        food collectable within ``max_steps`` and the fewest steps to collect it.  Cost:
-        O(reachable states * 6**n_agents) transitions and ~28 bytes per state id.
+        food collectable within ``max_steps`` and the fewest steps to collect it.
+
+        Cost: up to ``R * 6**n_agents`` transitions and about ``49 * R`` bytes, where
+        ``R = 2**n_food * prod_i c_i`` bounds the reachable states (``c_i``: the cells within
+        ``max_steps`` moves of agent i's start; the search indexes only those).  A game whose
+        search would exceed :data:`MAX_SEARCH_TRANSITIONS` or :data:`MAX_ALLOC_BYTES` is
+        refused before it starts, with a ValueError giving both estimates:
+
+        >>> GridForaging(size=100).optimum  # food 2 is out of reach within 25 steps
+        0.0
+        >>> GridForaging(size=100, max_steps=200).solve()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: GridForaging(size=100, ...) is too large to solve: the search ... 18.3 GiB ...
         """
         if self._solution is None:
-            dist, parent, parent_joint = _grid_bfs(
-                self.start_state, self.n_states, self.n_agents, self.size, self._food,
-                self._food_at, self.max_steps)
-            reached = np.flatnonzero(dist >= 0)
-            masks = reached & ((1 << self.n_food) - 1)
-            collected = self.n_food - np.array([bin(m).count("1") for m in range(2 ** self.n_food)])[masks]
+            row_lo, first_col, last_col, offset, count = self._reach_cells()
+            reach = 2 ** self.n_food * math.prod(count)
+            need = 49 * reach + 24 * first_col.size
+            work = reach * 6 ** self.n_agents
+            if need > MAX_ALLOC_BYTES or work > MAX_SEARCH_TRANSITIONS:
+                raise ValueError(
+                    f"{self._sizes()} is too large to solve: the search over up to {reach} "
+                    f"states needs about {_gib(need)} of memory (envs.MAX_ALLOC_BYTES = "
+                    f"{_gib(MAX_ALLOC_BYTES)}) and up to {work:.3g} transitions "
+                    f"(envs.MAX_SEARCH_TRANSITIONS = {MAX_SEARCH_TRANSITIONS:.3g}); its optimum "
+                    f"is at most n_food = {self.n_food}")
+            states, dist, parent, parent_joint = _grid_bfs(
+                self.start_state, self.n_agents, self.size, self._food, self._food_at,
+                self.max_steps, row_lo, first_col, last_col, offset, np.array(count, np.int64),
+                reach)
+            collected = np.full(states.shape, self.n_food, np.int64)
+            for f in range(self.n_food):  # minus the food left (bit f of the state id)
+                collected -= (states >> f) & 1
             best = int(collected.max())
-            candidates = reached[collected == best]
-            s = int(candidates[np.argmin(dist[candidates])])
+            fewest = dist[collected == best].min()
+            # the smallest state id of those reached in the fewest steps
+            candidates = np.flatnonzero((collected == best) & (dist == fewest))
+            k = int(candidates[np.argmin(states[candidates])])
             plan = []
-            while s != self.start_state:
-                joint = int(parent_joint[s])
+            while k != 0:
+                joint = int(parent_joint[k])
                 plan.append(tuple((joint // 6 ** i) % 6 for i in range(self.n_agents)))
-                s = int(parent[s])
+                k = int(parent[k])
             self._solution = GridSolution(best, len(plan), tuple(reversed(plan)))
         return self._solution
 
+    def _reach_cells(self):
+        """The cells within max_steps moves of each agent's start (Manhattan diamonds cut by
+        the grid), for :func:`_grid_bfs`: ``(row_lo, first_col, last_col, offset, count)``."""
+        m, size, n = self.max_steps, self.size, self.n_agents
+        rows = min(size, 2 * m + 1)
+        row_lo = np.empty(n, np.int64)
+        first_col = np.zeros((n, rows), np.int64)
+        last_col = np.full((n, rows), -1, np.int64)  # -1: no such row
+        offset = np.zeros((n, rows), np.int64)
+        count = []
+        for i, cell in enumerate(self.agent_cells):
+            r0, c0 = divmod(cell, size)
+            row_lo[i] = max(0, r0 - m)
+            total = 0
+            for k, r in enumerate(range(row_lo[i], min(size, r0 + m + 1))):
+                w = m - abs(r - r0)
+                first_col[i, k] = max(0, c0 - w)
+                last_col[i, k] = min(size - 1, c0 + w)
+                offset[i, k] = total
+                total += last_col[i, k] - first_col[i, k] + 1
+            count.append(total)
+        return row_lo, first_col, last_col, offset, count
+
+    def _sizes(self):
+        return (f"GridForaging(size={self.size}, n_agents={self.n_agents}, n_food={self.n_food}, "
+                f"max_steps={self.max_steps})")
+
     @property
     def optimum(self):
-        """Best team return per episode (exact, from :meth:`solve`)."""
+        """Best team return per episode (exact, from :meth:`solve`; a ValueError for a game
+        too large to search)."""
         return float(self.solve().optimum)
 
 
@@ -1615,10 +1855,25 @@ def _check_local_ratio(local_ratio):
     if isinstance(local_ratio, (bool, np.bool_)) or not isinstance(local_ratio, numbers.Real):
         raise TypeError(f"local_ratio must be a real number in [0, 1], got "
                         f"{type(local_ratio).__name__} {local_ratio!r}")
-    value = float(local_ratio)
+    try:
+        value = float(local_ratio)
+    except OverflowError:  # an int beyond float64
+        value = math.inf
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise ValueError(f"local_ratio must be in [0, 1], got {local_ratio!r}")
     return value
+
+
+def _check_coordinates(a, name):
+    """ValueError unless every entry of the real array ``a`` is finite with magnitude at
+    most :data:`SPREAD_MAX_ABS` (so that rewards and float32 observations stay finite)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # longdouble beyond float64: inf
+        largest = float(np.abs(np.asarray(a, np.float64)).max(initial=0.0))  # NaN if any is
+    if not math.isfinite(largest):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    if largest > SPREAD_MAX_ABS:
+        raise ValueError(f"{name} must be at most SPREAD_MAX_ABS = {SPREAD_MAX_ABS:g} in "
+                         f"magnitude, got {largest!r}")
 
 
 class Spread:
@@ -1706,7 +1961,7 @@ class Spread:
         self.n_agents = _check_int(n_agents, "n_agents", 1)
         self.n_landmarks = self.n_agents
         self.local_ratio = _check_local_ratio(local_ratio)
-        self.max_cycles = self.episode_limit = _check_int(max_cycles, "max_cycles", 1)
+        self.max_cycles = self.episode_limit = _check_count(max_cycles, "max_cycles")
         try:
             dtype = np.dtype(obs_dtype)
         except TypeError:
@@ -1714,6 +1969,7 @@ class Spread:
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"obs_dtype must be float32 or float64, got {dtype}")
         self.obs_dtype = dtype
+        _check_bytes(self._env_bytes(), f"Spread(n_agents={n_agents}) (one env of reset and step)")
         self.n_actions = (5,) * self.n_agents
         self.obs_dim = 6 * self.n_agents
         self.state_dim = self.n_agents * self.obs_dim
@@ -1723,6 +1979,13 @@ class Spread:
     def __repr__(self):
         return (f"Spread(n_agents={self.n_agents}, local_ratio={self.local_ratio}, "
                 f"max_cycles={self.max_cycles})")
+
+    def _env_bytes(self):
+        """Bytes per env of ``reset`` and one ``step``: obs and state of reset, obs, state and
+        final_state of step (6 n**2 floats each), positions, velocities, landmarks, actions,
+        agent_rewards, and the scalars."""
+        n = self.n_agents
+        return 30 * np.dtype(self.obs_dtype).itemsize * n * n + 72 * n + 48
 
     # -- batched interface
     @staticmethod
@@ -1736,6 +1999,7 @@ class Spread:
         True
         """
         n_envs = _check_int(n_envs, "n_envs", 1)
+        _check_bytes(8 * n_envs, f"seed_keys(n_envs={n_envs})")
         base = np.random.SeedSequence(_check_seed(seed)).generate_state(1, np.uint64)[0]
         return _spread_keys(np.uint64(base), n_envs)
 
@@ -1747,8 +2011,11 @@ class Spread:
     def reset(self, n_envs, seed=None):
         """Start ``n_envs`` episodes; returns ``(obs (B, n, obs_dim), state (B, state_dim))``
         of ``obs_dtype``.  ``seed`` (None or an int >= 0) fixes every env's generator (see
-        :meth:`seed_keys`); None draws fresh entropy."""
+        :meth:`seed_keys`); None draws fresh entropy.  A batch whose arrays (of reset and of
+        one ``step``, about ``30 * itemsize * n**2`` bytes per env) would exceed
+        :data:`MAX_ALLOC_BYTES` is refused with a ValueError."""
         n_envs = _check_int(n_envs, "n_envs", 1)
+        _check_bytes(n_envs * self._env_bytes(), f"reset(n_envs={n_envs}) of {self!r}")
         keys = self.seed_keys(seed, n_envs)
         shape = (n_envs, self.n_agents, 2)
         self._pos, self._vel, self._lm = np.empty(shape), np.empty(shape), np.empty(shape)
@@ -1791,8 +2058,9 @@ class Spread:
 
     def set_world(self, agent_pos, agent_vel, landmark_pos, t=None):
         """Put every env (after ``reset``) into the given world: positions and velocities of
-        shape (B, n, 2) (finite reals), step counts ``t`` (B,) in [0, max_cycles) (default
-        0).  The generators are kept.  Returns ``(obs, state)`` of the new worlds."""
+        shape (B, n, 2) (finite reals of magnitude at most :data:`SPREAD_MAX_ABS`, so that
+        rewards and observations stay finite), step counts ``t`` (B,) in [0, max_cycles)
+        (default 0).  The generators are kept.  Returns ``(obs, state)`` of the new worlds."""
         self._check_reset()
         B, n = self._pos.shape[:2]
         arrays = []
@@ -1804,8 +2072,7 @@ class Spread:
             if a.shape != (B, n, 2):
                 raise ValueError(f"{name} must have shape (n_envs, n, 2) = {(B, n, 2)}, "
                                  f"got shape {a.shape}")
-            if not np.isfinite(a).all():
-                raise ValueError(f"{name} must be finite (no NaN or inf)")
+            _check_coordinates(a, name)
             arrays.append(np.array(a, np.float64, order="C"))
         if t is None:
             steps = np.zeros(B, np.int64)
@@ -1861,7 +2128,7 @@ class Spread:
         """``(returns - random.mean) / (scripted.mean - random.mean)``: 0 for the random
         policy, 1 for the scripted controller.  ``references`` (a :class:`SpreadReferences`)
         defaults to :attr:`reference_returns`; ``returns`` is a mean episode team return
-        (or an array of them)."""
+        (or an array of them), finite, and so are the scores (else a ValueError)."""
         refs = self.reference_returns if references is None else references
         if refs is None:
             raise ValueError(f"no stored reference returns for {self!r}; pass references="
@@ -1869,10 +2136,35 @@ class Spread:
                              f"{self.max_cycles})")
         if not isinstance(refs, SpreadReferences):
             raise TypeError(f"references must be a SpreadReferences, got {type(refs).__name__}")
+        means = []
+        for name in ("random", "scripted"):
+            est = getattr(refs, name)
+            mean = getattr(est, "mean", None)
+            if isinstance(mean, (bool, np.bool_)) or not isinstance(mean, numbers.Real):
+                raise TypeError(f"references.{name} must be a ReturnEstimate with a real mean, "
+                                f"got {est!r}")
+            if not math.isfinite(mean):
+                raise ValueError(f"references.{name}.mean must be finite, got {mean!r}")
+            means.append(float(mean))
+        low, high = means
+        if low == high:
+            raise ValueError(f"references must have distinct means, got random.mean = "
+                             f"scripted.mean = {low!r}")
         r = _as_array(returns, "returns", "a real number or array")
         if r.dtype.kind not in "iuf" or r.dtype == np.bool_:
             raise TypeError(f"returns must be real, got dtype {r.dtype}")
-        score = (r - refs.random.mean) / (refs.scripted.mean - refs.random.mean)
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = r.astype(np.float64)
+            if not np.isfinite(r).all():
+                raise ValueError("returns must be finite (no NaN or inf)")
+            diff = r - low
+            if math.isfinite(high - low) and np.isfinite(diff).all():
+                score = diff / (high - low)
+            else:  # a difference overflows float64: halve everything
+                score = (0.5 * r - 0.5 * low) / (0.5 * high - 0.5 * low)
+        if not np.isfinite(score).all():
+            raise ValueError(f"returns up to {np.abs(r).max():.4g} overflow the normalized score "
+                             f"(random.mean = {low!r}, scripted.mean = {high!r})")
         return float(score) if score.ndim == 0 else score
 
     # -- plain-Python reference
@@ -1910,8 +2202,7 @@ class Spread:
             if a.shape != (self.n_agents, 2) or a.dtype.kind not in "iuf" or a.dtype == np.bool_:
                 raise ValueError(f"state.{name} must be {self.n_agents} (x, y) pairs of reals, "
                                  f"got shape {a.shape} and dtype {a.dtype}")
-            if not np.isfinite(a).all():
-                raise ValueError(f"state.{name} must be finite (no NaN or inf)")
+            _check_coordinates(a, f"state.{name}")
             out.append(tuple(map(tuple, a.astype(np.float64).tolist())))
         return SpreadState(*out, _check_int(key, "state.rng", 0, 2 ** 64))
 
@@ -1997,13 +2288,16 @@ def spread_references(n_agents=3, local_ratio=0.5, max_cycles=25, *, n_episodes=
     ``np.random.default_rng([seed, 1])``) and of :meth:`Spread.scripted_actions`, and
     returns a :class:`SpreadReferences` with each policy's mean episode team return and
     95% confidence half-width ``1.96 * std / sqrt(n_episodes)`` (episodes are independent).
-    :data:`SPREAD_REFERENCES` holds the results of ``n_episodes=20000, seed=0``.
+    :data:`SPREAD_REFERENCES` holds the results of ``n_episodes=20000, seed=0``.  Memory:
+    about ``24 * n_episodes`` bytes plus a batch of ``n_envs`` (:data:`MAX_ALLOC_BYTES`).
     """
     env = Spread(n_agents, local_ratio, max_cycles)
     n_episodes = _check_int(n_episodes, "n_episodes", 2)
     seed = _check_int(seed, "seed", 0)
     n_envs = min(_check_int(n_envs, "n_envs", 1), n_episodes)
     rounds = -(-n_episodes // n_envs)
+    _check_bytes(24 * rounds * n_envs + n_envs * env._env_bytes(),  # returns, std's scratch
+                 f"spread_references(n_episodes={n_episodes}, n_envs={n_envs})")
     rng = np.random.default_rng([seed, 1])
     estimates = []
     for scripted in (False, True):
@@ -2026,6 +2320,9 @@ def spread_references(n_agents=3, local_ratio=0.5, max_cycles=25, *, n_episodes=
 # --------------------------------------------------------------------------- PettingZoo
 
 _PARALLEL_CLASS = None
+# batch arrays, replaced by every reset (not copied), and read-only caches (shared)
+_BATCH_ATTRIBUTES = ("_state", "_t", "_pos", "_vel", "_lm", "_rng", "agent_rewards")
+_SHARED_ATTRIBUTES = ("_tables", "_solution", "payoff", "_flat", "_payoff_list")
 
 
 def _parallel_class():
@@ -2047,7 +2344,11 @@ def _parallel_class():
         metadata = {"name": "asae_game_v0", "render_modes": []}
 
         def __init__(self, game, seed=None):
-            self.game = copy.deepcopy(game)
+            # a private copy without the batch of the original (its reset arrays, however
+            # many envs) and sharing the read-only tables and solution
+            memo = {id(v): None for k, v in vars(game).items() if k in _BATCH_ATTRIBUTES}
+            memo.update({id(v): v for k, v in vars(game).items() if k in _SHARED_ATTRIBUTES})
+            self.game = copy.deepcopy(game, memo)
             self.possible_agents = [f"agent_{i}" for i in range(game.n_agents)]
             self.agents = []
             self.metadata = {**self.metadata, "name": f"asae_{type(game).__name__}_v0"}

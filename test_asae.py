@@ -2078,3 +2078,45 @@ def test_exact_work_is_refused_beyond_its_limit(method, kw):
     if method == "exact_async":                       # the cheapest, to keep the suite quick
         cfg = asae.Config(iterations=1, n_envs=2, rollout_len=1, minibatches=1, epochs=1)
         assert np.isfinite(asae.train(envs.penalty(-100, n_agents=12), method, cfg).greedy_return)
+
+
+def test_optimum_is_read_only_after_the_memory_check():
+    """A grid's optimum is a search over its states: train refuses an oversized run before
+    reading it (GridForaging(size=100) searched 4e8 states and raised MemoryError), and
+    evaluate, which needs no optimum, never reads it."""
+    class Costly(envs.GridForaging):
+        reads = 0
+
+        @property
+        def optimum(self):
+            Costly.reads += 1
+            raise MemoryError("searched")
+    with pytest.raises(ValueError, match="GiB"):
+        asae.train(Costly(size=100), "async")
+    with pytest.raises(ValueError, match=r"logits\[0\] must have shape"):
+        asae.evaluate(Costly(size=100), [np.zeros((1, 6))] * 2)
+    assert Costly.reads == 0
+    with pytest.raises(MemoryError, match="searched"):           # read once the run fits
+        asae.train(Costly(size=3, n_food=1), "async", asae.Config(iterations=1))
+    assert Costly.reads == 1
+
+
+def test_mean_returns_near_the_float64_limit():
+    """evaluate: a mean whose sum overflows but which is itself finite is returned (exactly,
+    when every episode pays the same); train: a learning curve whose mean overflows raises
+    FloatingPointError instead of reporting inf (it did, on both env paths)."""
+    import warnings
+    top = envs.MatrixGame([[1e308, 1e308], [1e308, 1e308]])
+    mixed = envs.MatrixGame([[1.7e308, -1.7e308], [-1.7e308, 1.7e308]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert asae.evaluate(top, [np.zeros((1, 2))] * 2, episodes=1000, greedy=False) == 1e308
+        mean = asae.evaluate(mixed, [np.zeros((1, 2))] * 2, episodes=999, greedy=False, seed=4)
+    assert math.isfinite(mean) and abs(mean) < 1.7e308
+    assert asae.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, episodes=1000, greedy=False,
+                         seed=3) == pytest.approx(-3.355)             # the ordinary mean, as before
+    cfg = asae.Config(iterations=2, n_envs=4, rollout_len=2, minibatches=1, eval_episodes=4,
+                      reward_scale=1e-308)
+    for env in (top, RewardChain(k=1, r=1e308)):
+        with pytest.raises(FloatingPointError, match="iteration 1 overflows float64"):
+            asae.train(env, "async", cfg)

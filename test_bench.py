@@ -127,6 +127,16 @@ def test_bad_game_specs_are_clear_value_errors(spec, message):
     assert message in str(err.value)
 
 
+def test_commas_inside_a_value_do_not_split_the_list():
+    from types import SimpleNamespace
+    args = SimpleNamespace(games="climbing, grid:layout=(((0, 0), (4, 4)), ((2, 2), (3, 3)))",
+                           methods="async", seeds=1, quick=True, overrides={})
+    cells = bench_plan.plan(args, "learn")
+    layout = (((0, 0), (4, 4)), ((2, 2), (3, 3)))
+    assert [c.game for c in cells] == ["climbing", f"grid:layout={layout}"]
+    assert bench_plan.make_game(cells[1].game).layout == layout
+
+
 def test_method_specs_parse_config_fields():
     P = bench_plan.FIELD_PARSERS
     assert bench_plan.parse_spec("asae:sync_clip=none", asae.METHODS, "method", P) == (
@@ -193,6 +203,106 @@ def test_command_line_flags(capsys):
             bench.parse_args(argv)
         assert exit_.value.code == 2
         assert message in capsys.readouterr().err
+
+
+# ---- every argument checked before any compute -------------------------------------------------
+
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Any training run, bias probe, kernel timing or grid search fails the test."""
+    import bench_speed
+    import envs
+
+    def computed(*args, **kw):
+        raise AssertionError("computed before refusing")
+    for owner, name in ((asae, "train"), (asae, "advantage_bias"), (bench_speed, "timed"),
+                        (envs.GridForaging, "solve")):
+        monkeypatch.setattr(owner, name, computed)
+
+
+def refused(argv, capsys):
+    """main(argv) exits with status 2 and one argparse-style line on stderr; that line."""
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("bench.py: error: "), err
+    return err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["learn", "--games", ""], "--games '' names no game; choose from climbing"),
+    (["learn", "--methods", ""], "--methods '' names no method; choose from async"),
+    (["bias", "--games", ","], "--games ',' names no game"),
+    (["learn", "--methods", ","], "--methods ',' names no method"),
+    (["learn", "--games", "climbing,,qtran"], "has an empty item"),
+    (["bias", "--methods", "async,"], "has an empty item"),
+    (["learn", "--methods", "asae, async,asae"], "lists 'asae' twice"),
+    (["learn", "--json", ""], "--json needs a file path; got ''"),
+    (["learn", "--plot", ""], "--plot needs a folder path; got ''"),
+    (["--docs", ""], "--docs needs a folder path; got ''"),
+    (["learn", "--games", "grid:size=100"], "grid:size=100 / async: this run needs"),
+    (["learn", "--iterations", str(10 ** 12)], "most of it for Config.iterations"),
+    (["bias", "--epochs", str(10 ** 9)], "Config.epochs"),
+    (["learn", "--seeds", str(10 ** 8)], "runs a section may plan (--seeds)"),
+    (["study", "--seeds", str(10 ** 6)], "runs a section may plan (--seeds)"),
+    (["learn", "--jobs", "100000"], "--jobs must be from 1 to"),
+    (["speed", "--jobs", "0"], "--jobs must be from 1 to")])
+def test_bad_arguments_are_refused_before_any_compute(argv, message, no_compute, capsys):
+    assert message in refused(argv + ["--jobs", "1"] * ("--jobs" not in argv), capsys)
+
+
+def test_a_game_whose_optimum_cannot_be_computed_is_refused_up_front(monkeypatch, capsys):
+    import envs
+
+    def too_big(self):
+        raise MemoryError("Allocation failed")
+    monkeypatch.setattr(envs.GridForaging, "solve", too_big)
+    monkeypatch.setattr(asae, "train", None)
+    assert "game 'grid:size=3:n_food=1': its optimum cannot be computed (MemoryError" in refused(
+        ["learn", "--games", "grid:size=3:n_food=1", "--jobs", "1"], capsys)
+
+
+@pytest.mark.parametrize("section", ["speed", "learn", "bias", "study"])
+def test_unwritable_outputs_are_refused_before_any_compute(section, tmp_path, no_compute, capsys):
+    (tmp_path / "a_file").write_text("x")
+    cases = [(["--json", str(tmp_path / "missing" / "out.json")], "does not exist"),
+             (["--json", str(tmp_path)], "is a folder, not a file"),
+             (["--plot", str(tmp_path / "a_file")], "is a file, not a folder"),
+             (["--plot", str(tmp_path / "a_file" / "figs")], "a_file' is a file, not a"),
+             (["--docs", str(tmp_path / "a_file")], "is a file, not a folder"),
+             (["--docs", str(tmp_path / "a_file" / "sub")], "a_file' is a file, not a")]
+    if os.path.isdir("/proc/self"):              # Linux: nothing can be created in /proc
+        cases += [(["--json", "/proc/out.json"], "cannot be written"),
+                  (["--plot", "/proc/figs"], "no file can be written there"),
+                  (["--docs", "/proc"], "no file can be written there")]
+    if os.path.exists("/dev/null"):
+        cases.append((["--json", "/dev/null"], "exists and is not a regular file"))
+    for flags, message in cases:
+        if "--plot" in flags:
+            pytest.importorskip("matplotlib")
+        err = refused([section, "--quick", "--jobs", "1", *flags], capsys)
+        assert flags[1] in err and message in err, (flags, err)
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]          # no JSON, no temp file, no folder
+
+
+def test_output_folders_are_made_only_once_the_run_is_checked(tmp_path, no_compute, capsys):
+    pytest.importorskip("matplotlib")
+    err = refused(["learn", "--games", "nope", "--plot", str(tmp_path / "figs"), "--docs",
+                   str(tmp_path / "docs" / "page"), "--json", str(tmp_path / "out.json")], capsys)
+    assert "unknown game 'nope'" in err and os.listdir(tmp_path) == []
+
+
+def test_a_failed_write_leaves_no_temp_file(tmp_path):
+    def broken(f):
+        f.write("half")
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        bench_run.replace_file(str(tmp_path / "out.json"), broken)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(OSError):
+        bench_run.write_json(str(tmp_path / "folder"), {"a": 1})
+    assert sorted(os.listdir(tmp_path)) == ["folder"]
 
 
 # ---- end to end --------------------------------------------------------------------------------
@@ -283,6 +393,25 @@ def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys, tmp_path)
     with pytest.raises(SystemExit) as exit_:
         bench.parse_args(["learn", "--plot", str(tmp_path)])
     assert exit_.value.code == 2 and "pip install -e '.[plot]'" in capsys.readouterr().err
+
+
+def test_the_speed_section_shows_progress(monkeypatch, capsys):
+    """A progress line after every timing (in place on a terminal), the last one final."""
+    import sys
+
+    import bench_speed
+    monkeypatch.setattr(bench_speed, "timed", lambda fn, repeats, min_time: (1e-3, 1e-6))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert bench.main(["speed", "--quick", "--jobs", "1"]) == 0
+    lines = capsys.readouterr().err.split("\r\033[K")[1:]
+    per_game = [3 + sum(bench_plan.applicable(m, bench_plan.make_game(g)) for m in asae.METHODS)
+                for g in ("climbing", "two-step", "grid")]   # env.step sizes and methods
+    n = 19 + sum(per_game)                                   # kernels first
+    assert per_game == [3 + 8, 3 + 6, 3 + 6]
+    assert len(lines) == n and all(f"/{n} timings, " in line for line in lines)
+    assert lines[0].startswith(f"speed gae (T=128, B=1): (1/{n} timings, ")
+    assert lines[-1].startswith(f"speed grid: train('{asae.METHODS[-1]}'): ({n}/{n} timings, ")
+    assert lines[-1].endswith(")\n") and not lines[-2].endswith("\n")
 
 
 # ---- the study (bench_study) -------------------------------------------------------------------

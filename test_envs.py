@@ -558,6 +558,10 @@ def test_bad_reset_and_step_order():
     (np.zeros((2, 2), complex), 1, TypeError, "payoff must be a real numeric array"),
     (np.zeros((2, 2)), 0, ValueError, "episode_len must be >= 1"),
     (np.zeros((2, 2)), 1.0, TypeError, "episode_len must be an int"),
+    (np.zeros((2, 2)), 10**30, ValueError, r"episode_len must be in \[1, 2147483647\], got 10{30}"),
+    ([[1e308, 0], [0, 0]], 2, ValueError, "payoff: an episode return can overflow float64"),
+    (np.broadcast_to(0.0, (10**5, 10**5)), 1, ValueError,
+     r"payoff of shape \(100000, 100000\) needs about 93.1 GiB of memory"),
 ])
 def test_bad_payoff(payoff, episode_len, error, match):
     with pytest.raises(error, match=match):
@@ -581,6 +585,8 @@ def test_bad_payoff(payoff, episode_len, error, match):
      r"n_agents=40 gives 3\*\*40 joint actions, .*n_agents must be in \[2, 39\] for 3 actions"),
     (dict(n_agents=10 ** 6), ValueError, "n_agents=1000000 gives"),
     (dict(episode_len=0), ValueError, "episode_len must be >= 1"),
+    (dict(n_agents=10**30), ValueError, "n_agents=10{30} gives"),
+    (dict(k=-1e308, episode_len=2), ValueError, r"k=-1e\+308: an episode return can overflow"),
 ])
 def test_bad_penalty_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -596,6 +602,12 @@ def test_bad_grid_arguments():
         (dict(layout_seed=-1), ValueError, "layout_seed must be >= 0"),
         (dict(size=2, n_agents=3, n_food=2, layout_seed=0), ValueError, "do not fit"),
         (dict(size=20, n_agents=4), ValueError, "states"),
+        (dict(n_agents=10**9), ValueError, r"2\*\*2 \* 5\*\*2000000000 states; at most 2\*\*31"),
+        (dict(n_food=10**12), ValueError, r"n_food=1000000000000 give 2\*\*1000000000000 \*"),
+        (dict(size=30000, n_agents=1, n_food=1), ValueError,
+         r"GridForaging\(size=30000\) \(900000000 cells\) needs about 13.4 GiB"),
+        (dict(max_steps=2**31), ValueError,
+         r"max_steps must be in \[1, 2147483647\], got 2147483648"),
         (dict(layout=([(0, 0)], [(1, 1), (2, 2)])), ValueError, "layout has 1 agents"),
         (dict(layout=([(0, 0), (0, 5)], [(1, 1), (2, 2)])), ValueError, r"layout cell \(0, 5\)"),
         (dict(layout=([(0, 0), (1, 1)], [(1, 1), (2, 2)])), ValueError, "may not start on food"),

@@ -497,6 +497,10 @@ def test_pettingzoo_spaces_rewards_and_final_observations():
     (dict(local_ratio=None), TypeError, "local_ratio must be a real number in .*got NoneType"),
     (dict(local_ratio=True), TypeError, "local_ratio must be a real number in .*got bool"),
     (dict(max_cycles=0), ValueError, "max_cycles must be >= 1, got 0"),
+    (dict(max_cycles=10**30), ValueError, r"max_cycles must be in \[1, 2147483647\], got 10{30}"),
+    (dict(local_ratio=10**400), ValueError, r"local_ratio must be in \[0, 1\], got 10{400}"),
+    (dict(n_agents=10**5), ValueError, r"Spread\(n_agents=100000\) \(one env of reset and step\) "
+                                       r"needs about 1118 GiB of memory"),
     (dict(max_cycles=2.5), TypeError, "max_cycles must be an int, got float"),
     (dict(obs_dtype=np.int32), ValueError, "obs_dtype must be float32 or float64, got int32"),
     (dict(obs_dtype="nonsense"), TypeError, "obs_dtype must be float32 or float64"),
