@@ -79,7 +79,7 @@ def parse_args(argv=None):
                         help="worker processes (default: CPU count; 1: in this process)")
         sp.add_argument("--dask", metavar="ADDRESS", default=d(None),
                         help="run the cells on the Dask cluster whose scheduler is at ADDRESS "
-                        "(e.g. tcp://10.0.0.5:8786; extra 'dask'; same results as the local "
+                        "(e.g. tcp://scheduler-host:8786; extra 'dask'; same results as the local "
                         "pool; --jobs then unused; the speed section always runs here)")
         if sp is not p and sp.prog.split()[-1] != "speed":
             sp.add_argument("--seeds", type=int, metavar="N", help="seeds per cell (learn 20, "
