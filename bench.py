@@ -1,15 +1,18 @@
-"""asae bench: how fast the kernels, envs and learner are, how well each method learns, and
-when ASAE matters (the ``study`` section, bench_study.py).
+"""asae bench: how fast the kernels, envs and learner are, how well each method learns,
+when ASAE matters (the ``study`` section, bench_study.py) and how it compares with HAPPO,
+CoPPO and A2PO from 2 to 16 agents (the ``h2h`` section, bench_h2h.py).
 
-    python bench.py                            # everything: speed, learn, bias, study
-    python bench.py --quick                    # the same, CI-sized
-    python bench.py speed|learn|bias|study -h  # one section and its options
+    python bench.py                            # speed, learn, bias, study (≤ 10 min, 2 cores)
+    python bench.py --quick                    # those and h2h, CI-sized (seconds each)
+    python bench.py h2h                        # the head-to-head study (docs/h2h.md)
+    python bench.py speed|learn|bias|study|h2h -h  # one section and its options
     python bench.py learn --games penalty:k=-50 --methods async,asae --seeds 100 --epochs 8
 
 Markdown tables go to stdout, progress to stderr. ``--json PATH`` is rewritten atomically
 after every finished cell; ``--plot DIR`` draws figures (extra ``plot``). Runs are
-independent per seed and spread over ``--jobs`` processes; results do not depend on it.
-Exit status 1 if a run failed or a kernel disagreed with its NumPy reference.
+independent per seed and spread over ``--jobs`` processes, or over a Dask cluster with
+``--dask ADDRESS`` (extra ``dask``); results do not depend on either. Exit status 1 if a
+run failed or a kernel disagreed with its NumPy reference; 2 for bad command-line input.
 """
 # The bench, one module per concept; each imports only those above it, none imports bench.py:
 #   bench_stats.py  Wilson intervals, sign tests, t-intervals, success paired with async
@@ -19,6 +22,7 @@ Exit status 1 if a run failed or a kernel disagreed with its NumPy reference.
 #   bench_speed.py  the speed section
 #   bench_learn.py  the learn and bias sections
 #   bench_study.py  the study section
+#   bench_h2h.py    the head-to-head section
 #   bench.py        the command line and the section registry (this file)
 from __future__ import annotations
 
@@ -35,16 +39,19 @@ import asae  # noqa: E402
 import envs  # noqa: E402, F401 — timed with asae: the speed section's first-call table
 IMPORT_S = time.perf_counter() - _t0
 
+import bench_h2h  # noqa: E402
 import bench_learn  # noqa: E402
 import bench_speed  # noqa: E402
 import bench_study  # noqa: E402
 from bench_plan import DEFAULTS, FIELD_PARSERS, GAMES, game_defaults, plan  # noqa: E402
-from bench_run import Report  # noqa: E402
+from bench_run import PAGES, Report, dask_client  # noqa: E402
 
 SECTIONS = {"speed": bench_speed.speed, "learn": bench_learn.learn, "bias": bench_learn.bias,
-            "study": bench_study.study}
+            "study": bench_study.study, "h2h": bench_h2h.h2h}
 PLANS = {"learn": lambda args: plan(args, "learn"), "bias": lambda args: plan(args, "bias"),
-         "study": bench_study.cells}                       # what a section runs, checked up front
+         "study": bench_study.cells, "h2h": bench_h2h.cells}  # what a section runs, checked first
+#: What a plain ``python bench.py`` runs (≤ 10 minutes on 2 cores); ``--quick`` runs them all.
+FULL_RUN = ("speed", "learn", "bias", "study")
 
 
 def parse_args(argv=None):
@@ -70,9 +77,16 @@ def parse_args(argv=None):
                         help="no progress on stderr")
         sp.add_argument("--jobs", type=int, metavar="N", default=d(os.cpu_count() or 1),
                         help="worker processes (default: CPU count; 1: in this process)")
+        sp.add_argument("--dask", metavar="ADDRESS", default=d(None),
+                        help="run the cells on the Dask cluster whose scheduler is at ADDRESS "
+                        "(e.g. tcp://scheduler-host:8786; extra 'dask'; same results as the local "
+                        "pool; --jobs then unused; the speed section always runs here)")
         if sp is not p and sp.prog.split()[-1] != "speed":
             sp.add_argument("--seeds", type=int, metavar="N", help="seeds per cell (learn 20, "
-                            "bias 10, study 100; --quick: 3, study 8)")
+                            "bias 10, study 100, h2h 100; --quick: 3, study 8, h2h 3)")
+        if sp is not p and sp.prog.split()[-1] == "h2h":
+            sp.add_argument("--agents", type=bench_h2h.agent_list, metavar="LIST",
+                            help="numbers of agents, e.g. 2,3,4 [2,3,4,6,8,12,16; --quick 2,3]")
         if sp is p or sp.prog.split()[-1] not in DEFAULTS:
             continue
         sp.add_argument("--games", metavar="LIST", help="comma list of games with parameters, "
@@ -94,7 +108,8 @@ def parse_args(argv=None):
 
     def error(msg: str):                         # argparse's format, one line, exit status 2
         p.exit(2, f"{p.prog}: error: {' '.join(str(msg).split())}\n")
-    args.sections = [args.command] if args.command else list(SECTIONS)
+    args.sections = ([args.command] if args.command else
+                     list(SECTIONS) if args.quick else list(FULL_RUN))
     args.overrides = {k: getattr(args, k) for k in FIELD_PARSERS if hasattr(args, k)}
     args.games, args.methods, args.seeds = (getattr(args, k, None)
                                             for k in ("games", "methods", "seeds"))
@@ -104,7 +119,7 @@ def parse_args(argv=None):
         error(f"--jobs must be from 1 to {most} (4 × the CPU count); got {args.jobs}")
     if args.seeds is not None and args.seeds < 1:
         error(f"--seeds must be at least 1; got {args.seeds}")
-    if args.docs is None and not args.command and not args.quick:    # the full run
+    if args.docs is None and args.command in (None, *PAGES) and not args.quick:  # full runs
         args.docs = os.path.join(HERE, "docs")
     args.docs = None if args.docs == "none" else args.docs
     try:
@@ -120,7 +135,8 @@ def parse_args(argv=None):
         if args.docs:
             writable_folder(args.docs, "--docs")
             if os.path.isdir(args.docs):
-                writable_file(os.path.join(args.docs, "results.md"), "--docs")
+                writable_file(os.path.join(args.docs, PAGES.get(args.command, ("results.md",))[0]),
+                              "--docs")
         for s in args.sections:                 # every cell built and checked, then dropped
             PLANS.get(s, lambda args: None)(args)
         for flag, folder in (("--plot", args.plot), ("--docs", args.docs)):
@@ -132,6 +148,11 @@ def parse_args(argv=None):
         error(exc)
     except ImportError:
         error("--plot needs matplotlib: pip install -e '.[plot]'")
+    if args.dask:
+        try:
+            args.dask = dask_client(args.dask)
+        except (ImportError, ValueError) as exc:
+            error(exc)
     if args.docs and not args.plot:             # the page's figures, if matplotlib is there
         try:
             import matplotlib  # noqa: F401, F811
@@ -194,7 +215,11 @@ def main(argv=None) -> int:
             + ", ".join(f"{k} {v:.1f} s" for k, v in rep.data["meta"]["section_s"].items()) + ")"
             + (f"; {len(rep.failures)} FAILURE(S), see stderr" if rep.failures else ""))
     if args.docs:
-        rep.log(f"wrote {rep.write_page(os.path.join(args.docs, 'results.md'))}")
+        name, title = PAGES.get(args.command, ("results.md", "Bench results"))
+        command = f" {args.command}" if args.command else ""
+        rep.log(f"wrote {rep.write_page(os.path.join(args.docs, name), title, command)}")
+    if args.dask:
+        args.dask.close()
     return 1 if rep.failures else 0
 
 

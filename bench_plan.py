@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -58,15 +59,27 @@ def make_game(spec: str, _cache={}):  # noqa: B006 — one env per spec and proc
     return _cache[spec]
 
 
+#: The most joint actions a count game (its reward by action counts, ``count_reward``) may
+#: have for the bench to read its joint ``payoff``, which such a game builds on demand (3^8).
+MAX_JOINT = 3 ** 8
+
+
+def payoff(env):
+    """``env.payoff``, or None if the env has none at hand: a count game's joint table is
+    built on first use, so it is read only up to MAX_JOINT joint actions."""
+    if hasattr(env, "count_reward") and math.prod(env.n_actions) > MAX_JOINT:
+        return None
+    return getattr(env, "payoff", None)
+
+
 def applicable(method: str, env) -> bool:
     """The exact methods (exact_sync, exact_async) enumerate a payoff: one-step matrix games."""
-    return (not method.startswith("exact")
-            or getattr(env, "payoff", None) is not None and env.n_states == 1)
+    return not method.startswith("exact") or payoff(env) is not None and env.n_states == 1
 
 
 def exact(env) -> bool:
     """Whether J(π) is computed exactly (matrix and two-step games) rather than sampled."""
-    return getattr(env, "payoff", None) is not None or isinstance(env, envs.TwoStepGame)
+    return payoff(env) is not None or isinstance(env, envs.TwoStepGame)
 
 
 def game_defaults(env, quick: bool) -> dict:
@@ -77,8 +90,9 @@ def game_defaults(env, quick: bool) -> dict:
     if isinstance(env, envs.GridForaging):
         return {"iterations": 30 if quick else 400, "n_envs": 64, "rollout_len": 16,
                 "lr_actor": 3.0}
-    peak = max(float(np.abs(getattr(env, k)).max())
-               for k in ("payoff", "payoff_2a", "payoff_2b") if hasattr(env, k))
+    tables = ([env.count_reward] if hasattr(env, "count_reward") else      # no joint table
+              [getattr(env, k) for k in ("payoff", "payoff_2a", "payoff_2b") if hasattr(env, k)])
+    peak = max(float(np.abs(t).max()) for t in tables)
     return {"iterations": 20 if quick else 100, "n_envs": 32, "rollout_len": 8,
             "reward_scale": 1 / (peak or 1)}
 

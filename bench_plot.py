@@ -227,3 +227,43 @@ def start_figure(records: list, out_dir: str) -> str:
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     return save_figure(plt, fig, out_dir, "study_start.png")
+
+
+# ---- the head-to-head study (records of bench_h2h) ----------------------------------------
+def h2h_figure(records: list, out_dir: str) -> str:
+    """a: per lr_actor (panels), success against the number of agents for each method, with
+    its Wilson 95 % band; the x axis spaced by log n."""
+    plt, recs = pyplot(), [r for r in records if r["part"] == "a"]
+    lrs, methods = (_ordered(r["setting"]["lr_actor"] for r in recs),
+                    _ordered(r["method"] for r in recs))
+    color = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    style = {m: "--" if m.startswith(("exact", "coma")) else "-" for m in methods}
+    fig, axes = plt.subplots(1, len(lrs), figsize=(5.2 * len(lrs), 4.4), squeeze=False,
+                             sharey=True)
+    for ax, lr in zip(axes[0], lrs):
+        for m in methods:
+            rs = sorted((r for r in recs if r["method"] == m and r["setting"]["lr_actor"] == lr),
+                        key=lambda r: r["setting"]["n"])
+            if not rs:
+                continue
+            n = np.array([r["setting"]["n"] for r in rs])
+            p = np.array([r["successes"] / r["runs"] for r in rs])
+            lo, hi = np.array([r["wilson95"] for r in rs]).T
+            ax.plot(n, p, style[m], marker="o", ms=3.5, color=color[m], lw=1.5, label=m)
+            ax.fill_between(n, lo, hi, color=color[m], alpha=0.10, lw=0)
+        ns = sorted({r["setting"]["n"] for r in recs})
+        ax.set_xscale("log")
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.minorticks_off()
+        ax.set_xlabel("agents n")
+        ax.set_title(f"lr_actor {lr:g}", fontsize=10)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("success: final greedy policy optimal")
+    fig.legend(handles=[plt.Line2D([], [], color=color[m], ls=style[m], lw=2, label=m)
+                        for m in methods], loc="lower center", ncol=min(len(methods), 5),
+               frameon=False, fontsize=9)
+    fig.suptitle(f"Head to head: penalty k = −100, {recs[0]['seeds']} paired seeds per point; "
+                 "bands: Wilson 95 % intervals", fontsize=10)
+    fig.tight_layout(rect=(0, 0.11, 1, 0.95))
+    return save_figure(plt, fig, out_dir, "h2h.png")

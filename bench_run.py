@@ -1,5 +1,6 @@
 """How the bench runs and records: every seed of every cell one task on a process pool
-(``--jobs``), progress and failures on stderr, markdown tables on stdout, every number as
+(``--jobs``) or a Dask cluster (``--dask ADDRESS``), progress and failures on stderr,
+markdown tables on stdout, every number as
 strict JSON rewritten atomically after each finished cell (``--json``), and the docs page
 of a run — its tables, figures, machine, versions and sizes (``--docs``).
 
@@ -7,6 +8,8 @@ of a run — its tables, figures, machine, versions and sizes (``--docs``).
 {'a': None, '2': [1, [0, 1], None]}
 """
 import concurrent.futures as cf
+import functools
+import hashlib
 import json
 import math
 import multiprocessing
@@ -16,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 
 import numba
 import numpy as np
@@ -26,11 +30,14 @@ JSON_NOTE = ("Standard JSON: null marks a value that does not exist (a median wh
              "half the seeds get there, an interval from < 2 seeds, a ratio over 0, a failed "
              "run's numbers); NaN and Infinity are never written.")
 PAGE_NOTE = """\
-Written by `python bench.py` at the end of a full run (`--docs DIR` for any run): every table
-it printed, with its notes, and its figures, the machine and versions in the header below,
-and the size of each section here. Do not edit by hand; rerun the bench. The learning, bias
-and study numbers are bit-identical from run to run and independent of `--jobs` (same seeds
-→ same result); the timings are not. `--json PATH` writes every number as strict JSON."""
+Written by `python bench.py{command}` at the end of a full run (`--docs DIR` for any run): every
+table it printed, with its notes, and its figures, the machine and versions in the header
+below, and the size of each section here. Do not edit by hand; rerun the bench. The learning,
+bias, study and head-to-head numbers are bit-identical from run to run and independent of
+`--jobs` and `--dask` (same seeds → same result); the timings are not. `--json PATH` writes
+every number as strict JSON."""
+#: The docs page a run writes into ``--docs DIR``: DIR/results.md, or the section's own page.
+PAGES = {"h2h": ("h2h.md", "Head to head: bench results")}
 
 
 # ---- Strict JSON, written atomically -----------------------------------------------------
@@ -167,7 +174,7 @@ class Report:
             rows.append([name, what, f"{secs:.1f} s"])
         return rows
 
-    def write_page(self, path: str) -> str:
+    def write_page(self, path: str, title: str = "Bench results", command: str = "") -> str:
         """The docs page at ``path``: a note, the sections' sizes, then everything printed,
         with the figures (linked relative to the page) after the tables they show."""
         folder, text = os.path.dirname(os.path.abspath(path)), []
@@ -180,13 +187,101 @@ class Report:
         if any(isinstance(item, tuple) for item in self.page):
             import matplotlib
             figures = f"Figures drawn with matplotlib {matplotlib.__version__}."
-        head = ["# Bench results", "", PAGE_NOTE, "", "| section | size | wall time |",
+        head = [f"# {title}", "", PAGE_NOTE.format(command=command), "",
+                "| section | size | wall time |",
                 "| --- | --- | --- |", *("| " + " | ".join(r) + " |" for r in self.sizes()), "",
                 figures, ""]
         return replace_file(path, lambda f: f.write("\n".join(head + text) + "\n"))
 
 
-# ---- Running experiments: one task per seed, on a process pool ---------------------------
+# ---- Running experiments: one task per seed, on a process pool or a Dask cluster ---------
+@functools.lru_cache(maxsize=1)
+def code_identity() -> str:
+    """What a run's result depends on besides its task: a digest of the project's modules
+    (the .py files beside this one, tests aside) and the Python, NumPy and Numba versions. A
+    Dask worker must report the same before it runs a task (bit-identical results)."""
+    here, h = os.path.dirname(os.path.abspath(__file__)), hashlib.sha256()
+    for name in sorted(f for f in os.listdir(here) if f.endswith(".py")
+                       and not f.startswith(("test_", "conftest"))):
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(name.encode() + b"\0" + f.read() + b"\0")
+    return (f"{h.hexdigest()[:16]} python {platform.python_version()} numpy {np.__version__} "
+            f"numba {numba.__version__}")
+
+
+def worker_identity() -> str:
+    """``code_identity()`` where this runs (a Dask worker: its own modules)."""
+    return code_identity()
+
+
+def dask_client(address: str, timeout: float = 20):
+    """A ``distributed.Client`` of the scheduler at ``address``, its workers checked to run
+    this code (``code_identity``); ImportError naming the extra, ValueError saying what is
+    wrong."""
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError("--dask needs dask.distributed: pip install -e '.[dask]'") from None
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+    except Exception as exc:  # noqa: BLE001 — OSError, TimeoutError, ValueError (bad address)
+        raise ValueError(f"--dask {address}: cannot reach a Dask scheduler there "
+                         f"({type(exc).__name__}: {exc})".replace("\n", " ")) from None
+    try:
+        seen = client.run(worker_identity)
+    except Exception as exc:  # noqa: BLE001 — e.g. the workers cannot import bench_run
+        client.close()
+        raise ValueError(f"--dask {address}: the workers cannot run the bench "
+                         f"({type(exc).__name__}: {exc}); start them with the checkout on "
+                         "PYTHONPATH") from None
+    other = {w: i for w, i in seen.items() if i != code_identity()}
+    if other:
+        client.close()
+        w, i = next(iter(other.items()))
+        raise ValueError(f"--dask {address}: worker {w} runs other code or versions ({i}) than "
+                         f"the bench ({code_identity()}); start workers from the same checkout")
+    return client
+
+
+def run_checked(identity: str, task) -> dict:
+    """``run_seed`` on a Dask worker, once it has checked it runs the same code and versions."""
+    if code_identity() != identity:
+        return {"error": f"this Dask worker runs other code or versions ({code_identity()}) "
+                f"than the bench ({identity}); start workers from the same checkout"}
+    return run_seed(task)
+
+
+class DaskPool:
+    """The cells on a Dask cluster (``--dask``), in the process pool's interface: one task per
+    (cell, seed), keyed ``asae-<section>-<run>-<cell>-<seed>`` (a worker lost mid-task: the
+    scheduler runs the task again; its one future still yields one result)."""
+
+    def __init__(self, client, kind: str):
+        self.pool = client.get_executor(pure=False)
+        self.prefix = f"asae-{kind}-{uuid.uuid4().hex[:8]}"
+
+    def submit(self, cell: int, seed: int, task):
+        return self.pool.submit(run_checked, code_identity(), task,
+                                key=f"{self.prefix}-{cell}-{seed}")
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        self.pool.shutdown(wait=wait and not cancel_futures)
+
+
+class LocalPool:
+    """``--jobs`` spawned processes (1: a thread of this process), as DaskPool."""
+
+    def __init__(self, jobs: int):
+        self.pool = (cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+                     if jobs > 1 else cf.ThreadPoolExecutor(1))
+
+    def submit(self, cell: int, seed: int, task):
+        return self.pool.submit(run_seed, task)
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
 def run_seed(task) -> dict:
     """One run (a pool task): (outcome, game spec, method spec, Config) → ``outcome(env, method
     name, Config)`` as a small dict, or the error."""
@@ -199,16 +294,18 @@ def run_seed(task) -> dict:
 
 def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
     """Run every seed of every cell through ``outcome`` — all queued at once on ``--jobs``
-    processes (1: a thread of this process), consumed cell by cell in seed order; after each
-    cell save its JSON record from ``summary(cell, ok_results)`` → (record, row). Returns the
-    table rows [game, method, *row]. A cell's optional ``tag`` extends its progress label."""
+    processes (1: a thread of this process) or on the Dask cluster of ``--dask`` (the client
+    is ``args.dask``), consumed cell by cell in seed order, each (cell, seed) one task and
+    one recorded result; after each cell save its JSON record from ``summary(cell,
+    ok_results)`` → (record, row). Returns the table rows [game, method, *row]. A cell's
+    optional ``tag`` extends its progress label."""
     rows, records = [], rep.data.setdefault(kind, {}).setdefault("cells", [])
     total = sum(len(c.configs) for c in cells)
-    pool = (cf.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
-            if args.jobs > 1 else cf.ThreadPoolExecutor(1))
+    client = getattr(args, "dask", None)
+    pool = DaskPool(client, kind) if client is not None else LocalPool(args.jobs)
     try:
-        queued = [[pool.submit(run_seed, (outcome, c.game, c.method, x)) for x in c.configs]
-                  for c in cells]
+        queued = [[pool.submit(i, s, (outcome, c.game, c.method, x))
+                   for s, x in enumerate(c.configs)] for i, c in enumerate(cells)]
         rep.last = t0 = time.perf_counter()        # off a terminal: the first line after 10 s
         finished = 0                               # runs of the cells before this one
         for c, futs in zip(cells, queued):

@@ -57,6 +57,27 @@ def test_sign_test_known_values():
             assert bench_stats.sign_test(w, lo) == bench_stats.sign_test(lo, w)
 
 
+def test_paired_difference_ci_known_values_and_properties():
+    # Cavo et al. 2012 in Fagerland, Lydersen & Laake (2017), chapter 8: −0.0621 [−0.1186, −0.0046]
+    assert bench_stats.paired_difference_ci(59, 6, 16, 80) == pytest.approx(
+        (-0.1186, -0.0046), abs=5e-5)
+    # no discordant pair: the interval is symmetric around 0 and shrinks with the seeds
+    lo, hi = bench_stats.paired_difference_ci(30, 0, 0, 70)
+    assert lo == pytest.approx(-hi) and 0 < hi < bench_stats.paired_difference_ci(3, 0, 0, 7)[1]
+    for table in [(0, 10, 0, 0), (5, 3, 0, 2), (0, 3, 5, 92), (40, 1, 9, 50), (1, 1, 7, 12)]:
+        both, w, l_, neither = table
+        lo, hi = bench_stats.paired_difference_ci(*table)
+        assert -1 <= lo <= (w - l_) / sum(table) <= hi <= 1
+        assert bench_stats.paired_difference_ci(both, l_, w, neither) == pytest.approx((-hi, -lo))
+    assert all(math.isnan(x) for x in bench_stats.paired_difference_ci(0, 0, 0, 0))
+    d = bench_stats.paired([1, 1, 0, 0, 1], [1, 0, 1, 0, 0])
+    assert (d["wins"], d["losses"], d["difference"]) == (2, 1, 0.2)
+    assert d["ci95"] == list(bench_stats.paired_difference_ci(1, 2, 1, 1))
+    with pytest.raises(ValueError, match="same seeds"):
+        bench_stats.paired([1, 0], [1])
+    assert bench_stats.fmt_pair(d).startswith("+0.20 [") and bench_stats.fmt_pair(None) == "—"
+
+
 def test_mean_ci_t_interval_ignores_nan():
     mean, half = bench_stats.mean_ci([1.0, 2.0, 3.0, np.nan])
     assert mean == 2.0 and half == pytest.approx(4.303 / math.sqrt(3))
@@ -303,7 +324,7 @@ def test_learn_end_to_end_writes_strict_json(tmp_path, capsys):
         ("climbing", "async"), ("climbing", "asae"), ("penalty:k=-50", "async"),
         ("penalty:k=-50", "asae")]
     assert cells[0]["vs_async"] is None
-    assert set(cells[1]["vs_async"]) == {"wins", "losses", "p", "difference"}
+    assert set(cells[1]["vs_async"]) == {"wins", "losses", "p", "difference", "ci95"}
     assert cells[2]["config"]["reward_scale"] == 1 / 50 and cells[2]["config"]["iterations"] == 4
     assert len(cells[1]["per_seed"]) == 3 and len(cells[1]["curve_mean"]) == 5
     assert data["meta"]["argv"] is not None and "JSON" in data["notes"][0]
@@ -443,7 +464,8 @@ def test_success_pairs_each_method_with_async_under_the_same_key():
     reference = bench_stats.success(C(method="async", results=res(1, 0, 0, 1)), ref, "a")
     assert reference["vs_async"] is None
     s = bench_stats.success(C(method="asae", results=res(1, 1, 1, 0)), ref, "a")
-    assert s["vs_async"] == {"wins": 2, "losses": 1, "p": 1.0, "difference": 0.25}
+    assert {k: v for k, v in s["vs_async"].items() if k != "ci95"} == {
+        "wins": 2, "losses": 1, "p": 1.0, "difference": 0.25}
     assert s["successes"] == 3 and s["runs"] == 4
     unpaired = bench_stats.success(C(method="asae", results=res(1, 1, 1, 1)), ref, "b")
     assert unpaired["vs_async"] is None
@@ -535,6 +557,78 @@ def test_study_figures(tmp_path):
     assert bench.SECTIONS["study"] is bench_study.study
 
 
+# ---- the head-to-head study (bench_h2h) -------------------------------------------------------
+
+def test_h2h_cells_follow_the_design():
+    import bench_h2h as h
+    todo, skipped = h.cells(bench.parse_args(["h2h", "--quick", "--agents", "2,7", "--seeds", "2"]))
+    parts = {p: [c for c in todo if c.part == p] for p in "atrbg"}
+    assert [c.method for c in parts["a"]] == [*h.METHODS, *h.METHODS[:8]]      # exact up to n = 6
+    assert set(skipped) == {("exact_sync", 7), ("exact_async", 7)}
+    assert all("budget" in why for why in skipped.values())
+    assert [c.method for c in parts["t"]] == ["async", "asae"] * 2
+    assert [c.configs[0].iterations for c in parts["t"]] == [40, 40, 40, 40]
+    assert parts["t"][0].key == ("a", "penalty:k=-100:n_agents=2", 2, 3.0) == parts["a"][0].key
+    assert [c.method for c in parts["r"]] == list(h.SAMPLED) * 2
+    assert all(c.configs[0].track_ratios for c in parts["r"])
+    assert [c.setting["n"] for c in parts["b"]] == [2] * 10 and parts["b"][0].configs[0].track_bias
+    g = {(c.game, c.method) for c in parts["g"]}
+    assert ("grid", "exact_sync") not in g and ("climbing", "exact_sync") in g and len(g) == 36
+    cfgs = [c.configs[1] for c in todo]
+    assert all(c.seed == 1 and not c.record_policies for c in cfgs)
+    a = parts["a"][0].configs[0]
+    assert (a.reward_scale, a.iterations, a.lr_actor, a.n_envs) == (0.01, 20, 3.0, 32)
+    coppo = next(c for c in parts["a"] if c.method == "asae:clip_ratio=joint").configs[0]
+    assert coppo.clip_ratio == "joint"
+    assert not h.cells(bench.parse_args(["h2h", "--quick", "--agents", "3"]))[1]
+
+
+def test_h2h_end_to_end_does_not_depend_on_jobs(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = {}
+    for jobs in ("1", "2"):
+        path = str(tmp_path / f"h2h{jobs}.json")
+        assert bench.main(["h2h", "--quick", "--seeds", "2", "--agents", "2", "--quiet", "--jobs",
+                           jobs, "--json", path, "--docs", str(tmp_path)]) == 0
+        out[jobs] = strict_json(path)["h2h"]
+        assert "H2H a: n = 2 agents" in capsys.readouterr().out
+    strip = lambda c: {k: v for k, v in c["per_seed"].items() if k != "cpu_s"}  # noqa: E731
+    assert [strip(c) for c in out["1"]["cells"]] == [strip(c) for c in out["2"]["cells"]]
+    titles = [t["title"] for t in out["1"]["tables"]]
+    assert [t["rows"] for t in out["1"]["tables"] if "time" not in t["title"]] == [
+        t["rows"] for t in out["2"]["tables"] if "time" not in t["title"]]
+    assert len(titles) == 7 and (tmp_path / "h2h.png").stat().st_size > 10_000
+    page = (tmp_path / "h2h.md").read_text()
+    assert page.startswith("# Head to head") and "python bench.py h2h" in page
+    cell = next(c for c in out["1"]["cells"] if c["part"] == "a" and c["method"] == "happo")
+    assert set(cell["vs"]) == {"async", "asae"} and len(cell["vs"]["asae"]["ci95"]) == 2
+    assert {"ppo_clip_binds", "ess_fraction"} <= set(
+        next(c for c in out["1"]["cells"] if c["part"] == "r")["ratios"])
+    assert "mean_abs_bias" in next(c for c in out["1"]["cells"] if c["part"] == "b")["bias"]
+
+
+def test_h2h_summary_pairs_with_async_and_asae():
+    from types import SimpleNamespace as C
+    import bench_h2h
+    refs, runs = {}, lambda *ok: [{"optimal": x, "cpu_s": 0.1, "wall_s": 0.2} for x in ok]
+    key = ("a", "g", 2, 3.0)
+    for m, ok in (("async", (1, 0, 0, 0)), ("asae", (1, 1, 0, 0))):
+        rec, _ = bench_h2h.summary(refs, C(part="a", key=key, method=m, setting={},
+                                           results=runs(*ok)), runs(*ok))
+    assert set(rec["vs"]) == {"async"} and rec["vs"]["async"]["wins"] == 1
+    rec, _ = bench_h2h.summary(refs, C(part="a", key=key, method="a2po", setting={},
+                                       results=runs(0, 1, 1, 0)), runs(0, 1, 1, 0))
+    assert (rec["vs"]["async"]["wins"], rec["vs"]["async"]["losses"]) == (2, 1)
+    assert (rec["vs"]["asae"]["wins"], rec["vs"]["asae"]["losses"]) == (1, 1)
+    rec, _ = bench_h2h.summary(refs, C(part="t", key=key, method="asae", setting={},
+                                       results=runs(1, 1, 1, 1)), runs(1, 1, 1, 1))
+    assert rec["vs"]["asae"]["wins"] == 2 and refs[key]["asae"] == [True, True, False, False]
+    assert rec["median_cpu_s"] == 0.1
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse_args(["h2h", "--agents", "1,2"])
+    assert exit_.value.code == 2
+
+
 # ---- the docs page ---------------------------------------------------------------------------
 
 def test_docs_page_holds_every_table_and_figure(tmp_path):
@@ -553,9 +647,12 @@ def test_docs_page_holds_every_table_and_figure(tmp_path):
 
 def test_docs_page_by_default_only_for_the_full_run():
     assert bench.parse_args([]).docs == os.path.join(bench.HERE, "docs")
+    assert bench.parse_args(["h2h"]).docs == os.path.join(bench.HERE, "docs")   # docs/h2h.md
     assert bench.parse_args(["--docs", "none"]).docs is None
-    for argv in (["--quick"], ["learn"], ["study"]):
+    for argv in (["--quick"], ["learn"], ["study"], ["h2h", "--quick"]):
         assert bench.parse_args(argv).docs is None, argv
+    assert bench.parse_args([]).sections == ["speed", "learn", "bias", "study"]   # ≤ 10 minutes
+    assert bench.parse_args(["--quick"]).sections == list(bench.SECTIONS)      # h2h too, quick
 
 
 def test_docs_page_anchors_are_unique_and_short(capsys):
