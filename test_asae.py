@@ -1244,6 +1244,8 @@ def _same_result(a, b):
 
 
 @pytest.mark.parametrize("make, method", [(envs.climbing, "asae"), (envs.TwoStepGame, "happo"),
+                                          (lambda: envs.GridForaging(size=3, n_food=1,
+                                                                     max_steps=3), "async"),
                                           (lambda: envs.GridForaging(size=3, n_food=1, max_steps=6), "coma"),
                                           (lambda: envs.MatrixGame(np.arange(8.0).reshape(2, 2, 2), 3), "async")])
 def test_jitted_rollout_equals_env_step_path(make, method):
@@ -1282,6 +1284,7 @@ def ref_train(env, method, cfg):
         batch = {k: np.array(v) for k, v in
                  zip(("obs", "act", "rew", "term", "trunc", "states", "next_states"), zip(*rows))}
         ref_update(method, cfg, logits, V, Q, batch, getattr(env, "payoff", None), rng)
+    ref_train.seed_eval = rng.next() >> 33             # the evaluation's seed: the stream's next
     return logits, V
 
 
@@ -1294,7 +1297,8 @@ FRONT_DOOR = [(lambda: envs.MatrixGame(CLIMBING), m, {}) for m in asae.METHODS] 
     (lambda: envs.GridForaging(size=3, n_food=1, max_steps=5), "a2po", dict(clip_scale="root_n")),
     (lambda: envs.GridForaging(size=3, n_food=1, max_steps=5), "asae", dict(sync_clip=None)),
     (lambda: envs.MatrixGame(CLIMBING), "asae",
-     dict(init_logits=[[[0.5, -1.0, 2.0]], [[0.0, 1.0, -0.5]]]))]
+     dict(init_logits=[[[0.5, -1.0, 2.0]], [[0.0, 1.0, -0.5]]])),
+    (lambda: envs.MatrixGame(CLIMBING), "async", dict(init_logit_std=0.4))]
 
 
 @pytest.mark.parametrize("make, method, kw", FRONT_DOOR,
@@ -1310,6 +1314,10 @@ def test_train_matches_slow_twin(make, method, kw):
     for g, r in zip(got.logits, ref_L):
         assert_allclose(g, r, rtol=RTOL, atol=1e-11)
     assert_allclose(got.values, ref_V, rtol=RTOL, atol=ATOL)
+    env = make()                                       # the final evaluation: its seed and mode
+    assert got.stochastic_return == asae.evaluate(env, got.logits, cfg.eval_episodes, False,
+                                                  ref_train.seed_eval)
+    assert got.greedy_return == asae.evaluate(env, got.logits, cfg.eval_episodes, True, 0)
 
 CLIMBING = [[11, -30, 0], [-30, 7, 6], [0, 0, 5]]
 QTRAN = [[8, -12, -12], [-12, 0, 0], [-12, 0, 0]]
@@ -2120,3 +2128,55 @@ def test_mean_returns_near_the_float64_limit():
     for env in (top, RewardChain(k=1, r=1e308)):
         with pytest.raises(FloatingPointError, match="iteration 1 overflows float64"):
             asae.train(env, "async", cfg)
+
+
+def test_recorded_policies_are_each_iterations():
+    """record_policies: I + 1 entries, the first the initial softmax, the last the final
+    logits' softmax, and every update moves them — on both rollout paths."""
+    cfg = small_config(iterations=4, record_policies=True)
+    for env in (envs.MatrixGame(CLIMBING), NoTables(envs.MatrixGame(CLIMBING))):
+        res = asae.train(env, "async", cfg)
+        assert len(res.policies) == 5
+        for i in range(2):
+            assert_allclose(res.policies[-1][i], asae.softmax(res.logits[i]), rtol=1e-15)
+            assert all(not np.array_equal(a[i], b[i])
+                       for a, b in zip(res.policies, res.policies[1:]))
+
+
+@pytest.mark.parametrize("offset, optimal", [(5e-7, True), (2e-6, False), (-1.0, True)])
+def test_greedy_optimal_tolerance(offset, optimal):
+    """greedy_optimal: the greedy return reaches env.optimum within 1e-6 (climbing's greedy
+    joint action from hand-set logits pays 11)."""
+    cfg = small_config(iterations=1, lr_actor=1e-9, init_logits=[[[9.0, 0.0, 0.0]]] * 2)
+    res = asae.train(Patched(optimum=11.0 + offset), "async", cfg)
+    assert res.greedy_return == 11.0 and res.greedy_optimal is optimal
+
+
+def test_probe_second_moments_and_their_async_twins_through_train():
+    """For async the advantage used is A_old itself: its second moment and gradient equal
+    their async twins; for asae (weights ≠ 1 once partners move) they differ."""
+    cfg = small_config(iterations=4, sync_clip=None, lr_actor=3.0)
+    a = asae.advantage_bias(envs.MatrixGame(CLIMBING), "async", cfg)
+    b = asae.advantage_bias(envs.MatrixGame(CLIMBING), "asae", cfg)
+    assert a["mean_second_moment"] == a["mean_second_moment_async"] > 0
+    assert a["mean_abs_grad_bias"] == a["mean_abs_grad_bias_async"] > 0
+    assert b["mean_second_moment"] != b["mean_second_moment_async"]
+    assert b["mean_abs_grad_bias"] != b["mean_abs_grad_bias_async"]
+
+
+def test_probe_bias_through_train_is_the_e7_formula():
+    """With one gradient step per update the bias probe's async record is, per update, the
+    exact E7 bias |A^i_old − Ã^i(new)| between the recorded policies before and after it —
+    train's own probe setup (π_old, V_old) checked from the outside."""
+    game = envs.MatrixGame(CLIMBING)
+    cfg = small_config(iterations=5, epochs=1, minibatches=1, lr_actor=3.0, track_bias=True,
+                       record_policies=True)
+    res = asae.train(game, "async", cfg)
+    total = count = 0.0
+    for old, new in zip(res.policies, res.policies[1:]):
+        old_p, new_p = [p[0] for p in old], [p[0] for p in new]
+        for i in range(2):
+            d = (asae.marginal_advantage(game.payoff, old_p, i)
+                 - asae.synchronous_marginal_advantage(game.payoff, old_p, new_p, i))
+            total, count = total + np.abs(d).sum(), count + d.size
+    assert math.isclose(res.bias["mean_abs_bias"], total / count, rel_tol=1e-9)
