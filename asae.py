@@ -2038,7 +2038,7 @@ def _initial_logits(cfg: Config, n_obs: int, n_actions) -> np.ndarray:
                                  f"got {z.shape}")
         return _pack(tabs, n_actions)
     init = np.random.default_rng([cfg.seed, 0])          # same initial logits for every method
-    return _pack([1.0 * init.standard_normal((n_obs, int(k))) for k in n_actions],
+    return _pack([cfg.init_logit_std * init.standard_normal((n_obs, int(k))) for k in n_actions],
                  n_actions)
 
 
