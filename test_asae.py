@@ -1298,7 +1298,25 @@ FRONT_DOOR = [(lambda: envs.MatrixGame(CLIMBING), m, {}) for m in asae.METHODS] 
     (lambda: envs.GridForaging(size=3, n_food=1, max_steps=5), "asae", dict(sync_clip=None)),
     (lambda: envs.MatrixGame(CLIMBING), "asae",
      dict(init_logits=[[[0.5, -1.0, 2.0]], [[0.0, 1.0, -0.5]]])),
-    (lambda: envs.MatrixGame(CLIMBING), "async", dict(init_logit_std=0.4))]
+    (lambda: envs.MatrixGame(CLIMBING), "async", dict(init_logit_std=0.4)),
+    (lambda: TruncatedChain(), "async", dict(gamma=0.9, iterations=8))]
+
+
+class TruncatedChain:
+    """Five states walked in order, reward 1 a step, truncated every 4 steps: a truncated
+    step must bootstrap V of its true successor (not of the reset state), E10."""
+    n_agents, n_actions, n_states, n_obs, episode_limit = 1, (2,), 5, 5, 4
+
+    def reset(self, n_envs, seed=None):
+        self.s, self.t = np.zeros(n_envs, np.int64), np.zeros(n_envs, np.int64)
+        return self.s[:, None].copy(), self.s.copy()
+
+    def step(self, actions):
+        self.s, self.t = np.minimum(self.s + 1, 4), self.t + 1
+        trunc, final = self.t % 4 == 0, self.s.copy()
+        self.s[trunc] = 0
+        return (self.s[:, None].copy(), self.s.copy(), np.ones(self.s.size),
+                np.zeros(self.s.size, bool), trunc, final)
 
 
 @pytest.mark.parametrize("make, method, kw", FRONT_DOOR,
@@ -2180,3 +2198,10 @@ def test_probe_bias_through_train_is_the_e7_formula():
                  - asae.synchronous_marginal_advantage(game.payoff, old_p, new_p, i))
             total, count = total + np.abs(d).sum(), count + d.size
     assert math.isclose(res.bias["mean_abs_bias"], total / count, rel_tol=1e-9)
+
+
+def test_surrogate_gradient_saturates_the_ratio_at_e300():
+    """A ratio beyond e^300 (log ρ ≈ 799 here) is saturated, so the gradient stays finite:
+    Â e^300 (1[k=a] − π_k) with π = (½, ½)."""
+    g = asae.clipped_surrogate_grad([[0.0, 0.0]], [0], [-800.0], [-1.0], 0.2)
+    assert_allclose(g, [[-0.5 * math.exp(300.0), 0.5 * math.exp(300.0)]], rtol=1e-12)
