@@ -1,11 +1,13 @@
 """asae bench: how fast the kernels, envs and learner are, how well each method learns,
 when ASAE matters (the ``study`` section, bench_study.py) and how it compares with HAPPO,
-CoPPO and A2PO from 2 to 16 agents (the ``h2h`` section, bench_h2h.py).
+CoPPO and A2PO from 2 to 16 agents (the ``h2h`` section, bench_h2h.py), and the neural
+learners on MPE's simple_spread (the ``spread`` section, bench_net.py).
 
     python bench.py                            # speed, learn, bias, study (≤ 10 min, 2 cores)
     python bench.py --quick                    # those and h2h, CI-sized (seconds each)
     python bench.py h2h                        # the head-to-head study (docs/h2h.md)
-    python bench.py speed|learn|bias|study|h2h -h  # one section and its options
+    python bench.py spread                     # neural learners on Spread (docs/spread.md)
+    python bench.py speed|learn|bias|study|h2h|spread -h  # one section and its options
     python bench.py learn --games penalty:k=-50 --methods async,asae --seeds 100 --epochs 8
 
 Markdown tables go to stdout, progress to stderr. ``--json PATH`` is rewritten atomically
@@ -23,6 +25,7 @@ run failed or a kernel disagreed with its NumPy reference; 2 for bad command-lin
 #   bench_learn.py  the learn and bias sections
 #   bench_study.py  the study section
 #   bench_h2h.py    the head-to-head section
+#   bench_net.py    the spread section (neural learners)
 #   bench.py        the command line and the section registry (this file)
 from __future__ import annotations
 
@@ -46,15 +49,18 @@ IMPORT_S = time.perf_counter() - _t0
 
 import bench_h2h  # noqa: E402
 import bench_learn  # noqa: E402
+import bench_net  # noqa: E402
 import bench_speed  # noqa: E402
 import bench_study  # noqa: E402
 from bench_plan import DEFAULTS, FIELD_PARSERS, GAMES, game_defaults, plan  # noqa: E402
 from bench_run import PAGES, Report, dask_client  # noqa: E402
 
 SECTIONS = {"speed": bench_speed.speed, "learn": bench_learn.learn, "bias": bench_learn.bias,
-            "study": bench_study.study, "h2h": bench_h2h.h2h}
+            "study": bench_study.study, "h2h": bench_h2h.h2h,
+            "spread": bench_net.spread_section}
 PLANS = {"learn": lambda args: plan(args, "learn"), "bias": lambda args: plan(args, "bias"),
-         "study": bench_study.cells, "h2h": bench_h2h.cells}  # what a section runs, checked first
+         "study": bench_study.cells, "h2h": bench_h2h.cells,
+         "spread": bench_net.cells}  # what a section runs, checked first
 #: What a plain ``python bench.py`` runs (≤ 10 minutes on 2 cores); ``--quick`` runs them all.
 FULL_RUN = ("speed", "learn", "bias", "study")
 
@@ -88,10 +94,14 @@ def parse_args(argv=None):
                         "pool; --jobs then unused; the speed section always runs here)")
         if sp is not p and sp.prog.split()[-1] != "speed":
             sp.add_argument("--seeds", type=int, metavar="N", help="seeds per cell (learn 20, "
-                            "bias 10, study 100, h2h 100; --quick: 3, study 8, h2h 3)")
+                            "bias 10, study 100, h2h 100, spread 20; --quick: 3, study 8, h2h 3, "
+                            "spread 2)")
         if sp is not p and sp.prog.split()[-1] == "h2h":
             sp.add_argument("--agents", type=bench_h2h.agent_list, metavar="LIST",
                             help="numbers of agents, e.g. 2,3,4 [2,3,4,6,8,12,16; --quick 2,3]")
+        if sp is not p and sp.prog.split()[-1] == "spread":
+            sp.add_argument("--agents", type=bench_net.agent_list, metavar="LIST",
+                            help="numbers of agents of part m, e.g. 3,5 [3,5,8; --quick 2,3]")
         if sp is p or sp.prog.split()[-1] not in DEFAULTS:
             continue
         sp.add_argument("--games", metavar="LIST", help="comma list of games with parameters, "

@@ -20,7 +20,7 @@ import asae
 import envs
 
 GAMES = {"climbing": envs.climbing, "penalty": envs.penalty, "qtran": envs.qtran,
-         "two-step": envs.TwoStepGame, "grid": envs.GridForaging}
+         "two-step": envs.TwoStepGame, "grid": envs.GridForaging, "spread": envs.Spread}
 DEFAULTS = {"learn": ("climbing,penalty:k=-100,qtran,two-step,grid", asae.METHODS),
             "bias": ("climbing,penalty:k=-100,qtran", asae.METHODS + ("asae:sync_clip=none",))}
 SET_BY_BENCH = ("seed", "track_bias", "record_policies")      # per seed / by the section

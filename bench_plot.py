@@ -267,3 +267,41 @@ def h2h_figure(records: list, out_dir: str) -> str:
                  "bands: Wilson 95 % intervals", fontsize=10)
     fig.tight_layout(rect=(0, 0.11, 1, 0.95))
     return save_figure(plt, fig, out_dir, "h2h.png")
+
+
+# ---- spread --------------------------------------------------------------------------------
+def spread_figure(records: list, out_dir: str) -> str:
+    """Learning curves (normalised training return per update) with 95 % t-bands over seeds:
+    the learning run (first panel), then one panel per n with every method."""
+    from bench_stats import mean_ci
+    plt = pyplot()
+    learn = [r for r in records if r["part"] == "l"]
+    ns = _ordered(r["n"] for r in records if r["part"] == "m")
+    methods = _ordered(r["method"] for r in records if r["part"] == "m")
+    color = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, 1 + len(ns), figsize=(4.6 * (1 + len(ns)), 4.2), squeeze=False)
+
+    def draw(ax, rec, c, label):
+        curves = np.array([_floats(x) for x in rec["curves"] if x is not None])
+        if curves.size == 0:
+            return
+        mean, half = mean_ci(curves)
+        x = np.arange(1, mean.size + 1)
+        ax.plot(x, mean, color=c, lw=1.4, label=label)
+        ax.fill_between(x, mean - half, mean + half, color=c, alpha=0.15, lw=0)
+    for rec in learn:
+        draw(axes[0, 0], rec, "black", f"async n = {rec['n']}")
+        axes[0, 0].set_title(f"learning: async, n = {rec['n']}", fontsize=10)
+    for ax, n in zip(axes[0, 1:], ns):
+        for rec in records:
+            if rec["part"] == "m" and rec["n"] == n:
+                draw(ax, rec, color[rec["method"]], rec["method"])
+        ax.set_title(f"methods, n = {n}", fontsize=10)
+    for ax in axes[0]:
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("normalised return (0 random, 1 scripted)")
+    fig.legend(handles=[plt.Line2D([], [], color=color[m], lw=2, label=m) for m in methods],
+               loc="lower center", ncol=min(len(methods), 7), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    return save_figure(plt, fig, out_dir, "spread.png")

@@ -37,7 +37,8 @@ bias, study and head-to-head numbers are bit-identical from run to run and indep
 `--jobs` and `--dask` (same seeds → same result); the timings are not. `--json PATH` writes
 every number as strict JSON."""
 #: The docs page a run writes into ``--docs DIR``: DIR/results.md, or the section's own page.
-PAGES = {"h2h": ("h2h.md", "Head to head: bench results")}
+PAGES = {"h2h": ("h2h.md", "Head to head: bench results"),
+         "spread": ("spread.md", "Neural learners on Spread: bench results")}
 
 
 # ---- Strict JSON, written atomically -----------------------------------------------------

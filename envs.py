@@ -1845,6 +1845,9 @@ SPREAD_REFERENCES = {
     (6, 0.5, 25): SpreadReferences(
         ReturnEstimate(-236.2701, 0.6746, 20000),
         ReturnEstimate(-87.8637, 0.3064, 20000), 0),
+    (8, 0.5, 25): SpreadReferences(
+        ReturnEstimate(-377.9860, 0.9425, 20000),
+        ReturnEstimate(-150.6864, 0.4614, 20000), 0),
     (12, 0.5, 25): SpreadReferences(
         ReturnEstimate(-751.4740, 1.5162, 20000),
         ReturnEstimate(-344.1256, 0.8429, 20000), 0),

@@ -1,0 +1,358 @@
+"""bench.py's ``spread`` section: the neural learners on MPE's simple_spread (issue 18).
+
+    python bench.py spread [--quick] [--seeds N] [--agents LIST] [--json PATH] [--plot DIR]
+                           [--jobs N] [--dask ADDRESS]
+
+MLP actors and a centralised MLP critic (``asae.NetConfig``: MAPPO's MPE settings) on
+``envs.Spread`` with n agents; the score of a run is the normalised score of its final
+stochastic policy (``Spread.normalized_score``: 0 = uniformly random actions, 1 = the
+scripted assignment controller, both measured over 20,000 episodes) over ``eval_episodes``
+evaluation episodes. Parts:
+
+s. speed, per n: the update's matrix-multiply work per env step (counted), the rate it runs
+   at beside this machine's float64 matmul rate measured in the same run, and training
+   throughput (rollout inference included) beside the env's own step rate;
+l. learning: async at NetConfig's defaults (200 updates of 128 envs × 25 steps = 640,000
+   env steps) on Spread(3), ``--seeds`` seeds (20): median score, the fraction ≥ 0.7
+   [Wilson], curves with 95 % bands;
+m. methods: async, asae (weight clip 0.5, none, joint PPO clip), happo, coppo, a2po on
+   Spread with n = 3, 5, 8 at the study budget (80 updates of 32 envs × 25 steps = 64,000
+   env steps per run; NetConfig otherwise), ``--seeds`` paired seeds (20; the same initial
+   networks for every method under a seed): mean score, paired differences against async
+   and against asae (bootstrap 95 % interval of the mean difference, wins/losses, exact
+   sign test), the ratio statistics (``track_ratios``), CPU time per run.
+
+The budgets are what this 2-core machine affords (the whole section ≈ 1 hour); the same
+command with ``--iterations``-style budgets raised is what a Dask cluster (``--dask``) is for:
+see ``STUDY`` and ``LEARN``. --quick: n = 2, 3, two seeds, three updates of 8 envs — seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+import asae
+import envs
+from bench_plan import FIELD_PARSERS, parse_spec
+from bench_run import experiment
+from bench_stats import fmt_p, mean_ci, sign_test, signed, wilson
+
+METHODS = ("async", "asae", "asae:sync_clip=none", "asae:clip_ratio=joint", "happo", "coppo",
+           "a2po")
+REFERENCES = ("async", "asae")
+QUANTILES = (0.05, 0.5, 0.95)
+LEARN = dict()                                   # NetConfig's defaults
+STUDY = dict(n_envs=32, iterations=80)           # 64,000 env steps per run
+FULL = SimpleNamespace(agents=(3, 5, 8), seeds=20, learn_agents=3, learn=LEARN, study=STUDY,
+                       speed_reps=5)
+QUICK = SimpleNamespace(agents=(2, 3), seeds=2, learn_agents=2, speed_reps=2,
+                        learn=dict(n_envs=8, iterations=3, eval_episodes=8),
+                        study=dict(n_envs=8, iterations=3, eval_episodes=8))
+TARGET = 0.7                                     # issue 18's learning bar (median score)
+BOOT = 10_000
+
+
+def design(args) -> SimpleNamespace:
+    d = SimpleNamespace(**vars(QUICK if args.quick else FULL))
+    if args.seeds:
+        d.seeds = args.seeds
+    if getattr(args, "agents", None):
+        d.agents = tuple(args.agents)
+    return d
+
+
+def agent_list(text: str) -> list:
+    try:
+        out = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--agents must be a comma list of integers; got "
+                                         f"{text!r}") from None
+    if not out or min(out) < 1 or max(out) > 64 or len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"--agents must list distinct numbers 1..64; got "
+                                         f"{text!r}")
+    return out
+
+
+# ---- One run -------------------------------------------------------------------------------
+def spread_run(env, method: str, cfg) -> dict:
+    """One run: final score (stochastic and greedy), the training curve as scores, CPU and
+    wall seconds, the ratio statistics when tracked."""
+    t = time.process_time()
+    res = asae.train(env, method, cfg)
+    curve = [None if not np.isfinite(x) else float(env.normalized_score(x))
+             for x in res.mean_return]
+    out = {"score": float(env.normalized_score(res.stochastic_return)),
+           "greedy_score": float(env.normalized_score(res.greedy_return)),
+           "curve": curve, "cpu_s": time.process_time() - t, "wall_s": res.wall_time}
+    if res.ratios is not None:
+        r = res.ratios
+        out["ratios"] = {**{f"log_w_q{p:g}": r["log_w_quantiles"][p] for p in QUANTILES},
+                         **{k: r[k] for k in ("ppo_clip_binds", "weight_clip_binds",
+                                              "ess_fraction")}}
+    return out
+
+
+def spread(n: int) -> str:
+    return f"spread:n_agents={n}"
+
+
+def cells(args) -> list:
+    """Part l's cell, then part m's: per n, every method (async and asae first)."""
+    d, out = design(args), []
+    configs = [asae.NetConfig(**d.learn, seed=s) for s in range(d.seeds)]
+    out.append(SimpleNamespace(part="l", n=d.learn_agents, game=spread(d.learn_agents),
+                               method="async", configs=configs, tag=" (learning)"))
+    for n in d.agents:
+        for m in METHODS:
+            _, kw = parse_spec(m, asae.METHODS, "method", FIELD_PARSERS)
+            configs = [asae.NetConfig(**d.study, **kw, seed=s, track_ratios=True)
+                       for s in range(d.seeds)]
+            out.append(SimpleNamespace(part="m", n=n, game=spread(n), method=m,
+                                       configs=configs, tag=f" n={n}"))
+    return out
+
+
+# ---- Statistics ----------------------------------------------------------------------------
+def bootstrap_mean_ci(x, seed: int = 0) -> tuple:
+    """Percentile bootstrap 95 % interval of the mean of ``x`` (BOOT resamples, fixed seed)."""
+    x = np.asarray(x, float)
+    if x.size < 2:
+        return (float("nan"),) * 2
+    idx = np.random.default_rng(seed).integers(0, x.size, (BOOT, x.size))
+    means = x[idx].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def paired_scores(a, b) -> dict:
+    """Seed-by-seed scores of two methods: mean difference a − b, its bootstrap interval,
+    wins/losses (ties excluded) and the exact sign test."""
+    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+    diff = np.array([x - y for x, y in pairs])
+    wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
+    lo, hi = bootstrap_mean_ci(diff)
+    return {"mean_diff": float(diff.mean()) if diff.size else float("nan"), "ci95": [lo, hi],
+            "wins": wins, "losses": losses, "p_sign": sign_test(wins, losses),
+            "pairs": len(pairs)}
+
+
+def num(x: float) -> str:
+    """Three decimals with a typographic minus, as the other columns."""
+    return f"{x:.3f}".replace("-", "−")
+
+
+def fmt_paired(p: dict) -> str:
+    lo, hi = p["ci95"]
+    return (f"{signed(p['mean_diff'])} [{signed(lo)}, {signed(hi)}] "
+            f"+{p['wins']}/−{p['losses']} p={fmt_p(p['p_sign'])}")
+
+
+def scores_of(c) -> list:
+    """Scores in seed order (None for a failed run), so that pairs line up by seed."""
+    return [r.get("score") if "error" not in r else None for r in c.results]
+
+
+# ---- Part s: speed -------------------------------------------------------------------------
+def net_flops(cfg, n: int, d: int, S: int, A: int) -> tuple:
+    """Matrix-multiply floating-point operations (2 per multiply-add) of one update and of one
+    rollout's inference: forward 2·rows·Σ in·out per network, backward twice that (input
+    and weight gradients); the update runs old log-probabilities (n actor forwards), V(s)
+    and V(s') (2 critic forwards) and the critic's start values (1), then K epochs over
+    the N rows of n actors (forward + backward) and of the critic; sequential schedules add
+    n − 1 actor forwards. Elementwise work (tanh, LayerNorm, softmax) is not counted."""
+    h, L, N = cfg.hidden, cfg.layers, cfg.n_envs * cfg.rollout_len
+    inputs = d + (n if cfg.share_actor else 0)
+
+    def fwd(d_in, d_out):
+        return 2 * (d_in * h + (L - 1) * h * h + h * d_out)
+    actor, critic = fwd(inputs, A), fwd(S, 1)
+    update = N * (n * actor + 3 * critic) + cfg.epochs * N * 3 * (n * actor + critic)
+    rollout = cfg.rollout_len * cfg.n_envs * n * actor
+    return update, rollout
+
+
+def matmul_rate(reps: int) -> dict:
+    """This machine's float64 matmul rate (GFLOP/s), in this process: a square 256 × 256
+    product (near BLAS peak) and the networks' own shape, (3200 × 64) @ (64 × 64)."""
+    out = {}
+    for name, (m, k, nn) in (("square 256", (256, 256, 256)), ("3200×64 @ 64×64",
+                                                                 (3200, 64, 64))):
+        a, b = np.random.default_rng(0).standard_normal((2, max(m, k), max(k, nn)))
+        a, b = np.ascontiguousarray(a[:m, :k]), np.ascontiguousarray(b[:k, :nn])
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            for _ in range(20):
+                a @ b
+            times.append((time.perf_counter() - t) / 20)
+        out[name] = 2 * m * k * nn / float(np.median(times)) / 1e9
+    return out
+
+
+def update_speed(n: int, reps: int, quick: bool) -> dict:
+    """Median seconds of one update (_net_update on one rollout, compile excluded), the
+    whole train loop's env steps per second, and the env's own step rate."""
+    env = envs.Spread(n_agents=n)
+    size = dict(n_envs=QUICK.study["n_envs"]) if quick else {}
+    cfg = asae.NetConfig(**size, iterations=1, eval_episodes=8)
+    asae.train(env, "async", cfg)                                  # compile
+    cfg_, run, (n_, n_actions, d, S) = asae._net_setup(env, "async", cfg)
+    hp = asae._hyper(cfg, "async")
+    T, B = cfg.rollout_len, cfg.n_envs
+    batch = asae._NetBatch(np.zeros((T, B, n, d)), np.zeros((T, B, n), np.int64),
+                           np.zeros((T, B)), np.zeros((T, B), bool), np.zeros((T, B), bool),
+                           np.zeros((T, B, S)), np.zeros((T, B, S)))
+    rng = asae._rng(0)
+    carry = [*env.reset(B, seed=0), np.zeros(B)]
+    carry[:2] = [np.asarray(carry[0], float), np.asarray(carry[1], float)]
+    log = asae._Log(np.zeros(1), (), np.zeros(1))
+    upd, roll = [], []
+    for _ in range(reps):
+        t = time.perf_counter()
+        asae._net_rollout(env, run, carry, rng, batch)
+        roll.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        asae._net_update(hp, cfg, run, batch, rng, log)
+        upd.append(time.perf_counter() - t)
+    it = 4 if quick else 10
+    t = time.perf_counter()
+    asae.train(env, "async", asae.NetConfig(**size, iterations=it, eval_episodes=1))
+    train_rate = it * B * T / (time.perf_counter() - t)
+    acts = np.random.default_rng(0).integers(0, 5, (200, B, n))
+    env.reset(B, seed=1)
+    t = time.perf_counter()
+    for a in acts:
+        env.step(a)
+    env_rate = 200 * B / (time.perf_counter() - t)
+    flops_u, flops_r = net_flops(cfg, n, d, S, max(n_actions))
+    return {"n": n, "update_s": float(np.median(upd)), "rollout_s": float(np.median(roll)),
+            "update_flops": flops_u, "rollout_flops": flops_r, "steps_per_update": B * T,
+            "train_steps_per_s": train_rate, "env_steps_per_s": env_rate}
+
+
+def part_s(args, rep, d) -> None:
+    rates = matmul_rate(d.speed_reps)
+    rows, recs = [], []
+    for n in d.agents:
+        s = update_speed(n, d.speed_reps, args.quick)
+        s["gflops"] = s["update_flops"] / s["update_s"] / 1e9
+        s["of_peak"] = s["gflops"] / rates["square 256"]
+        recs.append(s)
+        rows.append([n, f"{s['update_flops'] / s['steps_per_update'] / 1e3:.0f} k",
+                     f"{s['update_s'] * 1e3:.0f} ms", f"{s['gflops']:.1f}",
+                     f"{100 * s['of_peak']:.0f} %", f"{s['train_steps_per_s']:,.0f}",
+                     f"{s['env_steps_per_s']:,.0f}",
+                     f"{s['env_steps_per_s'] / s['train_steps_per_s']:.0f}×"])
+    rep.table("spread", "Spread s: the neural update's speed",
+              ["n", "matmul flop / env step", "update (median)", "GFLOP/s", "of matmul peak",
+               "train env-steps/s", "env.step alone", "env / train"], rows,
+              {"matmul_gflops": rates, "runs": recs},
+              [f"Same process, same run: float64 matmul {rates['square 256']:.1f} GFLOP/s "
+               f"(256²), {rates['3200×64 @ 64×64']:.1f} GFLOP/s at the networks' shape "
+               "(3200 × 64 @ 64 × 64), one BLAS thread. An update of the default NetConfig "
+               "(128 envs × 25 steps, 10 epochs, 64 × 2 tanh + LayerNorm, n actors + the "
+               "critic); its matrix work is counted by `net_flops` (elementwise work — tanh, "
+               "LayerNorm, softmax, the per-row method kernel — is not), timed alone "
+               f"(median of {d.speed_reps}). Train env-steps/s: whole `train` calls, "
+               "rollout inference, updates and evaluation included."])
+
+
+# ---- Parts l and m -------------------------------------------------------------------------
+def summary(c, good) -> tuple:
+    scores = [r["score"] for r in good]
+    mean, half = mean_ci(np.array(scores)[:, None]) if scores else ([np.nan], [np.nan])
+    rec = {"part": c.part, "n": c.n, "scores": scores_of(c),
+           "greedy_scores": [r.get("greedy_score") for r in c.results],
+           "curves": [r.get("curve") for r in c.results],
+           "cpu_s": [r.get("cpu_s") for r in c.results],
+           "ratios": [r.get("ratios") for r in c.results]}
+    return rec, [f"{float(mean[0]):.3f} ± {float(half[0]):.3f}"]
+
+
+def part_l(rep, record, cfg) -> None:
+    s = np.array([x for x in record["scores"] if x is not None])
+    k = int((s >= TARGET).sum())
+    lo, hi = wilson(k, s.size)
+    blo, bhi = bootstrap_mean_ci(s)
+    meds = np.median(np.random.default_rng(1).choice(s, (BOOT, s.size)), axis=1)
+    med_lo, med_hi = np.quantile(meds, [0.025, 0.975])
+    rep.table("spread", "Spread l: async (MAPPO) learning at NetConfig's defaults",
+              ["n", "seeds", "env steps", "median score [95 % bootstrap]",
+               "mean [95 % bootstrap]", f"≥ {TARGET} [Wilson]", "CPU s / run"],
+              [[record["n"], s.size, f"{cfg.iterations * cfg.n_envs * cfg.rollout_len:,}",
+                f"{num(np.median(s))} [{num(med_lo)}, {num(med_hi)}]",
+                f"{num(s.mean())} [{num(blo)}, {num(bhi)}]",
+                f"{k}/{s.size} [{lo:.2f}, {hi:.2f}]",
+                f"{np.median([x for x in record['cpu_s'] if x is not None]):.0f}"]],
+              {"record": record},
+              ["Score: the final stochastic policy's normalised return over "
+               f"{cfg.eval_episodes} evaluation episodes (0 random, 1 scripted assignment)."])
+
+
+def part_m(rep, records, d, cfg) -> None:
+    by = {(r["n"], r["method"]): r for r in records if r["part"] == "m"}
+    rows = []
+    for n in d.agents:
+        for m in METHODS:
+            r = by.get((n, m))
+            if r is None:
+                continue
+            s = [x for x in r["scores"] if x is not None]
+            lo, hi = bootstrap_mean_ci(s)
+            cells_ = [n, m, f"{num(np.mean(s))} [{num(lo)}, {num(hi)}]"]
+            for ref in REFERENCES:
+                cells_.append("—" if m == ref else
+                              fmt_paired(paired_scores(r["scores"], by[n, ref]["scores"])))
+            cells_.append(f"{np.median([x for x in r['cpu_s'] if x is not None]):.1f}")
+            rows.append(cells_)
+    rep.table("spread", "Spread m: every method with MLP actors, n = "
+              + ", ".join(map(str, d.agents)),
+              ["n", "method", "mean score [95 % bootstrap]", "− async: mean [95 %] +w/−l p",
+               "− asae: mean [95 %] +w/−l p", "CPU s / run"], rows, {},
+              [f"{d.seeds} paired seeds per cell (the same initial networks for every method "
+               f"under a seed); {cfg.iterations} updates of {cfg.n_envs} envs × "
+               f"{cfg.rollout_len} steps = {cfg.iterations * cfg.n_envs * cfg.rollout_len:,} "
+               "env steps per run; NetConfig otherwise (epochs 10, 1 minibatch, Adam 7e-4, "
+               "PPO ε 0.2, asae weight clip 0.5, CoPPO ε_in 0.1, A2PO ε_o 0.1, c_ε 0.5). "
+               "Differences: mean of the seed-by-seed score differences with a percentile "
+               "bootstrap 95 % interval (10,000 resamples), wins/losses, exact sign test."])
+    rows = []
+    for n in d.agents:
+        for m in METHODS:
+            r = by.get((n, m))
+            rs = [x for x in (r or {}).get("ratios", []) if x]
+            if not rs:
+                continue
+            mean = {k: float(np.mean([x[k] for x in rs])) for k in rs[0]}
+            rows.append([n, m] + [num(mean[f"log_w_q{p:g}"]) for p in QUANTILES]
+                        + [f"{mean[k]:.3f}" for k in ("ppo_clip_binds", "weight_clip_binds",
+                                                      "ess_fraction")])
+    rep.table("spread", "Spread m: ratio statistics", ["n", "method"]
+              + [f"log w q{p:g}" for p in QUANTILES]
+              + ["PPO clip binds", "weight clip acts", "ESS fraction"], rows, {},
+              ["Means over seeds of each run's statistics (`Config.track_ratios`): quantiles "
+               "of log w^i = Σ_{j≠i} log ρ^j over samples, moving agents and gradient steps; "
+               "the fraction of samples whose PPO clip binds and whose weight clip acts; the "
+               "effective-sample-size fraction of the method's weights."])
+
+
+def spread_section(args, rep) -> None:
+    """Neural learners on Spread: speed (matmul work and rate, throughput); async's learning at
+    NetConfig's defaults (n = 3, 20 seeds, 640,000 env steps each); every non-exact method
+    (async, asae ×3 clips, happo, coppo, a2po) × n = 3, 5, 8 × 20 paired seeds at 64,000 env
+    steps per run: scores, paired differences with bootstrap intervals and sign tests,
+    ratio statistics, CPU time. Not in the default run (≈ 1 hour on 2 cores)."""
+    d = design(args)
+    rep.out("\n## Spread: MLP actors and a centralised MLP critic (issue 18)")
+    part_s(args, rep, d)
+    todo = cells(args)
+    experiment(args, rep, "spread", todo, summary, spread_run)
+    records = rep.data["spread"]["cells"]
+    part_l(rep, next(r for r in records if r["part"] == "l"), todo[0].configs[0])
+    part_m(rep, records, d, next(c for c in todo if c.part == "m").configs[0])
+    if args.plot:
+        from bench_plot import spread_figure
+        rep.figure(spread_figure(records, args.plot), "Spread: mean normalised training "
+                   "return per update, 95 % t-bands over seeds; learning (left), methods per n")
