@@ -155,7 +155,7 @@ def scores_of(c) -> list:
 
 
 # ---- Part s: speed -------------------------------------------------------------------------
-def net_flops(cfg, n: int, d: int, S: int, A: int) -> tuple:
+def net_flops(cfg, n: int, d: int, S: int, A: int, sequential: bool = False) -> tuple:
     """Matrix-multiply floating-point operations (2 per multiply-add) of one update and of one
     rollout's inference: forward 2·rows·Σ in·out per network, backward twice that (input
     and weight gradients); the update runs old log-probabilities (n actor forwards), V(s)
@@ -169,6 +169,7 @@ def net_flops(cfg, n: int, d: int, S: int, A: int) -> tuple:
         return 2 * (d_in * h + (L - 1) * h * h + h * d_out)
     actor, critic = fwd(inputs, A), fwd(S, 1)
     update = N * (n * actor + 3 * critic) + cfg.epochs * N * 3 * (n * actor + critic)
+    update += (n - 1) * N * actor if sequential else 0
     rollout = cfg.rollout_len * cfg.n_envs * n * actor
     return update, rollout
 

@@ -718,3 +718,80 @@ def test_bench_lines_fit_in_100_columns():
                 long = [i for i, line in enumerate(f, 1) if len(line.rstrip("\n")) > 100]
             assert not long, f"{name}: lines {long} are longer than 100 columns"
 
+
+
+# ---- the neural learners on Spread (bench_net) ---------------------------------------------
+def test_spread_end_to_end_does_not_depend_on_jobs(tmp_path, capsys):
+    """The same cells and numbers from one process and from two (speed tables aside)."""
+    out = {}
+    for jobs in ("1", "2"):
+        path = str(tmp_path / f"spread{jobs}.json")
+        assert bench.main(["spread", "--quick", "--seeds", "2", "--agents", "2", "--quiet",
+                           "--jobs", jobs, "--json", path, "--docs", "none"]) == 0
+        out[jobs] = strict_json(path)["spread"]
+        assert "Spread m: every method with MLP actors, n = 2" in capsys.readouterr().out
+    keys = ("part", "n", "method", "scores", "greedy_scores", "curves", "ratios")
+    assert [{k: c[k] for k in keys} for c in out["1"]["cells"]] == [
+        {k: c[k] for k in keys} for c in out["2"]["cells"]]
+    import bench_net
+    assert [c["method"] for c in out["1"]["cells"]] == ["async", *bench_net.METHODS]
+    assert all(len(c["scores"]) == 2 and None not in c["scores"] for c in out["1"]["cells"])
+
+
+def test_spread_paired_statistics_against_direct_computation():
+    import bench_net
+    a = [0.5, 0.2, None, 0.9, 0.4]
+    b = [0.1, 0.3, 0.7, 0.9, 0.2]
+    p = bench_net.paired_scores(a, b)
+    diffs = [0.4, -0.1, 0.0, 0.2]                     # the seed without a score is dropped
+    assert p["pairs"] == 4 and p["wins"] == 2 and p["losses"] == 1
+    assert p["mean_diff"] == pytest.approx(np.mean(diffs))
+    assert p["p_sign"] == pytest.approx(1.0)          # 2 wins, 1 loss: two-sided p = 1
+    lo, hi = p["ci95"]
+    assert min(diffs) <= lo <= np.mean(diffs) <= hi <= max(diffs)
+    x = np.random.default_rng(5).normal(1.0, 1.0, 400)
+    lo, hi = bench_net.bootstrap_mean_ci(x)
+    se = x.std(ddof=1) / np.sqrt(x.size)
+    assert lo == pytest.approx(x.mean() - 1.96 * se, abs=0.3 * se)
+    assert hi == pytest.approx(x.mean() + 1.96 * se, abs=0.3 * se)
+
+
+@pytest.mark.parametrize("method,kw", [("async", {}), ("happo", {}),
+                                       ("asae", dict(share_actor=True, layers=1))])
+def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch, method, kw):
+    """net_flops against the products the update really runs: every MLP forward counted
+    with its rows and layer shapes (2 flops per multiply-add), every backward as twice its
+    forward's."""
+    import asae
+    import bench_net
+    import envs
+    env = envs.Spread(n_agents=3)
+    cfg = asae.NetConfig(n_envs=4, rollout_len=5, epochs=2, minibatches=2, iterations=1,
+                         eval_episodes=1, **kw)
+    _, run, (n, n_actions, d, S) = asae._net_setup(env, method, cfg)
+    hp = asae._hyper(cfg, method)
+    T, B = cfg.rollout_len, cfg.n_envs
+    batch = asae._NetBatch(np.zeros((T, B, n, d)), np.zeros((T, B, n), np.int64),
+                           np.zeros((T, B)), np.zeros((T, B), bool), np.zeros((T, B), bool),
+                           np.zeros((T, B, S)), np.zeros((T, B, S)))
+    rng = asae._rng(0)
+    carry = [*map(lambda x: np.asarray(x, float), env.reset(B, seed=0)), np.zeros(B)]
+    asae._net_rollout(env, run, carry, rng, batch)
+    count = [0]
+    forward, backward = asae.MLP.forward, asae.MLP.backward
+
+    def cost(net, rows):
+        return 2 * rows * sum(a * b for a, b in (s for s in net.shapes if len(s) == 2))
+
+    def fwd(self, theta, x, cache=None):
+        count[0] += cost(self, x.shape[0])
+        return forward(self, theta, x, cache)
+
+    def bwd(self, theta, cache, dy, grad):
+        count[0] += 2 * cost(self, dy.shape[0])
+        return backward(self, theta, cache, dy, grad)
+    monkeypatch.setattr(asae.MLP, "forward", fwd)
+    monkeypatch.setattr(asae.MLP, "backward", bwd)
+    asae._net_update(hp, cfg, run, batch, rng, asae._Log(np.zeros(1), (), np.zeros(1)))
+    update, _ = bench_net.net_flops(cfg, n, d, S, max(n_actions), method == "happo")
+    assert count[0] == update
