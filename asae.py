@@ -30,11 +30,13 @@ E10  δ_t = r_t + γ(1−term_t)V(s'_t) − V(s_t);
      Â_t = δ_t + γλ(1−done_t)Â_{t+1}                            :func:`gae`
 ===  =========================================================  ===============================
 
-Then the learners (tabular; any env with the :class:`BatchedEnv` interface): :func:`train`
-with the rows of :data:`METHOD_TABLE` (``async``, ``asae``, ``happo``, ``coma``,
-``exact_sync``, ``exact_async``); :class:`Config`, :class:`TrainResult`, :func:`evaluate`;
-and the bias probe, :func:`advantage_bias`, which measures each method's exact bias against
-Ã^i (E6).
+Then the learners: :func:`train` with the rows of :data:`METHOD_TABLE` (``async``, ``asae``,
+``happo``, ``coma``, ``exact_sync``, ``exact_async``, ``coppo``, ``a2po``); tabular actors and
+critics for any env with the :class:`BatchedEnv` interface (:class:`Config`), MLP actors and a
+centralised MLP critic for feature envs (``env.obs_dim``; :class:`NetConfig`, :class:`MLP`,
+:class:`MLPPolicy`) — the two policy classes meet the methods at the logits
+(:func:`_logit_grads`); :class:`TrainResult`, :func:`evaluate`; and the bias probe,
+:func:`advantage_bias`, which measures each method's exact bias against Ã^i (E6).
 
 Design: each public function validates and casts its inputs (one checker, :func:`_array`: a
 clear ``ValueError``/``TypeError`` naming the argument), then calls a private

@@ -102,6 +102,8 @@ def parse_args(argv=None):
         if sp is not p and sp.prog.split()[-1] == "spread":
             sp.add_argument("--agents", type=bench_net.agent_list, metavar="LIST",
                             help="numbers of agents of part m, e.g. 3,5 [3,5,8; --quick 2,3]")
+            sp.add_argument("--speed-only", action="store_true",
+                            help="only part s, the speed table (no runs, no docs page)")
         if sp is p or sp.prog.split()[-1] not in DEFAULTS:
             continue
         sp.add_argument("--games", metavar="LIST", help="comma list of games with parameters, "
@@ -136,7 +138,7 @@ def parse_args(argv=None):
         error(f"--seeds must be at least 1; got {args.seeds}")
     if args.docs is None and args.command in (None, *PAGES) and not args.quick:  # full runs
         args.docs = os.path.join(HERE, "docs")
-    args.docs = None if args.docs == "none" else args.docs
+    args.docs = None if args.docs == "none" or getattr(args, "speed_only", False) else args.docs
     try:
         for flag in ("--json", "--plot", "--docs"):
             if getattr(args, flag[2:]) == "":
