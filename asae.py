@@ -1807,8 +1807,10 @@ class TrainResult:
     greedy_optimal: bool = _doc(MISSING, "Whether the greedy return reaches env.optimum (within "
                                 "1e-6).")
     wall_time: float = _doc(MISSING, "Seconds spent in train (rollouts, updates, evaluation).")
-    logits: list = _doc(MISSING, "Final per-agent logits tables, each (n_obs, A_i).")
-    values: np.ndarray = _doc(MISSING, "Final critic V(state), (n_states,).")
+    logits: list = _doc(MISSING, "Final per-agent logits tables, each (n_obs, A_i); [] for a "
+                        "feature env (see policy).")
+    values: np.ndarray = _doc(MISSING, "Final critic V(state), (n_states,); empty for a "
+                              "feature env (see critic).")
     policies: list | None = _doc(None, "If record_policies: per iteration (index 0 = start), the "
                                  "per-agent probability tables (n_obs, A_i).")
     bias: dict | None = _doc(None, "If track_bias: see advantage_bias.")
@@ -1821,8 +1823,8 @@ class TrainResult:
                                "beyond ±3}, ppo_clip_binds, weight_clip_binds (fractions), "
                                "ess_fraction (mean over steps and agents of (Σm)²/(size·Σm²) "
                                "for the method's weights m), samples.")
-    diagnostics: dict = _doc(None, "max_abs_logit (final) and max_ratio (largest ρ^i_t seen "
-                             "during the updates).")
+    diagnostics: dict = _doc(None, "max_abs_logit (final; max_abs_param for the networks) "
+                             "and max_ratio (largest ρ^i_t seen during the updates).")
 
 
 _document_fields(TrainResult, "Attributes")
