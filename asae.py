@@ -2939,8 +2939,9 @@ def _net_actors(hp, cfg, run, data, rng, log):
                 g = np.empty(lp.shape)
                 _logit_grads(hp, i, lp, pi, act[rows, i], (log_rho, adv, base_mb), bounds, g)
                 dz = np.zeros((size, run.policy.net.d_out))
-                dz[:, :lp.shape[1]] = g * (-1.0 / (size * (len(movers) if nets == 1 else 1)))
-                s = 0 if nets == 1 else i
+                shared = run.policy.shared         # one loss: the mean over rows and agents
+                dz[:, :lp.shape[1]] = g * (-1.0 / (size * (len(movers) if shared else 1)))
+                s = 0 if shared else i
                 if grads[s] is None:
                     grads[s] = np.zeros(run.policy.net.size)
                 run.policy.net.backward(run.policy.params[s], cache, dz, grads[s])
@@ -2948,7 +2949,7 @@ def _net_actors(hp, cfg, run, data, rng, log):
                 if g is not None:
                     _adam_step(run.policy.params[s], g, run.opt_pi[s], hp.lr_actor,
                                cfg.adam_eps, cfg.max_grad_norm,
-                               "the shared actor" if nets == 1 else f"agent {s}'s actor")
+                               "the shared actor" if run.policy.shared else f"agent {s}'s actor")
 
 
 def _net_critic(cfg, run, states, ret, rng):
