@@ -506,13 +506,14 @@ def test_train_matches_slow_twin(method, kw):
 
 
 class UnevenSpread(envs.Spread):
-    """Spread whose agent 0 has 3 of the 5 moves (the networks' logits are padded to 5) and
+    """Spread whose agents have 1, 3 and 5 of the 5 moves (the networks' logits are padded to
+    5; a lone logit is negative about half the time, so an argmax over the padding shows) and
     whose episode_limit (5) exceeds its episodes (3 steps, then truncated): the evaluation
     must count one episode per env and stop counting at its end."""
 
     def __init__(self):
         super().__init__(n_agents=3, max_cycles=3)
-        self.n_actions = (3, 5, 5)
+        self.n_actions = (1, 3, 5)
         self.episode_limit = 5
 
 
