@@ -248,7 +248,8 @@ class RefValueNorm:
 
 def ref_net_train(env, method, cfg):
     """``train`` on a feature env written from the documentation, one row at a time.
-    Returns (actor parameter vectors, critic vector, curve, greedy, stochastic)."""
+    Returns (actor parameter vectors, critic vector, curve, greedy, stochastic, max ratio),
+    the last the largest ratio of a moving agent seen at a minibatch step (at least 1)."""
     n, A = env.n_agents, list(env.n_actions)
     init = np.random.default_rng([cfg.seed, 1])
     d_in = env.obs_dim + (n if cfg.share_actor else 0)
@@ -285,7 +286,7 @@ def ref_net_train(env, method, cfg):
 
     T, B = cfg.rollout_len, cfg.n_envs
     obs, state = env.reset(B, seed=cfg.seed)
-    ep_ret, curve = np.zeros(B), []
+    ep_ret, curve, track = np.zeros(B), [], [0.0]
     for _ in range(cfg.iterations):
         rows, ended = [], []
         for t in range(T):
@@ -301,7 +302,7 @@ def ref_net_train(env, method, cfg):
         batch = {k: np.array(v) for k, v in zip(("obs", "act", "rew", "term", "trunc",
                                                  "states", "next_states"), zip(*rows))}
         ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, critic,
-                       vnorm, rng)
+                       vnorm, rng, track)
     seed_eval = rng.next() >> 33
     returns = []
     for greedy in (True, False):
@@ -313,11 +314,12 @@ def ref_net_train(env, method, cfg):
             ret += np.where(active, r, 0.0)
             active &= ~(te | tr)
         returns.append(ret.mean())
-    return [net.flat() for net in nets], critic.flat(), np.array(curve), *returns
+    return ([net.flat() for net in nets], critic.flat(), np.array(curve), *returns,
+            math.exp(min(track[0], asae.MAX_LOG_RATIO)))
 
 
 def ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, critic, vnorm,
-                   rng):
+                   rng, track):
     T, B = batch["rew"].shape
     N = T * B
     r = batch["rew"] * cfg.reward_scale
@@ -406,6 +408,7 @@ def ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, c
                                        .reshape(N))
             for rows in minibatches():
                 lr = log_ratios()[rows]
+                track[0] = max(track[0], lr[:, i].max())          # the mover's ratios only
                 for j in range(n):
                     if j != i:
                         lr[:, j] = lr_turn[rows, j]
@@ -416,6 +419,7 @@ def ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, c
     else:
         for rows in minibatches():
             lr = log_ratios()[rows]
+            track[0] = max(track[0], lr.max())
             if method == "asae":
                 adv_mb = ref_sync_weights(lr, cfg.sync_clip) * base[rows]
             else:
@@ -476,17 +480,13 @@ TWIN_CASES = [(m, {}) for m in NET_METHODS] + [
     ("a2po", dict(a2po_trace_cbar=0.7, clip_scale="root_n", gamma=0.9)),
     ("coppo", dict(coppo_inner_eps=None, clip_eps=0.05)),
     ("asae", dict(clip_scale="inv_n", entropy_coef=0.2, reward_scale=0.5, output_gain=1.0)),
+    ("async", dict(lr_critic=0.01, adam_eps=1e-3)),
 ]
 
 
-@pytest.mark.parametrize("method,kw", TWIN_CASES)
-def test_train_matches_slow_twin(method, kw):
-    """Two iterations (rollouts that cross episode ends: max_cycles 3 < rollout 4), then
-    the evaluation: every parameter, the curve and both returns agree to rtol 1e-10."""
-    cfg = tiny(**kw)
-    res = asae.train(envs.Spread(n_agents=3, max_cycles=3), method, cfg)
-    actors, critic, curve, greedy, stochastic = ref_net_train(
-        envs.Spread(n_agents=3, max_cycles=3), method, cfg)
+def assert_matches_twin(make_env, method, cfg):
+    res = asae.train(make_env(), method, cfg)
+    actors, critic, curve, greedy, stochastic, max_ratio = ref_net_train(make_env(), method, cfg)
     assert len(res.policy.params) == len(actors)
     for got, want in zip(res.policy.params, actors):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
@@ -494,6 +494,32 @@ def test_train_matches_slow_twin(method, kw):
     np.testing.assert_allclose(res.mean_return, curve, rtol=1e-10)
     assert res.greedy_return == pytest.approx(greedy, rel=1e-10)
     assert res.stochastic_return == pytest.approx(stochastic, rel=1e-10)
+    assert res.diagnostics["max_ratio"] == pytest.approx(max_ratio, rel=1e-10)
+
+
+@pytest.mark.parametrize("method,kw", TWIN_CASES)
+def test_train_matches_slow_twin(method, kw):
+    """Two iterations (rollouts that cross episode ends: max_cycles 3 < rollout 4), then
+    the evaluation: every parameter, the curve, both returns and the largest ratio agree to
+    rtol 1e-10."""
+    assert_matches_twin(lambda: envs.Spread(n_agents=3, max_cycles=3), method, tiny(**kw))
+
+
+class UnevenSpread(envs.Spread):
+    """Spread whose agents have 1, 3 and 5 of the 5 moves (the networks' logits are padded to
+    5; a lone logit is negative about half the time, so an argmax over the padding shows) and
+    whose episode_limit (5) exceeds its episodes (3 steps, then truncated): the evaluation
+    must count one episode per env and stop counting at its end."""
+
+    def __init__(self):
+        super().__init__(n_agents=3, max_cycles=3)
+        self.n_actions = (1, 3, 5)
+        self.episode_limit = 5
+
+
+@pytest.mark.parametrize("method,kw", [("asae", dict(share_actor=True)), ("a2po", {})])
+def test_train_matches_slow_twin_uneven_actions_and_long_limit(method, kw):
+    assert_matches_twin(UnevenSpread, method, tiny(eval_episodes=16, **kw))
 
 
 # --------------------------------------------------------------------------------------
@@ -610,6 +636,48 @@ class NaNRewardSpread(envs.Spread):
 def test_bad_input_raises_clear_error(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+class ConstantRewardSpread(envs.Spread):
+    def __init__(self, reward, **kw):
+        super().__init__(**kw)
+        self.reward = reward
+
+    def step(self, actions):
+        out = list(super().step(actions))
+        out[2] = np.full_like(out[2], self.reward)
+        return tuple(out)
+
+
+def test_overflowing_advantages_raise_at_their_source():
+    """Rewards −1e308 are finite, their discounted sum is not: E10's check names it."""
+    with pytest.raises(FloatingPointError, match="advantages or returns"):
+        asae.train(ConstantRewardSpread(-1e308, n_agents=2), "async", tiny())
+
+
+def test_overflowing_gradient_raises_at_its_source():
+    """Rewards −4e307: finite returns (≈ −1.5e308), but the unclipped critic's gradient
+    (Σ over rows of ½e² slopes) overflows; the step refuses it before Adam."""
+    cfg = tiny(value_norm=False, huber_delta=None, value_clip=None, max_grad_norm=None)
+    with pytest.raises(FloatingPointError, match="the critic's gradient is not finite"):
+        asae.train(ConstantRewardSpread(-4e307, n_agents=2), "async", cfg)
+
+
+def test_memory_plan_bounds_a_shared_actor_run():
+    """The pre-run memory estimate is at least the NumPy memory a shared-actor run allocates
+    (tracemalloc's peak; numba compiled first, by a warm-up run)."""
+    import tracemalloc
+    env = envs.Spread(n_agents=4)
+    asae.train(env, "async", tiny(share_actor=True, iterations=1))
+    cfg = asae.NetConfig(n_envs=16, iterations=1, epochs=1, eval_episodes=4, share_actor=True)
+    plan = asae._net_memory_plan(cfg, 4, env.obs_dim, env.state_dim, env.obs_dim + 4)
+    tracemalloc.start()
+    try:
+        asae.train(env, "async", cfg)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(plan.values()) >= peak
 
 
 def test_diverging_run_raises_instead_of_reporting():
