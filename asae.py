@@ -2749,8 +2749,8 @@ def _adam_step(theta, grad, opt: _Adam, lr: float, eps: float, max_norm, what: s
     finite, or whose norm overflows, raises FloatingPointError naming ``what``."""
     big = np.abs(grad).max()
     with np.errstate(over="ignore", invalid="ignore"):
-        norm = big * math.sqrt(np.dot(grad / big, grad / big)) if big > 0 else 0.0
-    if not math.isfinite(norm):
+        norm = big * math.sqrt(np.dot(grad / big, grad / big)) if big > 0 else big
+    if not math.isfinite(norm):                            # NaN entries give a NaN big
         raise FloatingPointError(f"{what}'s gradient is not finite")
     if max_norm is not None:
         coef = max_norm / (norm + 1e-6)
@@ -2999,6 +2999,9 @@ def _net_update(hp, cfg, run, batch, rng, log):
         not_done = np.where(done, 0.0, 1.0)
     adv = adv.reshape(N)
     base = np.repeat((_normalise(adv) if cfg.adv_norm else adv)[:, None], n, axis=1)
+    if not np.isfinite(base[:, 0]).all():               # the mean or std overflowed
+        raise FloatingPointError("the advantage normalisation (NetConfig.adv_norm) overflows: "
+                                 "the advantages' mean or spread exceeds float64")
     obs = batch.obs.reshape(N, n, d)
     act = batch.act.reshape(N, n)
     old_lp = np.empty((N, n))
@@ -3059,8 +3062,8 @@ def _net_memory_plan(cfg: NetConfig, n, obs_dim, state_dim, inputs) -> dict:
             8 * N * n * obs_dim * 2,
         "Config.n_envs × rollout_len × state_dim (rollout states, critic's input)":
             8 * N * state_dim * 3,
-        "Config.n_envs × rollout_len × hidden × layers (activations)":
-            8 * N * (h * cfg.layers * 4 + inputs + 16) * (n if cfg.share_actor else 1),
+        "Config.n_envs × rollout_len × hidden × layers × agents (activations)":
+            8 * N * (h * cfg.layers * 4 + inputs + 16) * n,
         "Config.hidden² × layers × agents (networks, Adam)":
             32 * (n + 1) * (h * h * cfg.layers + h * (inputs + state_dim + 16)),
         "Config.epochs × n_envs × rollout_len (minibatch plan)": 8 * cfg.epochs * N,

@@ -658,19 +658,24 @@ def test_overflowing_advantages_raise_at_their_source():
 def test_overflowing_gradient_raises_at_its_source():
     """Rewards −4e307: finite returns (≈ −1.5e308), but the unclipped critic's gradient
     (Σ over rows of ½e² slopes) overflows; the step refuses it before Adam."""
-    cfg = tiny(value_norm=False, huber_delta=None, value_clip=None, max_grad_norm=None)
-    with pytest.raises(FloatingPointError, match="the critic's gradient is not finite"):
+    cfg = tiny(value_norm=False, huber_delta=None, value_clip=None, max_grad_norm=None,
+               adv_norm=False)
+    with pytest.raises(FloatingPointError, match="gradient is not finite"):
         asae.train(ConstantRewardSpread(-4e307, n_agents=2), "async", cfg)
+    with pytest.raises(FloatingPointError, match="adv_norm"):           # its mean overflows
+        asae.train(ConstantRewardSpread(-4e307, n_agents=2), "async", tiny(value_norm=False))
 
 
-def test_memory_plan_bounds_a_shared_actor_run():
-    """The pre-run memory estimate is at least the NumPy memory a shared-actor run allocates
+@pytest.mark.parametrize("shared", [True, False])
+def test_memory_plan_bounds_a_run(shared):
+    """The pre-run memory estimate is at least the NumPy memory a run allocates
     (tracemalloc's peak; numba compiled first, by a warm-up run)."""
     import tracemalloc
     env = envs.Spread(n_agents=4)
-    asae.train(env, "async", tiny(share_actor=True, iterations=1))
-    cfg = asae.NetConfig(n_envs=16, iterations=1, epochs=1, eval_episodes=4, share_actor=True)
-    plan = asae._net_memory_plan(cfg, 4, env.obs_dim, env.state_dim, env.obs_dim + 4)
+    asae.train(env, "async", tiny(share_actor=shared, iterations=1))
+    cfg = asae.NetConfig(n_envs=16, iterations=1, epochs=1, eval_episodes=4, share_actor=shared)
+    plan = asae._net_memory_plan(cfg, 4, env.obs_dim, env.state_dim,
+                                 env.obs_dim + (4 if shared else 0))
     tracemalloc.start()
     try:
         asae.train(env, "async", cfg)
@@ -678,6 +683,17 @@ def test_memory_plan_bounds_a_shared_actor_run():
     finally:
         tracemalloc.stop()
     assert sum(plan.values()) >= peak
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1.5e308])
+def test_adam_refuses_a_gradient_that_is_not_finite(bad):
+    """A NaN or infinite entry, or a norm beyond float64, raises before any parameter moves."""
+    theta = np.ones(4)
+    grad = np.array([1.0, bad, bad, 0.5])
+    opt = asae._Adam(np.zeros(4), np.zeros(4), np.zeros(1, np.int64))
+    with pytest.raises(FloatingPointError, match="the critic's gradient"):
+        asae._adam_step(theta, grad, opt, 1e-3, 1e-5, 10.0, "the critic")
+    assert np.all(theta == 1.0) and opt.t[0] == 0
 
 
 def test_diverging_run_raises_instead_of_reporting():
