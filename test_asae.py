@@ -2222,6 +2222,7 @@ class RefProbe:
     step's* policies with Ã^i(a^i) as the advantage."""
 
     def __init__(self, method, cfg, q):
+        assert method in ("async", "asae", "happo"), method   # the weights written out below
         self.method, self.cfg, self.q = method, cfg, np.asarray(q, float)
         self.sums = dict(bias=0.0, bias_async=0.0, cells=0, m2=0.0, m2_async=0.0, steps=0,
                          grad=0.0, grad_async=0.0, logits=0)
