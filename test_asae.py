@@ -1006,12 +1006,13 @@ def ref_coppo_grad(z, a, old_lp, partners, adv, lo, hi, inner_eps, coef):
                      for k in range(len(z))])
 
 
-def ref_update(method, cfg, logits, V, Q, batch, payoff, rng):
+def ref_update(method, cfg, logits, V, Q, batch, payoff, rng, probe=None):
     """One update written from the equations, plain Python/NumPy (twin of ``asae._update``).
 
     logits: list of per-agent (n_obs, A_i) tables (changed in place), V (n_states,),
     Q (n_states, J) for COMA; batch: dict of (T, B[, n]) arrays; payoff: joint table
-    (exact methods, one state); rng: RefRng, consumed like the jitted stream.
+    (exact methods, one state); rng: RefRng, consumed like the jitted stream; probe: if
+    given, called as probe(movers, logits, order, (lo, hi)) before each gradient step.
     """
     T, B, n = batch["obs"].shape
     N = T * B
@@ -1108,6 +1109,8 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng):
                 for j in range(n):
                     if j != i:
                         lr[:, j] = lr_turn[rows, j]
+                if probe is not None:
+                    probe([i], logits, order, clip_range(m + 1))
                 step(i, rows, lr, M[rows] * base_i[rows], m=m + 1)
     else:
         for rows in minibatches():
@@ -1122,6 +1125,8 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng):
                 adv_mb = np.array([[tables[i][act[t, i]] for i in range(n)] for t in rows])
             else:                                                # async, coma, coppo
                 adv_mb = base[rows]
+            if probe is not None:
+                probe(range(n), logits, np.arange(n), clip_range(n))
             for i in range(n):
                 step(i, rows, lr, adv_mb[:, i], base[rows, i])
     for rows in minibatches():                                   # critics: ½(R − V)², ½(R − Q)²
@@ -1255,11 +1260,12 @@ def test_jitted_rollout_equals_env_step_path(make, method):
     _same_result(asae.train(env, method, cfg), asae.train(NoTables(env), method, cfg))
 
 
-def ref_train(env, method, cfg):
+def ref_train(env, method, cfg, probe=None):
     """``train`` written from its documentation, through ``env.step``: initial logits
     N(0, std²) from ``default_rng([seed, 0])`` (or ``init_logits``), V = 0 and Q = 0, one
     stream seeded by ``seed`` for the agent-major inverse-CDF draws and the update, and
-    ``ref_update`` once per rollout. Returns (logits, V)."""
+    ``ref_update`` once per rollout. Returns (logits, V). probe: see ``ref_update``; its
+    ``start(logits)`` and ``finish(logits)`` are called before and after each update."""
     n_actions = list(env.n_actions)
     n, T, B = len(n_actions), cfg.rollout_len, cfg.n_envs
     if cfg.init_logits is None:
@@ -1283,7 +1289,11 @@ def ref_train(env, method, cfg):
             obs, state = obs2, state2
         batch = {k: np.array(v) for k, v in
                  zip(("obs", "act", "rew", "term", "trunc", "states", "next_states"), zip(*rows))}
-        ref_update(method, cfg, logits, V, Q, batch, getattr(env, "payoff", None), rng)
+        if probe is not None:
+            probe.start(logits)
+        ref_update(method, cfg, logits, V, Q, batch, getattr(env, "payoff", None), rng, probe)
+        if probe is not None:
+            probe.finish(logits)
     ref_train.seed_eval = rng.next() >> 33             # the evaluation's seed: the stream's next
     return logits, V
 
@@ -2201,6 +2211,118 @@ def test_probe_bias_through_train_is_the_e7_formula():
                  - asae.synchronous_marginal_advantage(game.payoff, old_p, new_p, i))
             total, count = total + np.abs(d).sum(), count + d.size
     assert math.isclose(res.bias["mean_abs_bias"], total / count, rel_tol=1e-9)
+
+
+class RefProbe:
+    """The bias probe written from its documentation (``advantage_bias``), hooked into
+    ``ref_train``: at every gradient step and for every agent i that moves, by enumerating
+    the joint actions a of the matrix game q (payoff units; π_old, V_old of the update):
+    the method's advantage Â^i(a) from the current log-ratios, A_old(a) = q(a) − V_old, their
+    second moments under π_old, E_{a^-i~π_old^-i}[Â^i | a^i], and the expected clipped
+    gradient Σ_a π_old(a) ∇_{z^i}[objective at a] at the step's policies with Â^i (grad)
+    and with A_old (its async twin). After the update, each record is compared with
+    Ã^i = Q^i(π_new^-i) − V_old (E6), and each gradient with the gradient at the *same
+    step's* policies with Ã^i(a^i) as the advantage."""
+
+    def __init__(self, method, cfg, q):
+        assert method in ("async", "asae", "happo"), method   # the weights written out below
+        self.method, self.cfg, self.q = method, cfg, np.asarray(q, float)
+        self.sums = dict(bias=0.0, bias_async=0.0, cells=0, m2=0.0, m2_async=0.0, steps=0,
+                         grad=0.0, grad_async=0.0, logits=0)
+
+    def start(self, logits):
+        self.old = [np.array(ref_softmax_row(list(z[0]))) for z in logits]
+        self.v_old = ref_joint_value(self.q, self.old)
+        self.records = []
+
+    def _grad(self, i, z, a, partners, adv, bounds):
+        return ref_policy_grad(z, a, math.log(self.old[i][a]), partners, adv, bounds, 0.0,
+                               self.cfg.clip_ratio == "joint")
+
+    def __call__(self, movers, logits, order, bounds):
+        q, old, n = self.q, self.old, self.q.ndim
+        cur = [np.array(ref_softmax_row(list(z[0]))) for z in logits]
+        acts = list(itertools.product(*(range(k) for k in q.shape)))
+        lr = np.array([[math.log(cur[j][a[j]] / old[j][a[j]]) for j in range(n)] for a in acts])
+        if self.method == "asae":                                # E8: w^i = clip(∏_{j≠i} ρ^j)
+            w = ref_sync_weights(lr, self.cfg.sync_clip)
+        elif self.method == "happo":                             # E9: ∏ of the preceding ρ
+            w = np.exp(np.clip(ref_log_preceding(lr, order), -asae.MAX_LOG_RATIO,
+                               asae.MAX_LOG_RATIO))
+        else:                                                    # async: weight one
+            w = np.ones((len(acts), n))
+        for i in movers:
+            z = np.array(logits[i][0], float)
+            used, grad, grad_async = np.zeros(q.shape[i]), np.zeros(q.shape[i]), 0.0
+            for r, a in enumerate(acts):
+                p_partners = np.prod([old[j][a[j]] for j in range(n) if j != i])
+                p = p_partners * old[i][a[i]]
+                a_old = q[a] - self.v_old
+                adv = w[r, i] * a_old
+                used[a[i]] += p_partners * adv
+                self.sums["m2"] += p * adv ** 2
+                self.sums["m2_async"] += p * a_old ** 2
+                partners = lr[r].sum() - lr[r, i]
+                grad = grad + p * self._grad(i, z, a[i], partners, adv, bounds)
+                grad_async = grad_async + p * self._grad(i, z, a[i], partners, a_old, bounds)
+            self.sums["steps"] += 1
+            self.records.append((i, z, lr, used, grad, grad_async, bounds))
+
+    def finish(self, logits):
+        q, acts = self.q, list(itertools.product(*(range(k) for k in self.q.shape)))
+        new = [np.array(ref_softmax_row(list(z[0]))) for z in logits]
+        for i, z, lr, used, grad, grad_async, bounds in self.records:
+            target = ref_marginal_q(q, new, i) - self.v_old                 # Ã^i (E6)
+            a_old_i = ref_marginal_q(q, self.old, i) - self.v_old           # A^i_old (E3)
+            self.sums["bias"] += np.abs(used - target).sum()
+            self.sums["bias_async"] += np.abs(a_old_i - target).sum()
+            self.sums["cells"] += q.shape[i]
+            g_t = 0.0
+            for r, a in enumerate(acts):
+                p = np.prod([self.old[j][a[j]] for j in range(q.ndim)])
+                g_t = g_t + p * self._grad(i, z, a[i], lr[r].sum() - lr[r, i], target[a[i]],
+                                           bounds)
+            self.sums["grad"] += np.abs(grad - g_t).sum()
+            self.sums["grad_async"] += np.abs(grad_async - g_t).sum()
+            self.sums["logits"] += q.shape[i]
+
+    def summary(self):
+        s = self.sums
+        return {"mean_abs_bias": s["bias"] / s["cells"],
+                "mean_abs_bias_async": s["bias_async"] / s["cells"],
+                "mean_second_moment": s["m2"] / s["steps"],
+                "mean_second_moment_async": s["m2_async"] / s["steps"],
+                "mean_abs_grad_bias": s["grad"] / s["logits"],
+                "mean_abs_grad_bias_async": s["grad_async"] / s["logits"],
+                "n_steps": s["steps"]}
+
+
+PROBE_RUNS = [("asae", dict()), ("asae", dict(sync_clip=None, clip_ratio="joint")),
+              ("async", dict(clip_eps=0.1)), ("happo", dict()),
+              ("asae", dict(epochs=1, minibatches=1))]
+
+
+@pytest.mark.parametrize("method, kw", PROBE_RUNS, ids=[f"{m}-{k}" for m, k in PROBE_RUNS])
+def test_probe_through_train_equals_the_reference_probe(method, kw):
+    """Every field of TrainResult.bias through the front door (track_bias=True) equals the
+    probe written from the equations on the plain reference run. Several gradient steps per
+    update, so the steps record at policies that are neither π_old nor π_new: the async
+    twins use A_old (not the method's advantage), each target gradient is taken at its own
+    step's policies, and each twin is compared with its own gradient."""
+    game = envs.MatrixGame(np.array(CLIMBING, float) + np.array([[0.0, 1.5, -2.0]]))
+    cfg = asae.Config(**{**dict(iterations=3, n_envs=4, rollout_len=3, epochs=2, minibatches=2,
+                                lr_actor=3.0, reward_scale=1 / 30, seed=5, track_bias=True),
+                         **kw})
+    got = asae.train(game, method, cfg)
+    probe = RefProbe(method, cfg, game.payoff)
+    ref_L, _ = ref_train(game, method, cfg, probe)
+    for g, r in zip(got.logits, ref_L):                # the same run, step for step
+        assert_allclose(g, r, rtol=RTOL, atol=1e-11)
+    want = probe.summary()
+    assert got.bias["n_steps"] == want["n_steps"] == (cfg.iterations * cfg.epochs
+                                                      * cfg.minibatches * 2)
+    for key, value in want.items():
+        assert math.isclose(got.bias[key], value, rel_tol=1e-9, abs_tol=1e-12), key
 
 
 def test_surrogate_gradient_saturates_the_ratio_at_e300():
