@@ -2101,10 +2101,8 @@ def _raise_guard(it: int, code: int):
                              f"finite; {knobs}")
 
 
-def _check_train_args(env, method, config):
-    cfg = Config() if config is None else config
-    if not isinstance(cfg, Config):
-        raise TypeError(f"config must be an asae.Config; got {type(cfg).__name__}")
+def _check_method(method, cfg):
+    """``method`` names a row of METHOD_TABLE, and the Config's clip settings fit its clip."""
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     row = METHOD_TABLE[method]
@@ -2113,6 +2111,15 @@ def _check_train_args(env, method, config):
         raise ValueError(f"method {method!r} clips its own way (METHOD_TABLE); "
                          f"Config.clip_ratio must stay 'own'"
                          + (" and clip_scale None" if row.clip == DOUBLE else ""))
+    return row
+
+
+def _check_train_args(env, method, config):
+    cfg = Config() if config is None else config
+    if not isinstance(cfg, Config) or isinstance(cfg, NetConfig):
+        raise TypeError(f"config must be an asae.Config (NetConfig is for feature envs); got "
+                        f"{type(cfg).__name__}")
+    _check_method(method, cfg)
     n, n_actions, n_states, n_obs = _check_env(env)
     if math.prod(int(k) for k in n_actions) > 2 ** 62:
         raise ValueError(f"env.n_actions {tuple(n_actions)} give more than 2^62 joint actions; "
@@ -3076,18 +3083,11 @@ def _net_setup(env, method, config):
     if not isinstance(cfg, NetConfig):
         raise TypeError(f"env has feature observations (obs_dim): config must be an "
                         f"asae.NetConfig (MLP actors and critic); got {type(cfg).__name__}")
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    row = METHOD_TABLE[method]
+    row = _check_method(method, cfg)
     if row.base not in (SHARED, TRACED):
         raise ValueError(f"method {method!r} needs a table over joint actions (COMA's "
                          "Q(s, a), or the exact tables of a matrix game); the neural learner "
                          "runs async, asae, happo, coppo, a2po")
-    if row.clip != PPO and (cfg.clip_ratio != "own" or cfg.clip_scale is not None and
-                            row.clip == DOUBLE):
-        raise ValueError(f"method {method!r} clips its own way (METHOD_TABLE); "
-                         f"Config.clip_ratio must stay 'own'"
-                         + (" and clip_scale None" if row.clip == DOUBLE else ""))
     if cfg.share_actor and row.schedule == SEQUENTIAL:
         raise ValueError(f"method {method!r} updates the agents one after another, each its "
                          "own network; NetConfig.share_actor must be False")

@@ -612,6 +612,8 @@ class NaNRewardSpread(envs.Spread):
     (lambda: asae.train(envs.Spread(2), "coma", tiny()), ValueError, "joint actions"),
     (lambda: asae.train(envs.Spread(2), "exact_sync", tiny()), ValueError, "joint actions"),
     (lambda: asae.train(envs.Spread(2), "async", asae.Config()), TypeError, "NetConfig"),
+    (lambda: asae.train(envs.climbing(), "async", tiny()), TypeError, "feature envs"),
+    (lambda: asae.train(envs.Spread(2), "ppo", tiny()), ValueError, "method must be one of"),
     (lambda: asae.train(envs.Spread(2), "happo", tiny(share_actor=True)), ValueError,
      "share_actor"),
     (lambda: asae.train(envs.Spread(2), "coppo", tiny(clip_ratio="joint")), ValueError,
