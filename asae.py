@@ -3138,7 +3138,8 @@ def _net_rollout(env, run, carry, rng, batch) -> float:
         done = te | tr
         batch.rew[t], batch.term[t], batch.trunc[t] = r, te, tr
         batch.next_states[t] = np.where(done[:, None], final, state)   # V(s'_t), E10
-        ep_ret += r
+        with np.errstate(over="ignore"):            # an overflowing return is refused below
+            ep_ret += r
         ended.extend(ep_ret[done].tolist())
         ep_ret[done] = 0.0
     carry[:2] = obs, state
