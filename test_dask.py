@@ -52,6 +52,20 @@ def test_dask_results_are_bit_identical_to_the_local_pool(cluster, tmp_path, cap
     assert "| climbing | asae |" in capsys.readouterr().out
 
 
+def test_dask_neural_runs_are_bit_identical_to_the_local_pool(cluster, tmp_path):
+    """The spread section's MLP runs (BLAS matmuls in the workers) give the same numbers."""
+    out = {}
+    for name, extra in (("local", ["--jobs", "2"]), ("dask", ["--dask",
+                                                              cluster.scheduler_address])):
+        path = str(tmp_path / f"spread-{name}.json")
+        assert bench.main(["spread", "--quick", "--seeds", "2", "--agents", "2", "--quiet",
+                           "--docs", "none", "--json", path, *extra]) == 0
+        out[name] = strict_json(path)["spread"]["cells"]
+    keys = ("method", "n", "scores", "greedy_scores", "curves", "ratios")
+    assert [{k: c[k] for k in keys} for c in out["dask"]] == [
+        {k: c[k] for k in keys} for c in out["local"]]
+
+
 def dying(env, method, cfg):
     """The study's outcome, except that the first asae run of seed 2 anywhere kills its own
     worker process in the middle of the task (MARKER records that it did)."""
