@@ -104,6 +104,11 @@ def parse_args(argv=None):
                             help="numbers of agents of part m, e.g. 3,5 [3,5,8; --quick 2,3]")
             sp.add_argument("--speed-only", action="store_true",
                             help="only part s, the speed table (no runs, no docs page)")
+            sp.add_argument("--study-iterations", type=int, metavar="N",
+                            help="updates per run of part m [80 of 32 envs × 25 steps]: the "
+                            "budget to raise on a cluster")
+            sp.add_argument("--learn-iterations", type=int, metavar="N",
+                            help="updates per run of part l [NetConfig's 200 of 128 × 25]")
         if sp is p or sp.prog.split()[-1] not in DEFAULTS:
             continue
         sp.add_argument("--games", metavar="LIST", help="comma list of games with parameters, "

@@ -23,8 +23,8 @@ m. methods: async, asae (weight clip 0.5, none, joint PPO clip), happo, coppo, a
    sign test), the ratio statistics (``track_ratios``), CPU time per run.
 
 The budgets are what this 2-core machine affords (the whole section ≈ 1 hour); the same
-command with ``--iterations``-style budgets raised is what a Dask cluster (``--dask``) is for:
-see ``STUDY`` and ``LEARN``. --quick: n = 2, 3, two seeds, three updates of 8 envs — seconds.
+command with them raised (``--study-iterations``, ``--learn-iterations``) is what a Dask
+cluster (``--dask``) is for. --quick: n = 2, 3, two seeds, three updates of 8 envs — seconds.
 """
 from __future__ import annotations
 
@@ -56,9 +56,17 @@ BOOT = 10_000
 
 
 def design(args) -> SimpleNamespace:
+    """FULL or QUICK, with --seeds, --agents and the budgets (--study-iterations,
+    --learn-iterations, each ≥ 1) applied."""
     d = SimpleNamespace(**vars(QUICK if args.quick else FULL))
     if args.seeds:
         d.seeds = args.seeds
+    for flag, part in (("study_iterations", "study"), ("learn_iterations", "learn")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"--{flag.replace('_', '-')} must be at least 1; got {value}")
+            setattr(d, part, {**getattr(d, part), "iterations": value})
     if getattr(args, "agents", None):
         d.agents = tuple(args.agents)
     return d

@@ -795,3 +795,19 @@ def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch,
     asae._net_update(hp, cfg, run, batch, rng, asae._Log(np.zeros(1), (), np.zeros(1)))
     update, _ = bench_net.net_flops(cfg, n, d, S, max(n_actions), method == "happo")
     assert count[0] == update
+
+
+def test_spread_budget_flags_reach_the_configs(capsys):
+    import bench_net
+    args = bench.parse_args(["spread", "--seeds", "3", "--agents", "3,5",
+                             "--study-iterations", "400", "--learn-iterations", "1000"])
+    todo = bench_net.cells(args)
+    assert todo[0].part == "l" and {c.iterations for c in todo[0].configs} == {1000}
+    assert [c.seed for c in todo[0].configs] == [0, 1, 2]
+    study = todo[1:]
+    assert len(study) == 2 * len(bench_net.METHODS) and {c.n for c in study} == {3, 5}
+    assert {(x.iterations, x.n_envs, x.track_ratios) for c in study for x in c.configs} == {
+        (400, 32, True)}
+    with pytest.raises(SystemExit) as e:
+        bench.parse_args(["spread", "--study-iterations", "0"])
+    assert e.value.code == 2 and "--study-iterations" in capsys.readouterr().err
