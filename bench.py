@@ -102,8 +102,9 @@ def parse_args(argv=None):
         if sp is not p and sp.prog.split()[-1] == "spread":
             sp.add_argument("--agents", type=bench_net.agent_list, metavar="LIST",
                             help="numbers of agents of part m, e.g. 3,5 [3,5,8; --quick 2,3]")
-            sp.add_argument("--speed-only", action="store_true",
-                            help="only part s, the speed table (no runs, no docs page)")
+            sp.add_argument("--parts", type=bench_net.part_list, metavar="LIST",
+                            help="parts to run: s (speed), l (learning), m (methods) [slm]; "
+                            "a subset writes no docs page unless --docs is given")
             sp.add_argument("--study-iterations", type=int, metavar="N",
                             help="updates per run of part m [80 of 32 envs × 25 steps]: the "
                             "budget to raise on a cluster")
@@ -143,7 +144,10 @@ def parse_args(argv=None):
         error(f"--seeds must be at least 1; got {args.seeds}")
     if args.docs is None and args.command in (None, *PAGES) and not args.quick:  # full runs
         args.docs = os.path.join(HERE, "docs")
-    args.docs = None if args.docs == "none" or getattr(args, "speed_only", False) else args.docs
+    if getattr(args, "parts", None) and args.command == "spread" and not any(
+            a == "--docs" or a.startswith("--docs=") for a in (argv or sys.argv[1:])):
+        args.docs = None                         # a subset: no page over the full one
+    args.docs = None if args.docs == "none" else args.docs
     try:
         for flag in ("--json", "--plot", "--docs"):
             if getattr(args, flag[2:]) == "":

@@ -72,6 +72,14 @@ def design(args) -> SimpleNamespace:
     return d
 
 
+def part_list(text: str) -> str:
+    """--parts: a non-empty subset of 'slm' (speed, learning, methods)."""
+    if not text or set(text) - set("slm") or len(set(text)) != len(text):
+        raise argparse.ArgumentTypeError(f"--parts must be letters from 'slm' (s speed, "
+                                         f"l learning, m methods), each once; got {text!r}")
+    return text
+
+
 def agent_list(text: str) -> list:
     try:
         out = [int(x) for x in text.split(",")]
@@ -359,15 +367,19 @@ def spread_section(args, rep) -> None:
     steps per run: scores, paired differences with bootstrap intervals and sign tests,
     ratio statistics, CPU time. Not in the default run (≈ 1 hour on 2 cores)."""
     d = design(args)
+    parts = getattr(args, "parts", None) or "slm"
     rep.out("\n## Spread: MLP actors and a centralised MLP critic (issue 18)")
-    part_s(args, rep, d)
-    if getattr(args, "speed_only", False):
+    if "s" in parts:
+        part_s(args, rep, d)
+    todo = [c for c in cells(args) if c.part in parts]
+    if not todo:
         return
-    todo = cells(args)
     experiment(args, rep, "spread", todo, summary, spread_run)
     records = rep.data["spread"]["cells"]
-    part_l(rep, next(r for r in records if r["part"] == "l"), todo[0].configs[0])
-    part_m(rep, records, d, next(c for c in todo if c.part == "m").configs[0])
+    if "l" in parts:
+        part_l(rep, next(r for r in records if r["part"] == "l"), todo[0].configs[0])
+    if "m" in parts:
+        part_m(rep, records, d, next(c for c in todo if c.part == "m").configs[0])
     if args.plot:
         from bench_plot import spread_figure
         rep.figure(spread_figure(records, args.plot), "Spread: mean normalised training "
