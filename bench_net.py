@@ -300,7 +300,9 @@ def part_l(rep, record, cfg) -> None:
     blo, bhi = bootstrap_mean_ci(s)
     meds = np.median(np.random.default_rng(1).choice(s, (BOOT, s.size)), axis=1)
     med_lo, med_hi = np.quantile(meds, [0.025, 0.975])
-    rep.table("spread", "Spread l: async (MAPPO) learning at NetConfig's defaults",
+    budget = "NetConfig's defaults" if cfg.iterations == asae.NetConfig().iterations else (
+        f"NetConfig's defaults but {cfg.iterations} updates")
+    rep.table("spread", f"Spread l: async (MAPPO) learning, {budget}",
               ["n", "seeds", "env steps", "median score [95 % bootstrap]",
                "mean [95 % bootstrap]", f"≥ {TARGET} [Wilson]", "CPU s / run"],
               [[record["n"], s.size, f"{cfg.iterations * cfg.n_envs * cfg.rollout_len:,}",

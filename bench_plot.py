@@ -301,7 +301,9 @@ def spread_figure(records: list, out_dir: str) -> str:
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("normalised return (0 random, 1 scripted)")
-    fig.legend(handles=[plt.Line2D([], [], color=color[m], lw=2, label=m) for m in methods],
-               loc="lower center", ncol=min(len(methods), 7), frameon=False, fontsize=9)
+    if methods:                                  # --parts l: the learning panel alone
+        fig.legend(handles=[plt.Line2D([], [], color=color[m], lw=2, label=m)
+                            for m in methods],
+                   loc="lower center", ncol=min(len(methods), 7), frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.09, 1, 1))
     return save_figure(plt, fig, out_dir, "spread.png")

@@ -811,3 +811,13 @@ def test_spread_budget_flags_reach_the_configs(capsys):
     with pytest.raises(SystemExit) as e:
         bench.parse_args(["spread", "--study-iterations", "0"])
     assert e.value.code == 2 and "--study-iterations" in capsys.readouterr().err
+
+
+def test_spread_figure_with_the_learning_part_alone(tmp_path):
+    """--parts l has no method panels: the figure is the learning panel (no empty legend)."""
+    pytest.importorskip("matplotlib")
+    import bench_plot
+    rec = {"part": "l", "n": 3, "method": "async",
+           "curves": [[0.1, 0.2, None, 0.4], [0.0, 0.3, 0.35, 0.5]]}
+    path = bench_plot.spread_figure([rec], str(tmp_path))
+    assert path.endswith("spread.png") and (tmp_path / "spread.png").stat().st_size > 5_000
