@@ -1006,6 +1006,19 @@ def ref_coppo_grad(z, a, old_lp, partners, adv, lo, hi, inner_eps, coef):
                      for k in range(len(z))])
 
 
+def ref_clip_range(method, cfg, m, n):
+    """(lo, hi) of the PPO clip for the agent in position m of n: ε (∞ without a clip),
+    A2PO's ε_m = ε (c_ε + (1 − c_ε) m/n) (E12), then the clip_scale rule."""
+    e = math.inf if cfg.clip_eps is None else cfg.clip_eps
+    if method == "a2po":
+        e = e * (cfg.a2po_clip_floor + (1 - cfg.a2po_clip_floor) * m / n)
+    if cfg.clip_scale == "inv_n":
+        return 1 - e / n, 1 + e / n
+    if cfg.clip_scale == "root_n":
+        return max(1 - e, 0.0) ** (1 / n), (1 + e) ** (1 / n)
+    return 1 - e, 1 + e
+
+
 def ref_update(method, cfg, logits, V, Q, batch, payoff, rng, probe=None):
     """One update written from the equations, plain Python/NumPy (twin of ``asae._update``).
 
@@ -1017,7 +1030,6 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng, probe=None):
     T, B, n = batch["obs"].shape
     N = T * B
     A = [z.shape[1] for z in logits]
-    eps = math.inf if cfg.clip_eps is None else cfg.clip_eps
     joint_clip = cfg.clip_ratio == "joint"
     # E10 with the critic before this update
     adv, ret = ref_gae(batch["rew"] * cfg.reward_scale, V[batch["states"]], V[batch["next_states"]],
@@ -1052,15 +1064,7 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng, probe=None):
                          for t in range(N)])
 
     def clip_range(m):
-        """(lo, hi) for the agent in position m of n: ε, A2PO's ε_m (E12), clip_scale."""
-        e = eps
-        if method == "a2po":
-            e = eps * (cfg.a2po_clip_floor + (1 - cfg.a2po_clip_floor) * m / n)
-        if cfg.clip_scale == "inv_n":
-            return 1 - e / n, 1 + e / n
-        if cfg.clip_scale == "root_n":
-            return max(1 - e, 0.0) ** (1 / n), (1 + e) ** (1 / n)
-        return 1 - e, 1 + e
+        return ref_clip_range(method, cfg, m, n)
 
     def step(i, rows, lr, adv_i, base_i=None, m=None):
         """One SGD step of agent i's clipped sub-problem + entropy, minibatch mean."""

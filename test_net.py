@@ -15,8 +15,9 @@ from hypothesis import given, strategies as st
 
 import asae
 import envs
-from test_asae import (RefRng, ref_coppo_grad, ref_gae, ref_log_preceding, ref_log_softmax_row,
-                       ref_policy_grad, ref_sample, ref_sync_weights, ref_traced_gae)
+from test_asae import (RefRng, ref_clip_range, ref_coppo_grad, ref_gae, ref_log_preceding,
+                       ref_log_softmax_row, ref_policy_grad, ref_sample, ref_sync_weights,
+                       ref_traced_gae)
 
 NET_METHODS = ("async", "asae", "happo", "coppo", "a2po")
 
@@ -344,14 +345,7 @@ def ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, c
                          for t in range(N)])
 
     def clip_range(m):
-        e = eps
-        if method == "a2po":
-            e = eps * (cfg.a2po_clip_floor + (1 - cfg.a2po_clip_floor) * m / n)
-        if cfg.clip_scale == "inv_n":
-            return 1 - e / n, 1 + e / n
-        if cfg.clip_scale == "root_n":
-            return max(1 - e, 0.0) ** (1 / n), (1 + e) ** (1 / n)
-        return 1 - e, 1 + e
+        return ref_clip_range(method, cfg, m, n)
 
     def row_grads(i, rows, lr, adv_i, base_i, m):
         """∂/∂z of agent i's objective + entropy on every row, from the pre-step networks."""
