@@ -1006,6 +1006,15 @@ def ref_coppo_grad(z, a, old_lp, partners, adv, lo, hi, inner_eps, coef):
                      for k in range(len(z))])
 
 
+def ref_preceding_weight(method, cfg, lr_turn, order, i):
+    """Agent i's weight in a sequential turn: HAPPO's M^i = ∏_{l<m} ρ^{i_l} (E9), saturated at
+    e^±MAX_LOG_RATIO; A2PO's g = clip(M, 1 ± ε_o) (E12)."""
+    M = np.exp(np.clip(ref_log_preceding(lr_turn, order)[:, i], -asae.MAX_LOG_RATIO,
+                       asae.MAX_LOG_RATIO))
+    e_o = cfg.a2po_others_eps
+    return np.clip(M, 1 - e_o, 1 + e_o) if method == "a2po" and e_o is not None else M
+
+
 def ref_clip_range(method, cfg, m, n):
     """(lo, hi) of the PPO clip for the agent in position m of n: ε (∞ without a clip),
     A2PO's ε_m = ε (c_ε + (1 − c_ε) m/n) (E12), then the clip_scale rule."""
@@ -1095,12 +1104,9 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng, probe=None):
         order = rng.permutation(n)
         for m, i in enumerate(order):
             lr_turn = log_ratios()
-            M = np.exp(np.clip(ref_log_preceding(lr_turn, order)[:, i], -asae.MAX_LOG_RATIO,
-                                asae.MAX_LOG_RATIO))
+            M = ref_preceding_weight(method, cfg, lr_turn, order, i)
             base_i = base[:, i]
             if method == "a2po":
-                e_o = cfg.a2po_others_eps
-                M = M if e_o is None else np.clip(M, 1 - e_o, 1 + e_o)   # g = clip(M, 1 ± ε_o)
                 if m > 0:                                        # Â^{(m)}: the truncated trace
                     Mt = np.exp(np.minimum(ref_log_preceding(lr_turn, order)[:, i],
                                            asae.MAX_LOG_RATIO)).reshape(T, B)

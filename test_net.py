@@ -16,8 +16,8 @@ from hypothesis import given, strategies as st
 import asae
 import envs
 from test_asae import (RefRng, ref_clip_range, ref_coppo_grad, ref_gae, ref_log_preceding,
-                       ref_log_softmax_row, ref_policy_grad, ref_sample, ref_sync_weights,
-                       ref_traced_gae)
+                       ref_log_softmax_row, ref_policy_grad, ref_preceding_weight, ref_sample,
+                       ref_sync_weights, ref_traced_gae)
 
 NET_METHODS = ("async", "asae", "happo", "coppo", "a2po")
 
@@ -387,12 +387,9 @@ def ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, c
         order = rng.permutation(n)
         for m, i in enumerate(order):
             lr_turn = log_ratios()
-            M = np.exp(np.clip(ref_log_preceding(lr_turn, order)[:, i], -asae.MAX_LOG_RATIO,
-                               asae.MAX_LOG_RATIO))
+            M = ref_preceding_weight(method, cfg, lr_turn, order, i)
             base_i = base[:, i]
             if method == "a2po":
-                e_o = cfg.a2po_others_eps
-                M = M if e_o is None else np.clip(M, 1 - e_o, 1 + e_o)
                 if m > 0:
                     Mt = np.exp(np.minimum(ref_log_preceding(lr_turn, order)[:, i],
                                            asae.MAX_LOG_RATIO)).reshape(T, B)
