@@ -3148,6 +3148,9 @@ def _net_rollout(env, run, carry, rng, batch) -> float:
 
 def _evaluate_policy(env, policy: MLPPolicy, episodes: int, greedy: bool, seed: int) -> float:
     n, n_actions, d, S = _check_feature_env(env)
+    _check_memory({"episodes × (observations, states, logits)":
+                   8 * episodes * (2 * n * d + 2 * S + 3 * n * max(n_actions) + 8)},
+                  MAX_TABLE_BYTES)
     if len(policy.n_actions) != n or tuple(policy.n_actions) != tuple(n_actions):
         raise ValueError(f"the policy is for {len(policy.n_actions)} agents with actions "
                          f"{policy.n_actions}; the env has {n} with {n_actions}")
