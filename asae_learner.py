@@ -1,0 +1,403 @@
+"""asae_learner — what the tabular and the neural learners share, above ``asae`` (the method).
+
+The learners (``asae_tabular``, ``asae_neural``) import this module and ``asae``, never each
+other. Here: the configuration fields every learner has (:class:`LearnerConfig`, the
+method's settings among them), the result (:class:`TrainResult`), the random stream
+(SplitMix64) and the minibatch plan, action sampling, the method's settings as the jitted
+update reads them (:class:`_Hyper`, wrapping :class:`asae.Rule`), the ratio statistics and
+the memory guard.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import MISSING, dataclass, field, fields
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+import asae
+from asae import (MAX_LOG_RATIO, RULE_SETTINGS, _gib, _integer, _row_max, _row_slope, _scalar,
+                  _weighted_advantages)
+
+#: ``train`` and ``evaluate`` refuse a run whose arrays (policies, critics, tables, rollouts,
+#: recorded policies, minibatch plans, evaluation) would need more than this many bytes,
+#: estimated before anything is allocated, rather than exhausting memory.
+MAX_TABLE_BYTES = 2 ** 30
+
+
+# =======================================================================================
+# The random stream, the minibatch plan and action sampling (both learners, jitted)
+# =======================================================================================
+
+
+@njit(cache=True)
+def _rng_next(state):
+    """SplitMix64 (Steele, Lea & Flood 2014): the next 64-bit output of the stream ``state``."""
+    state[0] += np.uint64(0x9E3779B97F4A7C15)
+    z = state[0]
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def _rng_uniform(state):
+    """A uniform double in [0, 1) from the top 53 bits of the next output."""
+    return np.float64(_rng_next(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def _rng_permutation(state, out):
+    """Fill ``out`` with a uniformly random permutation of 0..len−1 (Fisher–Yates)."""
+    for k in range(out.shape[0]):
+        out[k] = k
+    for k in range(out.shape[0] - 1, 0, -1):
+        j = int(_rng_uniform(state) * (k + 1))
+        out[k], out[j] = out[j], out[k]
+
+
+@njit(cache=True)
+def _minibatches(rng, N, epochs, n_mb):
+    """K epochs × n_mb minibatches: one fresh permutation of the N rows per epoch, each split
+    as ``np.array_split`` does. Gradient step k uses rows ``order[bounds[k]:bounds[k + 1]]``."""
+    order = np.empty(epochs * N, np.int64)
+    bounds = np.zeros(epochs * n_mb + 1, np.int64)
+    for e in range(epochs):
+        _rng_permutation(rng, order[e * N:(e + 1) * N])
+        for m in range(n_mb):
+            k = e * n_mb + m
+            bounds[k + 1] = bounds[k] + N // n_mb + (1 if m < N % n_mb else 0)
+    return order, bounds
+
+
+def _rng(seed: int) -> np.ndarray:
+    """A fresh random stream for ``seed`` (its state is one uint64, advanced in place)."""
+    return np.array([(int(seed) * 0xD1B54A32D192ED03 + 1) % 2 ** 64], np.uint64)
+
+
+@njit(cache=True)
+def _sample_actions(logits, n_actions, obs, rng, out, cdf, ready):
+    """a^i_b ~ softmax(logits[i, obs[b, i]]) by inverse CDF, agent-major uniform draws:
+    a = min{k : u · Σ_j e^{z_j − m} < Σ_{j≤k} e^{z_j − m}}, m = max z.
+
+    ``cdf[i, o]`` memoises the running sums of agent i's row o (``ready[i, o]``); the caller
+    clears ``ready`` whenever the logits change (once per rollout).
+    """
+    B, n = obs.shape
+    for i in range(n):
+        A = n_actions[i]
+        for b in range(B):
+            o = obs[b, i]
+            if not ready[i, o]:
+                zmax = _row_max(logits[i, o, :A])
+                c = 0.0
+                for k in range(A):
+                    c += np.exp(logits[i, o, k] - zmax)
+                    cdf[i, o, k] = c
+                ready[i, o] = True
+            target = _rng_uniform(rng) * cdf[i, o, A - 1]
+            a = A - 1
+            for k in range(A):
+                if target < cdf[i, o, k]:
+                    a = k
+                    break
+            out[b, i] = a
+
+
+def _new_cdf(logits):
+    """Scratch for :func:`_sample_actions`: (cdf, ready) for one set of logits."""
+    return np.empty(logits.shape), np.zeros(logits.shape[:2], np.bool_)
+
+
+class _Hyper(NamedTuple):
+    """What the jitted update reads of a config: the method's rule and the learner's scalars."""
+    rule: asae.Rule          # the method row and its settings (asae.method_rule)
+    epochs: int
+    minibatches: int
+    lr_actor: float
+    lr_critic: float
+    reward_scale: float
+    track_ratios: bool
+    record_steps: bool       # the tabular learner's per-step log (what asae_probe reads)
+
+
+def _hyper(cfg, method: str, record_steps: bool = False) -> _Hyper:
+    """A config (any :class:`LearnerConfig`) and a method → :class:`_Hyper`, by field name."""
+    rule = asae.method_rule(method, f"{type(cfg).__name__}.",
+                            **{name: getattr(cfg, name) for name in RULE_SETTINGS})
+    return _Hyper(rule=rule, epochs=int(cfg.epochs), minibatches=int(cfg.minibatches),
+                  lr_actor=float(cfg.lr_actor), lr_critic=float(cfg.lr_critic),
+                  reward_scale=float(cfg.reward_scale), track_ratios=bool(cfg.track_ratios),
+                  record_steps=bool(record_steps))
+
+
+class _Log(NamedTuple):
+    """Diagnostics a run fills as it goes."""
+    diag: np.ndarray         # (1,) largest log ρ^i_t seen in the actor steps
+    steps: tuple             # the tabular learner's per-step log (asae_tabular._StepLog)
+    ratios: np.ndarray       # (RATIO_SLOTS,) if track_ratios, else (1,): see _record_ratios
+
+
+# =======================================================================================
+# Ratio statistics (LearnerConfig.track_ratios)
+# =======================================================================================
+
+#: A histogram of log W^i = Σ_{j≠i} log ρ^j over [−RATIO_RANGE, RATIO_RANGE] in RATIO_BINS
+#: bins, then the named slots below.
+RATIO_BINS, RATIO_RANGE = 600, 3.0
+UNDERFLOW = RATIO_BINS           # log W^i below the range
+OVERFLOW = RATIO_BINS + 1        # above it
+SAMPLES = RATIO_BINS + 2         # (sample, moving agent) pairs recorded
+PPO_BINDS = RATIO_BINS + 3       # ... where the PPO clip binds (slope 0 with Â^i ≠ 0)
+WEIGHT_BINDS = RATIO_BINS + 4    # ... where the weight's clip acts
+ESS_SUM = RATIO_BINS + 5         # Σ over (minibatch, agent) of the weights' ESS fraction
+ESS_COUNT = RATIO_BINS + 6       # (minibatch, agent) pairs
+RATIO_SLOTS = RATIO_BINS + 7
+
+
+@njit(cache=True)
+def _record_ratios(hp, mb, movers, order, bounds, stats):
+    """Accumulate, for one minibatch step ``mb`` = (rows, log_rho, adv, base): for each moving
+    agent i and row, log W^i = Σ_{j≠i} log ρ^j (the partners' product every method sees move),
+    whether the PPO clip binds (the slope is 0 with Â^i ≠ 0), whether the weight's clip acts
+    (the weight ≠ its unclipped value), and the effective-sample-size fraction of the row's
+    weights m^i, (Σ_r m)² / (size · Σ_r m²)."""
+    rows, log_rho, adv, base = mb
+    rule = hp.rule
+    size, n = rows.shape[0], log_rho.shape[1]
+    m = np.empty((size, n))
+    free = np.empty((size, n))
+    _weighted_advantages(rule.weight, rule.w_lo, rule.w_hi, np.ones((size, 1)), log_rho[:size],
+                         order, m)
+    _weighted_advantages(rule.weight, -MAX_LOG_RATIO, MAX_LOG_RATIO, np.ones((size, 1)),
+                         log_rho[:size], order, free)
+    for i in movers:
+        s1 = 0.0
+        s2 = 0.0
+        for r in range(size):
+            log_w = 0.0
+            for j in range(n):
+                if j != i:
+                    log_w += log_rho[r, j]
+            k = int(np.floor((log_w + RATIO_RANGE) / (2 * RATIO_RANGE) * RATIO_BINS))
+            stats[UNDERFLOW if k < 0 else OVERFLOW if k >= RATIO_BINS else k] += 1.0
+            stats[SAMPLES] += 1.0
+            slope = _row_slope(rule, log_rho[r], i, adv[r, i], base[r, i], bounds[0],
+                               bounds[1])
+            if slope == 0.0 and adv[r, i] != 0.0:
+                stats[PPO_BINDS] += 1.0
+            if m[r, i] != free[r, i]:
+                stats[WEIGHT_BINDS] += 1.0
+            s1 += m[r, i]
+            s2 += m[r, i] * m[r, i]
+        stats[ESS_SUM] += s1 * s1 / (size * s2) if s2 > 0.0 else 1.0
+        stats[ESS_COUNT] += 1.0
+
+
+def _ratio_summary(stats: np.ndarray) -> dict:
+    """Quantiles of log W^i (from the histogram: bin centres; ±inf outside the range) and
+    the fractions of :func:`_record_ratios`."""
+    hist, total = stats[:RATIO_BINS + 2], stats[SAMPLES]
+    cdf = np.cumsum(np.concatenate([[hist[UNDERFLOW]], hist[:RATIO_BINS]])) / max(total, 1.0)
+    centres = -RATIO_RANGE + (np.arange(RATIO_BINS) + 0.5) * (2 * RATIO_RANGE / RATIO_BINS)
+    values = np.concatenate([[-np.inf], centres])
+
+    def q(p):
+        k = int(np.searchsorted(cdf, p))
+        return round(float(values[k]), 9) if k < values.size else np.inf
+    return {"log_w_quantiles": {p: q(p) for p in (0.05, 0.25, 0.5, 0.75, 0.95)},
+            "ppo_clip_binds": float(stats[PPO_BINDS] / max(total, 1.0)),
+            "weight_clip_binds": float(stats[WEIGHT_BINDS] / max(total, 1.0)),
+            "ess_fraction": float(stats[ESS_SUM] / max(stats[ESS_COUNT], 1.0)),
+            "samples": int(total)}
+
+
+# =======================================================================================
+# Memory, the env's optimum
+# =======================================================================================
+
+
+def _check_memory(plan: dict, limit: int = MAX_TABLE_BYTES):
+    """Refuse a plan above ``limit`` bytes, naming its largest part."""
+    need = sum(plan.values())
+    if need > limit:
+        part = max(plan, key=plan.get)
+        raise ValueError(f"this run needs ≈ {_gib(need)}, most of it for {part} "
+                         f"(≈ {_gib(plan[part])}); asae refuses more than {_gib(limit)} "
+                         "(MAX_TABLE_BYTES)")
+
+
+def _check_optimum(env):
+    """env.optimum, if any, is a finite real or None (no known optimum); read after the
+    memory check (a grid's optimum is a search over its states)."""
+    optimum = getattr(env, "optimum", None)
+    if optimum is not None and (isinstance(optimum, (bool, np.bool_)) or
+                                not isinstance(optimum, numbers.Real) or
+                                not math.isfinite(optimum)):
+        raise TypeError(f"env.optimum must be a finite real number (the best expected return), "
+                        f"None or absent; got {type(optimum).__name__} {optimum!r}")
+
+
+def _greedy_optimal(env, greedy: float) -> bool:
+    """Whether ``greedy`` reaches env.optimum (within 1e-6); False without an optimum (an
+    absent attribute or None)."""
+    optimum = getattr(env, "optimum", None)
+    return optimum is not None and bool(greedy >= optimum - 1e-6)
+
+
+# =======================================================================================
+# Configuration and result
+# =======================================================================================
+
+
+def _doc(default, doc: str, **kw):
+    """A dataclass field carrying its one-line documentation (shown by ``help()``)."""
+    return field(default=default, metadata={"doc": doc}, **kw)
+
+
+def _document_fields(cls, heading: str):
+    """Append a numpydoc section listing every field with its doc to ``cls.__doc__``."""
+    lines = [cls.__doc__.rstrip(), "", heading, "-" * len(heading)]
+    for f in fields(cls):
+        default = "" if f.default is MISSING else f", default {f.default!r}"
+        lines += [f"{f.name} : {f.type}{default}", f"    {f.metadata.get('doc', '')}"]
+    cls.__doc__ = "\n".join(lines) + "\n"
+    return cls
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """The fields every learner has, one documented field each: the method's settings
+    (:data:`asae.RULE_SETTINGS`), the update's schedule and step sizes, the run's size and
+    seed. Each learner subclasses it (``asae_tabular.TabularConfig``,
+    ``asae_neural.NetConfig``) with its own fields and defaults; the defaults here are the
+    tabular learner's (one-step matrix games, payoffs scaled to ~[-1, 1])."""
+
+    gamma: float = _doc(0.99, "Discount γ (E10) in [0, 1]. 0.99: standard; irrelevant in "
+                        "one-step games.")
+    lam: float = _doc(0.95, "GAE λ (E10) in [0, 1]. 0.95: the usual PPO/MAPPO value.")
+    clip_eps: float | None = _doc(0.2, "PPO clip ε in [0, 1] of each agent's sub-problem (E8); "
+                                  "None: no clip (plain importance-weighted surrogate). 0.2: the "
+                                  "PPO/MAPPO default.")
+    clip_ratio: str = _doc("own", "What the PPO clip acts on (E8): 'own' — agent i's ratio ρ^i "
+                           "(PPO, MAPPO); 'joint' — the joint ratio ∏_j ρ^j, the partners' move "
+                           "counted inside the trust region (CoPPO-style).")
+    sync_clip: float | None = _doc(0.5, "**Our choice** (E8): asae weights w^i clipped to "
+                                   "[1−c, 1+c], c ≥ 0; None = no clip. 0.5: with n = 2 and ε = 0.2 "
+                                   "a partner inside its PPO range gives w ∈ [0.8, 1.2], where it "
+                                   "never acts; it acts when partners' ratios leave that range, "
+                                   "more often with n ≥ 3 (README, study a), bounding the "
+                                   "variance.")
+    clip_scale: str | None = _doc(None, "Shrink each agent's own-ratio clip with the number of "
+                                  "agents n (motivated by Sun et al. 2023, who bound independent "
+                                  "ratios by n; the formula is ours): 'inv_n' — 1 ± ε/n; 'root_n' "
+                                  "— [(1−ε)^{1/n}, (1+ε)^{1/n}], so n ratios in range keep their "
+                                  "product in [1−ε, 1+ε]; None — 1 ± ε. Not with clip_ratio="
+                                  "'joint' or coppo, whose clips act on a joint ratio already.")
+    coppo_inner_eps: float | None = _doc(0.1, "CoPPO's inner clip ε_in ∈ [0, 1] on the partners' "
+                                         "product inside the clipped term (E11); None: no inner "
+                                         "clip. 0.1: the authors' code default (Wu et al. 2021).")
+    a2po_others_eps: float | None = _doc(0.1, "A2PO's clip ε_o ≥ 0 of the preceding agents' "
+                                         "product g = clip(M, 1 ± ε_o) (E12); None: unclipped. "
+                                         "0.1: the authors' code (= ε/2 at ε = 0.2).")
+    a2po_clip_floor: float = _doc(0.5, "A2PO's c_ε ∈ [0, 1]: the agent in position m of n clips "
+                                  "at ε_m = ε (c_ε + (1 − c_ε) m/n) (E12); 1: ε for every agent. "
+                                  "0.5: the value reported for all tasks (Wang et al. 2023).")
+    a2po_trace_cbar: float = _doc(1.0, "A2PO's trace truncation c̄ > 0: the trace factor is "
+                                  "λ min(c̄, M) (E12). 1.0: the authors' code default.")
+    epochs: int = _doc(4, "Passes K over each rollout per update (E8), ≥ 1. 4: a common PPO "
+                       "setting.")
+    minibatches: int = _doc(4, "Minibatches per epoch, each one gradient step; 1 ≤ minibatches ≤ "
+                            "n_envs·rollout_len. 4 → 16 steps per update.")
+    lr_actor: float = _doc(1.0, "SGD step size on the actors' logits (tabular; gradient of the "
+                           "minibatch-mean objective), > 0 and finite. Any value is numerically "
+                           "safe (softmax is shift-stable, ratios saturate at e^300); a run whose "
+                           "logits overflow raises FloatingPointError.")
+    lr_critic: float = _doc(0.5, "SGD step size of the tabular critics on ½(R − V)² (and ½(R − Q)² "
+                            "for COMA), in (0, 1]: a step moves V(s) towards the minibatch mean "
+                            "return by lr·(share of the minibatch in s) ≤ 1 of the distance, so it "
+                            "never overshoots; above 1 it can (and above 2 it diverges).")
+    entropy_coef: float = _doc(0.01, "Entropy bonus on each agent's policy, ≥ 0. 0.01: a small, "
+                               "standard exploration bonus.")
+    n_envs: int = _doc(32, "Parallel environments B per rollout, ≥ 1.")
+    rollout_len: int = _doc(8, "Steps T per environment per rollout, ≥ 1; one update per rollout "
+                            "(N = T·B samples).")
+    iterations: int = _doc(100, "Number of rollout + update iterations, ≥ 1.")
+    seed: int = _doc(0, "Seed (integer ≥ 0) of every random choice: initial logits, sampling, "
+                     "minibatches, HAPPO order, evaluation.")
+    reward_scale: float = _doc(1.0, "Rewards are multiplied by this (> 0) before learning, e.g. "
+                               "1/max|payoff|; reported returns are unscaled.")
+    track_ratios: bool = _doc(False, "Record ratio statistics at every gradient step "
+                              "(TrainResult.ratios): quantiles of log ∏_{j≠i} ρ^j, how often "
+                              "the PPO clip and the weight's clip act, the weights' effective "
+                              "sample size.")
+    eval_episodes: int = _doc(32, "Episodes of the final greedy and stochastic evaluation, ≥ 1.")
+
+    def __post_init__(self):
+        where = f"{type(self).__name__}."
+        asae._check_settings(where, {name: getattr(self, name) for name in RULE_SETTINGS})
+        big = np.finfo(float).max
+        _scalar(where + "lr_actor", self.lr_actor, 0.0, big, lo_open=True)
+        _scalar(where + "lr_critic", self.lr_critic, 0.0, 1.0, lo_open=True)
+        _scalar(where + "reward_scale", self.reward_scale, 0.0, big, lo_open=True)
+        for name in ("epochs", "minibatches", "n_envs", "rollout_len", "iterations",
+                     "eval_episodes", "seed"):
+            _integer(where + name, getattr(self, name), 0 if name == "seed" else 1)
+        if self.minibatches > self.n_envs * self.rollout_len:
+            raise ValueError(f"{where}minibatches ({self.minibatches}) must be ≤ "
+                             f"n_envs·rollout_len ({self.n_envs * self.rollout_len})")
+        _check_flag(where + "track_ratios", self.track_ratios)
+
+
+def _check_flag(name: str, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+
+
+_document_fields(LearnerConfig, "Parameters")
+
+
+@dataclass
+class TrainResult:
+    """What a learner's ``train`` returns. Curves have one entry per iteration."""
+
+    method: str = _doc(MISSING, "The method trained (one of METHODS).")
+    iterations: np.ndarray = _doc(MISSING, "(I,) iteration index 1..I (after that many updates).")
+    env_steps: np.ndarray = _doc(MISSING, "(I,) cumulative environment steps (each step of each "
+                                 "env counts once).")
+    mean_return: np.ndarray = _doc(MISSING, "(I,) mean team return of the episodes that ended "
+                                   "during that iteration's rollout (NaN if none ended).")
+    greedy_return: float = _doc(MISSING, "Mean team return of the final greedy (argmax) joint "
+                                "policy.")
+    stochastic_return: float = _doc(MISSING, "Mean team return of the final stochastic joint "
+                                    "policy.")
+    greedy_optimal: bool = _doc(MISSING, "Whether the greedy return reaches env.optimum (within "
+                                "1e-6); False when the env has no optimum (None or absent).")
+    wall_time: float = _doc(MISSING, "Seconds spent in train (rollouts, updates, evaluation).")
+    logits: list = _doc(MISSING, "Final per-agent logits tables, each (n_obs, A_i); [] for a "
+                        "feature env (see policy).")
+    values: np.ndarray = _doc(MISSING, "Final critic V(state), (n_states,); empty for a "
+                              "feature env (see critic).")
+    policies: list | None = _doc(None, "If record_policies: per iteration (index 0 = start), the "
+                                 "per-agent probability tables (n_obs, A_i).")
+    bias: dict | None = _doc(None, "asae_probe.train_with_bias fills it: see "
+                             "asae_probe.advantage_bias.")
+    policy: object = _doc(None, "Feature envs: the trained asae_neural.MLPPolicy (its "
+                          "evaluate runs it); None for the tabular learner.")
+    critic: np.ndarray | None = _doc(None, "Feature envs: the critic's flat parameter vector "
+                                     "(layout: asae_neural.MLP over env.state_dim); None for "
+                                     "tables.")
+    ratios: dict | None = _doc(None, "If track_ratios: log_w_quantiles {p: quantile of log "
+                               "∏_{j≠i} ρ^j over (sample, moving agent, step), to 0.01; ±inf "
+                               "beyond ±3}, ppo_clip_binds, weight_clip_binds (fractions), "
+                               "ess_fraction (mean over steps and agents of (Σm)²/(size·Σm²) "
+                               "for the method's weights m), samples.")
+    diagnostics: dict = _doc(None, "max_abs_logit (final; max_abs_param for the networks) "
+                             "and max_ratio (largest ρ^i_t seen during the updates).")
+
+
+_document_fields(TrainResult, "Attributes")
+
+
