@@ -629,8 +629,9 @@ def _check_env(env):
                         f"call it first, e.g. {env.__name__}()")
     if hasattr(env, "obs_dim"):
         raise TypeError(f"env has feature observations (obs_dim = {env.obs_dim!r}); this needs "
-                        "integer observation and state ids (env.n_obs, env.n_states); train "
-                        "and evaluate run feature envs with MLP actors (asae.NetConfig)")
+                        "integer observation and state ids (env.n_obs, env.n_states); "
+                        "asae_neural.train and asae_neural.evaluate run feature envs with MLP "
+                        "actors (NetConfig)")
     for attr in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "reset", "step"):
         if not hasattr(env, attr):
             raise TypeError(f"env must provide the batched interface (asae.BatchedEnv); "
@@ -778,9 +779,10 @@ def _memory_plan(cfg, method, sizes, table_columns, record_steps=False) -> dict:
     each part: the env's sizes (``sizes`` = (n, n_actions, n_states, n_obs)) or a config
     field. ``table_columns``: columns of the transition tables the run copies
     (:func:`_table_columns`; 0 for env.step). Only COMA's
-    critic Q, the exact methods and the step log's matrix game have arrays over all
-    J = ∏A_i joint actions: the env's payoff and the learner's two copies (8 bytes each per
-    joint action)."""
+    critic Q, the exact methods and the bias probe (``record_steps``: the step log it reads
+    and its pass, asae_probe) have arrays over all J = ∏A_i joint actions: the env's payoff
+    and the learner's two copies (8 bytes each per joint action), the probe's (J, n)
+    scratch."""
     n, n_actions, n_states, n_obs = sizes
     A, J, N = max(n_actions), math.prod(n_actions), cfg.n_envs * cfg.rollout_len
     coma = METHOD_TABLE[method].base == COUNTERFACTUAL
@@ -790,8 +792,9 @@ def _memory_plan(cfg, method, sizes, table_columns, record_steps=False) -> dict:
         "the env's observations × actions (logits)": 24 * n * n_obs * A,
         "the env's states (critics)": 8 * n_states,
         "the env's states × joint actions (COMA's critic Q)": 8 * n_states * J * coma,
-        "the env's joint actions (payoff of the exact methods and the step log)":
+        "the env's joint actions (payoff of the exact methods and the bias probe)":
             24 * J * payoff,
+        "the env's joint actions × agents (bias probe)": 8 * J * (3 * n + 3) * record_steps,
         "the env's transition tables": 17 * n_states * table_columns,
         "TabularConfig.iterations (curve, recorded policies)":
             8 * cfg.iterations * (1 + n * n_obs * A * cfg.record_policies),

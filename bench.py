@@ -54,6 +54,7 @@ import bench_speed  # noqa: E402
 import bench_study  # noqa: E402
 from bench_plan import DEFAULTS, FIELD_PARSERS, GAMES, game_defaults, plan  # noqa: E402
 from bench_run import PAGES, Report, dask_client  # noqa: E402
+import asae_tabular as tabular
 
 SECTIONS = {"speed": bench_speed.speed, "learn": bench_learn.learn, "bias": bench_learn.bias,
             "study": bench_study.study, "h2h": bench_h2h.h2h,
@@ -118,9 +119,9 @@ def parse_args(argv=None):
         sp.add_argument("--methods", metavar="LIST", help="comma list from "
                         f"{', '.join(asae.METHODS)}; with Config fields per method, e.g. "
                         "asae:sync_clip=none")
-        g = sp.add_argument_group("asae.Config fields", "[the Config default]; per-game defaults "
+        g = sp.add_argument_group("TabularConfig fields", "[the Config default]; per-game defaults "
                                   "above; a bool flag alone means true")
-        for f in [f for f in dataclasses.fields(asae.Config) if f.name in FIELD_PARSERS]:
+        for f in [f for f in dataclasses.fields(tabular.TabularConfig) if f.name in FIELD_PARSERS]:
             doc = ("first seed (runs use seed, seed + 1, …)" if f.name == "seed"
                    else f.metadata.get("doc", ""))
             g.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=FIELD_PARSERS[f.name],

@@ -15,7 +15,7 @@ a. every method × n ∈ {2, 3, 4, 6, 8, 12, 16} × lr_actor ∈ {1, 3, 10}, 100
    difference in success rate with Newcombe's 95 % interval); CPU and wall time per run;
 r. per n and lr_actor, the ratio statistics (``Config.track_ratios``) of seeds 0–19 (the same
    runs as in a, re-run with tracking on, which roughly doubles their cost);
-b. the exact advantage and gradient bias against E6 (``asae.advantage_bias``) where the 3^n
+b. the exact advantage and gradient bias against E6 (``asae_probe.advantage_bias``) where the 3^n
    joint actions are enumerated cheaply, n ≤ 6, lr_actor 3, seeds 0–19;
 g. every method at n = 2 on climbing, qtran, two-step and grid (lr_actor 3), 100 seeds;
 t. equal time: async and asae with 2× and 4× the updates (lr_actor 3), paired with a.
@@ -37,6 +37,8 @@ from types import SimpleNamespace
 import numpy as np
 
 import asae
+import asae_probe as probe
+import asae_tabular as tabular
 import envs
 from bench_plan import applicable, make_game, plan
 from bench_plot import h2h_figure
@@ -90,11 +92,11 @@ def agent_list(text: str) -> list:
 
 
 # ---- What one run yields (in the pool's workers) -----------------------------------------
-def h2h_run(env, method: str, cfg) -> dict:
-    """One run: success, CPU and wall seconds, and the ratio statistics or the exact bias
-    when the Config tracks them."""
+def h2h_run(env, method: str, cfg, bias: bool = False) -> dict:
+    """One run: success, CPU and wall seconds, and the ratio statistics when the config
+    tracks them, the exact bias with ``bias`` (asae_probe.train_with_bias: the same run)."""
     t = time.process_time()
-    res = asae.train(env, method, cfg)
+    res = (probe.train_with_bias if bias else tabular.train)(env, method, cfg)
     out = {"optimal": bool(res.greedy_optimal), "cpu_s": time.process_time() - t,
            "wall_s": res.wall_time}
     if res.ratios is not None:
@@ -107,10 +109,15 @@ def h2h_run(env, method: str, cfg) -> dict:
     return out
 
 
+def h2h_bias_run(env, method: str, cfg) -> dict:
+    """:func:`h2h_run` with the exact bias probe (part b)."""
+    return h2h_run(env, method, cfg, bias=True)
+
+
 def refusal(game: str, method: str) -> str | None:
     """asae's own refusal of ``method`` on ``game`` (a one-update run), or None if it runs."""
     try:
-        asae.train(make_game(game), method, asae.Config(
+        tabular.train(make_game(game), method, tabular.TabularConfig(
             iterations=1, n_envs=1, rollout_len=1, epochs=1, minibatches=1, eval_episodes=1))
     except ValueError as exc:
         return str(exc)
@@ -146,12 +153,14 @@ def cells(args) -> tuple[list, dict]:
     ``tag``; and the {(method, n): reason} of the cells not run."""
     d, out, skipped = design(args), [], {}
 
-    def add(part, game, setting, methods, seeds, key=None, **overrides):
+    def add(part, game, setting, methods, seeds, key=None, outcome=None, **overrides):
         spec = SimpleNamespace(games=game, methods=",".join(methods), seeds=seeds,
                                quick=args.quick, overrides={"record_policies": False,
                                                             **overrides})
         for c in plan(spec, "learn"):
             c.part, c.setting, c.key = part, setting, key or (part, game, *setting.values())
+            if outcome is not None:
+                c.outcome = outcome
             c.tag = f" ({part}: " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else
                                               f"{k} {v}" for k, v in setting.items()) + ")"
             out.append(c)
@@ -170,7 +179,7 @@ def cells(args) -> tuple[list, dict]:
                 d.ratio_seeds, lr_actor=lr, track_ratios=True)
     for n in d.bias_agents:
         add("b", penalty(n), {"n": n, "lr_actor": LR}, at[n], d.bias_seeds, lr_actor=LR,
-            track_bias=True)
+            outcome=h2h_bias_run)
     for g in d.games:
         methods = [m for m in METHODS if applicable(m.split(":")[0], make_game(g))]
         add("g", g, {"game": g, "lr_actor": LR}, methods, d.seeds, lr_actor=LR)
@@ -312,7 +321,7 @@ def table_b(rep, records, d) -> None:
     rep.table("h2h", "H2H b: exact advantage and gradient bias against E6, lr_actor 3", [
         "n", "method", "mean |Â − Ã| (payoff units)", "ratio to ω = 1", "gradient bias",
         "ratio to ω = 1"], rows, None, [
-        f"asae.advantage_bias on seeds 0–{d.bias_seeds - 1} (fewer than part a: the probe "
+        f"probe.advantage_bias on seeds 0–{d.bias_seeds - 1} (fewer than part a: the probe "
         "enumerates the 3^n joint actions for every agent at every gradient step), lr_actor "
         "3, n ≤ 6. mean ± 95 % t-interval over seeds of the mean over gradient steps, agents "
         "and actions of |E_{a^-i~π_old^-i}[Â^i | a^i] − Ã^i(a^i)| (E6, after the update), and "
@@ -348,7 +357,7 @@ def table_time(rep, records, d, cfg) -> dict:
                   if (m, n) in cost else "—" for n in d.agents)] for m in methods]
     rep.table("h2h", "H2H time: median CPU time per run at equal samples", [
         "method", *(f"n = {n}" for n in d.agents)], rows, None, [
-        "Milliseconds of CPU time of one run of part a (asae.train, time.process_time in the "
+        "Milliseconds of CPU time of one run of part a (tabular.train, time.process_time in the "
         f"worker), the median over its seeds and the {len(d.lrs)} lr_actor value(s), with the "
         f"ratio to async's; every run takes the same samples ({cfg.iterations} updates of "
         f"{cfg.n_envs} × {cfg.rollout_len}). Measured while "

@@ -9,6 +9,8 @@ import math
 import numpy as np
 
 import asae
+import asae_probe as probe
+import asae_tabular as tabular
 import envs
 from bench_plan import exact, make_game, plan, setting
 from bench_plot import bias_bars, learning_curves
@@ -36,7 +38,7 @@ def learning_curve(env, res, window: int = 20) -> np.ndarray:
 
 def learned(env, method: str, cfg) -> dict:
     """A learn run: success, final greedy and stochastic returns, the learning curve."""
-    res = asae.train(env, method, cfg)
+    res = tabular.train(env, method, cfg)
     return {"optimal": bool(res.greedy_optimal), "greedy": res.greedy_return,
             "stochastic": res.stochastic_return, "curve": learning_curve(env, res)}
 
@@ -96,7 +98,7 @@ def learn(args, rep) -> None:
 
 def bias(args, rep) -> None:
     """Bias: each method's exact advantage bias against the synchronous target (E6).
-    The mean |advantage used − Ã^i| during training (``asae.advantage_bias``), before and
+    The mean |advantage used − Ã^i| during training (``asae_probe.advantage_bias``), before and
     after the PPO clip, with 95 % intervals over seeds; paired per seed with the ω = 1
     (async) estimate at the same steps of the same run (ratio; seeds where it is lower,
     sign-test p); and the second-moment price of the weights."""
@@ -127,7 +129,7 @@ def bias(args, rep) -> None:
                  f"{w} lower, {l_} higher, p = {sign_test(w, l_):.2g}", f(gm, gh), f(gr, d=2),
                  f(m2, d=3), f(m2r, d=3)])
     cells = plan(args, "bias")
-    rows = experiment(args, rep, "bias", cells, summary, asae.advantage_bias)
+    rows = experiment(args, rep, "bias", cells, summary, probe.advantage_bias)
     tabulate(args, rep, "bias", cells, rows,
              "Bias: |advantage used − synchronous target Ã^i| (exact)", [
                  "mean abs bias", "ω = 1, same path", "ratio to ω = 1", "seeds vs ω = 1",

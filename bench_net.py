@@ -3,7 +3,7 @@
     python bench.py spread [--quick] [--seeds N] [--agents LIST] [--json PATH] [--plot DIR]
                            [--jobs N] [--dask ADDRESS]
 
-MLP actors and a centralised MLP critic (``asae.NetConfig``: MAPPO's MPE settings) on
+MLP actors and a centralised MLP critic (``asae_neural.NetConfig``: MAPPO's MPE settings) on
 ``envs.Spread`` with n agents; the score of a run is the normalised score of its final
 stochastic policy (``Spread.normalized_score``: 0 = uniformly random actions, 1 = the
 scripted assignment controller, both measured over 20,000 episodes) over ``eval_episodes``
@@ -35,6 +35,8 @@ from types import SimpleNamespace
 import numpy as np
 
 import asae
+import asae_learner as learner
+import asae_neural as neural
 import envs
 from bench_plan import FIELD_PARSERS, parse_spec
 from bench_run import experiment
@@ -97,7 +99,7 @@ def spread_run(env, method: str, cfg) -> dict:
     """One run: final score (stochastic and greedy), the training curve as scores, CPU and
     wall seconds, the ratio statistics when tracked."""
     t = time.process_time()
-    res = asae.train(env, method, cfg)
+    res = neural.train(env, method, cfg)
     curve = [None if not np.isfinite(x) else float(env.normalized_score(x))
              for x in res.mean_return]
     out = {"score": float(env.normalized_score(res.stochastic_return)),
@@ -118,13 +120,13 @@ def spread(n: int) -> str:
 def cells(args) -> list:
     """Part l's cell, then part m's: per n, every method (async and asae first)."""
     d, out = design(args), []
-    configs = [asae.NetConfig(**d.learn, seed=s) for s in range(d.seeds)]
+    configs = [neural.NetConfig(**d.learn, seed=s) for s in range(d.seeds)]
     out.append(SimpleNamespace(part="l", n=d.learn_agents, game=spread(d.learn_agents),
                                method="async", configs=configs, tag=" (learning)"))
     for n in d.agents:
         for m in METHODS:
             _, kw = parse_spec(m, asae.METHODS, "method", FIELD_PARSERS)
-            configs = [asae.NetConfig(**d.study, **kw, seed=s, track_ratios=True)
+            configs = [neural.NetConfig(**d.study, **kw, seed=s, track_ratios=True)
                        for s in range(d.seeds)]
             out.append(SimpleNamespace(part="m", n=n, game=spread(n), method=m,
                                        configs=configs, tag=f" n={n}"))
@@ -213,29 +215,29 @@ def update_speed(n: int, reps: int, quick: bool) -> dict:
     whole train loop's env steps per second, and the env's own step rate."""
     env = envs.Spread(n_agents=n)
     size = dict(n_envs=QUICK.study["n_envs"]) if quick else {}
-    cfg = asae.NetConfig(**size, iterations=1, eval_episodes=8)
-    asae.train(env, "async", cfg)                                  # compile
-    cfg_, run, (n_, n_actions, d, S) = asae._net_setup(env, "async", cfg)
-    hp = asae._hyper(cfg, "async")
+    cfg = neural.NetConfig(**size, iterations=1, eval_episodes=8)
+    neural.train(env, "async", cfg)                                  # compile
+    cfg_, run, (n_, n_actions, d, S) = neural._net_setup(env, "async", cfg)
+    hp = learner._hyper(cfg, "async")
     T, B = cfg.rollout_len, cfg.n_envs
-    batch = asae._NetBatch(np.zeros((T, B, n, d)), np.zeros((T, B, n), np.int64),
+    batch = neural._NetBatch(np.zeros((T, B, n, d)), np.zeros((T, B, n), np.int64),
                            np.zeros((T, B)), np.zeros((T, B), bool), np.zeros((T, B), bool),
                            np.zeros((T, B, S)), np.zeros((T, B, S)))
-    rng = asae._rng(0)
+    rng = learner._rng(0)
     carry = [*env.reset(B, seed=0), np.zeros(B)]
     carry[:2] = [np.asarray(carry[0], float), np.asarray(carry[1], float)]
-    log = asae._Log(np.zeros(1), (), np.zeros(1))
+    log = learner._Log(np.zeros(1), (), np.zeros(1))
     upd, roll = [], []
     for _ in range(reps):
         t = time.perf_counter()
-        asae._net_rollout(env, run, carry, rng, batch)
+        neural._net_rollout(env, run, carry, rng, batch)
         roll.append(time.perf_counter() - t)
         t = time.perf_counter()
-        asae._net_update(hp, cfg, run, batch, rng, log)
+        neural._net_update(hp, cfg, run, batch, rng, log)
         upd.append(time.perf_counter() - t)
     it = 4 if quick else 10
     t = time.perf_counter()
-    asae.train(env, "async", asae.NetConfig(**size, iterations=it, eval_episodes=1))
+    neural.train(env, "async", neural.NetConfig(**size, iterations=it, eval_episodes=1))
     train_rate = it * B * T / (time.perf_counter() - t)
     acts = np.random.default_rng(0).integers(0, 5, (200, B, n))
     env.reset(B, seed=1)
@@ -300,7 +302,7 @@ def part_l(rep, record, cfg) -> None:
     blo, bhi = bootstrap_mean_ci(s)
     meds = np.median(np.random.default_rng(1).choice(s, (BOOT, s.size)), axis=1)
     med_lo, med_hi = np.quantile(meds, [0.025, 0.975])
-    budget = "NetConfig's defaults" if cfg.iterations == asae.NetConfig().iterations else (
+    budget = "NetConfig's defaults" if cfg.iterations == neural.NetConfig().iterations else (
         f"NetConfig's defaults but {cfg.iterations} updates")
     rep.table("spread", f"Spread l: async (MAPPO) learning, {budget}",
               ["n", "seeds", "env steps", "median score [95 % bootstrap]",

@@ -1,5 +1,5 @@
 """What the bench runs: games and methods named by specs (``penalty:k=-50``,
-``asae:sync_clip=none``), the per-game defaults, a command-line parser per ``asae.Config``
+``asae:sync_clip=none``), the per-game defaults, a command-line parser per ``asae_tabular.TabularConfig``
 field, and the cells of a section — a (game, method) pair with one Config per seed, all
 built (so validated) before anything runs.
 
@@ -17,13 +17,14 @@ from types import SimpleNamespace
 import numpy as np
 
 import asae
+import asae_tabular as tabular
 import envs
 
 GAMES = {"climbing": envs.climbing, "penalty": envs.penalty, "qtran": envs.qtran,
          "two-step": envs.TwoStepGame, "grid": envs.GridForaging, "spread": envs.Spread}
 DEFAULTS = {"learn": ("climbing,penalty:k=-100,qtran,two-step,grid", asae.METHODS),
             "bias": ("climbing,penalty:k=-100,qtran", asae.METHODS + ("asae:sync_clip=none",))}
-SET_BY_BENCH = ("seed", "track_bias", "record_policies")      # per seed / by the section
+SET_BY_BENCH = ("seed", "record_policies")      # per seed / by the section
 
 
 # ---- Games and methods by name -----------------------------------------------------------
@@ -119,7 +120,7 @@ def field_parser(f):
     return parse if base else None
 
 
-FIELD_PARSERS = {f.name: p for f in dataclasses.fields(asae.Config)
+FIELD_PARSERS = {f.name: p for f in dataclasses.fields(tabular.TabularConfig)
                  if f.name not in SET_BY_BENCH[1:] and (p := field_parser(f)) is not None}
 
 
@@ -159,10 +160,10 @@ def spec_list(text: str, flag: str, what: str, known) -> list:
 
 
 def check_run(env, game: str, method: str, cfg, kind: str) -> None:
-    """What ``asae.train`` checks before it computes (the env, the method, the memory a run
+    """What ``asae_tabular.train`` checks before it computes (the env, the method, the memory a run
     needs, then the env's optimum: a grid searches for it), now; ValueError naming the game."""
     try:
-        asae._check_train_args(env, method, dataclasses.replace(cfg, track_bias=kind == "bias"))
+        tabular._check_train_args(env, method, cfg, record_steps=kind == "bias")
         optimum = getattr(env, "optimum", None)        # the learn table's target, kept by env
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{game} / {method}: {exc}") from None
@@ -175,7 +176,7 @@ def check_run(env, game: str, method: str, cfg, kind: str) -> None:
 
 def plan(args, kind: str) -> list:
     """The (game, method) cells of a learn/bias run or a study setting, a Config per seed, all
-    built and checked as ``asae.train`` would before anything runs. Precedence: per-game
+    built and checked as ``asae_tabular.train`` would before anything runs. Precedence: per-game
     defaults < command-line flags (the study: its setting) < the method spec's parameters
     (``asae:sync_clip=none``)."""
     games, methods = DEFAULTS[kind]
@@ -205,7 +206,7 @@ def plan(args, kind: str) -> list:
             if not applicable(name, env):
                 continue
             try:
-                configs = [asae.Config(**{**base, **kw, "seed": first + s}) for s in range(seeds)]
+                configs = [tabular.TabularConfig(**{**base, **kw, "seed": first + s}) for s in range(seeds)]
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{game} / {m}: {exc}") from None
             check_run(env, game, name, configs[0], kind)
@@ -215,7 +216,7 @@ def plan(args, kind: str) -> list:
 
 def setting(cells) -> str:
     """A table note: the seeds, and per game the Config fields off their defaults."""
-    d, first = asae.Config(), {}
+    d, first = tabular.TabularConfig(), {}
     for c in cells:
         first.setdefault(c.game, c.configs[0])          # the first method's (async's, if run)
     off = {g: ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -299,13 +299,14 @@ def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
     is ``args.dask``), consumed cell by cell in seed order, each (cell, seed) one task and
     one recorded result; after each cell save its JSON record from ``summary(cell,
     ok_results)`` → (record, row). Returns the table rows [game, method, *row]. A cell's
-    optional ``tag`` extends its progress label."""
+    optional ``tag`` extends its progress label; its optional ``outcome`` replaces
+    ``outcome`` for its seeds."""
     rows, records = [], rep.data.setdefault(kind, {}).setdefault("cells", [])
     total = sum(len(c.configs) for c in cells)
     client = getattr(args, "dask", None)
     pool = DaskPool(client, kind) if client is not None else LocalPool(args.jobs)
     try:
-        queued = [[pool.submit(i, s, (outcome, c.game, c.method, x))
+        queued = [[pool.submit(i, s, (getattr(c, "outcome", outcome), c.game, c.method, x))
                    for s, x in enumerate(c.configs)] for i, c in enumerate(cells)]
         rep.last = t0 = time.perf_counter()        # off a terminal: the first line after 10 s
         finished = 0                               # runs of the cells before this one

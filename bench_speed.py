@@ -1,5 +1,5 @@
 """bench.py's ``speed`` section: GAE and every public kernel of asae against a vectorised
-NumPy reference (one thread, results checked to agree), ``asae.train``'s env steps/s beside
+NumPy reference (one thread, results checked to agree), ``asae_tabular.train``'s env steps/s beside
 its env's own batched step rate, and the first-call latency of each.
 
 >>> gae_numpy(np.ones((2, 1)), np.zeros((2, 1)), np.zeros((2, 1)), np.zeros((2, 1), bool),
@@ -16,6 +16,7 @@ import numba
 import numpy as np
 
 import asae
+import asae_tabular as tabular
 from bench_plan import applicable, game_defaults, make_game
 
 
@@ -162,8 +163,8 @@ def speed(args, rep) -> None:
             first.setdefault(f"{game}: env.step", (f, t))
             tick(f"{game}: env.step at B = {b}")
         for m in [m for m in asae.METHODS if applicable(m, env)]:
-            cfg = asae.Config(**{**game_defaults(env, False), "iterations": iters})
-            f, t = first[f"{game}: train({m!r})"] = timed(lambda: asae.train(env, m, cfg), 3, 0.0)
+            cfg = tabular.TabularConfig(**{**game_defaults(env, False), "iterations": iters})
+            f, t = first[f"{game}: train({m!r})"] = timed(lambda: tabular.train(env, m, cfg), 3, 0.0)
             tick(f"{game}: train({m!r})")
             steps = iters * B * T / t
             rows.append([game, f"{B}×{T}", m, f"{steps:,.0f}", f"{rate[B]:,.0f}",
@@ -174,7 +175,7 @@ def speed(args, rep) -> None:
     rep.table("speed", "Training throughput vs the env's own batched step rate (env steps/s)", [
         "game", "B×T", "method", "train", "env.step at B", "train / env.step",
         "env.step at B = 1", "at B = 4096"], rows, recs, [
-        "One step of each of B envs = B env steps. train: median of 3 whole `asae.train` runs "
+        "One step of each of B envs = B env steps. train: median of 3 whole `tabular.train` runs "
         "(rollouts, updates, evaluation) after a first run, per-game Config defaults. env.step: "
         "the public batched step on random joint actions, the learner's ceiling."])
     spread_table(args, rep, reps, min_t, first)

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import asae
+import asae_tabular as tabular
 from bench_plan import MAX_RUNS, plan
 from bench_plot import clip_figure, start_figure, stepsize_figure
 from bench_run import experiment
@@ -79,7 +80,7 @@ def outcome(joint) -> str:
 
 def study_run(env, method: str, cfg) -> dict:
     """One run: success, the final greedy joint action and, with recorded policies, switches."""
-    res = asae.train(env, method, cfg)
+    res = tabular.train(env, method, cfg)
     out = {"optimal": bool(res.greedy_optimal), "final": [int(np.argmax(z[0])) for z in res.logits]}
     if res.policies is not None:
         out["switches"], out["first_simultaneous"] = switches(greedy_path(res.policies))

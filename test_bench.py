@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 import asae
+import asae_learner as learner
+import asae_neural as neural
+import asae_tabular as tabular
 import bench
 import bench_plan
 import bench_plot
@@ -152,7 +155,7 @@ def test_method_specs_parse_config_fields():
 
 def test_every_config_field_has_a_flag_or_a_reason():
     import dataclasses
-    for f in dataclasses.fields(asae.Config):
+    for f in dataclasses.fields(tabular.TabularConfig):
         assert f.name in bench_plan.FIELD_PARSERS or f.name in bench_plan.SET_BY_BENCH[1:] \
             or bench_plan.field_parser(f) is None, f.name
 
@@ -338,7 +341,7 @@ def test_results_do_not_depend_on_jobs(tmp_path):
 
 
 def test_a_failing_run_is_reported_and_exits_nonzero(tmp_path, monkeypatch, capsys):
-    real = asae.train
+    real = tabular.train
 
     def flaky(env, method, cfg):
         if method == "asae" and cfg.seed == 1:
@@ -375,7 +378,7 @@ def test_figures(tmp_path):
 
 
 def test_an_interrupted_run_keeps_the_finished_cells(tmp_path, monkeypatch):
-    real = asae.train
+    real = tabular.train
 
     def interrupted(env, method, cfg):
         if method == "asae":
@@ -496,8 +499,8 @@ def test_study_runs_each_distinct_setting_once():
     env = bench_plan.make_game("penalty:k=-100:n_agents=3")
 
     def logits(method, **kw):
-        cfg = asae.Config(lr_actor=3.0, reward_scale=0.01, iterations=6, seed=2, **kw)
-        return [z.tobytes() for z in asae.train(env, method, cfg).logits]
+        cfg = tabular.TabularConfig(lr_actor=3.0, reward_scale=0.01, iterations=6, seed=2, **kw)
+        return [z.tobytes() for z in tabular.train(env, method, cfg).logits]
     ppo_rows = [m for m in asae.METHODS if asae.METHOD_TABLE[m].clip == asae.PPO and m != "coma"]
     for m in ppo_rows:                             # coppo and a2po clip their own way
         assert (logits(m, sync_clip=None) == logits(m)) is (m != "asae"), m
@@ -571,7 +574,7 @@ def test_h2h_cells_follow_the_design():
     assert parts["t"][0].key == ("a", "penalty:k=-100:n_agents=2", 2, 3.0) == parts["a"][0].key
     assert [c.method for c in parts["r"]] == list(h.SAMPLED) * 2
     assert all(c.configs[0].track_ratios for c in parts["r"])
-    assert [c.setting["n"] for c in parts["b"]] == [2] * 10 and parts["b"][0].configs[0].track_bias
+    assert [c.setting["n"] for c in parts["b"]] == [2] * 10 and parts["b"][0].outcome is bench_h2h.h2h_bias_run
     g = {(c.game, c.method) for c in parts["g"]}
     assert ("grid", "exact_sync") not in g and ("climbing", "exact_sync") in g and len(g) == 36
     cfgs = [c.configs[1] for c in todo]
@@ -766,19 +769,19 @@ def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch,
     import bench_net
     import envs
     env = envs.Spread(n_agents=3)
-    cfg = asae.NetConfig(n_envs=4, rollout_len=5, epochs=2, minibatches=2, iterations=1,
+    cfg = neural.NetConfig(n_envs=4, rollout_len=5, epochs=2, minibatches=2, iterations=1,
                          eval_episodes=1, **kw)
-    _, run, (n, n_actions, d, S) = asae._net_setup(env, method, cfg)
-    hp = asae._hyper(cfg, method)
+    _, run, (n, n_actions, d, S) = neural._net_setup(env, method, cfg)
+    hp = learner._hyper(cfg, method)
     T, B = cfg.rollout_len, cfg.n_envs
-    batch = asae._NetBatch(np.zeros((T, B, n, d)), np.zeros((T, B, n), np.int64),
+    batch = neural._NetBatch(np.zeros((T, B, n, d)), np.zeros((T, B, n), np.int64),
                            np.zeros((T, B)), np.zeros((T, B), bool), np.zeros((T, B), bool),
                            np.zeros((T, B, S)), np.zeros((T, B, S)))
-    rng = asae._rng(0)
+    rng = learner._rng(0)
     carry = [*map(lambda x: np.asarray(x, float), env.reset(B, seed=0)), np.zeros(B)]
-    asae._net_rollout(env, run, carry, rng, batch)
+    neural._net_rollout(env, run, carry, rng, batch)
     count = [0]
-    forward, backward = asae.MLP.forward, asae.MLP.backward
+    forward, backward = neural.MLP.forward, neural.MLP.backward
 
     def cost(net, rows):
         return 2 * rows * sum(a * b for a, b in (s for s in net.shapes if len(s) == 2))
@@ -790,9 +793,9 @@ def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch,
     def bwd(self, theta, cache, dy, grad):
         count[0] += 2 * cost(self, dy.shape[0])
         return backward(self, theta, cache, dy, grad)
-    monkeypatch.setattr(asae.MLP, "forward", fwd)
-    monkeypatch.setattr(asae.MLP, "backward", bwd)
-    asae._net_update(hp, cfg, run, batch, rng, asae._Log(np.zeros(1), (), np.zeros(1)))
+    monkeypatch.setattr(neural.MLP, "forward", fwd)
+    monkeypatch.setattr(neural.MLP, "backward", bwd)
+    neural._net_update(hp, cfg, run, batch, rng, learner._Log(np.zeros(1), (), np.zeros(1)))
     update, _ = bench_net.net_flops(cfg, n, d, S, max(n_actions), method == "happo")
     assert count[0] == update
 

@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import asae
+import asae_neural as neural
+import asae_tabular as tabular
 import envs
 from test_asae import (RefRng, ref_clip_range, ref_coppo_grad, ref_gae, ref_log_preceding,
                        ref_log_softmax_row, ref_policy_grad, ref_preceding_weight, ref_sample,
@@ -34,7 +36,7 @@ def networks(draw):
     ln = draw(st.booleans())
     N = draw(st.integers(1, 5))
     seed = draw(st.integers(0, 2 ** 32 - 1))
-    net = asae.MLP(d_in, hidden, layers, d_out, ln)
+    net = neural.MLP(d_in, hidden, layers, d_out, ln)
     rng = np.random.default_rng(seed)
     theta = net.init(rng, draw(st.sampled_from([0.01, 1.0])))
     theta += 0.3 * rng.standard_normal(theta.size)          # gains, biases away from 1 and 0
@@ -84,7 +86,7 @@ def test_mlp_forward_matches_row_by_row_definition(case):
 
 
 def test_orthogonal_init_is_orthogonal_with_the_gains():
-    net = asae.MLP(7, 16, 2, 5, True)
+    net = neural.MLP(7, 16, 2, 5, True)
     p = net.views(net.init(np.random.default_rng(0), 0.01))
     W1, W2, Wo = p[2], p[6], p[10]
     np.testing.assert_allclose(W1 @ W1.T, (5 / 3) ** 2 * np.eye(7), atol=1e-12)   # 7 ≤ 16
@@ -108,7 +110,7 @@ def test_critic_loss_gradient_matches_finite_differences(target, v, dv_old, delt
     if clip is not None:
         e_clip = np.array([target - (v_old + np.clip(v - v_old, -clip, clip))])
         inside = np.array([float(abs(v - v_old) <= clip)])
-    got = asae._critic_grad(np.array([target - v]), e_clip, inside, delta)[0]
+    got = neural._critic_grad(np.array([target - v]), e_clip, inside, delta)[0]
     assert got == pytest.approx(fd, rel=1e-5, abs=1e-5)
 
 
@@ -137,7 +139,7 @@ def ref_critic_loss(target, v, v_old, delta, clip):
 
 
 class RefNet:
-    """An MLP written for one row at a time, its parameters a list in asae.MLP's documented
+    """An MLP written for one row at a time, its parameters a list in neural.MLP's documented
     order ([LN g, b], per layer [W, b, LN g, b], [W_o, b_o])."""
 
     def __init__(self, d_in, hidden, layers, d_out, ln, rng, gain_out):
@@ -460,7 +462,7 @@ def tiny(**kw):
     base = dict(n_envs=3, rollout_len=4, iterations=2, epochs=2, minibatches=2, hidden=5,
                 eval_episodes=3, lr_actor=0.05, lr_critic=0.05, seed=3)
     base.update(kw)
-    return asae.NetConfig(**base)
+    return neural.NetConfig(**base)
 
 
 TWIN_CASES = [(m, {}) for m in NET_METHODS] + [
@@ -476,7 +478,7 @@ TWIN_CASES = [(m, {}) for m in NET_METHODS] + [
 
 
 def assert_matches_twin(make_env, method, cfg):
-    res = asae.train(make_env(), method, cfg)
+    res = neural.train(make_env(), method, cfg)
     actors, critic, curve, greedy, stochastic, max_ratio = ref_net_train(make_env(), method, cfg)
     assert len(res.policy.params) == len(actors)
     for got, want in zip(res.policy.params, actors):
@@ -525,35 +527,35 @@ def test_one_step_asae_and_coppo_are_async():
     """One minibatch step per update, all ratios 1: w = 1 and CoPPO's terms coincide."""
     cfg = tiny(iterations=1, epochs=1, minibatches=1)
     env = envs.Spread(n_agents=3)
-    runs = [_params(asae.train(env, m, cfg)) for m in ("async", "asae", "coppo")]
+    runs = [_params(neural.train(env, m, cfg)) for m in ("async", "asae", "coppo")]
     assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[0], runs[2])
     more = tiny(iterations=1, epochs=3, minibatches=1)
-    assert not np.array_equal(_params(asae.train(env, "async", more)),
-                              _params(asae.train(env, "asae", more)))
+    assert not np.array_equal(_params(neural.train(env, "async", more)),
+                              _params(neural.train(env, "asae", more)))
 
 
 def test_single_agent_every_method_is_async():
     """With one agent there are no partners: w = M = 1, the trace is GAE (c̄ ≥ 1)."""
     env = envs.Spread(n_agents=1)
     cfg = tiny(a2po_clip_floor=1.0)
-    ref = _params(asae.train(env, "async", cfg))
+    ref = _params(neural.train(env, "async", cfg))
     for m in ("asae", "happo", "a2po"):
-        assert np.array_equal(_params(asae.train(env, m, cfg)), ref), m
+        assert np.array_equal(_params(neural.train(env, m, cfg)), ref), m
 
 
 def test_training_is_deterministic_and_seeded():
     env = envs.Spread(n_agents=2)
-    a, b = (asae.train(env, "happo", tiny()) for _ in range(2))
+    a, b = (neural.train(env, "happo", tiny()) for _ in range(2))
     assert np.array_equal(_params(a), _params(b))
     assert np.array_equal(a.mean_return, b.mean_return, equal_nan=True)
-    assert not np.array_equal(_params(a), _params(asae.train(env, "happo", tiny(seed=4))))
+    assert not np.array_equal(_params(a), _params(neural.train(env, "happo", tiny(seed=4))))
 
 
 def test_same_seed_same_initial_networks_for_every_method():
     """Zero step sizes keep the initial networks: the same for every method per seed."""
     env = envs.Spread(n_agents=2)
     cfg = tiny(iterations=1, lr_actor=1e-300, lr_critic=1e-300)
-    first = [asae.train(env, m, cfg).policy.params for m in NET_METHODS]
+    first = [neural.train(env, m, cfg).policy.params for m in NET_METHODS]
     for params in first[1:]:
         for p, q in zip(params, first[0]):
             np.testing.assert_allclose(p, q, rtol=0, atol=1e-290)
@@ -565,23 +567,23 @@ def test_each_net_setting_changes_the_run(field):
     alt = {"max_grad_norm": 0.01, "value_clip": None, "huber_delta": 0.1, "adv_norm": False,
            "value_norm": False, "layer_norm": False, "output_gain": 1.0, "adam_eps": 0.1}
     env = envs.Spread(n_agents=2)
-    assert not np.array_equal(_params(asae.train(env, "async", tiny())),
-                              _params(asae.train(env, "async", tiny(**{field: alt[field]}))))
+    assert not np.array_equal(_params(neural.train(env, "async", tiny())),
+                              _params(neural.train(env, "async", tiny(**{field: alt[field]}))))
 
 
 def test_evaluate_runs_the_trained_policy():
     env = envs.Spread(n_agents=2, max_cycles=5)
-    res = asae.train(env, "async", tiny(eval_episodes=4))
-    assert asae.evaluate(env, res.policy, episodes=4, greedy=True,
-                         seed=0) == asae.evaluate(env, res.policy, episodes=4, seed=0)
-    assert math.isfinite(asae.evaluate(env, res.policy, episodes=3, greedy=False, seed=1))
+    res = neural.train(env, "async", tiny(eval_episodes=4))
+    assert neural.evaluate(env, res.policy, episodes=4, greedy=True,
+                         seed=0) == neural.evaluate(env, res.policy, episodes=4, seed=0)
+    assert math.isfinite(neural.evaluate(env, res.policy, episodes=3, greedy=False, seed=1))
 
 
 def test_learns_on_spread_two_agents():
     """A short run (32 envs × 25 steps × 40 updates) moves well above the random floor."""
     env = envs.Spread(n_agents=2)
-    cfg = asae.NetConfig(n_envs=32, iterations=40, seed=0, eval_episodes=64)
-    res = asae.train(env, "async", cfg)
+    cfg = neural.NetConfig(n_envs=32, iterations=40, seed=0, eval_episodes=64)
+    res = neural.train(env, "async", cfg)
     floor = env.reference_returns.random
     assert res.stochastic_return > floor.mean + 10 * floor.ci95
     assert np.nanmean(res.mean_return[-5:]) > np.nanmean(res.mean_return[:5])
@@ -600,14 +602,14 @@ class NaNRewardSpread(envs.Spread):
 
 
 @pytest.mark.parametrize("call,exc,name", [
-    (lambda: asae.train(envs.Spread(2), "coma", tiny()), ValueError, "joint actions"),
-    (lambda: asae.train(envs.Spread(2), "exact_sync", tiny()), ValueError, "joint actions"),
-    (lambda: asae.train(envs.Spread(2), "async", asae.Config()), TypeError, "NetConfig"),
-    (lambda: asae.train(envs.climbing(), "async", tiny()), TypeError, "feature envs"),
-    (lambda: asae.train(envs.Spread(2), "ppo", tiny()), ValueError, "method must be one of"),
-    (lambda: asae.train(envs.Spread(2), "happo", tiny(share_actor=True)), ValueError,
+    (lambda: neural.train(envs.Spread(2), "coma", tiny()), ValueError, "joint actions"),
+    (lambda: neural.train(envs.Spread(2), "exact_sync", tiny()), ValueError, "joint actions"),
+    (lambda: neural.train(envs.Spread(2), "async", tabular.TabularConfig()), TypeError, "NetConfig"),
+    (lambda: neural.train(envs.climbing(), "async", tiny()), TypeError, "asae_tabular.train"),
+    (lambda: neural.train(envs.Spread(2), "ppo", tiny()), ValueError, "method must be one of"),
+    (lambda: neural.train(envs.Spread(2), "happo", tiny(share_actor=True)), ValueError,
      "share_actor"),
-    (lambda: asae.train(envs.Spread(2), "coppo", tiny(clip_ratio="joint")), ValueError,
+    (lambda: neural.train(envs.Spread(2), "coppo", tiny(clip_ratio="joint")), ValueError,
      "clip_ratio"),
     (lambda: tiny(hidden=0), ValueError, "NetConfig.hidden"),
     (lambda: tiny(layers=0), ValueError, "NetConfig.layers"),
@@ -617,15 +619,16 @@ class NaNRewardSpread(envs.Spread):
     (lambda: tiny(value_clip=-0.1), ValueError, "NetConfig.value_clip"),
     (lambda: tiny(lr_actor=2.0), ValueError, "NetConfig.lr_actor"),
     (lambda: tiny(layer_norm=1), TypeError, "NetConfig.layer_norm"),
-    (lambda: tiny(track_bias=True), ValueError, "NetConfig.track_bias"),
-    (lambda: tiny(record_policies=True), ValueError, "NetConfig.record_policies"),
-    (lambda: asae.train(envs.Spread(2), "async", tiny(n_envs=10 ** 6, rollout_len=10 ** 4)),
+    (lambda: tiny(track_bias=True), TypeError, "track_bias"),           # the tabular fields:
+    (lambda: tiny(record_policies=True), TypeError, "record_policies"),  # not NetConfig's own
+    (lambda: tiny(init_logit_std=0.5), TypeError, "init_logit_std"),
+    (lambda: neural.train(envs.Spread(2), "async", tiny(n_envs=10 ** 6, rollout_len=10 ** 4)),
      ValueError, "MAX_TABLE_BYTES"),
-    (lambda: asae.train(NaNRewardSpread(2), "async", tiny()), ValueError, "rewards"),
-    (lambda: asae.evaluate(envs.Spread(12), asae.MLPPolicy(asae.MLP(72, 4, 1, 5, False),
+    (lambda: neural.train(NaNRewardSpread(2), "async", tiny()), ValueError, "rewards"),
+    (lambda: neural.evaluate(envs.Spread(12), neural.MLPPolicy(neural.MLP(72, 4, 1, 5, False),
                                                            [np.zeros(1)] * 12, (5,) * 12, False),
                            episodes=2 ** 24), ValueError, "MAX_TABLE_BYTES"),
-    (lambda: asae.evaluate(envs.Spread(3), asae.train(envs.Spread(2), "async",
+    (lambda: neural.evaluate(envs.Spread(3), neural.train(envs.Spread(2), "async",
                                                       tiny(iterations=1)).policy),
      ValueError, "agents"),
 ])
@@ -648,7 +651,7 @@ class ConstantRewardSpread(envs.Spread):
 def test_overflowing_advantages_raise_at_their_source():
     """Rewards −1e308 are finite, their discounted sum is not: E10's check names it."""
     with pytest.raises(FloatingPointError, match="advantages or returns"):
-        asae.train(ConstantRewardSpread(-1e308, n_agents=2), "async", tiny())
+        neural.train(ConstantRewardSpread(-1e308, n_agents=2), "async", tiny())
 
 
 def test_overflowing_gradient_raises_at_its_source():
@@ -657,9 +660,9 @@ def test_overflowing_gradient_raises_at_its_source():
     cfg = tiny(value_norm=False, huber_delta=None, value_clip=None, max_grad_norm=None,
                adv_norm=False)
     with pytest.raises(FloatingPointError, match="gradient is not finite"):
-        asae.train(ConstantRewardSpread(-4e307, n_agents=2), "async", cfg)
+        neural.train(ConstantRewardSpread(-4e307, n_agents=2), "async", cfg)
     with pytest.raises(FloatingPointError, match="adv_norm"):           # its mean overflows
-        asae.train(ConstantRewardSpread(-4e307, n_agents=2), "async", tiny(value_norm=False))
+        neural.train(ConstantRewardSpread(-4e307, n_agents=2), "async", tiny(value_norm=False))
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -668,13 +671,13 @@ def test_memory_plan_bounds_a_run(shared):
     (tracemalloc's peak; numba compiled first, by a warm-up run)."""
     import tracemalloc
     env = envs.Spread(n_agents=4)
-    asae.train(env, "async", tiny(share_actor=shared, iterations=1))
-    cfg = asae.NetConfig(n_envs=16, iterations=1, epochs=1, eval_episodes=4, share_actor=shared)
-    plan = asae._net_memory_plan(cfg, 4, env.obs_dim, env.state_dim,
+    neural.train(env, "async", tiny(share_actor=shared, iterations=1))
+    cfg = neural.NetConfig(n_envs=16, iterations=1, epochs=1, eval_episodes=4, share_actor=shared)
+    plan = neural._net_memory_plan(cfg, 4, env.obs_dim, env.state_dim,
                                  env.obs_dim + (4 if shared else 0))
     tracemalloc.start()
     try:
-        asae.train(env, "async", cfg)
+        neural.train(env, "async", cfg)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -686,9 +689,9 @@ def test_adam_refuses_a_gradient_that_is_not_finite(bad):
     """A NaN or infinite entry, or a norm beyond float64, raises before any parameter moves."""
     theta = np.ones(4)
     grad = np.array([1.0, bad, bad, 0.5])
-    opt = asae._Adam(np.zeros(4), np.zeros(4), np.zeros(1, np.int64))
+    opt = neural._Adam(np.zeros(4), np.zeros(4), np.zeros(1, np.int64))
     with pytest.raises(FloatingPointError, match="the critic's gradient"):
-        asae._adam_step(theta, grad, opt, 1e-3, 1e-5, 10.0, "the critic")
+        neural._adam_step(theta, grad, opt, 1e-3, 1e-5, 10.0, "the critic")
     assert np.all(theta == 1.0) and opt.t[0] == 0
 
 
@@ -700,4 +703,4 @@ def test_diverging_run_raises_instead_of_reporting():
             out[2] = out[2] * 1e307
             return tuple(out)
     with pytest.raises(FloatingPointError, match="no longer finite|overflows"):
-        asae.train(Huge(2), "async", tiny(value_norm=False, huber_delta=None, value_clip=None))
+        neural.train(Huge(2), "async", tiny(value_norm=False, huber_delta=None, value_clip=None))
