@@ -574,7 +574,8 @@ def test_h2h_cells_follow_the_design():
     assert parts["t"][0].key == ("a", "penalty:k=-100:n_agents=2", 2, 3.0) == parts["a"][0].key
     assert [c.method for c in parts["r"]] == list(h.SAMPLED) * 2
     assert all(c.configs[0].track_ratios for c in parts["r"])
-    assert [c.setting["n"] for c in parts["b"]] == [2] * 10 and parts["b"][0].outcome is bench_h2h.h2h_bias_run
+    assert [c.setting["n"] for c in parts["b"]] == [2] * 10 \
+        and parts["b"][0].outcome is h.h2h_bias_run
     g = {(c.game, c.method) for c in parts["g"]}
     assert ("grid", "exact_sync") not in g and ("climbing", "exact_sync") in g and len(g) == 36
     cfgs = [c.configs[1] for c in todo]

@@ -124,27 +124,28 @@ def test_record_ratios_matches_reference(size, n, method, data):
     base = arrays(data.draw, (size, n), st.floats(-3.0, 3.0))
     order = np.array(data.draw(st.permutations(range(n))), np.int64)
     adv = np.empty((size, n))
-    asae._weighted_advantages(hp.weight, hp.w_lo, hp.w_hi, base, lr, order, adv)
+    rule = hp.rule
+    asae._weighted_advantages(rule.weight, rule.w_lo, rule.w_hi, base, lr, order, adv)
     stats = np.zeros(learner.RATIO_SLOTS)
-    movers = order if hp.schedule == asae.SIMULTANEOUS else order[:1]
+    movers = order if rule.schedule == asae.SIMULTANEOUS else order[:1]
     learner._record_ratios(hp, (np.arange(size), lr, adv, base), movers, order, (0.8, 1.2), stats)
     clip = 0.1 if method == "a2po" else 0.2 if method == "asae" else None
-    m = ref_sequential_weights(lr, order) if hp.weight == asae.PRECEDING else \
-        ref_sync_weights(lr, None) if hp.weight == asae.PARTNERS else np.ones((size, n))
+    m = ref_sequential_weights(lr, order) if rule.weight == asae.PRECEDING else \
+        ref_sync_weights(lr, None) if rule.weight == asae.PARTNERS else np.ones((size, n))
     mc = m if clip is None else np.clip(m, 1 - clip, 1 + clip)
     binds = ess = 0.0
     for i in movers:
         for r in range(size):
-            s = asae._row_slope(hp, lr[r], i, adv[r, i], base[r, i], 0.8, 1.2)
+            s = asae._row_slope(rule, lr[r], i, adv[r, i], base[r, i], 0.8, 1.2)
             binds += s == 0.0 and adv[r, i] != 0.0
         ess += mc[:, i].sum() ** 2 / (size * (mc[:, i] ** 2).sum())
     log_w = np.array([[lr[r].sum() - lr[r, i] for i in movers] for r in range(size)])
-    assert stats[learner.RATIO_BINS + 2] == size * len(movers)
-    assert stats[learner.RATIO_BINS + 3] == binds
+    assert stats[learner.SAMPLES] == size * len(movers)
+    assert stats[learner.PPO_BINDS] == binds
     assert stats[:learner.RATIO_BINS + 2].sum() == size * len(movers)
     inside = np.abs(log_w) < learner.RATIO_RANGE - 1e-9
     assert stats[:learner.RATIO_BINS].sum() == inside.sum()
-    assert math.isclose(stats[learner.RATIO_BINS + 5], ess, rel_tol=1e-9)
+    assert math.isclose(stats[learner.ESS_SUM], ess, rel_tol=1e-9)
     want_clip = 0 if clip is None else int(sum((np.abs(mc[:, i] - m[:, i]) > 1e-12).sum()
                                                for i in movers))
-    assert abs(stats[learner.RATIO_BINS + 4] - want_clip) <= 0
+    assert abs(stats[learner.WEIGHT_BINDS] - want_clip) <= 0

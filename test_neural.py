@@ -17,9 +17,10 @@ import asae
 import asae_neural as neural
 import asae_tabular as tabular
 import envs
-from test_asae import (RefRng, ref_clip_range, ref_coppo_grad, ref_gae, ref_log_preceding,
-                       ref_log_softmax_row, ref_policy_grad, ref_preceding_weight, ref_sample,
+from test_asae import (ref_clip_range, ref_coppo_grad, ref_gae, ref_log_preceding,
+                       ref_log_softmax_row, ref_policy_grad, ref_preceding_weight,
                        ref_sync_weights, ref_traced_gae)
+from test_learner import RefRng, ref_sample
 
 NET_METHODS = ("async", "asae", "happo", "coppo", "a2po")
 
