@@ -560,7 +560,7 @@ def _check_feature_step(out, B, n, d, S, what="env.step"):
     """Every output of a feature env's step (or reset, 2 outputs), checked and cast."""
     if not isinstance(out, tuple) or len(out) != (2 if what == "env.reset" else 6):
         raise TypeError(f"{what} must return a tuple of "
-                        f"{2 if what == 'env.reset' else 6} arrays (asae.BatchedEnv)")
+                        f"{2 if what == 'env.reset' else 6} arrays (asae_tabular.BatchedEnv)")
     obs = _array(f"{what}'s observations", out[0], shape=(B, n, d))
     state = _array(f"{what}'s states", out[1], shape=(B, S))
     if what == "env.reset":

@@ -634,11 +634,11 @@ def _check_env(env):
                         "actors (NetConfig)")
     for attr in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "reset", "step"):
         if not hasattr(env, attr):
-            raise TypeError(f"env must provide the batched interface (asae.BatchedEnv); "
+            raise TypeError(f"env must provide the batched interface (asae_tabular.BatchedEnv); "
                             f"missing attribute {attr!r}")
     for attr in ("reset", "step") + (("tables",) if hasattr(env, "tables") else ()):
         if not callable(getattr(env, attr)):
-            raise TypeError(f"env.{attr} must be callable (asae.BatchedEnv); got "
+            raise TypeError(f"env.{attr} must be callable (asae_tabular.BatchedEnv); got "
                             f"{type(getattr(env, attr)).__name__}")
     n = _integer("env.n_agents", env.n_agents, 1)
     n_actions = env.n_actions
@@ -699,7 +699,7 @@ def _check_tables(tab, n, n_actions, n_states, n_obs, counts: bool = False):
         missing = [f for f in fields if not hasattr(tab, f)]
         get = lambda f, default=None: getattr(tab, f, default)  # noqa: E731
     if missing:
-        raise TypeError(f"{src} must return an asae.EnvTables (or an object or mapping "
+        raise TypeError(f"{src} must return an asae_tabular.EnvTables (or an object or mapping "
                         f"with {', '.join(fields)}); got {type(tab).__name__} "
                         f"without {', '.join(missing)}")
     base = _integer(f"{src}.count_base", get("count_base", 0))
@@ -744,7 +744,7 @@ def _env_tables(env, n, n_actions, n_states, n_obs):
     for attr, counts in (("count_tables", True), ("tables", False)):
         if hasattr(env, attr):
             if not callable(getattr(env, attr)):
-                raise TypeError(f"env.{attr} must be callable (asae.BatchedEnv); got "
+                raise TypeError(f"env.{attr} must be callable (asae_tabular.BatchedEnv); got "
                                 f"{type(getattr(env, attr)).__name__}")
             return _check_tables(getattr(env, attr)(), n, n_actions, n_states, n_obs, counts)
     return None

@@ -911,7 +911,7 @@ def _count_fields(**changes):
 @pytest.mark.parametrize("env, exc, match", [
     (CountPatched(count_tables=lambda: {k: v for k, v in _count_fields().items()
                                         if k != "count_base"}),
-     TypeError, r"env.count_tables\(\) must return an tabular.EnvTables .* without count_base"),
+     TypeError, r"env.count_tables\(\) must return an asae_tabular.EnvTables .* without count_base"),
     (CountPatched(count_tables=lambda: _count_fields(count_base=3)), ValueError,
      r"env.count_tables\(\).count_base must be n_agents \+ 1 = 4; got 3"),
     (CountPatched(count_tables=lambda: {**envs.penalty(n_agents=3).tables()._asdict(),
