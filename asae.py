@@ -9,44 +9,38 @@ E12 are the competitors' corrections (CoPPO, Wu et al. 2021; A2PO, Wang et al. 2
 from their papers. Choices of ours are parameters: ``sync_clip`` (E8), the clip-boundary
 convention of the surrogate gradient (E8), the log-space saturation of importance weights.
 
-Equations → code (the file follows this order)
-==============================================
-===  =========================================================  ===========================
-E1   V = Σ_a π(a) Q(a); A = Q − V                               :func:`joint_value`
-E2   Q^i(a^i) = Σ_{a^-i} π^-i(a^-i) Q(a^i, a^-i)                :func:`marginal_q`
-E3   A^i(a^i) = Q^i(a^i) − V                                    :func:`marginal_advantage`
-E4   ∇_θi J = E[∇ log π^i(a^i) A^i(a^i)]                        :func:`exact_policy_gradient`
-E5   L(π̃) = J(π_old) + E_{a~π_old}[(∏_j ρ^j) A]                :func:`joint_surrogate`
-E6   Ã^i(a^i) = E_{a^-i~π̃^-i}[A_old(a)]                        ``synchronous_marginal_adv…``
-     (E1–E6 and the learners' exact tables: one kernel,         ``_marginals_kernel``)
-E7   COMA: Q(a) − Σ_b π^i(b) Q(b, a^-i)                         :func:`counterfactual_advant…`
-E8   w^i = ∏_{j≠i} ρ^j (prefix + suffix sums of log ρ)          :func:`sync_weights`
-     L^i = E[min(ρ^i w^i Â, clip(ρ^i, 1±ε) w^i Â)], ∇_z L^i     :func:`clipped_surrogate`,
-                                                                :func:`clipped_surrogate_grad`
-E9   M^{i_m} = ∏_{l<m} ρ^{i_l} (HAPPO-style)                    :func:`sequential_weights`
-—    a method = base × weight, schedule, clip: one row each     :data:`METHOD_TABLE`,
-     and its settings as numbers                                :func:`method_rule`
-—    one row, ratios → ∂/∂z: base, weight, clip range, slope,   ``_base_row`` … ``_logit_grads``
-     logit gradient (E7–E9, E11, E12), consecutive functions    (section "One row")
+Equations → code, in the file's order (EQUATIONS.md states each; the learners' exact tables
+and E1–E6 share one kernel, ``_marginals_kernel``):
+
+E1   V = Σ_a π(a) Q(a); A = Q − V                          joint_value
+E2   Q^i(a^i) = Σ_{a^-i} π^-i(a^-i) Q(a^i, a^-i)           marginal_q
+E3   A^i(a^i) = Q^i(a^i) − V                               marginal_advantage
+E4   ∇_θi J = E[∇ log π^i(a^i) A^i(a^i)]                   exact_policy_gradient
+E5   L(π̃) = J(π_old) + E_{a~π_old}[(∏_j ρ^j) A]           joint_surrogate
+E6   Ã^i(a^i) = E_{a^-i~π̃^-i}[A_old(a)]                   synchronous_marginal_advantage
+E7   COMA: Q(a) − Σ_b π^i(b) Q(b, a^-i)                    counterfactual_advantage
+E8   w^i = ∏_{j≠i} ρ^j (prefix + suffix sums of log ρ)     sync_weights
+     L^i = E[min(ρ^i w^i Â, clip(ρ^i, 1±ε) w^i Â)], ∇_z    clipped_surrogate(_grad)
+E9   M^{i_m} = ∏_{l<m} ρ^{i_l} (HAPPO-style)               sequential_weights
+—    a method = base × weight, schedule, clip; settings    METHOD_TABLE, method_rule → Rule
+—    one row, ratios → ∂/∂z (E7–E9, E11, E12), in order    _base_row, _trace_base,
+     (section "One row"): base, weight, clip range,        _weighted_advantages, _clip_bounds,
+     slope, logit gradient                                 _row_slope, _policy_grad_row,
+                                                           _logit_grads
+E11  CoPPO: min(ρ^i w^i Â, clip(ρ^i·clip(w^i, 1±ε_in), 1±ε) Â)      _double_clip_slope
+E12  A2PO: clip(ρ^i g, 1±ε_m) Â^{(m)}, g = clip(M^i, 1±ε_o), ε_m by position (_clip_bounds),
+     Â^{(m)} with the trace γλ·min(c̄, M) (_trace_base)    _row_slope (WEIGHTED)
+—    every method's Â^i on a batch                         method_advantages
 E10  δ_t = r_t + γ(1−term_t)V(s'_t) − V(s_t);
-     Â_t = δ_t + γλ(1−done_t)Â_{t+1}                            :func:`gae`
-E11  CoPPO: min(ρ^i w^i Â, clip(ρ^i·clip(w^i, 1±ε_in), 1±ε) Â)  ``_double_clip_slope``
-E12  A2PO: clip(ρ^i g, 1±ε_m) Â^{(m)}, g = clip(M^i, 1±ε_o),    ``_row_slope`` (WEIGHTED),
-     ε_m by position; Â^{(m)}: trace λ·min(c̄, M)               ``_clip_bounds``, ``_trace_base``
-—    every method's Â^i on a batch                              :func:`method_advantages`
-===  =========================================================  ===========================
+     Â_t = δ_t + γλ(1−done_t)Â_{t+1}                       gae
 
-The learners live above this file and import it; it imports none of them (copy it alone):
-``asae_tabular`` (tabular softmax actors; ``asae_probe``, the exact bias probe) and
-``asae_neural`` (MLP actors, a centralised critic) share ``asae_learner``; both meet the
-methods at the logits, through :func:`_logit_grads` / :func:`_row_slope`.
-
-Design: each public function validates and casts its inputs (one checker, :func:`_array`: a
-clear ``ValueError``/``TypeError`` naming the argument), then calls a private
-``@njit(cache=True)`` kernel over plain arrays and scalars, one kernel per equation; a finite
-input that would overflow float64 raises ``FloatingPointError``. No ``fastmath``: it would
-change NaN/inf handling and the order of summation. Every kernel has a slow loop-for-loop
-twin in ``test_asae.py``.
+The learners import this file, which imports none of them (copy it alone): ``asae_tabular``
+(with ``asae_probe``) and ``asae_neural`` meet the methods at the logits (:func:`_row_slope`).
+Design: each public function validates and casts its inputs (:func:`_array`: a clear
+``ValueError``/``TypeError`` naming the argument), then calls a private ``@njit(cache=True)``
+kernel over plain arrays, one per equation; a finite input that would overflow float64
+raises ``FloatingPointError``. No ``fastmath`` (it would change NaN/inf handling and the
+order of summation). Every kernel has a slow loop-for-loop twin in ``test_asae.py``.
 """
 from __future__ import annotations
 
@@ -92,7 +86,6 @@ MAX_LOG_RATIO_SUM = 1e308
 
 # =======================================================================================
 # Validation — one checker for every public wrapper; kernels assume checked input
-# =======================================================================================
 
 
 def _describe(x: np.ndarray) -> str:
@@ -134,12 +127,7 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
     if kind == "real":
         if arr.dtype != np.float64 or not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr, dtype=np.float64)
-        # A finite sum proves every entry finite (NaN and ±inf propagate); only when the sum
-        # is not finite (an entry is, or finite entries overflowed) look element by element.
-        with np.errstate(over="ignore", invalid="ignore"):
-            bad = finite and not math.isfinite(np.add.reduce(arr, axis=None)) \
-                and not np.isfinite(arr).all()
-        if bad:
+        if finite and not _all_finite(arr.reshape(-1)):
             raise ValueError(f"{name} must be finite; got NaN or inf in an array of "
                              f"{_describe(arr)}")
         return arr
@@ -153,12 +141,20 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+@njit(cache=True)
+def _all_finite(x):
+    """Whether every entry of the 1-D float64 ``x`` is finite (one pass, no temporaries)."""
+    for v in x:
+        if not np.isfinite(v):
+            return False
+    return True
+
+
 def _finite(name: str, x):
     """Return x if every entry is finite, else raise FloatingPointError: finite inputs whose
-    exact result is beyond float64 (|value| > 1.8e308). One reduction in the common case."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if math.isfinite(np.add.reduce(x, axis=None)) or np.isfinite(x).all():
-            return x
+    exact result is beyond float64 (|value| > 1.8e308)."""
+    if isinstance(x, float) and math.isfinite(x) or _all_finite(np.ravel(x)):
+        return x
     raise FloatingPointError(f"{name}: the result overflows float64 (|value| > 1.8e308) for "
                              "these finite inputs; rescale them")
 
@@ -196,16 +192,10 @@ def _probability_vector(name: str, p, size: int) -> np.ndarray:
     return arr
 
 
-def _logit_vector(name: str, z, size: int) -> np.ndarray:
-    return _array(name, z, ndim=1, shape=(size,))
-
-
-def _agent_index(agent, n: int) -> int:
-    if isinstance(agent, (bool, np.bool_)) or not isinstance(agent, numbers.Integral):
-        raise TypeError(f"agent must be an integer index; got {type(agent).__name__}")
-    if not 0 <= int(agent) < n:
-        raise ValueError(f"agent must be in [0, {n}) for a game of {n} agents; got {agent}")
-    return int(agent)
+def _vectors(x) -> bool:
+    """Whether ``x`` can be a sequence of per-agent vectors (not None, a string, a 1-D array)."""
+    return x is not None and hasattr(x, "__len__") and not isinstance(x, (str, bytes)) \
+        and not (isinstance(x, np.ndarray) and x.ndim < 2)
 
 
 def _joint_table(q, vectors, name: str = "policies", each=_probability_vector):
@@ -214,8 +204,7 @@ def _joint_table(q, vectors, name: str = "policies", each=_probability_vector):
     if q.ndim < 1 or q.size == 0:
         raise ValueError(f"q must be a non-empty joint table of shape (A_1, ..., A_n); "
                          f"got {_describe(q)}")
-    if vectors is None or isinstance(vectors, (str, bytes)) or not hasattr(vectors, "__len__") \
-            or isinstance(vectors, np.ndarray) and vectors.ndim < 2:
+    if not _vectors(vectors):
         raise TypeError(f"{name} must be a sequence of {q.ndim} vectors, one per agent; "
                         f"got {type(vectors).__name__}")
     if len(vectors) != q.ndim:
@@ -226,15 +215,12 @@ def _joint_table(q, vectors, name: str = "policies", each=_probability_vector):
 
 def _log_ratio_table(log_ratios, n_rows: int | None = None) -> np.ndarray:
     """(N, n ≥ 1) finite log-ratios within the valid range n · max|log ρ| ≤ MAX_LOG_RATIO_SUM."""
-    log_rho = _array("log_ratios", log_ratios, ndim=2, finite=False)     # finite: below
+    log_rho = _array("log_ratios", log_ratios, ndim=2)
     if log_rho.shape[1] == 0 or (n_rows is not None and log_rho.shape[0] != n_rows):
         want = "N" if n_rows is None else n_rows
         raise ValueError(f"log_ratios must have shape ({want}, n ≥ 1); got {_describe(log_rho)}")
     if log_rho.size:
-        big = max(log_rho.max(), -log_rho.min())                   # NaN if any entry is NaN
-        if not np.isfinite(big):
-            raise ValueError(f"log_ratios must be finite; got NaN or inf in an array of "
-                             f"{_describe(log_rho)}")
+        big = max(log_rho.max(), -log_rho.min())
         if big > MAX_LOG_RATIO_SUM / log_rho.shape[1]:
             raise ValueError(f"log_ratios must satisfy n·max|log ρ| ≤ {MAX_LOG_RATIO_SUM:g} (so no "
                              f"partial sum overflows); got max|log ρ| = {big:g} with "
@@ -244,7 +230,6 @@ def _log_ratio_table(log_ratios, n_rows: int | None = None) -> np.ndarray:
 
 # =======================================================================================
 # Softmax policies — π_k = exp(z_k − m) / Σ_b exp(z_b − m), m = max_b z_b
-# =======================================================================================
 
 
 @njit(cache=True, inline='always')
@@ -302,20 +287,16 @@ def _logits(name: str, logits, spread: bool = True) -> np.ndarray:
     return z
 
 
-def _softmax_rows(z: np.ndarray, log: bool) -> np.ndarray:
-    """log softmax (``log``) or softmax of checked logits over the last axis."""
-    out = np.empty(z.shape)
-    _softmax_kernel(z.reshape(-1, z.shape[-1]), log, out.reshape(-1, z.shape[-1]))
-    return out
-
-
 def softmax(logits) -> np.ndarray:
     """Softmax over the last axis, max-shifted (any finite logits).
 
     >>> softmax([0.0, 0.0]).tolist()
     [0.5, 0.5]
     """
-    return _softmax_rows(_logits("logits", logits, spread=False), False)
+    z = _logits("logits", logits, spread=False)
+    out = np.empty(z.shape)
+    _softmax_kernel(z.reshape(-1, z.shape[-1]), False, out.reshape(-1, z.shape[-1]))
+    return out
 
 
 def log_softmax(logits) -> np.ndarray:
@@ -331,13 +312,15 @@ def log_softmax(logits) -> np.ndarray:
     >>> log_softmax([1e16, 1e16]).round(6).tolist()
     [-0.693147, -0.693147]
     """
-    return _softmax_rows(_logits("logits", logits), True)
+    z = _logits("logits", logits)
+    out = np.empty(z.shape)
+    _softmax_kernel(z.reshape(-1, z.shape[-1]), True, out.reshape(-1, z.shape[-1]))
+    return out
 
 
 # =======================================================================================
 # E1–E6 — exact (tabular) oracles for a one-step game with joint table q(a^1..a^n)
 #          V = Σ_a π(a) q(a);  Q^i(a^i) = Σ_{a^-i} π^-i q;  A^i = Q^i − V;  Ã^i under π̃^-i
-# =======================================================================================
 
 
 @njit(cache=True, inline='always')
@@ -403,7 +386,7 @@ def joint_value(q, policies) -> float:
 def marginal_q(q, policies, agent: int) -> np.ndarray:
     """E2: ``Q^i(a^i) = Σ_{a^-i} ∏_{j≠i} π^j(a^j) q(a^i, a^-i)`` → (A_i,)."""
     q, pis = _joint_table(q, policies)
-    i = _agent_index(agent, q.ndim)
+    i = _integer("agent", agent, 0, q.ndim - 1)
     return _finite("marginal_q", _marginals(q, pis)[0][i, :q.shape[i]])
 
 
@@ -414,7 +397,7 @@ def marginal_advantage(q, policies, agent: int) -> np.ndarray:
     [0.5, -0.5]
     """
     q, pis = _joint_table(q, policies)
-    i = _agent_index(agent, q.ndim)
+    i = _integer("agent", agent, 0, q.ndim - 1)
     qs, v = _marginals(q, pis)
     with np.errstate(over="ignore", invalid="ignore"):
         return _finite("marginal_advantage", qs[i, :q.shape[i]] - v)
@@ -425,9 +408,10 @@ def exact_policy_gradient(q, logits, agent: int) -> np.ndarray:
 
     ``∂J/∂θ^i_k = Σ_a π^i(a) (1[a=k] − π^i(k)) A^i(a) = π^i(k) (Q^i(k) − Σ_a π^i(a) Q^i(a))``.
     """
-    q, zs = _joint_table(q, logits, "logits", _logit_vector)
+    q, zs = _joint_table(q, logits, "logits",
+                         lambda name, z, k: _array(name, z, ndim=1, shape=(k,)))
     pis = [softmax(z) for z in zs]
-    i = _agent_index(agent, q.ndim)
+    i = _integer("agent", agent, 0, q.ndim - 1)
     qi = _marginals(q, pis)[0][i, :q.shape[i]]                  # Q^i (E2)
     with np.errstate(over="ignore", invalid="ignore"):
         return _finite("exact_policy_gradient", pis[i] * (qi - pis[i] @ qi))   # π^i(k) A^i(k)
@@ -453,7 +437,7 @@ def synchronous_marginal_advantage(q, old_policies, new_policies, agent: int) ->
     """
     q, old = _joint_table(q, old_policies, "old_policies")
     _, new = _joint_table(q, new_policies, "new_policies")
-    i = _agent_index(agent, q.ndim)
+    i = _integer("agent", agent, 0, q.ndim - 1)
     v_old = _marginals(q, old)[1]
     with np.errstate(over="ignore", invalid="ignore"):
         return _finite("synchronous_marginal_advantage",
@@ -462,7 +446,6 @@ def synchronous_marginal_advantage(q, old_policies, new_policies, agent: int) ->
 
 # =======================================================================================
 # E7 — asynchronous estimates; COMA: A^i_C = Q(a) − Σ_b π^i(b) Q(b, a^-i)
-# =======================================================================================
 
 
 @njit(cache=True, inline='always')
@@ -481,22 +464,6 @@ def _counterfactual_kernel(q_agent, pi_agent, actions, out):
     for n in range(q_agent.shape[0]):
         out[n] = _counterfactual_row(q_agent[n], pi_agent[n], actions[n])
 
-@njit(cache=True)
-def _first_bad_policy_row(pi):
-    """Index of the first row of ``pi`` that is not a probability vector (an entry negative
-    or not finite, or |Σ − 1| > 1e-8), or −1: one pass, for the wrapper's check."""
-    for n in range(pi.shape[0]):
-        total = 0.0
-        smallest = 0.0
-        for b in range(pi.shape[1]):
-            p = pi[n, b]
-            total += p                                   # NaN / ±inf make the total non-finite
-            smallest = p if p < smallest else smallest
-        if smallest < 0.0 or not abs(total - 1.0) <= 1e-8:
-            return n
-    return -1
-
-
 def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
     """COMA counterfactual advantage, batched. Implements E7.
 
@@ -511,10 +478,12 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
     if qa.shape[1] == 0:
         raise ValueError(f"q_agent must have at least one action column; got {_describe(qa)}")
     pa = _array("pi_agent", pi_agent, shape=qa.shape, finite=False)   # checked row by row
-    bad = _first_bad_policy_row(pa)
-    if bad >= 0:
+    with np.errstate(invalid="ignore", over="ignore"):      # NaN / ±inf rows fail both tests
+        bad = np.flatnonzero(~((pa.min(axis=1, initial=np.inf) >= 0.0)
+                               & (np.abs(pa.sum(axis=1) - 1.0) <= 1e-8)))
+    if bad.size:
         raise ValueError(f"pi_agent rows must be finite, non-negative and sum to 1 (±1e-8); "
-                         f"row {bad} is {pa[bad].tolist()}")
+                         f"row {bad[0]} is {pa[bad[0]].tolist()}")
     acts = _array("actions_agent", actions_agent, kind="int", shape=(qa.shape[0],),
                   high=qa.shape[1])
     out = np.empty(qa.shape[0])
@@ -524,7 +493,6 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
 # =======================================================================================
 # E8 — approximatively synchronous estimate: w^i = ∏_{j≠i} ρ^j, Â^i = w^i Â, and the
 #      per-agent clipped surrogate L^i = E[min(ρ^i Â^i, clip(ρ^i, 1−ε, 1+ε) Â^i)]
-# =======================================================================================
 
 
 @njit(cache=True)
@@ -647,9 +615,7 @@ def clipped_surrogate_grad(logits, actions, old_log_probs, advantages,
     return _finite("clipped_surrogate_grad", out)
 
 
-# =======================================================================================
 # E9 — sequential correction (HAPPO-style): M^{i_m} = ∏_{l<m} ρ^{i_l}, M = 1 for the first
-# =======================================================================================
 
 
 @njit(cache=True)
@@ -691,7 +657,6 @@ def sequential_weights(log_ratios, order) -> np.ndarray:
 
 # =======================================================================================
 # The method table — every learner is one row of orthogonal choices; nothing else differs
-# =======================================================================================
 
 # Where agent i's advantage starts (the base).
 SHARED = 0           # the shared GAE advantage Â_t (E10), one critic V(s)
@@ -763,26 +728,24 @@ class Rule(NamedTuple):
     entropy_coef: float      # c of the entropy bonus c·H(π^i) in each row's objective
 
 
-#: The settings of :func:`method_rule` → (default, valid range): real in [lo, hi]
-#: (``open``: lo excluded; ``none``: None allowed), a name among ``names``, or a bool.
-RULE_SETTINGS = {
-    "gamma": 0.99, "lam": 0.95, "clip_eps": 0.2, "clip_ratio": "own", "clip_scale": None,
-    "sync_clip": 0.5, "coppo_inner_eps": 0.1, "a2po_others_eps": 0.1, "a2po_clip_floor": 0.5,
-    "a2po_trace_cbar": 1.0, "entropy_coef": 0.01}
 _BIG = float(np.finfo(float).max)
-_RANGES = {"gamma": (0.0, 1.0, False, False), "lam": (0.0, 1.0, False, False),
-           "clip_eps": (0.0, 1.0, False, True), "sync_clip": (0.0, np.inf, False, True),
-           "coppo_inner_eps": (0.0, 1.0, False, True),
-           "a2po_others_eps": (0.0, np.inf, False, True),
-           "a2po_clip_floor": (0.0, 1.0, False, False),
-           "a2po_trace_cbar": (0.0, _BIG, True, False), "entropy_coef": (0.0, _BIG, False, False)}
+#: The settings of :func:`method_rule`: name → (default, lo, hi, lo excluded, None allowed)
+#: for the real ones, (default,) for clip_ratio ∈ {'own', 'joint'} and clip_scale ∈ CLIP_SCALES.
+RULE_SETTINGS = {
+    "gamma": (0.99, 0.0, 1.0, False, False), "lam": (0.95, 0.0, 1.0, False, False),
+    "clip_eps": (0.2, 0.0, 1.0, False, True), "clip_ratio": ("own",), "clip_scale": (None,),
+    "sync_clip": (0.5, 0.0, np.inf, False, True), "coppo_inner_eps": (0.1, 0.0, 1.0, False, True),
+    "a2po_others_eps": (0.1, 0.0, np.inf, False, True),
+    "a2po_clip_floor": (0.5, 0.0, 1.0, False, False),
+    "a2po_trace_cbar": (1.0, 0.0, _BIG, True, False),
+    "entropy_coef": (0.01, 0.0, _BIG, False, False)}
 
 
 def _check_settings(prefix: str, settings: dict):
     """Each setting of :data:`RULE_SETTINGS` in its range (errors name ``prefix + name``)."""
-    for name, (lo, hi, lo_open, none) in _RANGES.items():
-        if name in settings and not (none and settings[name] is None):
-            _scalar(prefix + name, settings[name], lo, hi, lo_open)
+    for name, (_, *valid) in RULE_SETTINGS.items():
+        if valid and name in settings and not (valid[3] and settings[name] is None):
+            _scalar(prefix + name, settings[name], *valid[:3])
     if settings.get("clip_ratio", "own") not in ("own", "joint"):
         raise ValueError(f"{prefix}clip_ratio must be 'own' or 'joint'; "
                          f"got {settings['clip_ratio']!r}")
@@ -792,19 +755,6 @@ def _check_settings(prefix: str, settings: dict):
     if scale is not None and settings.get("clip_ratio") == "joint":
         raise ValueError(f"{prefix}clip_scale shrinks the clip on each agent's own ratio; "
                          "with clip_ratio='joint' the clip acts on the joint ratio already")
-
-
-def _check_method(method, settings: dict, prefix: str = "") -> Method:
-    """``method`` names a row of METHOD_TABLE, and the clip settings fit its clip."""
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    row = METHOD_TABLE[method]
-    ratio, scale = settings.get("clip_ratio", "own"), settings.get("clip_scale")
-    if row.clip != PPO and (ratio != "own" or scale is not None and row.clip == DOUBLE):
-        raise ValueError(f"method {method!r} clips its own way (METHOD_TABLE); "
-                         f"{prefix}clip_ratio must stay 'own'"
-                         + (" and clip_scale None" if row.clip == DOUBLE else ""))
-    return row
 
 
 def method_rule(method: str, prefix: str = "", **settings) -> Rule:
@@ -820,15 +770,18 @@ def method_rule(method: str, prefix: str = "", **settings) -> Rule:
     if unknown:
         raise TypeError(f"method_rule got unknown settings {unknown}; known: "
                         f"{sorted(RULE_SETTINGS)}")
-    s = {**RULE_SETTINGS, **settings}
+    s = {**{k: v[0] for k, v in RULE_SETTINGS.items()}, **settings}
     _check_settings(prefix, s)
-    row = _check_method(method, s, prefix)
-    weight_clip = None
-    if row.clip == WEIGHTED:
-        weight_clip = s["a2po_others_eps"]
-    elif row.weight == PARTNERS and row.clip == PPO:
-        weight_clip = s["sync_clip"]
-    lo, hi = _weight_bounds(weight_clip)
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    row = METHOD_TABLE[method]               # the clip settings must fit the row's clip
+    if row.clip != PPO and (s["clip_ratio"] != "own"
+                            or s["clip_scale"] is not None and row.clip == DOUBLE):
+        raise ValueError(f"method {method!r} clips its own way (METHOD_TABLE); "
+                         f"{prefix}clip_ratio must stay 'own'"
+                         + (" and clip_scale None" if row.clip == DOUBLE else ""))
+    lo, hi = _weight_bounds(s["a2po_others_eps"] if row.clip == WEIGHTED else s["sync_clip"]
+                            if row.weight == PARTNERS and row.clip == PPO else None)
     inner_lo, inner_hi = _weight_bounds(s["coppo_inner_eps"])
     return Rule(
         base=row.base, weight=row.weight, schedule=row.schedule, clip=row.clip,
@@ -843,7 +796,6 @@ def method_rule(method: str, prefix: str = "", **settings) -> Rule:
 # =======================================================================================
 # One row, from its ratios to ∂/∂z — base, weight, clip range, slope, logit gradient
 # (E7, E8, E9, E11, E12), in the order a learner applies them; both learners call these
-# =======================================================================================
 
 
 class JointIndex(NamedTuple):
@@ -1009,22 +961,9 @@ def _logit_grads(rule, i, lp, pi, act, mb, bounds, out):
         _policy_grad_row(lp[r], pi[r], act[r], slope, rule.entropy_coef, out[r])
 
 
-@njit(cache=True)
-def _log_softmax_rows(z, lp, pi):
-    """lp, pi = log softmax, softmax of every row of z (:func:`_log_softmax_row`)."""
-    for r in range(z.shape[0]):
-        _log_softmax_row(z[r], lp[r], pi[r])
-
-
-# =======================================================================================
-# The methods' advantages on a batch — base × weight, by the kernel the learners use
-# =======================================================================================
-
-
 def _exact_base(tables, actions, N: int):
     """Exact methods' base: ``tables[i][a^i_t]`` → (N, n), from per-agent vectors."""
-    if tables is None or not hasattr(tables, "__len__") or isinstance(tables, (str, bytes)) \
-            or isinstance(tables, np.ndarray) and tables.ndim < 2:
+    if not _vectors(tables):
         raise TypeError("tables must be a sequence of per-agent advantage vectors (exact methods)")
     vecs = [_array(f"tables[{i}]", v, ndim=1) for i, v in enumerate(tables)]
     if not vecs or any(v.size == 0 for v in vecs):
@@ -1102,7 +1041,6 @@ def method_advantages(method: str, advantages, log_ratios=None, *, order=None, a
 # =======================================================================================
 # E10 — GAE with termination and truncation:
 #       δ_t = r_t + γ(1 − term_t) V(s'_t) − V(s_t),  Â_t = δ_t + γλ(1 − done_t) Â_{t+1}
-# =======================================================================================
 
 
 @njit(cache=True, inline='always')

@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from asae import (MAX_LOG_RATIO, SEQUENTIAL, SHARED, TRACED, _array, _clip_bounds, _describe,
-                  _finite, _gae_kernel, _integer, _log_softmax_rows, _logit_grads, _scalar,
+                  _finite, _gae_kernel, _integer, _log_softmax_row, _logit_grads, _scalar,
                   _trace_base, _weighted_advantages)
 from asae_learner import (RATIO_SLOTS, LearnerConfig, TrainResult, _check_flag, _check_memory,
                           _doc, _document_fields, _greedy_optimal, _hyper, _Log, _minibatches,
@@ -333,6 +333,13 @@ def _critic_grad(e, e_clip, inside, delta):
         return -dh
     hc, dhc = huber(e_clip)
     return np.where(h >= hc, -dh, -dhc * inside)
+
+
+@njit(cache=True)
+def _log_softmax_rows(z, lp, pi):
+    """lp, pi = log softmax, softmax of every row of z (:func:`_log_softmax_row`)."""
+    for r in range(z.shape[0]):
+        _log_softmax_row(z[r], lp[r], pi[r])
 
 
 class MLPPolicy(NamedTuple):

@@ -1,11 +1,13 @@
 """What the bench runs: games and methods named by specs (``penalty:k=-50``,
-``asae:sync_clip=none``), the per-game defaults, a command-line parser per ``asae_tabular.TabularConfig``
+``asae:sync_clip=none``), the per-game defaults, a command-line parser per
+``asae_tabular.TabularConfig``
 field, and the cells of a section — a (game, method) pair with one Config per seed, all
 built (so validated) before anything runs.
 
 >>> parse_spec("penalty:k=-50:n_agents=3", GAMES)
 ('penalty', {'k': -50, 'n_agents': 3})
 """
+
 from __future__ import annotations
 
 import argparse
@@ -206,7 +208,9 @@ def plan(args, kind: str) -> list:
             if not applicable(name, env):
                 continue
             try:
-                configs = [tabular.TabularConfig(**{**base, **kw, "seed": first + s}) for s in range(seeds)]
+                configs = [
+                    tabular.TabularConfig(**{**base, **kw, "seed": first + s}) for s in range(seeds)
+                ]
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{game} / {m}: {exc}") from None
             check_run(env, game, name, configs[0], kind)

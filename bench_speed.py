@@ -164,7 +164,9 @@ def speed(args, rep) -> None:
             tick(f"{game}: env.step at B = {b}")
         for m in [m for m in asae.METHODS if applicable(m, env)]:
             cfg = tabular.TabularConfig(**{**game_defaults(env, False), "iterations": iters})
-            f, t = first[f"{game}: train({m!r})"] = timed(lambda: tabular.train(env, m, cfg), 3, 0.0)
+            f, t = first[f"{game}: train({m!r})"] = timed(
+                lambda: tabular.train(env, m, cfg), 3, 0.0
+            )
             tick(f"{game}: train({m!r})")
             steps = iters * B * T / t
             rows.append([game, f"{B}×{T}", m, f"{steps:,.0f}", f"{rate[B]:,.0f}",

@@ -394,7 +394,9 @@ def test_softmax_any_leading_shape():
 @given(games())
 def test_joint_value_and_marginal_q_match_enumeration(g):
     q, pis, i = g
-    assert math.isclose(asae.joint_value(q, pis), ref_joint_value(q, pis), rel_tol=RTOL, abs_tol=1e-11)
+    assert math.isclose(
+        asae.joint_value(q, pis), ref_joint_value(q, pis), rel_tol=RTOL, abs_tol=1e-11
+    )
     assert_allclose(asae.marginal_q(q, pis, i), ref_marginal_q(q, pis, i), rtol=RTOL, atol=1e-11)
 
 
@@ -636,7 +638,7 @@ def test_clipped_surrogate_grad_matches_finite_differences(b):
 
 def test_clipped_surrogate_grad_is_zero_where_clip_binds():
     z = np.array([[2.0, 0.0], [-2.0, 0.0], [2.0, 0.0]])
-    olp = np.log([0.5, 0.5, 0.5])                 # ρ ≈ 1.76, 0.24, 1.76 against a uniform old policy
+    olp = np.log([0.5, 0.5, 0.5])  # ρ ≈ 1.76, 0.24, 1.76 against a uniform old policy
     g = asae.clipped_surrogate_grad(z, [0, 0, 0], olp, [1.0, -1.0, -1.0], 0.2)
     assert np.all(g[:2] == 0.0)                   # Â>0, ρ>1+ε and Â<0, ρ<1−ε: binding
     assert np.all(g[2] != 0.0)                    # Â<0, ρ>1+ε: the unclipped term is the min
@@ -782,7 +784,9 @@ def test_method_advantages_match_reference(lr, clip, data):
     adv = arrays(data.draw, (N,))
     per_agent = arrays(data.draw, (N, n))
     order = data.draw(st.permutations(range(n)))
-    assert_allclose(asae.method_advantages("async", adv, lr), np.repeat(adv[:, None], n, 1), rtol=0, atol=0)
+    assert_allclose(
+        asae.method_advantages("async", adv, lr), np.repeat(adv[:, None], n, 1), rtol=0, atol=0
+    )
     assert_allclose(asae.method_advantages("coma", per_agent), per_agent, rtol=0, atol=0)
     assert_allclose(asae.method_advantages("asae", adv, lr, sync_clip=clip),
                     ref_sync_weights(lr, clip) * adv[:, None], rtol=RTOL, atol=ATOL)
@@ -793,7 +797,9 @@ def test_method_advantages_match_reference(lr, clip, data):
                                        min_size=N, max_size=N)), np.int64)
     for m in ("exact_sync", "exact_async"):
         got = asae.method_advantages(m, adv, tables=tables, actions=acts)
-        assert_allclose(got, [[tables[i][acts[t, i]] for i in range(n)] for t in range(N)], rtol=0, atol=0)
+        assert_allclose(
+            got, [[tables[i][acts[t, i]] for i in range(n)] for t in range(N)], rtol=0, atol=0
+        )
 
 
 def test_method_advantages_asae_is_async_when_nobody_has_moved_and_clips_overshoot():
@@ -840,25 +846,71 @@ BAD_INPUTS = [
     (lambda: asae.marginal_q(_q, _u, 2), ValueError, "agent"),
     (lambda: asae.marginal_advantage(_q, _u, -1), ValueError, "agent"),
     (lambda: asae.marginal_q(_q, _u, 0.5), TypeError, "agent"),
-    (lambda: asae.exact_policy_gradient(_q, [np.zeros(2), np.zeros(3)], 0), ValueError, "logits[1]"),
-    (lambda: asae.synchronous_marginal_advantage(_q, _u, [[0.2, 0.2], [0.5, 0.5]], 0), ValueError,
-     "new_policies[0]"),
-    (lambda: asae.counterfactual_advantage(_q, np.full((2, 3), 1 / 3), [0, 0]), ValueError, "pi_agent"),
-    (lambda: asae.counterfactual_advantage(_q, [[0.5, 0.5]] * 2, [0, 2]), ValueError, "actions_agent"),
-    (lambda: asae.counterfactual_advantage(_q, [[0.5, 0.5]] * 2, [0.0, 1.0]), TypeError, "actions_agent"),
+    (
+        lambda: asae.exact_policy_gradient(_q, [np.zeros(2), np.zeros(3)], 0),
+        ValueError,
+        "logits[1]",
+    ),
+    (
+        lambda: asae.synchronous_marginal_advantage(_q, _u, [[0.2, 0.2], [0.5, 0.5]], 0),
+        ValueError,
+        "new_policies[0]",
+    ),
+    (
+        lambda: asae.counterfactual_advantage(_q, np.full((2, 3), 1 / 3), [0, 0]),
+        ValueError,
+        "pi_agent",
+    ),
+    (
+        lambda: asae.counterfactual_advantage(_q, [[0.5, 0.5]] * 2, [0, 2]),
+        ValueError,
+        "actions_agent",
+    ),
+    (
+        lambda: asae.counterfactual_advantage(_q, [[0.5, 0.5]] * 2, [0.0, 1.0]),
+        TypeError,
+        "actions_agent",
+    ),
     (lambda: asae.counterfactual_advantage(_q, [[0.9, 0.5]] * 2, [0, 1]), ValueError, "pi_agent"),
-    (lambda: asae.counterfactual_advantage(_q + np.nan, [[0.5, 0.5]] * 2, [0, 1]), ValueError, "q_agent"),
-    (lambda: asae.counterfactual_advantage(_q, [[np.nan, 0.5]] * 2, [0, 1]), ValueError, "pi_agent"),
-    (lambda: asae.gae(np.zeros((3, 40)), np.zeros((3, 40)), np.full((3, 40), np.inf),
-                      np.ones((3, 40), bool), np.zeros((3, 40), bool), 0.9, 0.9), ValueError, "next_values"),
+    (
+        lambda: asae.counterfactual_advantage(_q + np.nan, [[0.5, 0.5]] * 2, [0, 1]),
+        ValueError,
+        "q_agent",
+    ),
+    (
+        lambda: asae.counterfactual_advantage(_q, [[np.nan, 0.5]] * 2, [0, 1]),
+        ValueError,
+        "pi_agent",
+    ),
+    (
+        lambda: asae.gae(
+            np.zeros((3, 40)),
+            np.zeros((3, 40)),
+            np.full((3, 40), np.inf),
+            np.ones((3, 40), bool),
+            np.zeros((3, 40), bool),
+            0.9,
+            0.9,
+        ),
+        ValueError,
+        "next_values",
+    ),
     (lambda: asae.sync_weights(np.full((4, 2), np.inf)), ValueError, "log_ratios"),
-    (lambda: asae.counterfactual_advantage(np.zeros((4, 2)), np.full((4, 2), 0.5), np.full(4, 2)),
-     ValueError, "actions_agent"),
+    (
+        lambda: asae.counterfactual_advantage(
+            np.zeros((4, 2)), np.full((4, 2), 0.5), np.full(4, 2)
+        ),
+        ValueError,
+        "actions_agent",
+    ),
     # extremes: documented valid ranges, rejected outside them (never −inf / NaN / e^300 out)
     (lambda: asae.log_softmax([1e308, -1e308]), ValueError, "logits"),
     (lambda: asae.sync_weights([[1e308, 1e308, 0.5, -1e308, -1e308]]), ValueError, "log_ratios"),
-    (lambda: asae.sequential_weights([[1e308, 1e308, -1e308, -1e308, 0.5]], [0, 1, 2, 3, 4]),
-     ValueError, "log_ratios"),
+    (
+        lambda: asae.sequential_weights([[1e308, 1e308, -1e308, -1e308, 0.5]], [0, 1, 2, 3, 4]),
+        ValueError,
+        "log_ratios",
+    ),
     (lambda: asae.joint_value(_q, None), TypeError, "policies"),
     (lambda: asae.joint_value([[1.0, 2.0], [3.0]], _u), ValueError, "q"),
     (lambda: asae.marginal_advantage(_q, "ab", 0), TypeError, "policies"),
@@ -870,29 +922,74 @@ BAD_INPUTS = [
     (lambda: asae.clipped_surrogate([1.0, 1.0], [1.0], 0.2), ValueError, "advantages"),
     (lambda: asae.clipped_surrogate([1.0], [1.0], 1.5), ValueError, "clip_eps"),
     (lambda: asae.clipped_surrogate([-1.0], [1.0], 0.2), ValueError, "ratios"),
-    (lambda: asae.clipped_surrogate_grad(_q, [0, 5], [-1.0, -1.0], [1.0, 1.0], 0.2), ValueError, "actions"),
-    (lambda: asae.clipped_surrogate_grad(_q, [0, 1], [-1.0], [1.0, 1.0], 0.2), ValueError, "old_log_probs"),
-    (lambda: asae.clipped_surrogate_grad(_q, [0, 1], [0.5, -1.0], [1.0, 1.0], 0.2), ValueError, "old_log_probs"),
-    (lambda: asae.clipped_surrogate_grad(np.zeros(2), [0, 1], [-1.0, -1.0], [1.0, 1.0], 0.2), ValueError, "logits"),
+    (
+        lambda: asae.clipped_surrogate_grad(_q, [0, 5], [-1.0, -1.0], [1.0, 1.0], 0.2),
+        ValueError,
+        "actions",
+    ),
+    (
+        lambda: asae.clipped_surrogate_grad(_q, [0, 1], [-1.0], [1.0, 1.0], 0.2),
+        ValueError,
+        "old_log_probs",
+    ),
+    (
+        lambda: asae.clipped_surrogate_grad(_q, [0, 1], [0.5, -1.0], [1.0, 1.0], 0.2),
+        ValueError,
+        "old_log_probs",
+    ),
+    (
+        lambda: asae.clipped_surrogate_grad(np.zeros(2), [0, 1], [-1.0, -1.0], [1.0, 1.0], 0.2),
+        ValueError,
+        "logits",
+    ),
     # finite inputs whose exact result is beyond float64: FloatingPointError, never ±inf
-    (lambda: asae.marginal_advantage([[1.5e308], [-1.5e308]], [[1e-4, 1 - 1e-4], [1.0]], 0),
-     FloatingPointError, "marginal_advantage"),
-    (lambda: asae.joint_surrogate([[1.5e308], [-1.5e308]], [[1e-4, 1 - 1e-4], [1.0]],
-                                  [[1 - 1e-4, 1e-4], [1.0]]), FloatingPointError, "joint_surrogate"),
-    (lambda: asae.counterfactual_advantage([[1.7e308, -1.7e308]], [[0.0, 1.0]], [0]),
-     FloatingPointError, "counterfactual_advantage"),
-    (lambda: asae.method_advantages("asae", [1e300], [[300.0, 300.0]], sync_clip=None),
-     FloatingPointError, "method_advantages"),
-    (lambda: asae.clipped_surrogate([1e308], [-10.0], 0.2), FloatingPointError, "clipped_surrogate"),
-    (lambda: asae.clipped_surrogate_grad([[0.0, 0.0]], [0], [-1e308], [-1e200], 0.2),
-     FloatingPointError, "clipped_surrogate_grad"),
-    (lambda: asae.gae([1e308, 1e308], [-1e308, 0.0], [0.0, 0.0], [False, False], [False, False],
-                      1.0, 1.0), FloatingPointError, "gae"),
-    (lambda: asae.clipped_surrogate_grad([[1e308, -1e308]], [1], [-0.7], [1.0], 0.2), ValueError,
-     "logits"),
+    (
+        lambda: asae.marginal_advantage([[1.5e308], [-1.5e308]], [[1e-4, 1 - 1e-4], [1.0]], 0),
+        FloatingPointError,
+        "marginal_advantage",
+    ),
+    (
+        lambda: asae.joint_surrogate(
+            [[1.5e308], [-1.5e308]], [[1e-4, 1 - 1e-4], [1.0]], [[1 - 1e-4, 1e-4], [1.0]]
+        ),
+        FloatingPointError,
+        "joint_surrogate",
+    ),
+    (
+        lambda: asae.counterfactual_advantage([[1.7e308, -1.7e308]], [[0.0, 1.0]], [0]),
+        FloatingPointError,
+        "counterfactual_advantage",
+    ),
+    (
+        lambda: asae.method_advantages("asae", [1e300], [[300.0, 300.0]], sync_clip=None),
+        FloatingPointError,
+        "method_advantages",
+    ),
+    (
+        lambda: asae.clipped_surrogate([1e308], [-10.0], 0.2),
+        FloatingPointError,
+        "clipped_surrogate",
+    ),
+    (
+        lambda: asae.clipped_surrogate_grad([[0.0, 0.0]], [0], [-1e308], [-1e200], 0.2),
+        FloatingPointError,
+        "clipped_surrogate_grad",
+    ),
+    (
+        lambda: asae.gae(
+            [1e308, 1e308], [-1e308, 0.0], [0.0, 0.0], [False, False], [False, False], 1.0, 1.0
+        ),
+        FloatingPointError,
+        "gae",
+    ),
+    (
+        lambda: asae.clipped_surrogate_grad([[1e308, -1e308]], [1], [-0.7], [1.0], 0.2),
+        ValueError,
+        "logits",
+    ),
     # sizes beyond MAX_ARRAY_BYTES are refused before anything is allocated
-    (lambda: asae.softmax(np.broadcast_to(0.0, (10 ** 6, 10 ** 6))), ValueError, "logits"),
-    (lambda: asae.log_softmax(np.broadcast_to(0.0, (10 ** 6, 10 ** 6))), ValueError, "logits"),
+    (lambda: asae.softmax(np.broadcast_to(0.0, (10**6, 10**6))), ValueError, "logits"),
+    (lambda: asae.log_softmax(np.broadcast_to(0.0, (10**6, 10**6))), ValueError, "logits"),
 ]
 
 

@@ -14,6 +14,7 @@ import asae
 import asae_learner as learner
 import asae_neural as neural
 import asae_tabular as tabular
+from asae_tabular import TabularConfig
 import bench
 import bench_plan
 import bench_plot
@@ -155,7 +156,7 @@ def test_method_specs_parse_config_fields():
 
 def test_every_config_field_has_a_flag_or_a_reason():
     import dataclasses
-    for f in dataclasses.fields(tabular.TabularConfig):
+    for f in dataclasses.fields(TabularConfig):
         assert f.name in bench_plan.FIELD_PARSERS or f.name in bench_plan.SET_BY_BENCH[1:] \
             or bench_plan.field_parser(f) is None, f.name
 
@@ -218,8 +219,10 @@ def no_compute(monkeypatch):
 
     def computed(*args, **kw):
         raise AssertionError("computed before refusing")
-    for owner, name in ((asae, "train"), (asae, "advantage_bias"), (bench_speed, "timed"),
-                        (envs.GridForaging, "solve")):
+    import asae_probe
+    for owner, name in ((tabular, "train"), (tabular, "_run"), (neural, "train"),
+                        (asae_probe, "advantage_bias"), (asae_probe, "train_with_bias"),
+                        (bench_speed, "timed"), (envs.GridForaging, "solve")):
         monkeypatch.setattr(owner, name, computed)
 
 
@@ -245,8 +248,8 @@ def refused(argv, capsys):
     (["learn", "--plot", ""], "--plot needs a folder path; got ''"),
     (["--docs", ""], "--docs needs a folder path; got ''"),
     (["learn", "--games", "grid:size=100"], "grid:size=100 / async: this run needs"),
-    (["learn", "--iterations", str(10 ** 12)], "most of it for Config.iterations"),
-    (["bias", "--epochs", str(10 ** 9)], "Config.epochs"),
+    (["learn", "--iterations", str(10 ** 12)], "most of it for TabularConfig.iterations"),
+    (["bias", "--epochs", str(10 ** 9)], "TabularConfig.iterations × epochs"),
     (["learn", "--seeds", str(10 ** 8)], "runs a section may plan (--seeds)"),
     (["study", "--seeds", str(10 ** 6)], "runs a section may plan (--seeds)"),
     (["learn", "--jobs", "100000"], "--jobs must be from 1 to"),
@@ -261,7 +264,7 @@ def test_a_game_whose_optimum_cannot_be_computed_is_refused_up_front(monkeypatch
     def too_big(self):
         raise MemoryError("Allocation failed")
     monkeypatch.setattr(envs.GridForaging, "solve", too_big)
-    monkeypatch.setattr(asae, "train", None)
+    monkeypatch.setattr(tabular, "train", None)
     assert "game 'grid:size=3:n_food=1': its optimum cannot be computed (MemoryError" in refused(
         ["learn", "--games", "grid:size=3:n_food=1", "--jobs", "1"], capsys)
 
@@ -347,7 +350,7 @@ def test_a_failing_run_is_reported_and_exits_nonzero(tmp_path, monkeypatch, caps
         if method == "asae" and cfg.seed == 1:
             raise FloatingPointError("diverged")
         return real(env, method, cfg)
-    monkeypatch.setattr(asae, "train", flaky)
+    monkeypatch.setattr(tabular, "train", flaky)
     code, data = run(tmp_path, "--jobs", "1")
     assert code == 1
     assert data["failures"] == ["learn climbing asae seed 1: FloatingPointError: diverged",
@@ -384,7 +387,7 @@ def test_an_interrupted_run_keeps_the_finished_cells(tmp_path, monkeypatch):
         if method == "asae":
             raise KeyboardInterrupt
         return real(env, method, cfg)
-    monkeypatch.setattr(asae, "train", interrupted)
+    monkeypatch.setattr(tabular, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, "--jobs", "1")
     data = strict_json(tmp_path / "out.json")
@@ -499,7 +502,7 @@ def test_study_runs_each_distinct_setting_once():
     env = bench_plan.make_game("penalty:k=-100:n_agents=3")
 
     def logits(method, **kw):
-        cfg = tabular.TabularConfig(lr_actor=3.0, reward_scale=0.01, iterations=6, seed=2, **kw)
+        cfg = TabularConfig(lr_actor=3.0, reward_scale=0.01, iterations=6, seed=2, **kw)
         return [z.tobytes() for z in tabular.train(env, method, cfg).logits]
     ppo_rows = [m for m in asae.METHODS if asae.METHOD_TABLE[m].clip == asae.PPO and m != "coma"]
     for m in ppo_rows:                             # coppo and a2po clip their own way

@@ -12,6 +12,7 @@ from numpy.testing import assert_allclose
 import asae
 import asae_learner as learner
 import asae_tabular as tabular
+from asae_tabular import TabularConfig
 from test_asae import arrays, ref_sequential_weights, ref_sync_weights
 
 
@@ -88,7 +89,9 @@ def multi_agent_tables(draw, max_abs=20.0):
     logits = np.zeros((n, n_obs, int(n_actions.max())))
     for i, A in enumerate(n_actions):
         logits[i, :, :A] = arrays(draw, (n_obs, int(A)), st.floats(-max_abs, max_abs))
-    obs = np.array([[draw(st.integers(0, n_obs - 1)) for _ in range(n)] for _ in range(B)], np.int64)
+    obs = np.array(
+        [[draw(st.integers(0, n_obs - 1)) for _ in range(n)] for _ in range(B)], np.int64
+    )
     return logits, n_actions, obs
 
 
@@ -97,7 +100,9 @@ def test_sample_actions_matches_reference(case, seed):
     """Agent-major uniform draws from the stream, inverse CDF on each agent's logits row."""
     logits, n_actions, obs = case
     out = np.empty(obs.shape, np.int64)
-    learner._sample_actions(logits, n_actions, obs, learner._rng(seed), out, *learner._new_cdf(logits))
+    learner._sample_actions(
+        logits, n_actions, obs, learner._rng(seed), out, *learner._new_cdf(logits)
+    )
     ref = RefRng(seed)
     for i in range(obs.shape[1]):
         for b in range(obs.shape[0]):
@@ -118,7 +123,7 @@ def test_sample_actions_frequencies_follow_the_policy():
                                                                "coppo"]), st.data())
 def test_record_ratios_matches_reference(size, n, method, data):
     """The ratio statistics of one minibatch step against their definitions."""
-    cfg = tabular.TabularConfig(sync_clip=0.2, a2po_others_eps=0.1, track_ratios=True)
+    cfg = TabularConfig(sync_clip=0.2, a2po_others_eps=0.1, track_ratios=True)
     hp = learner._hyper(cfg, method)
     lr = arrays(data.draw, (size, n), st.floats(-2.0, 2.0))
     base = arrays(data.draw, (size, n), st.floats(-3.0, 3.0))

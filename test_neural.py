@@ -16,6 +16,7 @@ from hypothesis import given, strategies as st
 import asae
 import asae_neural as neural
 import asae_tabular as tabular
+from asae_tabular import TabularConfig
 import envs
 from test_asae import (ref_clip_range, ref_coppo_grad, ref_gae, ref_log_preceding,
                        ref_log_softmax_row, ref_policy_grad, ref_preceding_weight,
@@ -605,7 +606,7 @@ class NaNRewardSpread(envs.Spread):
 @pytest.mark.parametrize("call,exc,name", [
     (lambda: neural.train(envs.Spread(2), "coma", tiny()), ValueError, "joint actions"),
     (lambda: neural.train(envs.Spread(2), "exact_sync", tiny()), ValueError, "joint actions"),
-    (lambda: neural.train(envs.Spread(2), "async", tabular.TabularConfig()), TypeError, "NetConfig"),
+    (lambda: neural.train(envs.Spread(2), "async", TabularConfig()), TypeError, "NetConfig"),
     (lambda: neural.train(envs.climbing(), "async", tiny()), TypeError, "asae_tabular.train"),
     (lambda: neural.train(envs.Spread(2), "ppo", tiny()), ValueError, "method must be one of"),
     (lambda: neural.train(envs.Spread(2), "happo", tiny(share_actor=True)), ValueError,

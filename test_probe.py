@@ -15,6 +15,7 @@ import asae
 import asae_learner as learner
 import asae_probe
 import asae_tabular as tabular
+from asae_tabular import TabularConfig
 import envs
 from test_asae import (RTOL, old_new_games, ref_joint_value, ref_log_preceding,
                        ref_marginal_q, ref_policy_grad, ref_softmax_row, ref_sync_weights)
@@ -56,7 +57,7 @@ def test_probe_records_the_exact_expected_advantage(g):
     exact_sync both use E_{a^-i~π_old}[w^i A_old] = Ã^i under the current partners (E6);
     exact_async uses A^i_old; second moments by enumeration."""
     q, old, cur, _ = g
-    cfg = tabular.TabularConfig(sync_clip=None)
+    cfg = TabularConfig(sync_clip=None)
     targets = [asae.synchronous_marginal_advantage(q, old, cur, i) for i in range(q.ndim)]
     a_old = [asae.marginal_advantage(q, old, i) for i in range(q.ndim)]
     for method, want in [("async", a_old), ("asae", targets), ("exact_sync", targets),
@@ -82,7 +83,7 @@ def test_probe_gradient_is_the_expected_clipped_gradient(g, method, variant):
     """The recorded gradient = Σ_a π_old(a) ∇_{z^i}[clipped per-sample objective at a]
     with the method's advantage, by enumeration with the reference row gradient."""
     q, old, cur, _ = g
-    cfg = tabular.TabularConfig(sync_clip=None, **variant)
+    cfg = TabularConfig(sync_clip=None, **variant)
     eps = math.inf if cfg.clip_eps is None else cfg.clip_eps
     grad = _probe_at(method, q, old, cur, cfg)[1]
     v_old = ref_joint_value(q, old)
@@ -108,7 +109,7 @@ def test_probe_finish_compares_with_e6_after_the_update(g):
     async it is |A^i_old − Ã^i(new)| = the E7 bias formula (a one-update step log)."""
     q, old, new, _ = g
     n, A = q.ndim, max(q.shape)
-    cfg = tabular.TabularConfig(sync_clip=None)
+    cfg = TabularConfig(sync_clip=None)
     for method in ("exact_sync", "async"):
         steps = tabular._StepLog(agent=np.arange(n), logp=np.array([_pack(new, A)] * n),
                                  order=np.arange(n)[None], old=_pack(old, A)[None],
@@ -265,7 +266,7 @@ def test_probe_through_train_equals_the_reference_probe(method, kw):
     twins use A_old (not the method's advantage), each target gradient is taken at its own
     step's policies, and each twin is compared with its own gradient."""
     game = envs.MatrixGame(np.array(CLIMBING, float) + np.array([[0.0, 1.5, -2.0]]))
-    cfg = tabular.TabularConfig(**{**dict(iterations=3, n_envs=4, rollout_len=3, epochs=2, minibatches=2,
+    cfg = TabularConfig(**{**dict(iterations=3, n_envs=4, rollout_len=3, epochs=2, minibatches=2,
                                 lr_actor=3.0, reward_scale=1 / 30, seed=5),
                          **kw})
     got = asae_probe.train_with_bias(game, method, cfg)

@@ -22,6 +22,7 @@ import asae
 import asae_learner as learner
 import asae_probe as probe
 import asae_tabular as tabular
+from asae_tabular import TabularConfig
 import envs
 from test_asae import (ATOL, RTOL, ref_clip_range, ref_coppo_grad, ref_gae, ref_joint_value,
                        ref_log_preceding, ref_log_softmax_row, ref_marginal_q, ref_policy_grad,
@@ -238,7 +239,7 @@ def test_update_matches_slow_twin(method, variant):
     exact = method in ("exact_sync", "exact_async")
     for n_actions in ([3, 3], [2, 3, 2]):
         n_states, n_obs = (1, 1) if exact else (4, 3)
-        cfg = tabular.TabularConfig(**{**dict(epochs=2, minibatches=3, lr_actor=2.0, entropy_coef=0.05,
+        cfg = TabularConfig(**{**dict(epochs=2, minibatches=3, lr_actor=2.0, entropy_coef=0.05,
                                     reward_scale=0.5, gamma=0.9, lam=0.8, lr_critic=0.7,
                                     seed=11), **variant})
         logits = [rng.normal(0, 1.5, (n_obs, k)) for k in n_actions]
@@ -264,7 +265,15 @@ class NoTables:
 
     def __init__(self, env):
         self.env = env
-        for a in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "optimum", "payoff"):
+        for a in (
+            "n_agents",
+            "n_actions",
+            "n_states",
+            "n_obs",
+            "episode_limit",
+            "optimum",
+            "payoff",
+        ):
             if hasattr(env, a):
                 setattr(self, a, getattr(env, a))
 
@@ -283,14 +292,19 @@ def _same_result(a, b):
     assert a.greedy_return == b.greedy_return and a.stochastic_return == b.stochastic_return
 
 
-@pytest.mark.parametrize("make, method", [(envs.climbing, "asae"), (envs.TwoStepGame, "happo"),
-                                          (lambda: envs.GridForaging(size=3, n_food=1,
-                                                                     max_steps=3), "async"),
-                                          (lambda: envs.GridForaging(size=3, n_food=1, max_steps=6), "coma"),
-                                          (lambda: envs.MatrixGame(np.arange(8.0).reshape(2, 2, 2), 3), "async")])
+@pytest.mark.parametrize(
+    "make, method",
+    [
+        (envs.climbing, "asae"),
+        (envs.TwoStepGame, "happo"),
+        (lambda: envs.GridForaging(size=3, n_food=1, max_steps=3), "async"),
+        (lambda: envs.GridForaging(size=3, n_food=1, max_steps=6), "coma"),
+        (lambda: envs.MatrixGame(np.arange(8.0).reshape(2, 2, 2), 3), "async"),
+    ],
+)
 def test_jitted_rollout_equals_env_step_path(make, method):
     """The table-driven rollout inside the jitted run reproduces the env.step path bit for bit."""
-    cfg = tabular.TabularConfig(iterations=5, n_envs=8, rollout_len=7, seed=4, reward_scale=0.1)
+    cfg = TabularConfig(iterations=5, n_envs=8, rollout_len=7, seed=4, reward_scale=0.1)
     env = make()
     _same_result(tabular.train(env, method, cfg), tabular.train(NoTables(env), method, cfg))
 
@@ -370,7 +384,7 @@ def test_train_matches_slow_twin(make, method, kw):
     """The whole run through the front door: what ``train`` sets up (initial logits, payoff
     scaling, joint-action encoding, the method's row, the seed's stream) and runs equals the
     plain reference run."""
-    cfg = tabular.TabularConfig(**{**dict(iterations=3, n_envs=4, rollout_len=3, epochs=2, minibatches=2,
+    cfg = TabularConfig(**{**dict(iterations=3, n_envs=4, rollout_len=3, epochs=2, minibatches=2,
                                 lr_actor=3.0, reward_scale=0.05, seed=5), **kw})
     got = tabular.train(make(), method, cfg)
     ref_L, ref_V = ref_train(make(), method, cfg)
@@ -388,7 +402,7 @@ QTRAN = [[8, -12, -12], [-12, 0, 0], [-12, 0, 0]]
 
 def small_config(**kw):
     base = dict(iterations=6, n_envs=16, rollout_len=4, reward_scale=1 / 30, seed=3)
-    return tabular.TabularConfig(**{**base, **kw})
+    return TabularConfig(**{**base, **kw})
 
 
 @pytest.mark.parametrize("method", asae.METHODS)
@@ -454,11 +468,11 @@ def test_clip_variants_change_the_run(variant):
 
 
 def test_truncation_is_bootstrapped_and_termination_is_not():
-    cfg = tabular.TabularConfig(gamma=0.9, lam=0.95, iterations=60, n_envs=8, rollout_len=10,
+    cfg = TabularConfig(gamma=0.9, lam=0.95, iterations=60, n_envs=8, rollout_len=10,
                       lr_critic=0.1, entropy_coef=0.0, seed=0)
     v_trunc = tabular.train(RewardChain(terminate=False), "async", cfg).values[0]
     v_term = tabular.train(RewardChain(terminate=True), "async", cfg).values[0]
-    assert abs(v_trunc - 1 / (1 - 0.9)) < 0.1               # V = Σ γ^k = 10: the time limit is not the end
+    assert abs(v_trunc - 1 / (1 - 0.9)) < 0.1  # V = Σ γ^k = 10: the time limit is not the end
     expected_term = np.mean([(1 - 0.9 ** k) / 0.1 for k in range(1, 6)])  # steps-to-go 5..1
     assert abs(v_term - expected_term) < 0.1
 
@@ -530,33 +544,42 @@ def _set(k, v):
 def test_diverging_critic_raises_naming_it():
     env = RewardChain(r=1e307, n_actions=1)       # one action: the actor cannot diverge
     with pytest.raises(FloatingPointError, match=r"iteration \d+: the critic V"):
-        tabular.train(env, "async", tabular.TabularConfig(gamma=1.0, iterations=100, n_envs=4, rollout_len=5))
+        tabular.train(
+            env, "async", TabularConfig(gamma=1.0, iterations=100, n_envs=4, rollout_len=5)
+        )
 
 
 def test_diverging_actor_raises_naming_it():
     env = RewardChain(r=1e300)
     with pytest.raises(FloatingPointError, match="iteration 1: agent 0's logits"):
-        tabular.train(env, "async", tabular.TabularConfig(reward_scale=1e10, iterations=3, n_envs=4, rollout_len=5))
+        tabular.train(
+            env, "async", TabularConfig(reward_scale=1e10, iterations=3, n_envs=4, rollout_len=5)
+        )
 
 
 LEARNER_BAD = [
-    (lambda: tabular.TabularConfig(gamma=1.5), ValueError, "gamma"),
-    (lambda: tabular.TabularConfig(epochs=0), ValueError, "epochs"),
-    (lambda: tabular.TabularConfig(epochs=2.0), TypeError, "epochs"),
-    (lambda: tabular.TabularConfig(sync_clip=-1.0), ValueError, "sync_clip"),
-    (lambda: tabular.TabularConfig(clip_eps=2.0), ValueError, "clip_eps"),
-    (lambda: tabular.TabularConfig(clip_ratio="both"), ValueError, "clip_ratio"),
-    (lambda: tabular.TabularConfig(n_envs=2, rollout_len=1, minibatches=4), ValueError, "minibatches"),
-    (lambda: tabular.TabularConfig(reward_scale=0.0), ValueError, "reward_scale"),
-    (lambda: tabular.TabularConfig(lr_critic=3.0, reward_scale=1 / 30), ValueError, "lr_critic"),
-    (lambda: tabular.TabularConfig(lr_critic=2.1), ValueError, "lr_critic"),
-    (lambda: tabular.TabularConfig(lr_actor=np.inf), ValueError, "lr_actor"),
-    (lambda: tabular.TabularConfig(record_policies=1), TypeError, "record_policies"),
-    (lambda: tabular.TabularConfig(seed=-1), ValueError, "seed"),
-    (lambda: tabular.TabularConfig(init_logits=[[[0.0, np.nan]]]), ValueError, "init_logits"),
-    (lambda: tabular.TabularConfig(init_logits="abc"), TypeError, "init_logits"),
-    (lambda: tabular.train(envs.climbing(), "asae", tabular.TabularConfig(init_logits=[[[0.0, 0.0, 0.0]]])),
-     ValueError, "init_logits"),
+    (lambda: TabularConfig(gamma=1.5), ValueError, "gamma"),
+    (lambda: TabularConfig(epochs=0), ValueError, "epochs"),
+    (lambda: TabularConfig(epochs=2.0), TypeError, "epochs"),
+    (lambda: TabularConfig(sync_clip=-1.0), ValueError, "sync_clip"),
+    (lambda: TabularConfig(clip_eps=2.0), ValueError, "clip_eps"),
+    (lambda: TabularConfig(clip_ratio="both"), ValueError, "clip_ratio"),
+    (lambda: TabularConfig(n_envs=2, rollout_len=1, minibatches=4), ValueError, "minibatches"),
+    (lambda: TabularConfig(reward_scale=0.0), ValueError, "reward_scale"),
+    (lambda: TabularConfig(lr_critic=3.0, reward_scale=1 / 30), ValueError, "lr_critic"),
+    (lambda: TabularConfig(lr_critic=2.1), ValueError, "lr_critic"),
+    (lambda: TabularConfig(lr_actor=np.inf), ValueError, "lr_actor"),
+    (lambda: TabularConfig(record_policies=1), TypeError, "record_policies"),
+    (lambda: TabularConfig(seed=-1), ValueError, "seed"),
+    (lambda: TabularConfig(init_logits=[[[0.0, np.nan]]]), ValueError, "init_logits"),
+    (lambda: TabularConfig(init_logits="abc"), TypeError, "init_logits"),
+    (
+        lambda: tabular.train(
+            envs.climbing(), "asae", TabularConfig(init_logits=[[[0.0, 0.0, 0.0]]])
+        ),
+        ValueError,
+        "init_logits",
+    ),
     (lambda: tabular.train(envs.climbing(), "ppo"), ValueError, "method"),
     (lambda: tabular.train(object(), "asae"), TypeError, "env"),
     (lambda: tabular.train(envs.TwoStepGame, "asae"), TypeError, "TwoStepGame()"),
@@ -571,60 +594,132 @@ LEARNER_BAD = [
     (lambda: tabular.train(BadEnv(_set(2, lambda r: r[:1])), "async"), ValueError, "reward"),
     (lambda: tabular.train(BadEnv(_set(1, lambda s: s - 1)), "async"), ValueError, "state"),
     (lambda: tabular.train(BadEnv(_set(5, lambda s: s + 1)), "async"), ValueError, "final_state"),
-    (lambda: tabular.train(BadEnv(_set(3, lambda t: t.astype(float))), "async"), TypeError, "terminated"),
+    (
+        lambda: tabular.train(BadEnv(_set(3, lambda t: t.astype(float))), "async"),
+        TypeError,
+        "terminated",
+    ),
     (lambda: tabular.train(BadEnv(lambda out: out[:5]), "async"), TypeError, "env.step"),
-    (lambda: tabular.evaluate(envs.climbing(), [np.zeros((1, 3))] * 3), ValueError, "one table per agent"),
+    (
+        lambda: tabular.evaluate(envs.climbing(), [np.zeros((1, 3))] * 3),
+        ValueError,
+        "one table per agent",
+    ),
     (lambda: tabular.evaluate(envs.climbing(), [np.zeros((1, 2))] * 2), ValueError, r"logits\[0\]"),
-    (lambda: tabular.evaluate(envs.climbing(), [np.full((1, 3), np.nan)] * 2), ValueError, r"logits\[0\]"),
+    (
+        lambda: tabular.evaluate(envs.climbing(), [np.full((1, 3), np.nan)] * 2),
+        ValueError,
+        r"logits\[0\]",
+    ),
     (lambda: tabular.evaluate(envs.climbing(), np.zeros((1, 3))), TypeError, "logits"),
-    (lambda: tabular.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, episodes=0), ValueError, "episodes"),
-    (lambda: tabular.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, greedy="yes"), TypeError, "greedy"),
+    (
+        lambda: tabular.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, episodes=0),
+        ValueError,
+        "episodes",
+    ),
+    (
+        lambda: tabular.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, greedy="yes"),
+        TypeError,
+        "greedy",
+    ),
     # memory estimated before it is spent, the field named
-    (lambda: tabular.train(envs.climbing(), "async", tabular.TabularConfig(iterations=10 ** 12)), ValueError,
-     "Config.iterations"),
-    (lambda: tabular.train(envs.climbing(), "async", tabular.TabularConfig(n_envs=10 ** 6, rollout_len=10 ** 6)),
-     ValueError, "Config.n_envs"),
-    (lambda: tabular.train(envs.climbing(), "async", tabular.TabularConfig(eval_episodes=10 ** 11)), ValueError,
-     "Config.eval_episodes"),
-    (lambda: tabular.train(envs.climbing(), "async", tabular.TabularConfig(epochs=10 ** 9)), ValueError,
-     "Config.epochs"),
-    (lambda: tabular.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, episodes=10 ** 11), ValueError,
-     "episodes"),
-    (lambda: tabular.TabularConfig(iterations=10 ** 30), ValueError, "iterations"),
+    (
+        lambda: tabular.train(envs.climbing(), "async", TabularConfig(iterations=10**12)),
+        ValueError,
+        "Config.iterations",
+    ),
+    (
+        lambda: tabular.train(
+            envs.climbing(), "async", TabularConfig(n_envs=10**6, rollout_len=10**6)
+        ),
+        ValueError,
+        "Config.n_envs",
+    ),
+    (
+        lambda: tabular.train(envs.climbing(), "async", TabularConfig(eval_episodes=10**11)),
+        ValueError,
+        "Config.eval_episodes",
+    ),
+    (
+        lambda: tabular.train(envs.climbing(), "async", TabularConfig(epochs=10**9)),
+        ValueError,
+        "Config.epochs",
+    ),
+    (
+        lambda: tabular.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, episodes=10**11),
+        ValueError,
+        "episodes",
+    ),
+    (lambda: TabularConfig(iterations=10**30), ValueError, "iterations"),
     # the env protocol checked up front, each attribute named
     (lambda: tabular.train(Patched(tables=lambda: None), "async"), TypeError, "env.tables()"),
-    (lambda: tabular.train(Patched(tables=lambda: {"reward": 1}), "async"), TypeError, "next_state"),
+    (
+        lambda: tabular.train(Patched(tables=lambda: {"reward": 1}), "async"),
+        TypeError,
+        "next_state",
+    ),
     (lambda: tabular.train(Patched(tables=lambda: (1, 2, 3)), "async"), TypeError, "env.tables()"),
-    (lambda: tabular.train(Patched(tables=lambda: {**envs.climbing().tables()._asdict(),
-                                                "time_limit": 10 ** 30}), "async"),
-     ValueError, "time_limit"),
+    (
+        lambda: tabular.train(
+            Patched(tables=lambda: {**envs.climbing().tables()._asdict(), "time_limit": 10**30}),
+            "async",
+        ),
+        ValueError,
+        "time_limit",
+    ),
     (lambda: tabular.train(Patched(n_actions=2), "async"), TypeError, "env.n_actions"),
     (lambda: tabular.train(Patched(n_actions=None), "async"), TypeError, "env.n_actions"),
     (lambda: tabular.train(Patched(step=None), "async"), TypeError, "env.step"),
     (lambda: tabular.train(Patched(reset=5), "async"), TypeError, "env.reset"),
     (lambda: tabular.train(Patched(optimum="x"), "async"), TypeError, "env.optimum"),
     (lambda: tabular.train(Patched(optimum=np.nan), "async"), TypeError, "env.optimum"),
-    (lambda: tabular.TabularConfig(init_logits=[[[1e308, -1e308, 0.0]], [[0.0, 0.0, 0.0]]]), ValueError,
-     "init_logits"),
-    (lambda: tabular.evaluate(RewardChain(r=1e308), [np.zeros((1, 2))]), FloatingPointError,
-     "evaluate"),
-    (lambda: tabular.train(envs.Spread(), "async", tabular.TabularConfig()), TypeError, "NetConfig"),
+    (
+        lambda: TabularConfig(init_logits=[[[1e308, -1e308, 0.0]], [[0.0, 0.0, 0.0]]]),
+        ValueError,
+        "init_logits",
+    ),
+    (
+        lambda: tabular.evaluate(RewardChain(r=1e308), [np.zeros((1, 2))]),
+        FloatingPointError,
+        "evaluate",
+    ),
+    (lambda: tabular.train(envs.Spread(), "async", TabularConfig()), TypeError, "NetConfig"),
     (lambda: probe.advantage_bias(envs.Spread(), "async"), TypeError, "feature observations"),
-    (lambda: tabular.evaluate(envs.Spread(), [np.zeros((1, 5))] * 3), TypeError,
-     "feature observations"),
+    (
+        lambda: tabular.evaluate(envs.Spread(), [np.zeros((1, 5))] * 3),
+        TypeError,
+        "feature observations",
+    ),
     (lambda: asae.method_advantages("ppo", [1.0]), ValueError, "method"),
     (lambda: asae.method_advantages("asae", [1.0]), TypeError, "log_ratios"),
-    (lambda: asae.method_advantages("asae", [1.0, 2.0], np.zeros((3, 2))), ValueError, "log_ratios"),
+    (
+        lambda: asae.method_advantages("asae", [1.0, 2.0], np.zeros((3, 2))),
+        ValueError,
+        "log_ratios",
+    ),
     (lambda: asae.method_advantages("happo", [1.0], np.zeros((1, 2))), TypeError, "order"),
-    (lambda: asae.method_advantages("happo", [1.0], np.zeros((1, 2)), order=[0, 0]), ValueError, "order"),
+    (
+        lambda: asae.method_advantages("happo", [1.0], np.zeros((1, 2)), order=[0, 0]),
+        ValueError,
+        "order",
+    ),
     (lambda: asae.method_advantages("exact_sync", [1.0]), TypeError, "tables"),
-    (lambda: asae.method_advantages("exact_sync", [1.0], tables=[[0.0, 1.0]], actions=[[2]]),
-     ValueError, "actions"),
-    (lambda: asae.method_advantages("coma", np.zeros((2, 2)), np.zeros((2, 3))), ValueError, "advantages"),
+    (
+        lambda: asae.method_advantages("exact_sync", [1.0], tables=[[0.0, 1.0]], actions=[[2]]),
+        ValueError,
+        "actions",
+    ),
+    (
+        lambda: asae.method_advantages("coma", np.zeros((2, 2)), np.zeros((2, 3))),
+        ValueError,
+        "advantages",
+    ),
 ]
 
 
-@pytest.mark.parametrize("call, exc, name", LEARNER_BAD, ids=[f"{i}-{b[2]}" for i, b in enumerate(LEARNER_BAD)])
+@pytest.mark.parametrize(
+    "call, exc, name", LEARNER_BAD, ids=[f"{i}-{b[2]}" for i, b in enumerate(LEARNER_BAD)]
+)
 def test_learner_bad_input(call, exc, name):
     with pytest.raises(exc, match=name.replace("(", r"\(").replace(")", r"\)")):
         call()
@@ -633,11 +728,12 @@ def test_learner_bad_input(call, exc, name):
 CRASH_CASES = {
     # tables trained on a 3×3 grid evaluated on a 30×30 one (segfaulted in 0.1)
     "evaluate_grid_mismatch": "tabular.evaluate(envs.GridForaging(size=30, n_food=1), "
-                              "tabular.train(envs.GridForaging(size=3, n_food=1), 'async', "
-                              "tabular.TabularConfig(iterations=1)).logits, greedy=False)",
+    "tabular.train(envs.GridForaging(size=3, n_food=1), 'async', "
+    "TabularConfig(iterations=1)).logits, greedy=False)",
     # a custom env whose observation ids exceed n_obs (segfaulted in _rollout)
-    "obs_out_of_range": ("tabular.train(test_tabular.BadEnv(test_tabular._set(0, lambda o: o + 10**6)), "
-                         "'async')"),
+    "obs_out_of_range": (
+        "tabular.train(test_tabular.BadEnv(test_tabular._set(0, lambda o: o + 10**6)), " "'async')"
+    ),
     "tables_out_of_range": "tabular.train(test_tabular.BadTables(), 'async')",
 }
 
@@ -674,7 +770,7 @@ def test_evaluate_greedy_and_stochastic_policies():
 
 
 def test_config_and_train_result_docs_are_visible_in_help():
-    for cls in (tabular.TabularConfig, learner.TrainResult):
+    for cls in (TabularConfig, learner.TrainResult):
         doc = pydoc.render_doc(cls)
         for f in dataclasses.fields(cls):
             assert f.name in doc and f.metadata["doc"][:30] in doc.replace("\n    ", " ")
@@ -726,24 +822,26 @@ def test_each_coppo_a2po_choice_changes_the_run(method, kw, ctrl):
 
 def test_a2po_trace_changes_the_run_in_a_multi_step_game():
     game = envs.TwoStepGame()
-    cfg = tabular.TabularConfig(iterations=4, n_envs=8, rollout_len=6, epochs=4, lr_actor=5.0, seed=2)
-    assert not np.array_equal(tabular.train(game, "a2po", cfg).logits[0],
-                              tabular.train(game, "a2po", replace(cfg, a2po_trace_cbar=0.05)).logits[0])
+    cfg = TabularConfig(iterations=4, n_envs=8, rollout_len=6, epochs=4, lr_actor=5.0, seed=2)
+    assert not np.array_equal(
+        tabular.train(game, "a2po", cfg).logits[0],
+        tabular.train(game, "a2po", replace(cfg, a2po_trace_cbar=0.05)).logits[0],
+    )
 
 
 COPPO_A2PO_BAD = [
-    (lambda: tabular.train(envs.climbing(), "coppo", tabular.TabularConfig(clip_ratio="joint")), ValueError,
+    (lambda: tabular.train(envs.climbing(), "coppo", TabularConfig(clip_ratio="joint")), ValueError,
      "clip_ratio"),
-    (lambda: tabular.train(envs.climbing(), "a2po", tabular.TabularConfig(clip_ratio="joint")), ValueError,
+    (lambda: tabular.train(envs.climbing(), "a2po", TabularConfig(clip_ratio="joint")), ValueError,
      "clip_ratio"),
-    (lambda: tabular.train(envs.climbing(), "coppo", tabular.TabularConfig(clip_scale="inv_n")), ValueError,
+    (lambda: tabular.train(envs.climbing(), "coppo", TabularConfig(clip_scale="inv_n")), ValueError,
      "clip_scale"),
-    (lambda: tabular.TabularConfig(clip_scale="n"), ValueError, "clip_scale"),
-    (lambda: tabular.TabularConfig(clip_scale="inv_n", clip_ratio="joint"), ValueError, "clip_scale"),
-    (lambda: tabular.TabularConfig(coppo_inner_eps=1.5), ValueError, "coppo_inner_eps"),
-    (lambda: tabular.TabularConfig(a2po_others_eps=-0.1), ValueError, "a2po_others_eps"),
-    (lambda: tabular.TabularConfig(a2po_clip_floor=2.0), ValueError, "a2po_clip_floor"),
-    (lambda: tabular.TabularConfig(a2po_trace_cbar=0.0), ValueError, "a2po_trace_cbar"),
+    (lambda: TabularConfig(clip_scale="n"), ValueError, "clip_scale"),
+    (lambda: TabularConfig(clip_scale="inv_n", clip_ratio="joint"), ValueError, "clip_scale"),
+    (lambda: TabularConfig(coppo_inner_eps=1.5), ValueError, "coppo_inner_eps"),
+    (lambda: TabularConfig(a2po_others_eps=-0.1), ValueError, "a2po_others_eps"),
+    (lambda: TabularConfig(a2po_clip_floor=2.0), ValueError, "a2po_clip_floor"),
+    (lambda: TabularConfig(a2po_trace_cbar=0.0), ValueError, "a2po_trace_cbar"),
 ]
 
 
@@ -814,7 +912,7 @@ def test_count_tables_train_equals_joint_tables_and_step(make, scale, method):
     """train on the count tables (O(n) column in _rollout_tables) is bit-identical to train on
     the joint tables of the same game (its MatrixGame) and to the env.step path."""
     game = make()
-    cfg = tabular.TabularConfig(iterations=5, n_envs=8, rollout_len=7, seed=4, reward_scale=scale)
+    cfg = TabularConfig(iterations=5, n_envs=8, rollout_len=7, seed=4, reward_scale=scale)
     got = tabular.train(game, method, cfg)
     assert game._tables is None                   # the run took the count tables
     joint = envs.MatrixGame(game.payoff, game.episode_len)
@@ -829,7 +927,7 @@ def test_rollout_count_index_is_the_direct_formula():
     c = count_0 + count_1 · (n + 1) (the reward of column c is c here); all 81 are seen."""
     n = 4
     game = envs.CountGame(lambda counts: float(counts[0] + counts[1] * (n + 1)), n, 3)
-    cfg = tabular.TabularConfig(n_envs=64, rollout_len=32, init_logit_std=0.0)
+    cfg = TabularConfig(n_envs=64, rollout_len=32, init_logit_std=0.0)
     _, (hp, pol, critic, ex, rng, log, rec) = tabular._setup(game, "async", cfg)
     tab = tabular._env_tables(game, n, pol.joint.n_actions, 1, 1)
     assert tab.count_base == n + 1 and tab.reward.shape == (1, (n + 1) ** 2)
@@ -848,7 +946,7 @@ def test_train_many_agents_on_count_tables(n, method):
     """n = 16 and 32 agents train (3^32 joint actions: only the count tables exist), with
     finite results, bit-identical to the env.step path, and no joint array built."""
     game = envs.penalty(-100, n_agents=n)
-    cfg = tabular.TabularConfig(iterations=3, n_envs=16, rollout_len=4, eval_episodes=8,
+    cfg = TabularConfig(iterations=3, n_envs=16, rollout_len=4, eval_episodes=8,
                       reward_scale=0.01, lr_actor=3.0)
     got = tabular.train(game, method, cfg)
     assert np.isfinite(got.mean_return).all() and np.isfinite(got.values).all()
@@ -878,7 +976,7 @@ def test_joint_parts_refused_beyond_the_memory_plan(n, method, track_bias, part)
                        + re.escape(part) + r" \(≈ .*\); asae refuses more than 1 GiB "
                        r"\(MAX_TABLE_BYTES\)"):
         (probe.train_with_bias if track_bias else tabular.train)(game, method,
-                                                                 tabular.TabularConfig())
+                                                                 TabularConfig())
     assert game._payoff is None and game._tables is None
 
 
@@ -888,7 +986,7 @@ def test_joint_parts_accepted_where_they_fit(monkeypatch):
     refuses n = 13, lifted here)."""
     monkeypatch.setattr(tabular, "MAX_EXACT_WORK", 10 ** 12)
     for n, method, track_bias in [(17, "coma", False), (13, "async", True)]:
-        tabular._check_train_args(envs.penalty(n_agents=n), method, tabular.TabularConfig(),
+        tabular._check_train_args(envs.penalty(n_agents=n), method, TabularConfig(),
                                   record_steps=track_bias)
 
 
@@ -908,28 +1006,56 @@ def _count_fields(**changes):
     return {**envs.penalty(n_agents=3).count_tables()._asdict(), **changes}
 
 
-@pytest.mark.parametrize("env, exc, match", [
-    (CountPatched(count_tables=lambda: {k: v for k, v in _count_fields().items()
-                                        if k != "count_base"}),
-     TypeError, r"env.count_tables\(\) must return an asae_tabular.EnvTables .* without count_base"),
-    (CountPatched(count_tables=lambda: _count_fields(count_base=3)), ValueError,
-     r"env.count_tables\(\).count_base must be n_agents \+ 1 = 4; got 3"),
-    (CountPatched(count_tables=lambda: {**envs.penalty(n_agents=3).tables()._asdict(),
-                                        "count_base": 4}),
-     ValueError, r"env.count_tables\(\).next_state must have shape \(1, 16\)"),
-    (CountPatched(count_tables=lambda: _count_fields(reward=np.full((1, 16), np.nan))),
-     ValueError, r"env.count_tables\(\).reward must be finite"),
-    (CountPatched(count_tables=5), TypeError, "env.count_tables must be callable"),
-    (CountPatched(n_actions=(3, 3, 2)), ValueError,
-     r"env.count_tables\(\) needs every agent to have the same number of actions; "
-     r"env.n_actions holds \[2, 3\]"),
-    (CountPatched(count_tables=None, tables=lambda: {
-        **envs.penalty(n_agents=3).tables()._asdict(), "count_base": 4}), TypeError,
-     "env.count_tables must be callable"),
-])
+@pytest.mark.parametrize(
+    "env, exc, match",
+    [
+        (
+            CountPatched(
+                count_tables=lambda: {k: v for k, v in _count_fields().items() if k != "count_base"}
+            ),
+            TypeError,
+            r"env.count_tables\(\) must return an asae_tabular.EnvTables .* without count_base",
+        ),
+        (
+            CountPatched(count_tables=lambda: _count_fields(count_base=3)),
+            ValueError,
+            r"env.count_tables\(\).count_base must be n_agents \+ 1 = 4; got 3",
+        ),
+        (
+            CountPatched(
+                count_tables=lambda: {
+                    **envs.penalty(n_agents=3).tables()._asdict(),
+                    "count_base": 4,
+                }
+            ),
+            ValueError,
+            r"env.count_tables\(\).next_state must have shape \(1, 16\)",
+        ),
+        (
+            CountPatched(count_tables=lambda: _count_fields(reward=np.full((1, 16), np.nan))),
+            ValueError,
+            r"env.count_tables\(\).reward must be finite",
+        ),
+        (CountPatched(count_tables=5), TypeError, "env.count_tables must be callable"),
+        (
+            CountPatched(n_actions=(3, 3, 2)),
+            ValueError,
+            r"env.count_tables\(\) needs every agent to have the same number of actions; "
+            r"env.n_actions holds \[2, 3\]",
+        ),
+        (
+            CountPatched(
+                count_tables=None,
+                tables=lambda: {**envs.penalty(n_agents=3).tables()._asdict(), "count_base": 4},
+            ),
+            TypeError,
+            "env.count_tables must be callable",
+        ),
+    ],
+)
 def test_bad_count_tables(env, exc, match):
     with pytest.raises(exc, match=match):
-        tabular.train(env, "async", tabular.TabularConfig(iterations=1))
+        tabular.train(env, "async", TabularConfig(iterations=1))
 
 
 def test_tables_with_a_count_base_refused():
@@ -938,9 +1064,9 @@ def test_tables_with_a_count_base_refused():
     del env.count_tables
     with pytest.raises(ValueError, match=r"env.tables\(\).count_base must be 0 \(columns are "
                        r"joint actions; count tables come from env.count_tables\(\)\); got 4"):
-        tabular.train(env, "async", tabular.TabularConfig(iterations=1))
+        tabular.train(env, "async", TabularConfig(iterations=1))
     env.tables = lambda: {**envs.penalty(n_agents=3).tables()._asdict(), "count_base": 0}
-    assert np.isfinite(tabular.train(env, "async", tabular.TabularConfig(iterations=1)).values).all()
+    assert np.isfinite(tabular.train(env, "async", TabularConfig(iterations=1)).values).all()
 
 
 @pytest.mark.parametrize("method, bias", [("exact_sync", False), ("exact_async", False),
@@ -950,10 +1076,12 @@ def test_exact_work_is_refused_beyond_its_limit(method, bias):
     before anything is built; n = 12 (9.0e7) is accepted."""
     with pytest.raises(ValueError, match="MAX_EXACT_WORK"):
         (probe.train_with_bias if bias else tabular.train)(
-            envs.penalty(-100, n_agents=13), method, tabular.TabularConfig(iterations=1))
+            envs.penalty(-100, n_agents=13), method, TabularConfig(iterations=1))
     if method == "exact_async":                       # the cheapest, to keep the suite quick
-        cfg = tabular.TabularConfig(iterations=1, n_envs=2, rollout_len=1, minibatches=1, epochs=1)
-        assert np.isfinite(tabular.train(envs.penalty(-100, n_agents=12), method, cfg).greedy_return)
+        cfg = TabularConfig(iterations=1, n_envs=2, rollout_len=1, minibatches=1, epochs=1)
+        assert np.isfinite(
+            tabular.train(envs.penalty(-100, n_agents=12), method, cfg).greedy_return
+        )
 
 
 def test_optimum_is_read_only_after_the_memory_check():
@@ -973,7 +1101,7 @@ def test_optimum_is_read_only_after_the_memory_check():
         tabular.evaluate(Costly(size=100), [np.zeros((1, 6))] * 2)
     assert Costly.reads == 0
     with pytest.raises(MemoryError, match="searched"):           # read once the run fits
-        tabular.train(Costly(size=3, n_food=1), "async", tabular.TabularConfig(iterations=1))
+        tabular.train(Costly(size=3, n_food=1), "async", TabularConfig(iterations=1))
     assert Costly.reads == 1
 
 
@@ -991,7 +1119,7 @@ def test_mean_returns_near_the_float64_limit():
     assert math.isfinite(mean) and abs(mean) < 1.7e308
     assert tabular.evaluate(envs.climbing(), [np.zeros((1, 3))] * 2, episodes=1000, greedy=False,
                          seed=3) == pytest.approx(-3.355)             # the ordinary mean, as before
-    cfg = tabular.TabularConfig(iterations=2, n_envs=4, rollout_len=2, minibatches=1, eval_episodes=4,
+    cfg = TabularConfig(iterations=2, n_envs=4, rollout_len=2, minibatches=1, eval_episodes=4,
                       reward_scale=1e-308)
     for env in (top, RewardChain(k=1, r=1e308)):
         with pytest.raises(FloatingPointError, match="iteration 1 overflows float64"):
