@@ -192,19 +192,14 @@ def _probability_vector(name: str, p, size: int) -> np.ndarray:
     return arr
 
 
-def _vectors(x) -> bool:
-    """Whether ``x`` can be a sequence of per-agent vectors (not None, a string, a 1-D array)."""
-    return x is not None and hasattr(x, "__len__") and not isinstance(x, (str, bytes)) \
-        and not (isinstance(x, np.ndarray) and x.ndim < 2)
-
-
 def _joint_table(q, vectors, name: str = "policies", each=_probability_vector):
     """A joint table q (A_1..A_n) and one vector per axis, each checked by ``each``."""
     q = _array("q", q)
     if q.ndim < 1 or q.size == 0:
         raise ValueError(f"q must be a non-empty joint table of shape (A_1, ..., A_n); "
                          f"got {_describe(q)}")
-    if not _vectors(vectors):
+    if vectors is None or isinstance(vectors, (str, bytes)) or not hasattr(vectors, "__len__") \
+            or isinstance(vectors, np.ndarray) and vectors.ndim < 2:
         raise TypeError(f"{name} must be a sequence of {q.ndim} vectors, one per agent; "
                         f"got {type(vectors).__name__}")
     if len(vectors) != q.ndim:
@@ -593,12 +588,9 @@ def clipped_surrogate_grad(logits, actions, old_log_probs, advantages,
     ``∂/∂z_k min(ρÂ, clip(ρ)Â) = Â ρ (1[k=a] − π_k)`` where the unclipped term is the
     minimum, and 0 where the clip is active and binding.
 
-    Args:
-        logits: (N, A) current logits z of the acting agent.
-        actions: (N,) actions taken.
-        old_log_probs: (N,) log π_old(a_t) (from ``log_softmax`` of the old logits).
-        advantages: (N,) advantages Â (for ASAE: already multiplied by w^i).
-        clip_eps: PPO ε in [0, 1].
+    Args: ``logits`` (N, A) current logits z of the acting agent, ``actions`` (N,) taken,
+    ``old_log_probs`` (N,) log π_old(a_t) (``log_softmax`` of the old logits), ``advantages``
+    (N,) Â (for ASAE: already multiplied by w^i), ``clip_eps`` PPO ε in [0, 1].
     """
     z = _logits("logits", logits)
     if z.ndim != 2:
@@ -963,7 +955,8 @@ def _logit_grads(rule, i, lp, pi, act, mb, bounds, out):
 
 def _exact_base(tables, actions, N: int):
     """Exact methods' base: ``tables[i][a^i_t]`` → (N, n), from per-agent vectors."""
-    if not _vectors(tables):
+    if not hasattr(tables, "__len__") or isinstance(tables, (str, bytes)) \
+            or isinstance(tables, np.ndarray) and tables.ndim < 2:
         raise TypeError("tables must be a sequence of per-agent advantage vectors (exact methods)")
     vecs = [_array(f"tables[{i}]", v, ndim=1) for i, v in enumerate(tables)]
     if not vecs or any(v.size == 0 for v in vecs):
@@ -1005,9 +998,8 @@ def method_advantages(method: str, advantages, log_ratios=None, *, order=None, a
         advantages: (N,) shared Â_t, or (N, n) one column per agent (COMA's A^i_C).
         log_ratios: (N, n) current ``log ρ^j_t`` of every agent (asae, happo, coppo, a2po).
         order: the update order of happo and a2po (a permutation of 0..n−1).
-        actions: (N, n) integer actions (exact methods).
-        tables: sequence of n vectors, ``tables[i][a]`` the exact advantage of agent i's
-            action a (exact methods).
+        actions, tables: (N, n) integer actions and n vectors, ``tables[i][a]`` the exact
+            advantage of agent i's action a (exact methods).
         settings: of :func:`method_rule`; the weight's clip is ``sync_clip`` (asae; default
             0.5) or ``a2po_others_eps`` (a2po; default 0.1), None for no clip.
 
@@ -1077,7 +1069,8 @@ def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: 
     """Generalised advantage estimation with termination vs truncation. Implements E10.
 
     ``δ_t = r_t + γ(1 − terminated_t) V(s'_t) − V(s_t)``,
-    ``Â_t = δ_t + γλ(1 − done_t) Â_{t+1}``, ``Â_T = 0``, returns ``R_t = Â_t + V(s_t)``.
+    ``Â_t = δ_t + γλ(1 − done_t) Â_{t+1}``, ``Â_T = 0``, returns ``R_t = Â_t + V(s_t)``;
+    gives (advantages, returns), new float64 arrays of the input's shape.
 
     Args:
         rewards: (T,) or (T, B) team rewards r_t.
@@ -1087,9 +1080,6 @@ def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: 
         terminated: bool, same shape — no bootstrap at this step, and the trace stops.
         truncated: bool, same shape — bootstraps ``next_values`` but the trace stops.
         gamma, lam: discount γ and GAE λ, both in [0, 1].
-
-    Returns:
-        (advantages, returns), new float64 arrays of the input's shape.
 
     >>> adv, ret = gae([1.0, 1.0], [0.0, 0.0], [0.0, 0.0], [False, True], [False, False], 1.0, 1.0)
     >>> adv.tolist(), ret.tolist()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -1065,3 +1068,60 @@ def test_surrogate_gradient_saturates_the_ratio_at_e300():
     Â e^300 (1[k=a] − π_k) with π = (½, ½)."""
     g = asae.clipped_surrogate_grad([[0.0, 0.0]], [0], [-800.0], [-1.0], 0.2)
     assert_allclose(g, [[-0.5 * math.exp(300.0), 0.5 * math.exp(300.0)]], rtol=1e-12)
+
+
+# =======================================================================================
+# asae.py copied alone: "copy it into your project" stays true
+# =======================================================================================
+
+ALONE = '''
+import doctest, sys
+import numpy as np
+import asae
+assert asae.__file__.startswith(sys.argv[1]), asae.__file__
+ours = {"envs", "envs_spread", "envs_pettingzoo", "asae_learner", "asae_tabular", "asae_probe",
+        "asae_neural", "bench"}
+assert not ours & set(sys.modules), ours & set(sys.modules)
+q, p, p2 = np.array([[1.0, 0.0], [0.0, 2.0]]), [[0.5, 0.5], [0.3, 0.7]], [[0.6, 0.4], [0.2, 0.8]]
+lr = np.log([[1.1, 0.9], [0.8, 1.3]])
+calls = {
+    "softmax": lambda: asae.softmax([0.0, 1.0]),
+    "log_softmax": lambda: asae.log_softmax([[0.0, 1.0]]),
+    "joint_value": lambda: asae.joint_value(q, p),
+    "marginal_q": lambda: asae.marginal_q(q, p, 1),
+    "marginal_advantage": lambda: asae.marginal_advantage(q, p, 0),
+    "exact_policy_gradient": lambda: asae.exact_policy_gradient(q, [[0.0, 1.0], [1.0, 0.0]], 0),
+    "joint_surrogate": lambda: asae.joint_surrogate(q, p, p2),
+    "synchronous_marginal_advantage": lambda: asae.synchronous_marginal_advantage(q, p, p2, 0),
+    "counterfactual_advantage": lambda: asae.counterfactual_advantage(q, p, [0, 1]),
+    "sync_weights": lambda: asae.sync_weights(lr, 0.5),
+    "clipped_surrogate": lambda: asae.clipped_surrogate([1.1, 0.7], [1.0, -1.0], 0.2),
+    "clipped_surrogate_grad": lambda: asae.clipped_surrogate_grad(
+        [[0.0, 1.0], [1.0, 0.0]], [0, 1], np.log([0.5, 0.5]), [1.0, -1.0], 0.2),
+    "sequential_weights": lambda: asae.sequential_weights(lr, [1, 0]),
+    "method_rule": lambda: asae.method_rule("a2po", a2po_others_eps=0.2),
+    "method_advantages": lambda: asae.method_advantages("happo", [1.0, 2.0], lr, order=[1, 0]),
+    "gae": lambda: asae.gae([1.0, 1.0], [0.0, 0.5], [0.5, 0.0], [False, True], [False, False],
+                            0.9, 0.95),
+}
+public = {n for n in asae.__all__ if callable(getattr(asae, n))
+          and not isinstance(getattr(asae, n), type)}
+assert public == set(calls), public ^ set(calls)
+for name, call in calls.items():
+    out = call()
+    assert np.all(np.isfinite(np.asarray(out[0] if isinstance(out, tuple) else out,
+                                         dtype=float))), name
+failed, tried = doctest.testmod(asae)
+assert failed == 0 and tried >= 10, (failed, tried)
+print("ALONE OK", tried)
+'''
+
+
+def test_asae_py_works_copied_alone(tmp_path):
+    """asae.py in an empty directory, imported there (not the installed one), imports none
+    of the project's other modules, passes its doctests and runs every public function."""
+    import shutil
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "asae.py"), tmp_path)
+    out = subprocess.run([sys.executable, "-c", ALONE, str(tmp_path)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0 and "ALONE OK" in out.stdout, out.stderr[-3000:]

@@ -729,7 +729,7 @@ CRASH_CASES = {
     # tables trained on a 3×3 grid evaluated on a 30×30 one (segfaulted in 0.1)
     "evaluate_grid_mismatch": "tabular.evaluate(envs.GridForaging(size=30, n_food=1), "
     "tabular.train(envs.GridForaging(size=3, n_food=1), 'async', "
-    "TabularConfig(iterations=1)).logits, greedy=False)",
+    "tabular.TabularConfig(iterations=1)).logits, greedy=False)",
     # a custom env whose observation ids exceed n_obs (segfaulted in _rollout)
     "obs_out_of_range": (
         "tabular.train(test_tabular.BadEnv(test_tabular._set(0, lambda o: o + 10**6)), " "'async')"
