@@ -1146,3 +1146,24 @@ def test_greedy_optimal_tolerance(offset, optimal):
     cfg = small_config(iterations=1, lr_actor=1e-9, init_logits=[[[9.0, 0.0, 0.0]]] * 2)
     res = tabular.train(Patched(optimum=11.0 + offset), "async", cfg)
     assert res.greedy_return == 11.0 and res.greedy_optimal is optimal
+
+
+class WithoutOptimum(Patched):
+    """The climbing game without an ``optimum`` attribute."""
+
+    def __init__(self):
+        super().__init__()
+        del self.optimum
+
+
+@pytest.mark.parametrize("make", [lambda: Patched(optimum=None), WithoutOptimum],
+                         ids=["optimum None", "no optimum"])
+def test_an_env_without_an_optimum_trains_and_is_never_optimal(make):
+    """optimum None means "no known optimum", as a missing attribute does: the run completes
+    (it raised a raw TypeError from `greedy ≥ None − 1e-6` in 0.3) and greedy_optimal is False
+    even where the greedy return is the game's best (11)."""
+    cfg = small_config(iterations=1, lr_actor=1e-9, init_logits=[[[9.0, 0.0, 0.0]]] * 2)
+    res = tabular.train(make(), "async", cfg)
+    assert res.greedy_return == 11.0 and res.greedy_optimal is False
+    res = probe.train_with_bias(make(), "async", cfg)
+    assert res.greedy_optimal is False and res.bias["n_steps"] > 0
