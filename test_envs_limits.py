@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import envs
 from envs import (MAX_ABS_RETURN, MAX_COUNT, SPREAD_MAX_ABS, GridForaging, MatrixGame,
-                  ReturnEstimate, Spread, SpreadReferences, TwoStepGame, climbing, penalty,
-                  to_parallel_env)
+                  ReturnEstimate, Spread, SpreadReferences, TwoStepGame, climbing, penalty)
+from envs_pettingzoo import to_parallel_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))  # the child imports this envs.py
 LIMIT_MESSAGE = r"needs about .* of memory, more than envs\.MAX_ALLOC_BYTES = 1 GiB"
