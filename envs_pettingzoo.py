@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from envs import _check_int, _check_seed, _Game
-from envs import Spread
+from envs_spread import Spread
 
 __all__ = ["to_parallel_env"]
 

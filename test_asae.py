@@ -23,6 +23,7 @@ from numpy.testing import assert_allclose
 
 import asae
 import envs
+import envs_spread
 
 RTOL, ATOL = 1e-10, 1e-12
 
@@ -1689,9 +1690,9 @@ LEARNER_BAD = [
      "init_logits"),
     (lambda: asae.evaluate(RewardChain(r=1e308), [np.zeros((1, 2))]), FloatingPointError,
      "evaluate"),
-    (lambda: asae.train(envs.Spread(), "async", asae.Config()), TypeError, "NetConfig"),
-    (lambda: asae.advantage_bias(envs.Spread(), "async"), TypeError, "feature observations"),
-    (lambda: asae.evaluate(envs.Spread(), [np.zeros((1, 5))] * 3), TypeError,
+    (lambda: asae.train(envs_spread.Spread(), "async", asae.Config()), TypeError, "NetConfig"),
+    (lambda: asae.advantage_bias(envs_spread.Spread(), "async"), TypeError, "feature observations"),
+    (lambda: asae.evaluate(envs_spread.Spread(), [np.zeros((1, 5))] * 3), TypeError,
      "feature observations"),
     (lambda: asae.method_advantages("ppo", [1.0]), ValueError, "method"),
     (lambda: asae.method_advantages("asae", [1.0]), TypeError, "log_ratios"),

@@ -764,8 +764,8 @@ def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch,
     forward's."""
     import asae
     import bench_net
-    import envs
-    env = envs.Spread(n_agents=3)
+    import envs_spread
+    env = envs_spread.Spread(n_agents=3)
     cfg = asae.NetConfig(n_envs=4, rollout_len=5, epochs=2, minibatches=2, iterations=1,
                          eval_episodes=1, **kw)
     _, run, (n, n_actions, d, S) = asae._net_setup(env, method, cfg)
