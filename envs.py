@@ -252,11 +252,26 @@ class GameTables(NamedTuple):
     time_limit: int  #: truncate when t + 1 >= time_limit and not terminated (= episode_limit)
 
 
+class _StepArrays(NamedTuple):
+    """The arrays one batched step kernel of a game reads and writes: the batch's state ids
+    and step counts, advanced in place, and the outputs of ``step`` it fills."""
+    state: np.ndarray        # (B,) int64 state ids, advanced in place (auto-reset included)
+    t: np.ndarray            # (B,) int64 step counts within the episode, advanced in place
+    obs: np.ndarray          # (B, n) int64 observation ids after the step (output)
+    state_out: np.ndarray    # (B,) int64 state ids after the step (output)
+    reward: np.ndarray       # (B,) float64 team reward (output)
+    terminated: np.ndarray   # (B,) bool (output)
+    truncated: np.ndarray    # (B,) bool (output)
+    final_state: np.ndarray  # (B,) int64 successor s' before any reset (output)
+
+
 _TABLE_CHUNK = 2 ** 16  # (state, joint action) pairs per kernel call of tables()
 
 
 class _Game:
-    """Batched interface shared by all games; subclasses provide ``_kernel``."""
+    """Batched interface shared by all games; subclasses provide ``_kernel(actions, arrays)``,
+    which steps the batch of a :class:`_StepArrays` ``arrays`` with ``actions`` (True), or
+    returns False, changing nothing, if an action is out of range."""
 
     n_agents: int
     n_actions: tuple
@@ -292,16 +307,12 @@ class _Game:
             raise RuntimeError("call reset(n_envs, seed) before step(actions)")
         actions = self._check_actions(actions)
         B, n = actions.shape
-        obs = np.empty((B, n), np.int64)
-        state = np.empty(B, np.int64)
-        reward = np.empty(B, np.float64)
-        terminated = np.empty(B, np.bool_)
-        truncated = np.empty(B, np.bool_)
-        final_state = np.empty(B, np.int64)
-        if not self._kernel(self._state, self._t, actions,
-                            obs, state, reward, terminated, truncated, final_state):
+        arrays = _StepArrays(self._state, self._t, np.empty((B, n), np.int64),
+                             np.empty(B, np.int64), np.empty(B, np.float64),
+                             np.empty(B, np.bool_), np.empty(B, np.bool_), np.empty(B, np.int64))
+        if not self._kernel(actions, arrays):
             raise self._range_error(actions)  # kernels check the range before changing anything
-        return obs, state, reward, terminated, truncated, final_state
+        return arrays[2:]  # (obs, state, reward, terminated, truncated, final_state), a tuple
 
     def _check_actions(self, actions):
         return _check_batch_actions(actions, self._state.shape[0], self.n_agents)
@@ -404,10 +415,11 @@ class _Game:
                 actions = np.ascontiguousarray(np.tile(joint, (m // n_joint, 1)))
                 state = np.repeat(np.arange(first, first + m // n_joint, dtype=np.int64),
                                   n_joint)
-                if not self._kernel(state, np.zeros(m, np.int64), actions,
-                                    np.empty((m, n), np.int64), np.empty(m, np.int64),
-                                    reward[part], terminated[part], np.empty(m, np.bool_),
-                                    next_state[part]):
+                # the scratch arrays die with the call, before the next chunk's are made
+                if not self._kernel(actions, _StepArrays(
+                        state, np.zeros(m, np.int64), np.empty((m, n), np.int64),
+                        np.empty(m, np.int64), reward[part], terminated[part],
+                        np.empty(m, np.bool_), next_state[part])):
                     raise AssertionError("joint actions out of range")  # unreachable
             obs = np.empty((n_states, n), np.int64)
             _fill_obs(np.arange(n_states, dtype=np.int64), obs)
@@ -439,8 +451,10 @@ def _fill_obs(state, obs):
 
 
 @numba.njit(cache=True)
-def _matrix_step(actions, n_actions, flat_payoff, radix, episode_len, state,
-                 obs, state_out, reward, terminated, truncated, final_state):
+def _matrix_step(actions, n_actions, flat_payoff, radix, episode_len, arrays):
+    """One step of every env of a :class:`MatrixGame`; ``arrays`` is a :class:`_StepArrays`
+    (the state is the step index, so its ``t`` is not read)."""
+    state, _, obs, state_out, reward, terminated, truncated, final_state = arrays
     B, n = actions.shape
     joint = np.zeros(B, np.int64)  # flat index of the joint action into payoff
     for i in range(n):  # agent-major, checking the range before anything changes
@@ -537,10 +551,10 @@ class MatrixGame(_Game):
     def _sizes(self):
         return f"MatrixGame(payoff of shape {self.payoff.shape}, episode_len={self.episode_len})"
 
-    def _kernel(self, state, t, actions, *out):
-        # the state of a repeated matrix game is the step index, so t is not needed
+    def _kernel(self, actions, arrays):
+        # the state of a repeated matrix game is the step index, so arrays.t is not read
         return _matrix_step(actions, self._n_actions_array, self._flat, self._radix,
-                            self.episode_len, state, *out)
+                            self.episode_len, arrays)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env (state == t == step index); auto-resets."""
@@ -684,10 +698,11 @@ def _count_index(counts, base):
 
 
 @numba.njit(cache=True)
-def _count_step(actions, n_actions, weight, count_reward, episode_len, state,
-                obs, state_out, reward, terminated, truncated, final_state):
+def _count_step(actions, n_actions, weight, count_reward, episode_len, arrays):
     """A repeated count game: the count index of env b is ``sum_i weight[actions[b, i]]``
-    (O(n) per env), its reward ``count_reward`` there; the clock as in ``_matrix_step``."""
+    (O(n) per env), its reward ``count_reward`` there; the clock as in ``_matrix_step``;
+    ``arrays`` is a :class:`_StepArrays`."""
+    state, _, obs, state_out, reward, terminated, truncated, final_state = arrays
     if not _in_range(actions, n_actions):  # before anything changes
         return False
     B, n = actions.shape
@@ -817,9 +832,9 @@ class CountGame(_Game):
         return (f"CountGame({self.reward_of_counts!r}, n_agents={self.n_agents}, "
                 f"n_actions={self.n_actions[0]}, episode_len={self.episode_len})")
 
-    def _kernel(self, state, t, actions, *out):
+    def _kernel(self, actions, arrays):
         return _count_step(actions, self._n_actions_array, self._weight, self.count_reward,
-                           self.episode_len, state, *out)
+                           self.episode_len, arrays)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env (state == t == step index); auto-resets."""
@@ -926,8 +941,10 @@ class CountGame(_Game):
 # --------------------------------------------------------------------------- two-step game
 
 @numba.njit(cache=True)
-def _two_step_step(actions, n_actions, payoff_2a, payoff_2b, state,
-                   obs, state_out, reward, terminated, truncated, final_state):
+def _two_step_step(actions, n_actions, payoff_2a, payoff_2b, arrays):
+    """One step of every env of the :class:`TwoStepGame`; ``arrays`` is a
+    :class:`_StepArrays` (the state tells the step, so its ``t`` is not read)."""
+    state, _, obs, state_out, reward, terminated, truncated, final_state = arrays
     if not _in_range(actions, n_actions):
         return False
     B, n = actions.shape
@@ -985,9 +1002,9 @@ class TwoStepGame(_Game):
             p.setflags(write=False)
         self._n_actions_array = np.array(self.n_actions, np.int64)
 
-    def _kernel(self, state, t, actions, *out):
+    def _kernel(self, actions, arrays):
         return _two_step_step(actions, self._n_actions_array, self.payoff_2a, self.payoff_2b,
-                              state, *out)
+                              arrays)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env; auto-resets."""
@@ -1063,8 +1080,10 @@ def _grid_transition(s, acts, pos, size, food_cells, food_at):
 
 
 @numba.njit(cache=True)
-def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, state, t,
-               obs, state_out, reward, terminated, truncated, final_state):
+def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, arrays):
+    """One step of every env of a :class:`GridForaging`; ``arrays`` is a
+    :class:`_StepArrays`."""
+    state, t, obs, state_out, reward, terminated, truncated, final_state = arrays
     if not _in_range(actions, n_actions):
         return False
     B, n = actions.shape
@@ -1089,9 +1108,22 @@ def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, 
     return True
 
 
+class _GridReach(NamedTuple):
+    """The cells within max_steps moves of each agent's start, row by row (Manhattan diamonds
+    cut by the grid; ``GridForaging._reach_cells``), numbering the states :func:`_grid_bfs`
+    can reach."""
+    row_lo: np.ndarray     # (n,) int64 first row agent i can reach
+    first_col: np.ndarray  # (n, rows) int64 first column agent i can reach in row row_lo[i] + k
+    last_col: np.ndarray   # (n, rows) int64 its last column there (-1: no such row)
+    offset: np.ndarray     # (n, rows) int64 number of agent i's first reachable cell in that row
+    count: np.ndarray      # (n,) int64 cells agent i can reach
+
+
 @numba.njit(cache=True)
-def _grid_compact(s, pos, size, n_food, row_lo, first_col, last_col, offset, count):
-    """Compact id (see :func:`_grid_bfs`) of state ``s`` whose agents are in cells ``pos``."""
+def _grid_compact(s, pos, size, n_food, reach):
+    """Compact id (see :func:`_grid_bfs`) of state ``s`` whose agents are in cells ``pos``
+    (``reach``: a :class:`_GridReach`)."""
+    row_lo, first_col, last_col, offset, count = reach
     c = 0
     for i in range(pos.shape[0] - 1, -1, -1):
         k = pos[i] // size - row_lo[i]
@@ -1103,15 +1135,15 @@ def _grid_compact(s, pos, size, n_food, row_lo, first_col, last_col, offset, cou
 
 
 @numba.njit(cache=True)
-def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
-              row_lo, first_col, last_col, offset, count, n_reach):
+def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps, reach, n_reach):
     """Breadth-first search over joint states (at most max_steps deep, not past terminal
     states).
 
     Every reachable state lies in a set of ``n_reach`` compact ids: its food mask plus
     ``2**n_food`` times the mixed-radix number (radices ``count``) of each agent's cell
-    among the cells within max_steps moves of its start (rows ``row_lo[i]`` on, row k
-    from column ``first_col[i, k]`` to ``last_col[i, k]``, numbered from ``offset[i, k]``).
+    among the cells within max_steps moves of its start (``reach``, a :class:`_GridReach`:
+    rows ``row_lo[i]`` on, row k from column ``first_col[i, k]`` to ``last_col[i, k]``,
+    numbered from ``offset[i, k]``).
     Returns ``(queue, dist, parent, joint)`` of the states reached, in BFS order: state
     ids, steps from the start, position in the queue of the predecessor and the joint
     action from it.  int32 suffices for dist <= max_steps <= MAX_COUNT and for the joint
@@ -1129,8 +1161,7 @@ def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
     for i in range(n_agents):
         pos[i] = rest % (size * size)
         rest //= size * size
-    seen[_grid_compact(start, pos, size, n_food, row_lo, first_col, last_col, offset,
-                       count)] = True
+    seen[_grid_compact(start, pos, size, n_food, reach)] = True
     queue[0] = start
     dist[0] = 0
     parent[0] = -1
@@ -1147,7 +1178,7 @@ def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
                 acts[i] = rest % 6
                 rest //= 6
             s2, _ = _grid_transition(s, acts, pos, size, food_cells, food_at)  # pos: of s2
-            c = _grid_compact(s2, pos, size, n_food, row_lo, first_col, last_col, offset, count)
+            c = _grid_compact(s2, pos, size, n_food, reach)
             if not seen[c]:
                 seen[c] = True
                 if tail == n_reach:  # cannot happen: n_reach bounds the reachable states
@@ -1363,9 +1394,9 @@ class GridForaging(_Game):
         return "\n".join("".join(row) for row in grid)
 
     # -- dynamics
-    def _kernel(self, state, t, actions, *out):
+    def _kernel(self, actions, arrays):
         return _grid_step(actions, self._n_actions_array, self.size, self._food, self._food_at,
-                          self.max_steps, self.start_state, state, t, *out)
+                          self.max_steps, self.start_state, arrays)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env from state id ``state`` at step ``t``; auto-resets."""
@@ -1430,10 +1461,11 @@ class GridForaging(_Game):
                     f"{_gib(MAX_ALLOC_BYTES)}) and up to {work:.3g} transitions "
                     f"(envs.MAX_SEARCH_TRANSITIONS = {MAX_SEARCH_TRANSITIONS:.3g}); its optimum "
                     f"is at most n_food = {self.n_food}")
+            reach_cells = _GridReach(row_lo, first_col, last_col, offset,
+                                     np.array(count, np.int64))
             states, dist, parent, parent_joint = _grid_bfs(
                 self.start_state, self.n_agents, self.size, self._food, self._food_at,
-                self.max_steps, row_lo, first_col, last_col, offset, np.array(count, np.int64),
-                reach)
+                self.max_steps, reach_cells, reach)
             collected = np.full(states.shape, self.n_food, np.int64)
             for f in range(self.n_food):  # minus the food left (bit f of the state id)
                 collected -= (states >> f) & 1

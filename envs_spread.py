@@ -180,11 +180,30 @@ def _spread_observe(pos, vel, lm, obs, state):
         _spread_observe_env(pos, vel, lm, b, obs, state)
 
 
+class _SpreadArrays(NamedTuple):
+    """The arrays one step kernel of a :class:`Spread` reads and writes: the B worlds and
+    their generators (the env's ``_pos``, ``_vel``, ``_lm``, ``_t`` and ``_rng``), advanced in
+    place, and the outputs of ``step`` it fills."""
+    pos: np.ndarray           # (B, n, 2) float64 agent positions
+    vel: np.ndarray           # (B, n, 2) float64 agent velocities
+    lm: np.ndarray            # (B, n, 2) float64 landmark positions
+    t: np.ndarray             # (B,) int64 step counts within the episode
+    rng: np.ndarray           # (B,) uint64 SplitMix64 state of each env's generator
+    obs: np.ndarray           # (B, n, obs_dim) observations after the step (output)
+    state: np.ndarray         # (B, state_dim) global states after the step (output)
+    reward: np.ndarray        # (B,) float64 team reward (output)
+    agent_reward: np.ndarray  # (B, n) float64 reward of each agent (output)
+    terminated: np.ndarray    # (B,) bool, never set (output)
+    truncated: np.ndarray     # (B,) bool (output)
+    final_state: np.ndarray   # (B, state_dim) global state before any reset (output)
+
+
 @numba.njit(cache=True)
-def _spread_step(actions, pos, vel, lm, t, rng, local_ratio, max_cycles,
-                 obs, state, reward, agent_reward, terminated, truncated, final_state):
-    """One step of every env (see :class:`Spread`); False, changing nothing, if an action is
-    outside 0..4."""
+def _spread_step(actions, local_ratio, max_cycles, arrays):
+    """One step of every env (see :class:`Spread`) of ``arrays``, a :class:`_SpreadArrays`;
+    False, changing nothing, if an action is outside 0..4."""
+    (pos, vel, lm, t, rng, obs, state, reward, agent_reward, terminated, truncated,
+     final_state) = arrays
     B, n = actions.shape
     for i in range(n):  # the range first, agent-major
         low = 0
@@ -618,9 +637,9 @@ class Spread:
         agent_rewards = np.empty((B, self.n_agents))
         terminated = np.empty(B, np.bool_)
         truncated = np.empty(B, np.bool_)
-        if not _spread_step(actions, self._pos, self._vel, self._lm, self._t, self._rng,
-                            self.local_ratio, self.max_cycles, obs, state, reward,
-                            agent_rewards, terminated, truncated, final_state):
+        arrays = _SpreadArrays(self._pos, self._vel, self._lm, self._t, self._rng, obs, state,
+                               reward, agent_rewards, terminated, truncated, final_state)
+        if not _spread_step(actions, self.local_ratio, self.max_cycles, arrays):
             b, i = np.argwhere((actions < 0) | (actions > 4))[0]
             raise ValueError(f"actions[{b}, {i}] = {actions[b, i]} is out of range: agent {i} "
                              f"has actions 0..4")
