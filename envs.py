@@ -347,7 +347,8 @@ class _Game:
             if isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral):
                 raise TypeError(f"actions[{i}] must be an int, got {type(a).__name__} {a!r}")
             if not 0 <= a < k:
-                raise ValueError(f"actions[{i}] = {a} is out of range: agent {i} has actions 0..{k - 1}")
+                raise ValueError(f"actions[{i}] = {a} is out of range: agent {i} has actions "
+                                 f"0..{k - 1}")
             checked.append(int(a))
         return state, t, tuple(checked)
 
@@ -1275,14 +1276,16 @@ class GridForaging(_Game):
         elif layout_seed is not None:
             _check_int(layout_seed, "layout_seed", 0)
             if self.n_agents + self.n_food > n_cells:
-                raise ValueError(f"{n_agents} agents and {n_food} food do not fit on {n_cells} cells")
+                raise ValueError(f"{n_agents} agents and {n_food} food do not fit on {n_cells} "
+                                 f"cells")
             cells = np.random.default_rng(layout_seed).permutation(n_cells)
             food = [int(c) for c in cells[:self.n_food]]
             agents = [int(c) for c in cells[self.n_food:self.n_food + self.n_agents]]
         else:
             if self.n_food > n_cells - self.size:
                 raise ValueError(f"n_food={n_food} does not fit the default layout; pass layout")
-            rows = [(i * (self.size - 1)) // max(self.n_agents - 1, 1) for i in range(self.n_agents)]
+            rows = [(i * (self.size - 1)) // max(self.n_agents - 1, 1)
+                    for i in range(self.n_agents)]
             agents = [r * self.size for r in rows]
             # others[k]: the k-th cell, in reading order, outside the left column
             n_others, width = n_cells - self.size, self.size - 1
@@ -1320,7 +1323,8 @@ class GridForaging(_Game):
         if len(set(cells[1])) != self.n_food:
             raise ValueError(f"layout food cells must be distinct, got {food}")
         if set(cells[0]) & set(cells[1]):
-            raise ValueError(f"layout agents may not start on food, got agents {agents}, food {food}")
+            raise ValueError(f"layout agents may not start on food, got agents {agents}, "
+                             f"food {food}")
         return cells
 
     def _check_cell(self, rc, name):
@@ -1338,7 +1342,8 @@ class GridForaging(_Game):
 
     # -- state ids
     def encode(self, positions, food_remaining):
-        """State id of agents at ``positions`` ((row, col) each) with food ``food_remaining`` (bools).
+        """State id of agents at ``positions`` ((row, col) each) with food ``food_remaining``
+        (bools).
 
         Any cells in the grid are accepted (also unreachable states, like an agent on
         remaining food); ``decode`` is its inverse.
@@ -1354,11 +1359,13 @@ class GridForaging(_Game):
                                     f"(row, col) per agent (n_agents={self.n_agents})")
         positions = [self._check_cell(rc, f"positions[{i}]") for i, rc in enumerate(positions)]
         flags = _check_sequence(food_remaining, "food_remaining", self.n_food,
-                                f"n_food={self.n_food} bools", f"flag per food (n_food={self.n_food})")
+                                f"n_food={self.n_food} bools",
+                                f"flag per food (n_food={self.n_food})")
         for f, left in enumerate(flags):
             if not isinstance(left, (bool, np.bool_)) and not (
                     isinstance(left, numbers.Integral) and left in (0, 1)):
-                raise TypeError(f"food_remaining[{f}] must be a bool, got {type(left).__name__} {left!r}")
+                raise TypeError(f"food_remaining[{f}] must be a bool, got "
+                                f"{type(left).__name__} {left!r}")
         return self._encode(positions, flags)
 
     def _encode(self, positions, food_remaining):
@@ -1412,7 +1419,8 @@ class GridForaging(_Game):
                     reward += 1.0
         else:
             blocked = {food[f] for f in range(self.n_food) if left[f]}
-            moves = {STAY: (0, 0), UP: (-1, 0), DOWN: (1, 0), LEFT: (0, -1), RIGHT: (0, 1), LOAD: (0, 0)}
+            moves = {STAY: (0, 0), UP: (-1, 0), DOWN: (1, 0), LEFT: (0, -1), RIGHT: (0, 1),
+                     LOAD: (0, 0)}
             new_positions = []
             for (r, c), a in zip(positions, actions):
                 dr, dc = moves[a]

@@ -36,7 +36,8 @@ def _parallel_class():
     except ImportError as e:
         raise ModuleNotFoundError(
             f"to_parallel_env needs gymnasium and pettingzoo ({e}); install them with "
-            "pip install -e '.[pettingzoo]' in a checkout of asae, or pip install 'asae[pettingzoo]'",
+            "pip install -e '.[pettingzoo]' in a checkout of asae, or pip install "
+            "'asae[pettingzoo]'",
             name=e.name) from e
 
     class AsaeParallelEnv(ParallelEnv):

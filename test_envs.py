@@ -39,7 +39,8 @@ def grid_games(draw, max_size=4, max_agents=3):
     n_food = draw(st.integers(1, min(3, size * size - n_agents)))
     max_steps = draw(st.integers(1, 12))
     if draw(st.booleans()):
-        return GridForaging(size, n_agents, n_food, max_steps, layout_seed=draw(st.integers(0, 10**6)))
+        return GridForaging(size, n_agents, n_food, max_steps,
+                            layout_seed=draw(st.integers(0, 10**6)))
     cells = draw(st.permutations(range(size * size)))
     food = [divmod(c, size) for c in cells[:n_food]]
     agents = [divmod(c, size) for c in draw(st.lists(st.sampled_from(cells[n_food:]),
@@ -243,7 +244,8 @@ def python_bfs(game):
     """Independent exact solution through the plain-Python reference step."""
     start, _ = game.reference_reset()
     dist, queue, best = {start: 0}, deque([start]), (0, 0)
-    joint_actions = np.stack(np.meshgrid(*[range(6)] * game.n_agents), -1).reshape(-1, game.n_agents)
+    joint_actions = np.stack(np.meshgrid(*[range(6)] * game.n_agents), -1).reshape(
+        -1, game.n_agents)
     while queue:
         s = queue.popleft()
         collected = game.n_food - sum(game.decode(s)[1])
@@ -610,7 +612,8 @@ def test_bad_grid_arguments():
         (dict(layout=([(0, 0)], [(1, 1), (2, 2)])), ValueError, "layout has 1 agents"),
         (dict(layout=([(0, 0), (0, 5)], [(1, 1), (2, 2)])), ValueError, r"layout cell \(0, 5\)"),
         (dict(layout=([(0, 0), (1, 1)], [(1, 1), (2, 2)])), ValueError, "may not start on food"),
-        (dict(layout=([(0, 0), (0, 0)], [(1, 1), (1, 1)])), ValueError, "food cells must be distinct"),
+        (dict(layout=([(0, 0), (0, 0)], [(1, 1), (1, 1)])), ValueError,
+         "food cells must be distinct"),
         (dict(layout="nonsense"), TypeError, "layout must be a pair"),
         (dict(layout=([0, 1], [(1, 1), (2, 2)])), TypeError, "layout must be a pair"),
         (dict(layout=([(0.5, 0), (1, 0)], [(1, 1), (2, 2)])), TypeError,
@@ -663,7 +666,8 @@ def test_grid_encode_decode_round_trip():
 @pytest.mark.parametrize("positions, food, error, match", [
     ([(0, 0), (5, 0)], [True, True], ValueError,
      r"positions\[1\] \(5, 0\) is not a \(row, col\) in a 5x5 grid"),
-    ([(0, -1), (1, 0)], [True, True], ValueError, r"positions\[0\] \(0, -1\) is not a \(row, col\)"),
+    ([(0, -1), (1, 0)], [True, True], ValueError,
+     r"positions\[0\] \(0, -1\) is not a \(row, col\)"),
     ([(0, 0)], [True, True], ValueError,
      r"positions must hold one \(row, col\) per agent \(n_agents=2\), got 1"),
     ([(0, 0), (1, 1), (2, 2)], [True, True], ValueError, "positions must hold one .* got 3"),
@@ -675,8 +679,10 @@ def test_grid_encode_decode_round_trip():
     (5, [True, True], TypeError, "positions must be a sequence of n_agents=2"),
     ([(0, 0), (1, 1)], [True], ValueError,
      r"food_remaining must hold one flag per food \(n_food=2\), got 1"),
-    ([(0, 0), (1, 1)], [True, False, True], ValueError, "food_remaining must hold one flag .* got 3"),
-    ([(0, 0), (1, 1)], [True, 0.5], TypeError, r"food_remaining\[1\] must be a bool, got float 0.5"),
+    ([(0, 0), (1, 1)], [True, False, True], ValueError,
+     "food_remaining must hold one flag .* got 3"),
+    ([(0, 0), (1, 1)], [True, 0.5], TypeError,
+     r"food_remaining\[1\] must be a bool, got float 0.5"),
     ([(0, 0), (1, 1)], [2, True], TypeError, r"food_remaining\[0\] must be a bool, got int 2"),
     ([(0, 0), (1, 1)], [True, "no"], TypeError, r"food_remaining\[1\] must be a bool, got str"),
     ([(0, 0), (1, 1)], None, TypeError, "food_remaining must be a sequence of n_food=2 bools"),
@@ -697,9 +703,11 @@ def test_reference_step_bad_input(game):
     ok = [0] * n
     for actions, error, match in [
         (ok[:-1] + [k[-1]], ValueError,
-         rf"actions\[{n - 1}\] = {k[-1]} is out of range: agent {n - 1} has actions 0..{k[-1] - 1}"),
+         rf"actions\[{n - 1}\] = {k[-1]} is out of range: agent {n - 1} has actions "
+         rf"0..{k[-1] - 1}"),
         ([-1] + ok[1:], ValueError, r"actions\[0\] = -1 is out of range"),
-        (ok + [0], ValueError, rf"actions must hold one action per agent \(n_agents={n}\), got {n + 1}"),
+        (ok + [0], ValueError,
+         rf"actions must hold one action per agent \(n_agents={n}\), got {n + 1}"),
         (ok[:-1], ValueError, rf"actions must hold one action per agent .* got {n - 1}"),
         ([0.0] + ok[1:], TypeError, r"actions\[0\] must be an int, got float 0.0"),
         (ok[:-1] + [True], TypeError, rf"actions\[{n - 1}\] must be an int, got bool"),
@@ -712,7 +720,8 @@ def test_reference_step_bad_input(game):
                 game.reference_step(s, t, wrap(actions) if isinstance(actions, list) else actions)
     for state, t_, error, match in [
         (-1, 0, ValueError, rf"state must be in \[0, {game.n_states}\), got -1"),
-        (game.n_states, 0, ValueError, rf"state must be in \[0, {game.n_states}\), got {game.n_states}"),
+        (game.n_states, 0, ValueError,
+         rf"state must be in \[0, {game.n_states}\), got {game.n_states}"),
         (0.0, 0, TypeError, "state must be an int, got float"),
         (s, -1, ValueError, rf"t must be in \[0, {game.episode_limit}\), got -1"),
         (s, game.episode_limit, ValueError, rf"t must be in \[0, {game.episode_limit}\)"),

@@ -70,20 +70,26 @@ def test_pettingzoo_bad_input():
         ({"agent_0": 0}, ValueError, r"actions is missing agents \['agent_1'\]"),
         ({}, ValueError, r"actions is missing agents \['agent_0', 'agent_1'\]"),
         ([0, 0], TypeError, r"actions must be a dict \{agent: action\}, got list"),
-        ({"agent_0": 3, "agent_1": 0}, ValueError, r"actions\['agent_0'\] must be in \[0, 3\), got 3"),
-        ({"agent_0": 0, "agent_1": -1}, ValueError, r"actions\['agent_1'\] must be in \[0, 3\), got -1"),
-        ({"agent_0": 1.0, "agent_1": 0}, TypeError, r"actions\['agent_0'\] must be an int, got float"),
-        ({"agent_0": None, "agent_1": 0}, TypeError, r"actions\['agent_0'\] must be an int, got NoneType"),
+        ({"agent_0": 3, "agent_1": 0}, ValueError,
+         r"actions\['agent_0'\] must be in \[0, 3\), got 3"),
+        ({"agent_0": 0, "agent_1": -1}, ValueError,
+         r"actions\['agent_1'\] must be in \[0, 3\), got -1"),
+        ({"agent_0": 1.0, "agent_1": 0}, TypeError,
+         r"actions\['agent_0'\] must be an int, got float"),
+        ({"agent_0": None, "agent_1": 0}, TypeError,
+         r"actions\['agent_0'\] must be an int, got NoneType"),
     ]:
         with pytest.raises(error, match=match):
             env.step(actions)
     assert int(env.state()) == 0 and env.agents == ["agent_0", "agent_1"]  # nothing changed
-    assert to_parallel_env(TwoStepGame(), seed=np.int64(3)).reset()[0] == {"agent_0": 0, "agent_1": 0}
+    assert to_parallel_env(TwoStepGame(), seed=np.int64(3)).reset()[0] == {
+        "agent_0": 0, "agent_1": 0}
     obs, rewards, *_ = env.step({"agent_0": np.int64(1), "agent_1": np.array(1)})
     assert rewards == {"agent_0": 7.0, "agent_1": 7.0} and int(env.state()) == 1
     for method in (env.observation_space, env.action_space):
         assert method("agent_1").n in (3,)
-        with pytest.raises(ValueError, match=r"agent must be one of \['agent_0', 'agent_1'\], got 'agent_2'"):
+        with pytest.raises(ValueError, match=r"agent must be one of \['agent_0', 'agent_1'\], "
+                                             r"got 'agent_2'"):
             method("agent_2")
 
 
