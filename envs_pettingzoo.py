@@ -1,9 +1,9 @@
-"""PettingZoo's Parallel API over the asae environments (:func:`to_parallel_env`).
+"""The asae environments in PettingZoo's Parallel API (:func:`to_parallel_env`).
 
-:func:`to_parallel_env` wraps one environment of any batched env of :mod:`envs` (the games
-with known answers: MatrixGame, CountGame, TwoStepGame, GridForaging) or of
-:mod:`envs_spread` (MPE's simple_spread, :class:`envs_spread.Spread`) in PettingZoo's
-Parallel API, on a private copy of the env.  gymnasium and pettingzoo are imported lazily,
+:func:`to_parallel_env` wraps one environment of a batched game of :mod:`envs` (the games
+with known answers: MatrixGame and its instances, CountGame, TwoStepGame, GridForaging) or
+of :class:`envs_spread.Spread` (MPE's simple_spread, in :mod:`envs_spread`) in PettingZoo's
+Parallel API, on a private copy of the game.  gymnasium and pettingzoo are imported lazily,
 at the first call (the extra ``pettingzoo``); the envs themselves need only numpy and numba.
 The batched interface the wrapper drives is described in the docstring of :mod:`envs`.
 """
@@ -155,7 +155,7 @@ def to_parallel_env(game, seed=None):
     Agents are ``"agent_0"``, ``"agent_1"``, ...; actions ``Discrete(game.n_actions[i])``.
     Integer-id games: observations are ``Discrete(game.n_obs)`` ids, ``state()`` is the
     global state id (``state_space = Discrete(game.n_states)``) and every agent receives
-    the team reward.  Feature envs (:class:`Spread`): observations are
+    the team reward.  Feature envs (:class:`envs_spread.Spread`): observations are
     ``Box(-inf, inf, (game.obs_dim,), game.obs_dtype)`` arrays, ``state()`` the global state
     vector (``Box`` of ``state_dim``), and every agent receives its own reward
     (``game.agent_rewards``, as mpe2 does; they sum to the team reward).  ``seed`` seeds
