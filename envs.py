@@ -1,12 +1,12 @@
 """Small cooperative games with known answers, batched with Numba.
 
-This module holds the games with known answers (:class:`MatrixGame` and its classic
-instances, :class:`CountGame`, :class:`TwoStepGame`, :class:`GridForaging`), the batched
-interface they share and the checks and limits every env uses.  Beside it:
-:mod:`envs_spread` holds cooperative navigation, MPE's simple_spread
-(:class:`envs_spread.Spread`, the feature-observation form below), and its reference
-returns; :mod:`envs_pettingzoo` holds :func:`envs_pettingzoo.to_parallel_env`, the
-PettingZoo wrapper.  Both import this module, never the other way round.
+This module holds the games with known answers (:class:`MatrixGame` and its instances,
+:class:`CountGame`, :class:`TwoStepGame`, :class:`GridForaging`), the batched interface of
+every env, and the checks and limits all envs use.  :mod:`envs_spread` holds cooperative
+navigation (MPE's simple_spread, :class:`envs_spread.Spread`) and its reference returns;
+:mod:`envs_pettingzoo` wraps one env of any of them in PettingZoo's Parallel API
+(:func:`envs_pettingzoo.to_parallel_env`; gymnasium and pettingzoo are imported lazily, the
+envs need only numpy and numba).  Both import this module, never the other way round.
 
 Every game shares one batched interface (``B`` environments, ``n`` agents), in one of two
 forms.  The *integer-id form* (MatrixGame, TwoStepGame, GridForaging)::
@@ -14,12 +14,8 @@ forms.  The *integer-id form* (MatrixGame, TwoStepGame, GridForaging)::
     obs, state = env.reset(n_envs, seed=None)      # obs (B, n) int64, state (B,) int64
     obs, state, reward, terminated, truncated, final_state = env.step(actions)  # actions (B, n)
 
-The *feature-observation form* (:class:`envs_spread.Spread`) has the same calls, flags and
-auto-reset, with float vectors in place of ids::
-
-    obs, state = env.reset(n_envs, seed=None)      # obs (B, n, obs_dim), state (B, state_dim)
-    obs, state, reward, terminated, truncated, final_state = env.step(actions)  # actions (B, n)
-    # final_state (B, state_dim); obs, state and final_state of dtype env.obs_dtype (float)
+The *feature-observation form* (:class:`envs_spread.Spread`; its module's docstring shows
+it) has the same calls, flags and auto-reset, with float vectors in place of ids.
 
 * ``actions`` are ints, ``0 <= actions[:, i] < n_actions[i]``.
 * ``reward`` (B,) float64 is the team reward; ``terminated`` / ``truncated`` (B,) bool.
@@ -36,21 +32,16 @@ auto-reset, with float vectors in place of ids::
   episode) and ``tables()``; every agent observes the full state, ``obs[:, i] == state``.
   The feature form has ``obs_dim`` and ``state_dim`` (ints) and ``obs_dtype`` instead, and
   no ``n_states``, ``n_obs`` or ``tables()``: *an env is a feature env exactly when it has
-  an ``obs_dim`` attribute*.  Its optimum is unknown; :class:`envs_spread.Spread` has
-  measured reference returns (``reference_returns``, ``normalized_score``) in its place.
+  an ``obs_dim`` attribute*.
 * The integer-id games draw no random numbers in ``reset`` or ``step`` (they are
   deterministic; ``seed`` is accepted and validated for API compatibility, and the only
   randomness is the layout of :class:`GridForaging` drawn from ``layout_seed``).
-  :class:`envs_spread.Spread` draws its start states from one generator per env, keyed by
-  ``seed``.
 
 The step of every game is a Numba kernel over the batch; beside it, each game has a
 plain-Python single-env reference, ``env.reference_reset() -> (state, t)`` and
 ``env.reference_step(state, t, actions) -> (state, t, reward, terminated, truncated,
 final_state)`` (``t`` is the step count within the episode; auto-reset included), which
-the tests compare against the kernel.  (:class:`envs_spread.Spread`'s states are
-:class:`envs_spread.SpreadState` tuples and its ``reference_reset`` takes the env's
-generator key.)
+the tests compare against the kernel.
 
 ``env.tables()`` gives a whole integer-id game as transition tables (:class:`GameTables`:
 next state, reward and termination per (state, joint action), observations per state,
@@ -69,9 +60,6 @@ those of ``tables()`` with ``j`` replaced by ``c``, which a learner computes in 
 per step, as the game's own ``step`` does.  A count game's ``tables()`` and ``payoff``
 (A**n_agents entries) are available only while they fit :data:`COUNT_GAME_MAX_BYTES`.
 
-:func:`envs_pettingzoo.to_parallel_env` wraps one environment in PettingZoo's Parallel API
-(gymnasium and pettingzoo are imported lazily; the envs need only numpy and numba).
-
 **Limits.**  Every argument is checked before anything is computed, and too large a request
 is a ValueError naming the argument(s) and the estimate, never a MemoryError, an overflow or
 a search that does not end:
@@ -79,9 +67,8 @@ a search that does not end:
 * :data:`MAX_ALLOC_BYTES` (1 GiB): the memory of everything whose size an argument sets is
   estimated first: ``reset(n_envs)`` (with the outputs of one ``step``, so ``step`` never
   needs a check of its own), the game constructors (``MatrixGame``'s payoff,
-  ``penalty(n_agents)``, ``GridForaging``'s grid, ``envs_spread.Spread(n_agents)``),
-  ``tables()``, ``GridForaging.solve()`` / ``optimum``, ``envs_spread.Spread.seed_keys`` and
-  :func:`envs_spread.spread_references`.  It is read at each call: assign
+  ``penalty(n_agents)``, ``GridForaging``'s grid), ``tables()``, ``GridForaging.solve()`` /
+  ``optimum``, and those of :mod:`envs_spread`.  It is read at each call: assign
   ``envs.MAX_ALLOC_BYTES`` to allow more.
 * :data:`MAX_SEARCH_TRANSITIONS` (10**9, about a minute): the most transitions
   ``GridForaging.solve()`` may examine.
@@ -89,9 +76,6 @@ a search that does not end:
   ``max_steps``, ``max_cycles``) and number of states.
 * :data:`MAX_ABS_RETURN` (the largest float64): no episode return of a game can exceed it in
   magnitude (``MatrixGame`` refuses a payoff for which ``max |payoff| * episode_len`` could).
-
-(:data:`envs_spread.SPREAD_MAX_ABS`, the largest coordinate of a Spread world, is a limit
-of :mod:`envs_spread`.)
 """
 from __future__ import annotations
 
@@ -114,10 +98,9 @@ __all__ = [
 # --------------------------------------------------------------------------- limits
 
 #: Memory limit in bytes: every allocation whose size an argument sets (``reset``'s n_envs
-#: with one ``step``, the game constructors, ``tables()``, ``GridForaging.solve()``,
-#: ``envs_spread.Spread.seed_keys``, :func:`envs_spread.spread_references`) is estimated first
-#: and refused above this with a ValueError naming the argument and the estimate.  Read at
-#: every call (also by envs_spread).
+#: with one ``step``, the game constructors, ``tables()``, ``GridForaging.solve()``, and those
+#: of envs_spread) is estimated first and refused above this with a ValueError naming the
+#: argument and the estimate.  Read at every call.
 MAX_ALLOC_BYTES = 2 ** 30
 #: Most transitions ``GridForaging.solve()`` may examine (about a minute at 20-60 ns each).
 MAX_SEARCH_TRANSITIONS = 10 ** 9
@@ -269,9 +252,8 @@ _TABLE_CHUNK = 2 ** 16  # (state, joint action) pairs per kernel call of tables(
 
 
 class _Game:
-    """Batched interface shared by all games; subclasses provide ``_kernel(actions, arrays)``,
-    which steps the batch of a :class:`_StepArrays` ``arrays`` with ``actions`` (True), or
-    returns False, changing nothing, if an action is out of range."""
+    """Batched interface shared by all games; subclasses provide ``_kernel(actions, arrays)``
+    (a step of the :class:`_StepArrays` ``arrays``; False if an action is out of range)."""
 
     n_agents: int
     n_actions: tuple
@@ -416,8 +398,7 @@ class _Game:
                 actions = np.ascontiguousarray(np.tile(joint, (m // n_joint, 1)))
                 state = np.repeat(np.arange(first, first + m // n_joint, dtype=np.int64),
                                   n_joint)
-                # the scratch arrays die with the call, before the next chunk's are made
-                if not self._kernel(actions, _StepArrays(
+                if not self._kernel(actions, _StepArrays(  # scratch dies before the next chunk
                         state, np.zeros(m, np.int64), np.empty((m, n), np.int64),
                         np.empty(m, np.int64), reward[part], terminated[part],
                         np.empty(m, np.bool_), next_state[part])):
@@ -453,8 +434,7 @@ def _fill_obs(state, obs):
 
 @numba.njit(cache=True)
 def _matrix_step(actions, n_actions, flat_payoff, radix, episode_len, arrays):
-    """One step of every env of a :class:`MatrixGame`; ``arrays`` is a :class:`_StepArrays`
-    (the state is the step index, so its ``t`` is not read)."""
+    """One step of every env of a :class:`MatrixGame`; ``arrays``: a :class:`_StepArrays`."""
     state, _, obs, state_out, reward, terminated, truncated, final_state = arrays
     B, n = actions.shape
     joint = np.zeros(B, np.int64)  # flat index of the joint action into payoff
@@ -701,8 +681,7 @@ def _count_index(counts, base):
 @numba.njit(cache=True)
 def _count_step(actions, n_actions, weight, count_reward, episode_len, arrays):
     """A repeated count game: the count index of env b is ``sum_i weight[actions[b, i]]``
-    (O(n) per env), its reward ``count_reward`` there; the clock as in ``_matrix_step``;
-    ``arrays`` is a :class:`_StepArrays`."""
+    (O(n) per env), its reward ``count_reward`` there; the clock as in ``_matrix_step``."""
     state, _, obs, state_out, reward, terminated, truncated, final_state = arrays
     if not _in_range(actions, n_actions):  # before anything changes
         return False
@@ -943,8 +922,7 @@ class CountGame(_Game):
 
 @numba.njit(cache=True)
 def _two_step_step(actions, n_actions, payoff_2a, payoff_2b, arrays):
-    """One step of every env of the :class:`TwoStepGame`; ``arrays`` is a
-    :class:`_StepArrays` (the state tells the step, so its ``t`` is not read)."""
+    """One step of every env of the :class:`TwoStepGame`; ``arrays``: a :class:`_StepArrays`."""
     state, _, obs, state_out, reward, terminated, truncated, final_state = arrays
     if not _in_range(actions, n_actions):
         return False
@@ -1082,8 +1060,7 @@ def _grid_transition(s, acts, pos, size, food_cells, food_at):
 
 @numba.njit(cache=True)
 def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, arrays):
-    """One step of every env of a :class:`GridForaging`; ``arrays`` is a
-    :class:`_StepArrays`."""
+    """One step of every env of a :class:`GridForaging`; ``arrays``: a :class:`_StepArrays`."""
     state, t, obs, state_out, reward, terminated, truncated, final_state = arrays
     if not _in_range(actions, n_actions):
         return False
@@ -1111,8 +1088,7 @@ def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, 
 
 class _GridReach(NamedTuple):
     """The cells within max_steps moves of each agent's start, row by row (Manhattan diamonds
-    cut by the grid; ``GridForaging._reach_cells``), numbering the states :func:`_grid_bfs`
-    can reach."""
+    cut by the grid; ``GridForaging._reach_cells``): they number :func:`_grid_bfs`'s states."""
     row_lo: np.ndarray     # (n,) int64 first row agent i can reach
     first_col: np.ndarray  # (n, rows) int64 first column agent i can reach in row row_lo[i] + k
     last_col: np.ndarray   # (n, rows) int64 its last column there (-1: no such row)
@@ -1122,8 +1098,7 @@ class _GridReach(NamedTuple):
 
 @numba.njit(cache=True)
 def _grid_compact(s, pos, size, n_food, reach):
-    """Compact id (see :func:`_grid_bfs`) of state ``s`` whose agents are in cells ``pos``
-    (``reach``: a :class:`_GridReach`)."""
+    """Compact id (see :func:`_grid_bfs`) of state ``s`` whose agents are in cells ``pos``."""
     row_lo, first_col, last_col, offset, count = reach
     c = 0
     for i in range(pos.shape[0] - 1, -1, -1):

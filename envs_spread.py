@@ -2,20 +2,28 @@
 
 :class:`Spread` is equal, step for step, to mpe2's ``simple_spread_v3`` (positions,
 velocities, observations, global state and rewards; test_envs_spread.py checks them against
-mpe2) and is the *feature-observation form* of the batched interface described in the
-docstring of :mod:`envs`: float observation vectors (``obs_dim``, ``state_dim``,
-``obs_dtype``), the flags, ``final_state`` and the auto-reset of every env there.  Its
-B envs step in one Numba kernel; beside it, a plain-Python single-env twin
-(``reference_reset``, ``reference_step``, ``reference_agent_rewards``, ... over
-:class:`SpreadState` tuples) is what the tests compare the kernel with, and ``world()`` /
-``set_world`` give direct access to the batched worlds (:class:`SpreadWorld`).
+mpe2).  It is the *feature-observation form* of the batched interface described in the
+docstring of :mod:`envs`: the calls, flags, ``final_state`` and auto-reset of the
+integer-id games there, with float vectors (``obs_dim``, ``state_dim``, ``obs_dtype``) in
+place of ids::
 
-Its optimum is unknown, so this module also holds *reference returns*: the uniformly random
-policy (the floor) and a scripted controller (:meth:`Spread.scripted_actions`, the
-ceiling), measured by :func:`spread_references` (a :class:`SpreadReferences` of two
-:class:`ReturnEstimate`), stored for the common configurations in
-:data:`SPREAD_REFERENCES`; :meth:`Spread.normalized_score` maps a return to 0 (random) ..
-1 (scripted).
+    obs, state = env.reset(n_envs, seed=None)      # obs (B, n, obs_dim), state (B, state_dim)
+    obs, state, reward, terminated, truncated, final_state = env.step(actions)  # actions (B, n)
+    # final_state (B, state_dim); obs, state and final_state of dtype env.obs_dtype (float)
+
+Unlike those deterministic games, it draws its start states from one generator per env,
+keyed by ``seed``.  Its B envs step in one Numba kernel; beside it, a plain-Python
+single-env twin over :class:`SpreadState` tuples (``reference_reset``, which takes the
+env's generator key, ``reference_step``, ``reference_agent_rewards``, ...) is what the
+tests compare the kernel with, and ``world()`` / ``set_world`` give direct access to the
+batched worlds (:class:`SpreadWorld`).
+
+Its optimum is unknown, so this module also holds *reference returns* in its place: the
+uniformly random policy (the floor) and a scripted controller
+(:meth:`Spread.scripted_actions`, the ceiling), measured by :func:`spread_references` (a
+:class:`SpreadReferences` of two :class:`ReturnEstimate`), stored for the common
+configurations in :data:`SPREAD_REFERENCES` (``Spread.reference_returns``);
+:meth:`Spread.normalized_score` maps a return to 0 (random) .. 1 (scripted).
 
 **Limits.**  Every argument is checked before anything is computed, with the checks and
 limits of :mod:`envs`: :data:`envs.MAX_ALLOC_BYTES` bounds the memory of
