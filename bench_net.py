@@ -4,7 +4,7 @@
                            [--jobs N] [--dask ADDRESS]
 
 MLP actors and a centralised MLP critic (``asae_neural.NetConfig``: MAPPO's MPE settings) on
-``envs.Spread`` with n agents; the score of a run is the normalised score of its final
+``envs_spread.Spread`` with n agents; the score of a run is the normalised score of its final
 stochastic policy (``Spread.normalized_score``: 0 = uniformly random actions, 1 = the
 scripted assignment controller, both measured over 20,000 episodes) over ``eval_episodes``
 evaluation episodes. Parts:
@@ -37,7 +37,7 @@ import numpy as np
 import asae
 import asae_learner as learner
 import asae_neural as neural
-import envs
+import envs_spread
 from bench_plan import FIELD_PARSERS, parse_spec
 from bench_run import experiment
 from bench_stats import fmt_p, mean_ci, sign_test, signed, wilson
@@ -213,7 +213,7 @@ def matmul_rate(reps: int) -> dict:
 def update_speed(n: int, reps: int, quick: bool) -> dict:
     """Median seconds of one update (_net_update on one rollout, compile excluded), the
     whole train loop's env steps per second, and the env's own step rate."""
-    env = envs.Spread(n_agents=n)
+    env = envs_spread.Spread(n_agents=n)
     size = dict(n_envs=QUICK.study["n_envs"]) if quick else {}
     cfg = neural.NetConfig(**size, iterations=1, eval_episodes=8)
     neural.train(env, "async", cfg)                                  # compile

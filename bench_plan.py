@@ -21,9 +21,11 @@ import numpy as np
 import asae
 import asae_tabular as tabular
 import envs
+import envs_spread
 
 GAMES = {"climbing": envs.climbing, "penalty": envs.penalty, "qtran": envs.qtran,
-         "two-step": envs.TwoStepGame, "grid": envs.GridForaging, "spread": envs.Spread}
+         "two-step": envs.TwoStepGame, "grid": envs.GridForaging,
+         "spread": envs_spread.Spread}
 DEFAULTS = {"learn": ("climbing,penalty:k=-100,qtran,two-step,grid", asae.METHODS),
             "bias": ("climbing,penalty:k=-100,qtran", asae.METHODS + ("asae:sync_clip=none",))}
 SET_BY_BENCH = ("seed", "record_policies")      # per seed / by the section

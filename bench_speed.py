@@ -212,14 +212,14 @@ def mpe2_rate(n: int, steps: int) -> float:
 
 
 def spread_table(args, rep, reps: int, min_t: float, first: dict) -> None:
-    """envs.Spread: one Numba kernel steps B environments; env steps/s at n = 3, 6, 12 and
+    """envs_spread.Spread: one Numba kernel steps B environments; env steps/s at n = 3, 6, 12 and
     B = 256, 1024, 4096 (one thread), beside mpe2's own rate in this run."""
-    import envs
+    import envs_spread
     rows, recs, threads = [], [], numba.get_num_threads()
     numba.set_num_threads(1)
     sizes = (256, 1024) if args.quick else (256, 1024, 4096)
     for n in (3, 6, 12):
-        env, rng, rate = envs.Spread(n_agents=n), np.random.default_rng(n), {}
+        env, rng, rate = envs_spread.Spread(n_agents=n), np.random.default_rng(n), {}
         for B in sizes:
             acts = rng.integers(0, 5, (B, n))
             env.reset(B, seed=0)
@@ -235,7 +235,7 @@ def spread_table(args, rep, reps: int, min_t: float, first: dict) -> None:
     rep.table("speed", "Cooperative navigation (Spread ≡ mpe2 simple_spread_v3), env steps/s", [
         "n agents"] + [f"B = {B}" for B in sizes] + ["mpe2 (one env)", "Spread B=1024 / mpe2"],
         rows, recs, [
-        "envs.Spread.step on random actions, one thread, median of warm repeats (auto-reset "
+        "envs_spread.Spread.step on random actions, one thread, median of warm repeats (auto-reset "
         "included); mpe2: its PettingZoo parallel env, one env, pure Python, median of 3 "
         "(extra `mpe`). The cost is linear in B and at most quadratic in n (collisions are "
         "pairs)."])

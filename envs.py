@@ -1,4 +1,12 @@
-"""Small cooperative games with known answers, and cooperative navigation, batched with Numba.
+"""Small cooperative games with known answers, batched with Numba.
+
+This module holds the games with known answers (:class:`MatrixGame` and its instances,
+:class:`CountGame`, :class:`TwoStepGame`, :class:`GridForaging`), the batched interface of
+every env, and the checks and limits all envs use.  :mod:`envs_spread` holds cooperative
+navigation (MPE's simple_spread, :class:`envs_spread.Spread`) and its reference returns;
+:mod:`envs_pettingzoo` wraps one env of any of them in PettingZoo's Parallel API
+(:func:`envs_pettingzoo.to_parallel_env`; gymnasium and pettingzoo are imported lazily, the
+envs need only numpy and numba).  Both import this module, never the other way round.
 
 Every game shares one batched interface (``B`` environments, ``n`` agents), in one of two
 forms.  The *integer-id form* (MatrixGame, TwoStepGame, GridForaging)::
@@ -6,12 +14,8 @@ forms.  The *integer-id form* (MatrixGame, TwoStepGame, GridForaging)::
     obs, state = env.reset(n_envs, seed=None)      # obs (B, n) int64, state (B,) int64
     obs, state, reward, terminated, truncated, final_state = env.step(actions)  # actions (B, n)
 
-The *feature-observation form* (:class:`Spread`) has the same calls, flags and auto-reset,
-with float vectors in place of ids::
-
-    obs, state = env.reset(n_envs, seed=None)      # obs (B, n, obs_dim), state (B, state_dim)
-    obs, state, reward, terminated, truncated, final_state = env.step(actions)  # actions (B, n)
-    # final_state (B, state_dim); obs, state and final_state of dtype env.obs_dtype (float)
+The *feature-observation form* (:class:`envs_spread.Spread`; its module's docstring shows
+it) has the same calls, flags and auto-reset, with float vectors in place of ids.
 
 * ``actions`` are ints, ``0 <= actions[:, i] < n_actions[i]``.
 * ``reward`` (B,) float64 is the team reward; ``terminated`` / ``truncated`` (B,) bool.
@@ -28,19 +32,16 @@ with float vectors in place of ids::
   episode) and ``tables()``; every agent observes the full state, ``obs[:, i] == state``.
   The feature form has ``obs_dim`` and ``state_dim`` (ints) and ``obs_dtype`` instead, and
   no ``n_states``, ``n_obs`` or ``tables()``: *an env is a feature env exactly when it has
-  an ``obs_dim`` attribute*.  Its optimum is unknown; :class:`Spread` has measured
-  reference returns (``reference_returns``, ``normalized_score``) in its place.
+  an ``obs_dim`` attribute*.
 * The integer-id games draw no random numbers in ``reset`` or ``step`` (they are
   deterministic; ``seed`` is accepted and validated for API compatibility, and the only
   randomness is the layout of :class:`GridForaging` drawn from ``layout_seed``).
-  :class:`Spread` draws its start states from one generator per env, keyed by ``seed``.
 
 The step of every game is a Numba kernel over the batch; beside it, each game has a
 plain-Python single-env reference, ``env.reference_reset() -> (state, t)`` and
 ``env.reference_step(state, t, actions) -> (state, t, reward, terminated, truncated,
 final_state)`` (``t`` is the step count within the episode; auto-reset included), which
-the tests compare against the kernel.  (:class:`Spread`'s states are :class:`SpreadState`
-tuples and its ``reference_reset`` takes the env's generator key.)
+the tests compare against the kernel.
 
 ``env.tables()`` gives a whole integer-id game as transition tables (:class:`GameTables`:
 next state, reward and termination per (state, joint action), observations per state,
@@ -59,9 +60,6 @@ those of ``tables()`` with ``j`` replaced by ``c``, which a learner computes in 
 per step, as the game's own ``step`` does.  A count game's ``tables()`` and ``payoff``
 (A**n_agents entries) are available only while they fit :data:`COUNT_GAME_MAX_BYTES`.
 
-:func:`to_parallel_env` wraps one environment in PettingZoo's Parallel API (gymnasium and
-pettingzoo are imported lazily; the core needs only numpy and numba).
-
 **Limits.**  Every argument is checked before anything is computed, and too large a request
 is a ValueError naming the argument(s) and the estimate, never a MemoryError, an overflow or
 a search that does not end:
@@ -69,46 +67,40 @@ a search that does not end:
 * :data:`MAX_ALLOC_BYTES` (1 GiB): the memory of everything whose size an argument sets is
   estimated first: ``reset(n_envs)`` (with the outputs of one ``step``, so ``step`` never
   needs a check of its own), the game constructors (``MatrixGame``'s payoff,
-  ``penalty(n_agents)``, ``GridForaging``'s grid, ``Spread(n_agents)``), ``tables()``,
-  ``GridForaging.solve()`` / ``optimum``, ``Spread.seed_keys`` and :func:`spread_references`.
-  It is read at each call: assign ``envs.MAX_ALLOC_BYTES`` to allow more.
+  ``penalty(n_agents)``, ``GridForaging``'s grid), ``tables()``, ``GridForaging.solve()`` /
+  ``optimum``, and those of :mod:`envs_spread`.  It is read at each call: assign
+  ``envs.MAX_ALLOC_BYTES`` to allow more.
 * :data:`MAX_SEARCH_TRANSITIONS` (10**9, about a minute): the most transitions
   ``GridForaging.solve()`` may examine.
 * :data:`MAX_COUNT` (2**31 - 1): the largest episode length (``episode_len``,
   ``max_steps``, ``max_cycles``) and number of states.
 * :data:`MAX_ABS_RETURN` (the largest float64): no episode return of a game can exceed it in
   magnitude (``MatrixGame`` refuses a payoff for which ``max |payoff| * episode_len`` could).
-* :data:`SPREAD_MAX_ABS` (1e30): the largest coordinate or velocity component
-  ``Spread.set_world`` and the reference functions accept, so that every reward and (also
-  float32) observation stays finite.
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import numbers
-from collections.abc import Mapping
 from typing import NamedTuple
 
 import numba
 import numpy as np
 
 __all__ = [
-    "MAX_ALLOC_BYTES", "MAX_SEARCH_TRANSITIONS", "MAX_COUNT", "MAX_ABS_RETURN", "SPREAD_MAX_ABS",
+    "MAX_ALLOC_BYTES", "MAX_SEARCH_TRANSITIONS", "MAX_COUNT", "MAX_ABS_RETURN",
     "MatrixGame", "climbing", "penalty", "qtran", "CountGame", "CountTables",
     "COUNT_GAME_MAX_BYTES", "COUNT_GAME_MAX_JOINT", "TwoStepGame", "GridForaging",
-    "GridSolution", "GameTables", "Spread", "SpreadState", "SpreadWorld", "ReturnEstimate",
-    "SpreadReferences", "SPREAD_REFERENCES", "spread_references", "to_parallel_env",
+    "GridSolution", "GameTables",
 ]
 
 
 # --------------------------------------------------------------------------- limits
 
 #: Memory limit in bytes: every allocation whose size an argument sets (``reset``'s n_envs
-#: with one ``step``, the game constructors, ``tables()``, ``GridForaging.solve()``,
-#: ``Spread.seed_keys``, :func:`spread_references`) is estimated first and refused above this
-#: with a ValueError naming the argument and the estimate.  Read at every call.
+#: with one ``step``, the game constructors, ``tables()``, ``GridForaging.solve()``, and those
+#: of envs_spread) is estimated first and refused above this with a ValueError naming the
+#: argument and the estimate.  Read at every call.
 MAX_ALLOC_BYTES = 2 ** 30
 #: Most transitions ``GridForaging.solve()`` may examine (about a minute at 20-60 ns each).
 MAX_SEARCH_TRANSITIONS = 10 ** 9
@@ -117,9 +109,6 @@ MAX_COUNT = 2 ** 31 - 1
 #: Largest magnitude of an episode return (the largest float64): ``MatrixGame`` refuses a
 #: payoff for which ``max |payoff| * episode_len`` (plus a rounding margin) exceeds it.
 MAX_ABS_RETURN = float(np.finfo(np.float64).max)
-#: Largest |coordinate| and |velocity component| of a :class:`Spread` world accepted by
-#: ``set_world`` and the reference functions (rewards and float32 observations stay finite).
-SPREAD_MAX_ABS = 1e30
 
 
 def _gib(n_bytes):
@@ -246,11 +235,25 @@ class GameTables(NamedTuple):
     time_limit: int  #: truncate when t + 1 >= time_limit and not terminated (= episode_limit)
 
 
+class _StepArrays(NamedTuple):
+    """The arrays one batched step kernel of a game reads and writes: the batch's state ids
+    and step counts, advanced in place, and the outputs of ``step`` it fills."""
+    state: np.ndarray        # (B,) int64 state ids, advanced in place (auto-reset included)
+    t: np.ndarray            # (B,) int64 step counts within the episode, advanced in place
+    obs: np.ndarray          # (B, n) int64 observation ids after the step (output)
+    state_out: np.ndarray    # (B,) int64 state ids after the step (output)
+    reward: np.ndarray       # (B,) float64 team reward (output)
+    terminated: np.ndarray   # (B,) bool (output)
+    truncated: np.ndarray    # (B,) bool (output)
+    final_state: np.ndarray  # (B,) int64 successor s' before any reset (output)
+
+
 _TABLE_CHUNK = 2 ** 16  # (state, joint action) pairs per kernel call of tables()
 
 
 class _Game:
-    """Batched interface shared by all games; subclasses provide ``_kernel``."""
+    """Batched interface shared by all games; subclasses provide ``_kernel(actions, arrays)``
+    (a step of the :class:`_StepArrays` ``arrays``; False if an action is out of range)."""
 
     n_agents: int
     n_actions: tuple
@@ -286,16 +289,12 @@ class _Game:
             raise RuntimeError("call reset(n_envs, seed) before step(actions)")
         actions = self._check_actions(actions)
         B, n = actions.shape
-        obs = np.empty((B, n), np.int64)
-        state = np.empty(B, np.int64)
-        reward = np.empty(B, np.float64)
-        terminated = np.empty(B, np.bool_)
-        truncated = np.empty(B, np.bool_)
-        final_state = np.empty(B, np.int64)
-        if not self._kernel(self._state, self._t, actions,
-                            obs, state, reward, terminated, truncated, final_state):
+        arrays = _StepArrays(self._state, self._t, np.empty((B, n), np.int64),
+                             np.empty(B, np.int64), np.empty(B, np.float64),
+                             np.empty(B, np.bool_), np.empty(B, np.bool_), np.empty(B, np.int64))
+        if not self._kernel(actions, arrays):
             raise self._range_error(actions)  # kernels check the range before changing anything
-        return obs, state, reward, terminated, truncated, final_state
+        return arrays[2:]  # (obs, state, reward, terminated, truncated, final_state), a tuple
 
     def _check_actions(self, actions):
         return _check_batch_actions(actions, self._state.shape[0], self.n_agents)
@@ -330,7 +329,8 @@ class _Game:
             if isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral):
                 raise TypeError(f"actions[{i}] must be an int, got {type(a).__name__} {a!r}")
             if not 0 <= a < k:
-                raise ValueError(f"actions[{i}] = {a} is out of range: agent {i} has actions 0..{k - 1}")
+                raise ValueError(f"actions[{i}] = {a} is out of range: agent {i} has actions "
+                                 f"0..{k - 1}")
             checked.append(int(a))
         return state, t, tuple(checked)
 
@@ -398,10 +398,10 @@ class _Game:
                 actions = np.ascontiguousarray(np.tile(joint, (m // n_joint, 1)))
                 state = np.repeat(np.arange(first, first + m // n_joint, dtype=np.int64),
                                   n_joint)
-                if not self._kernel(state, np.zeros(m, np.int64), actions,
-                                    np.empty((m, n), np.int64), np.empty(m, np.int64),
-                                    reward[part], terminated[part], np.empty(m, np.bool_),
-                                    next_state[part]):
+                if not self._kernel(actions, _StepArrays(  # scratch dies before the next chunk
+                        state, np.zeros(m, np.int64), np.empty((m, n), np.int64),
+                        np.empty(m, np.int64), reward[part], terminated[part],
+                        np.empty(m, np.bool_), next_state[part])):
                     raise AssertionError("joint actions out of range")  # unreachable
             obs = np.empty((n_states, n), np.int64)
             _fill_obs(np.arange(n_states, dtype=np.int64), obs)
@@ -433,8 +433,9 @@ def _fill_obs(state, obs):
 
 
 @numba.njit(cache=True)
-def _matrix_step(actions, n_actions, flat_payoff, radix, episode_len, state,
-                 obs, state_out, reward, terminated, truncated, final_state):
+def _matrix_step(actions, n_actions, flat_payoff, radix, episode_len, arrays):
+    """One step of every env of a :class:`MatrixGame`; ``arrays``: a :class:`_StepArrays`."""
+    state, _, obs, state_out, reward, terminated, truncated, final_state = arrays
     B, n = actions.shape
     joint = np.zeros(B, np.int64)  # flat index of the joint action into payoff
     for i in range(n):  # agent-major, checking the range before anything changes
@@ -531,10 +532,10 @@ class MatrixGame(_Game):
     def _sizes(self):
         return f"MatrixGame(payoff of shape {self.payoff.shape}, episode_len={self.episode_len})"
 
-    def _kernel(self, state, t, actions, *out):
-        # the state of a repeated matrix game is the step index, so t is not needed
+    def _kernel(self, actions, arrays):
+        # the state of a repeated matrix game is the step index, so arrays.t is not read
         return _matrix_step(actions, self._n_actions_array, self._flat, self._radix,
-                            self.episode_len, state, *out)
+                            self.episode_len, arrays)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env (state == t == step index); auto-resets."""
@@ -678,10 +679,10 @@ def _count_index(counts, base):
 
 
 @numba.njit(cache=True)
-def _count_step(actions, n_actions, weight, count_reward, episode_len, state,
-                obs, state_out, reward, terminated, truncated, final_state):
+def _count_step(actions, n_actions, weight, count_reward, episode_len, arrays):
     """A repeated count game: the count index of env b is ``sum_i weight[actions[b, i]]``
     (O(n) per env), its reward ``count_reward`` there; the clock as in ``_matrix_step``."""
+    state, _, obs, state_out, reward, terminated, truncated, final_state = arrays
     if not _in_range(actions, n_actions):  # before anything changes
         return False
     B, n = actions.shape
@@ -811,9 +812,9 @@ class CountGame(_Game):
         return (f"CountGame({self.reward_of_counts!r}, n_agents={self.n_agents}, "
                 f"n_actions={self.n_actions[0]}, episode_len={self.episode_len})")
 
-    def _kernel(self, state, t, actions, *out):
+    def _kernel(self, actions, arrays):
         return _count_step(actions, self._n_actions_array, self._weight, self.count_reward,
-                           self.episode_len, state, *out)
+                           self.episode_len, arrays)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env (state == t == step index); auto-resets."""
@@ -920,8 +921,9 @@ class CountGame(_Game):
 # --------------------------------------------------------------------------- two-step game
 
 @numba.njit(cache=True)
-def _two_step_step(actions, n_actions, payoff_2a, payoff_2b, state,
-                   obs, state_out, reward, terminated, truncated, final_state):
+def _two_step_step(actions, n_actions, payoff_2a, payoff_2b, arrays):
+    """One step of every env of the :class:`TwoStepGame`; ``arrays``: a :class:`_StepArrays`."""
+    state, _, obs, state_out, reward, terminated, truncated, final_state = arrays
     if not _in_range(actions, n_actions):
         return False
     B, n = actions.shape
@@ -979,9 +981,9 @@ class TwoStepGame(_Game):
             p.setflags(write=False)
         self._n_actions_array = np.array(self.n_actions, np.int64)
 
-    def _kernel(self, state, t, actions, *out):
+    def _kernel(self, actions, arrays):
         return _two_step_step(actions, self._n_actions_array, self.payoff_2a, self.payoff_2b,
-                              state, *out)
+                              arrays)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env; auto-resets."""
@@ -1057,8 +1059,9 @@ def _grid_transition(s, acts, pos, size, food_cells, food_at):
 
 
 @numba.njit(cache=True)
-def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, state, t,
-               obs, state_out, reward, terminated, truncated, final_state):
+def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, arrays):
+    """One step of every env of a :class:`GridForaging`; ``arrays``: a :class:`_StepArrays`."""
+    state, t, obs, state_out, reward, terminated, truncated, final_state = arrays
     if not _in_range(actions, n_actions):
         return False
     B, n = actions.shape
@@ -1083,9 +1086,20 @@ def _grid_step(actions, n_actions, size, food_cells, food_at, max_steps, start, 
     return True
 
 
+class _GridReach(NamedTuple):
+    """The cells within max_steps moves of each agent's start, row by row (Manhattan diamonds
+    cut by the grid; ``GridForaging._reach_cells``): they number :func:`_grid_bfs`'s states."""
+    row_lo: np.ndarray     # (n,) int64 first row agent i can reach
+    first_col: np.ndarray  # (n, rows) int64 first column agent i can reach in row row_lo[i] + k
+    last_col: np.ndarray   # (n, rows) int64 its last column there (-1: no such row)
+    offset: np.ndarray     # (n, rows) int64 number of agent i's first reachable cell in that row
+    count: np.ndarray      # (n,) int64 cells agent i can reach
+
+
 @numba.njit(cache=True)
-def _grid_compact(s, pos, size, n_food, row_lo, first_col, last_col, offset, count):
+def _grid_compact(s, pos, size, n_food, reach):
     """Compact id (see :func:`_grid_bfs`) of state ``s`` whose agents are in cells ``pos``."""
+    row_lo, first_col, last_col, offset, count = reach
     c = 0
     for i in range(pos.shape[0] - 1, -1, -1):
         k = pos[i] // size - row_lo[i]
@@ -1097,15 +1111,15 @@ def _grid_compact(s, pos, size, n_food, row_lo, first_col, last_col, offset, cou
 
 
 @numba.njit(cache=True)
-def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
-              row_lo, first_col, last_col, offset, count, n_reach):
+def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps, reach, n_reach):
     """Breadth-first search over joint states (at most max_steps deep, not past terminal
     states).
 
     Every reachable state lies in a set of ``n_reach`` compact ids: its food mask plus
     ``2**n_food`` times the mixed-radix number (radices ``count``) of each agent's cell
-    among the cells within max_steps moves of its start (rows ``row_lo[i]`` on, row k
-    from column ``first_col[i, k]`` to ``last_col[i, k]``, numbered from ``offset[i, k]``).
+    among the cells within max_steps moves of its start (``reach``, a :class:`_GridReach`:
+    rows ``row_lo[i]`` on, row k from column ``first_col[i, k]`` to ``last_col[i, k]``,
+    numbered from ``offset[i, k]``).
     Returns ``(queue, dist, parent, joint)`` of the states reached, in BFS order: state
     ids, steps from the start, position in the queue of the predecessor and the joint
     action from it.  int32 suffices for dist <= max_steps <= MAX_COUNT and for the joint
@@ -1123,8 +1137,7 @@ def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
     for i in range(n_agents):
         pos[i] = rest % (size * size)
         rest //= size * size
-    seen[_grid_compact(start, pos, size, n_food, row_lo, first_col, last_col, offset,
-                       count)] = True
+    seen[_grid_compact(start, pos, size, n_food, reach)] = True
     queue[0] = start
     dist[0] = 0
     parent[0] = -1
@@ -1141,7 +1154,7 @@ def _grid_bfs(start, n_agents, size, food_cells, food_at, max_steps,
                 acts[i] = rest % 6
                 rest //= 6
             s2, _ = _grid_transition(s, acts, pos, size, food_cells, food_at)  # pos: of s2
-            c = _grid_compact(s2, pos, size, n_food, row_lo, first_col, last_col, offset, count)
+            c = _grid_compact(s2, pos, size, n_food, reach)
             if not seen[c]:
                 seen[c] = True
                 if tail == n_reach:  # cannot happen: n_reach bounds the reachable states
@@ -1238,14 +1251,16 @@ class GridForaging(_Game):
         elif layout_seed is not None:
             _check_int(layout_seed, "layout_seed", 0)
             if self.n_agents + self.n_food > n_cells:
-                raise ValueError(f"{n_agents} agents and {n_food} food do not fit on {n_cells} cells")
+                raise ValueError(f"{n_agents} agents and {n_food} food do not fit on {n_cells} "
+                                 f"cells")
             cells = np.random.default_rng(layout_seed).permutation(n_cells)
             food = [int(c) for c in cells[:self.n_food]]
             agents = [int(c) for c in cells[self.n_food:self.n_food + self.n_agents]]
         else:
             if self.n_food > n_cells - self.size:
                 raise ValueError(f"n_food={n_food} does not fit the default layout; pass layout")
-            rows = [(i * (self.size - 1)) // max(self.n_agents - 1, 1) for i in range(self.n_agents)]
+            rows = [(i * (self.size - 1)) // max(self.n_agents - 1, 1)
+                    for i in range(self.n_agents)]
             agents = [r * self.size for r in rows]
             # others[k]: the k-th cell, in reading order, outside the left column
             n_others, width = n_cells - self.size, self.size - 1
@@ -1283,7 +1298,8 @@ class GridForaging(_Game):
         if len(set(cells[1])) != self.n_food:
             raise ValueError(f"layout food cells must be distinct, got {food}")
         if set(cells[0]) & set(cells[1]):
-            raise ValueError(f"layout agents may not start on food, got agents {agents}, food {food}")
+            raise ValueError(f"layout agents may not start on food, got agents {agents}, "
+                             f"food {food}")
         return cells
 
     def _check_cell(self, rc, name):
@@ -1301,7 +1317,8 @@ class GridForaging(_Game):
 
     # -- state ids
     def encode(self, positions, food_remaining):
-        """State id of agents at ``positions`` ((row, col) each) with food ``food_remaining`` (bools).
+        """State id of agents at ``positions`` ((row, col) each) with food ``food_remaining``
+        (bools).
 
         Any cells in the grid are accepted (also unreachable states, like an agent on
         remaining food); ``decode`` is its inverse.
@@ -1317,11 +1334,13 @@ class GridForaging(_Game):
                                     f"(row, col) per agent (n_agents={self.n_agents})")
         positions = [self._check_cell(rc, f"positions[{i}]") for i, rc in enumerate(positions)]
         flags = _check_sequence(food_remaining, "food_remaining", self.n_food,
-                                f"n_food={self.n_food} bools", f"flag per food (n_food={self.n_food})")
+                                f"n_food={self.n_food} bools",
+                                f"flag per food (n_food={self.n_food})")
         for f, left in enumerate(flags):
             if not isinstance(left, (bool, np.bool_)) and not (
                     isinstance(left, numbers.Integral) and left in (0, 1)):
-                raise TypeError(f"food_remaining[{f}] must be a bool, got {type(left).__name__} {left!r}")
+                raise TypeError(f"food_remaining[{f}] must be a bool, got "
+                                f"{type(left).__name__} {left!r}")
         return self._encode(positions, flags)
 
     def _encode(self, positions, food_remaining):
@@ -1357,9 +1376,9 @@ class GridForaging(_Game):
         return "\n".join("".join(row) for row in grid)
 
     # -- dynamics
-    def _kernel(self, state, t, actions, *out):
+    def _kernel(self, actions, arrays):
         return _grid_step(actions, self._n_actions_array, self.size, self._food, self._food_at,
-                          self.max_steps, self.start_state, state, t, *out)
+                          self.max_steps, self.start_state, arrays)
 
     def reference_step(self, state, t, actions):
         """Plain-Python step of one env from state id ``state`` at step ``t``; auto-resets."""
@@ -1375,7 +1394,8 @@ class GridForaging(_Game):
                     reward += 1.0
         else:
             blocked = {food[f] for f in range(self.n_food) if left[f]}
-            moves = {STAY: (0, 0), UP: (-1, 0), DOWN: (1, 0), LEFT: (0, -1), RIGHT: (0, 1), LOAD: (0, 0)}
+            moves = {STAY: (0, 0), UP: (-1, 0), DOWN: (1, 0), LEFT: (0, -1), RIGHT: (0, 1),
+                     LOAD: (0, 0)}
             new_positions = []
             for (r, c), a in zip(positions, actions):
                 dr, dc = moves[a]
@@ -1424,10 +1444,11 @@ class GridForaging(_Game):
                     f"{_gib(MAX_ALLOC_BYTES)}) and up to {work:.3g} transitions "
                     f"(envs.MAX_SEARCH_TRANSITIONS = {MAX_SEARCH_TRANSITIONS:.3g}); its optimum "
                     f"is at most n_food = {self.n_food}")
+            reach_cells = _GridReach(row_lo, first_col, last_col, offset,
+                                     np.array(count, np.int64))
             states, dist, parent, parent_joint = _grid_bfs(
                 self.start_state, self.n_agents, self.size, self._food, self._food_at,
-                self.max_steps, row_lo, first_col, last_col, offset, np.array(count, np.int64),
-                reach)
+                self.max_steps, reach_cells, reach)
             collected = np.full(states.shape, self.n_food, np.int64)
             for f in range(self.n_food):  # minus the food left (bit f of the state id)
                 collected -= (states >> f) & 1
@@ -1476,998 +1497,3 @@ class GridForaging(_Game):
         """Best team return per episode (exact, from :meth:`solve`; a ValueError for a game
         too large to search)."""
         return float(self.solve().optimum)
-
-
-# --------------------------------------------------------------------------- cooperative navigation
-
-# Constants of mpe2's simple_spread_v3 (World, Agent and SimpleEnv defaults).
-SPREAD_AGENT_SIZE = 0.15  #: agent radius; agents collide when closer than 2 * 0.15
-SPREAD_DT = 0.1  #: integration time step
-SPREAD_DAMPING = 0.25  #: velocity damping per step
-SPREAD_CONTACT_FORCE = 100.0  #: contact force scale
-SPREAD_CONTACT_MARGIN = 1e-3  #: softness of the contact penetration
-SPREAD_ACCEL = 5.0  #: force of a move action (mpe2's "sensitivity")
-SPREAD_MASS = 1.0  #: agent mass
-SPREAD_ACTIONS = ("no_op", "left", "right", "down", "up")  #: action a of every agent
-_SPREAD_DIST_MIN = SPREAD_AGENT_SIZE + SPREAD_AGENT_SIZE
-_SPREAD_KEEP = 1 - SPREAD_DAMPING
-_SPREAD_COAST = SPREAD_DT / SPREAD_DAMPING  # dt * (1 + k + k^2 + ...) with k = 1 - damping
-
-# SplitMix64 (Steele, Lea & Flood 2014), one generator per env, for resets inside the kernel.
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_TWO_M53 = 2.0 ** -53
-_M64 = 2 ** 64 - 1
-
-
-@numba.njit(cache=True)
-def _mix64(z):
-    """SplitMix64's output function (a bijection of uint64)."""
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
-
-
-@numba.njit(cache=True)
-def _uniform_pm1(rng, b):
-    """Advance env b's generator ``rng[b]`` and return a uniform float64 on [-1, 1)."""
-    z = rng[b] + _GOLDEN
-    rng[b] = z
-    return -1.0 + 2.0 * (float(_mix64(z) >> np.uint64(11)) * _TWO_M53)
-
-
-def _py_uniform_pm1(key):
-    """Plain-Python twin of :func:`_uniform_pm1`: ``(next key, uniform on [-1, 1))``."""
-    key = (key + 0x9E3779B97F4A7C15) & _M64
-    z = key
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-    z ^= z >> 31
-    return key, -1.0 + 2.0 * ((z >> 11) * _TWO_M53)
-
-
-@numba.njit(cache=True)
-def _spread_keys(base, n_envs):
-    """Generator key of env b: ``base XOR mix64((b + 1) * golden)`` (distinct for every b)."""
-    keys = np.empty(n_envs, np.uint64)
-    for b in range(n_envs):
-        keys[b] = base ^ _mix64(np.uint64(b + 1) * _GOLDEN)
-    return keys
-
-
-@numba.njit(cache=True)
-def _softplus(x):
-    """log(1 + e^x) evaluated as numpy's ``logaddexp(0, x)``."""
-    if x > 0.0:
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
-
-
-def _py_softplus(x):
-    return x + math.log1p(math.exp(-x)) if x > 0.0 else math.log1p(math.exp(x))
-
-
-@numba.njit(cache=True)
-def _spread_reset_env(pos, vel, lm, rng, b):
-    """New episode in env b: agents' (x, y), then landmarks' (x, y), from U[-1, 1); v = 0."""
-    n = pos.shape[1]
-    for i in range(n):
-        pos[b, i, 0] = _uniform_pm1(rng, b)
-        pos[b, i, 1] = _uniform_pm1(rng, b)
-        vel[b, i, 0] = 0.0
-        vel[b, i, 1] = 0.0
-    for k in range(lm.shape[1]):
-        lm[b, k, 0] = _uniform_pm1(rng, b)
-        lm[b, k, 1] = _uniform_pm1(rng, b)
-
-
-@numba.njit(cache=True)
-def _spread_observe_env(pos, vel, lm, b, obs, state):
-    """obs[b, i] = [v_i, p_i, q_l - p_i (l = 0..n-1), p_j - p_i (j != i), zeros]; state[b] is
-    the concatenation obs[b, 0], obs[b, 1], ... (cast to the dtype of obs and state)."""
-    n = pos.shape[1]
-    d = obs.shape[2]
-    for i in range(n):
-        px = pos[b, i, 0]
-        py = pos[b, i, 1]
-        obs[b, i, 0] = vel[b, i, 0]
-        obs[b, i, 1] = vel[b, i, 1]
-        obs[b, i, 2] = px
-        obs[b, i, 3] = py
-        k = 4
-        for q in range(lm.shape[1]):
-            obs[b, i, k] = lm[b, q, 0] - px
-            obs[b, i, k + 1] = lm[b, q, 1] - py
-            k += 2
-        for j in range(n):
-            if j != i:
-                obs[b, i, k] = pos[b, j, 0] - px
-                obs[b, i, k + 1] = pos[b, j, 1] - py
-                k += 2
-        for k in range(k, d):  # communication of the (silent) other agents
-            obs[b, i, k] = 0.0
-    for i in range(n):
-        for k in range(d):
-            state[b, i * d + k] = obs[b, i, k]
-
-
-@numba.njit(cache=True)
-def _spread_reset(pos, vel, lm, rng, obs, state):
-    for b in range(pos.shape[0]):
-        _spread_reset_env(pos, vel, lm, rng, b)
-        _spread_observe_env(pos, vel, lm, b, obs, state)
-
-
-@numba.njit(cache=True)
-def _spread_observe(pos, vel, lm, obs, state):
-    for b in range(pos.shape[0]):
-        _spread_observe_env(pos, vel, lm, b, obs, state)
-
-
-@numba.njit(cache=True)
-def _spread_step(actions, pos, vel, lm, t, rng, local_ratio, max_cycles,
-                 obs, state, reward, agent_reward, terminated, truncated, final_state):
-    """One step of every env (see :class:`Spread`); False, changing nothing, if an action is
-    outside 0..4."""
-    B, n = actions.shape
-    for i in range(n):  # the range first, agent-major
-        low = 0
-        high = 0
-        for b in range(B):
-            low = min(low, actions[b, i])
-            high = max(high, actions[b, i])
-        if low < 0 or high > 4:
-            return False
-    fx = np.empty(n)
-    fy = np.empty(n)
-    count = np.empty(n)
-    w_global = 1.0 - local_ratio
-    for b in range(B):
-        for i in range(n):  # action forces u_i
-            a = actions[b, i]
-            fx[i] = 0.0
-            fy[i] = 0.0
-            if a == 1:
-                fx[i] = -SPREAD_ACCEL
-            elif a == 2:
-                fx[i] = SPREAD_ACCEL
-            elif a == 3:
-                fy[i] = -SPREAD_ACCEL
-            elif a == 4:
-                fy[i] = SPREAD_ACCEL
-        for i in range(n):  # contact forces of every pair, in mpe2's order
-            for j in range(i + 1, n):
-                dx = pos[b, i, 0] - pos[b, j, 0]
-                dy = pos[b, i, 1] - pos[b, j, 1]
-                dist = math.sqrt(dx * dx + dy * dy)
-                x = -(dist - _SPREAD_DIST_MIN) / SPREAD_CONTACT_MARGIN
-                if dist > 0.0 and x > -750.0:  # below, e^x underflows: no force, bit for bit
-                    pen = _softplus(x) * SPREAD_CONTACT_MARGIN
-                    gx = SPREAD_CONTACT_FORCE * dx / dist * pen
-                    gy = SPREAD_CONTACT_FORCE * dy / dist * pen
-                    fx[i] += gx
-                    fy[i] += gy
-                    fx[j] -= gx
-                    fy[j] -= gy
-        for i in range(n):  # integrate: position with the old velocity, then velocity
-            vx = vel[b, i, 0]
-            vy = vel[b, i, 1]
-            pos[b, i, 0] += vx * SPREAD_DT
-            pos[b, i, 1] += vy * SPREAD_DT
-            vel[b, i, 0] = vx * _SPREAD_KEEP + fx[i] / SPREAD_MASS * SPREAD_DT
-            vel[b, i, 1] = vy * _SPREAD_KEEP + fy[i] / SPREAD_MASS * SPREAD_DT
-        g = 0.0  # global reward: minus the sum over landmarks of the nearest agent's distance
-        for q in range(lm.shape[1]):
-            best = math.inf
-            for i in range(n):
-                dx = pos[b, i, 0] - lm[b, q, 0]
-                dy = pos[b, i, 1] - lm[b, q, 1]
-                d = math.sqrt(dx * dx + dy * dy)
-                if d < best:
-                    best = d
-            g -= best
-        for i in range(n):
-            count[i] = 0.0
-        for i in range(n):  # collisions at the new positions
-            for j in range(i + 1, n):
-                dx = pos[b, i, 0] - pos[b, j, 0]
-                dy = pos[b, i, 1] - pos[b, j, 1]
-                if math.sqrt(dx * dx + dy * dy) < _SPREAD_DIST_MIN:
-                    count[i] += 1.0
-                    count[j] += 1.0
-        total = 0.0
-        for i in range(n):
-            r = g * w_global + (-count[i]) * local_ratio
-            agent_reward[b, i] = r
-            total += r
-        reward[b] = total
-        steps = t[b] + 1
-        trunc = steps >= max_cycles
-        terminated[b] = False
-        truncated[b] = trunc
-        _spread_observe_env(pos, vel, lm, b, obs, final_state)
-        if trunc:
-            _spread_reset_env(pos, vel, lm, rng, b)
-            steps = 0
-        _spread_observe_env(pos, vel, lm, b, obs, state)
-        t[b] = steps
-    return True
-
-
-@numba.njit(cache=True)
-def _min_cost_assignment_kernel(cost, out, u, v, p, way, minv, used):
-    """Exact min-cost perfect assignment of rows to columns of the square ``cost`` (the
-    Hungarian method with potentials, O(n^3)); writes the column of row i to ``out[i]``.
-    Work arrays have length n + 1."""
-    n = cost.shape[0]
-    for j in range(n + 1):
-        u[j] = 0.0
-        v[j] = 0.0
-        p[j] = 0
-        way[j] = 0
-    for i in range(1, n + 1):
-        p[0] = i
-        j0 = 0
-        for j in range(n + 1):
-            minv[j] = math.inf
-            used[j] = False
-        while True:
-            used[j0] = True
-            i0 = p[j0]
-            delta = math.inf
-            j1 = 0
-            for j in range(1, n + 1):
-                if not used[j]:
-                    cur = cost[i0 - 1, j - 1] - u[i0] - v[j]
-                    if cur < minv[j]:
-                        minv[j] = cur
-                        way[j] = j0
-                    if minv[j] < delta:
-                        delta = minv[j]
-                        j1 = j
-            for j in range(n + 1):
-                if used[j]:
-                    u[p[j]] += delta
-                    v[j] -= delta
-                else:
-                    minv[j] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while True:
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-            if j0 == 0:
-                break
-    for j in range(1, n + 1):
-        out[p[j] - 1] = j - 1
-
-
-def _min_cost_assignment(cost):
-    """Column assigned to each row by :func:`_min_cost_assignment_kernel` (finite square cost)."""
-    cost = np.ascontiguousarray(cost, np.float64)
-    n = cost.shape[0]
-    out = np.empty(n, np.int64)
-    _min_cost_assignment_kernel(cost, out, np.empty(n + 1), np.empty(n + 1),
-                                np.empty(n + 1, np.int64), np.empty(n + 1, np.int64),
-                                np.empty(n + 1), np.empty(n + 1, np.bool_))
-    return out
-
-
-@numba.njit(cache=True)
-def _spread_scripted(pos, vel, lm, out):
-    """The scripted controller of :meth:`Spread.scripted_actions` for every env."""
-    B, n = pos.shape[0], pos.shape[1]
-    cost = np.empty((n, n))
-    target = np.empty(n, np.int64)
-    u = np.empty(n + 1)
-    v = np.empty(n + 1)
-    p = np.empty(n + 1, np.int64)
-    way = np.empty(n + 1, np.int64)
-    minv = np.empty(n + 1)
-    used = np.empty(n + 1, np.bool_)
-    ux = (0.0, -SPREAD_ACCEL, SPREAD_ACCEL, 0.0, 0.0)
-    uy = (0.0, 0.0, 0.0, -SPREAD_ACCEL, SPREAD_ACCEL)
-    for b in range(B):
-        for i in range(n):
-            for q in range(n):
-                dx = pos[b, i, 0] - lm[b, q, 0]
-                dy = pos[b, i, 1] - lm[b, q, 1]
-                cost[i, q] = math.sqrt(dx * dx + dy * dy)
-        _min_cost_assignment_kernel(cost, target, u, v, p, way, minv, used)
-        for i in range(n):
-            # where the agent would come to rest if it stopped pushing after this step
-            x1 = pos[b, i, 0] + vel[b, i, 0] * SPREAD_DT - lm[b, target[i], 0]
-            y1 = pos[b, i, 1] + vel[b, i, 1] * SPREAD_DT - lm[b, target[i], 1]
-            best = math.inf
-            choice = 0
-            for a in range(5):
-                sx = x1 + _SPREAD_COAST * (vel[b, i, 0] * _SPREAD_KEEP + ux[a] * SPREAD_DT)
-                sy = y1 + _SPREAD_COAST * (vel[b, i, 1] * _SPREAD_KEEP + uy[a] * SPREAD_DT)
-                d2 = sx * sx + sy * sy
-                if d2 < best:
-                    best = d2
-                    choice = a
-            out[b, i] = choice
-
-
-class SpreadState(NamedTuple):
-    """One env of :class:`Spread` in plain Python (the state of its reference twin)."""
-    agent_pos: tuple  #: ((x, y), ...) float positions of the n agents
-    agent_vel: tuple  #: ((vx, vy), ...) float velocities of the n agents
-    landmark_pos: tuple  #: ((x, y), ...) float positions of the n landmarks (never move)
-    rng: int  #: the env's SplitMix64 state in [0, 2**64), drawn from at every reset
-
-
-class SpreadWorld(NamedTuple):
-    """Copies of the batched physical state of a :class:`Spread` (see ``Spread.world``)."""
-    agent_pos: np.ndarray  #: (B, n, 2) float64
-    agent_vel: np.ndarray  #: (B, n, 2) float64
-    landmark_pos: np.ndarray  #: (B, n, 2) float64
-    t: np.ndarray  #: (B,) int64 step count within the episode
-
-
-class ReturnEstimate(NamedTuple):
-    """Mean episode team return of a policy with its 95% confidence half-width."""
-    mean: float
-    ci95: float  #: 1.96 * sample std / sqrt(n_episodes)
-    n_episodes: int
-
-    def __str__(self):
-        return f"{self.mean:.3f} ± {self.ci95:.3f} (n={self.n_episodes})"
-
-
-class SpreadReferences(NamedTuple):
-    """Reference returns of a :class:`Spread` configuration (see :func:`spread_references`)."""
-    random: ReturnEstimate  #: uniformly random actions: the floor (normalised score 0)
-    scripted: ReturnEstimate  #: :meth:`Spread.scripted_actions`: the ceiling (score 1)
-    seed: int  #: the seed of the measurement
-
-
-#: Stored reference returns keyed by ``(n_agents, local_ratio, max_cycles)``, measured by
-#: ``spread_references(n_agents, local_ratio, max_cycles, n_episodes=20000, seed=0)``.
-#: test_spread.py checks them against a fresh, smaller measurement with another seed.
-SPREAD_REFERENCES = {
-    (2, 0.5, 25): SpreadReferences(
-        ReturnEstimate(-42.3601, 0.2105, 20000),
-        ReturnEstimate(-13.5113, 0.0797, 20000), 0),
-    (3, 0.5, 25): SpreadReferences(
-        ReturnEstimate(-79.4990, 0.3268, 20000),
-        ReturnEstimate(-26.3743, 0.1283, 20000), 0),
-    (4, 0.5, 25): SpreadReferences(
-        ReturnEstimate(-124.7790, 0.4480, 20000),
-        ReturnEstimate(-42.8287, 0.1818, 20000), 0),
-    (5, 0.5, 25): SpreadReferences(
-        ReturnEstimate(-176.9005, 0.5667, 20000),
-        ReturnEstimate(-63.1701, 0.2396, 20000), 0),
-    (6, 0.5, 25): SpreadReferences(
-        ReturnEstimate(-236.2701, 0.6746, 20000),
-        ReturnEstimate(-87.8637, 0.3064, 20000), 0),
-    (8, 0.5, 25): SpreadReferences(
-        ReturnEstimate(-377.9860, 0.9425, 20000),
-        ReturnEstimate(-150.6864, 0.4614, 20000), 0),
-    (12, 0.5, 25): SpreadReferences(
-        ReturnEstimate(-751.4740, 1.5162, 20000),
-        ReturnEstimate(-344.1256, 0.8429, 20000), 0),
-}
-
-
-def _check_local_ratio(local_ratio):
-    if isinstance(local_ratio, (bool, np.bool_)) or not isinstance(local_ratio, numbers.Real):
-        raise TypeError(f"local_ratio must be a real number in [0, 1], got "
-                        f"{type(local_ratio).__name__} {local_ratio!r}")
-    try:
-        value = float(local_ratio)
-    except OverflowError:  # an int beyond float64
-        value = math.inf
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(f"local_ratio must be in [0, 1], got {local_ratio!r}")
-    return value
-
-
-def _check_coordinates(a, name):
-    """ValueError unless every entry of the real array ``a`` is finite with magnitude at
-    most :data:`SPREAD_MAX_ABS` (so that rewards and float32 observations stay finite)."""
-    with np.errstate(over="ignore", invalid="ignore"):  # longdouble beyond float64: inf
-        largest = float(np.abs(np.asarray(a, np.float64)).max(initial=0.0))  # NaN if any is
-    if not math.isfinite(largest):
-        raise ValueError(f"{name} must be finite (no NaN or inf)")
-    if largest > SPREAD_MAX_ABS:
-        raise ValueError(f"{name} must be at most SPREAD_MAX_ABS = {SPREAD_MAX_ABS:g} in "
-                         f"magnitude, got {largest!r}")
-
-
-class Spread:
-    """Cooperative navigation, MPE's ``simple_spread``: n agents cover n landmarks.
-
-    Equal, step for step, to mpe2's ``simple_spread_v3`` (mpe2 1.1.1, the extra ``mpe``)
-    with discrete actions (``N=n_agents``, ``local_ratio``, ``max_cycles``; the defaults
-    are mpe2's; test_spread.py checks positions,
-    velocities, observations, global state and rewards to 1e-10), batched over B envs in
-    one Numba kernel.  This is a *feature env* (see the module docstring): observations are
-    float vectors of ``obs_dim = 6 n`` and the global state has ``state_dim = 6 n**2``.
-
-    **World.**  Agents i = 0..n-1 (discs of radius 0.15, mass 1) at p_i with velocity v_i,
-    and n fixed landmarks at q_l, all in the plane (no walls).  Action a_i of agent i:
-    0 no-op, 1 left, 2 right, 3 down, 4 up, i.e. u_i = 5 * (0, 0), (-1, 0), (1, 0),
-    (0, -1), (0, 1).  For every pair of agents (landmarks do not collide), with
-    d_ij = p_i - p_j::
-
-        pen_ij = m * softplus((2 * 0.15 - |d_ij|) / m),   softplus(x) = log(1 + e^x), m = 1e-3
-        f_ij   = 100 * d_ij / |d_ij| * pen_ij = -f_ji      (0 when p_i == p_j)
-        F_i    = u_i + sum_{j != i} f_ij                   (j ascending)
-        p_i'   = p_i + dt * v_i                            (dt = 0.1, the old velocity)
-        v_i'   = (1 - 0.25) * v_i + dt * F_i / 1           (damping 0.25, no speed limit)
-
-    mpe2 divides by |d_ij| also when it is 0 (a NaN); here such a pair exerts no force.
-
-    **Rewards** (of the new positions p')::
-
-        G   = -sum_l min_i |p_i' - q_l|                    global: cover every landmark
-        C_i = #{j != i : |p_i' - p_j'| < 0.3}              collisions of agent i
-        r_i = (1 - local_ratio) * G + local_ratio * (-C_i)   agent i's reward (as mpe2)
-        R   = r_0 + r_1 + ... + r_{n-1}                    the team reward
-
-    ``step`` returns the team reward R, the sum of the agents' rewards (summed in agent
-    order): it is what the learners maximise, and an episode's team return is the sum of R
-    over its ``max_cycles`` steps.  The per-agent rewards r_i of the same step are in
-    :attr:`agent_rewards`, a (B, n) float64 array replaced by every ``step`` (None after
-    ``reset``).
-
-    **Observation** of agent i (``obs_dim = 6 n`` floats; 18 for n = 3)::
-
-        [v_i, p_i, q_0 - p_i, ..., q_{n-1} - p_i, p_j - p_i for j != i ascending, 0 * 2(n-1)]
-
-    the last 2(n - 1) zeros being the communication of the silent other agents.  The
-    global state is mpe2's ``state()``: the concatenation [o_0, ..., o_{n-1}]
-    (``state_dim = 6 n**2``), so ``final_state[b].reshape(n, obs_dim)`` are the agents'
-    observations of the final state.  Observations and states are computed in float64
-    and stored as ``obs_dtype`` (float32 by default, as mpe2's API; float64 on request).
-
-    **Episodes.**  Every episode starts with agents and landmarks drawn independently and
-    uniformly from [-1, 1)^2 and zero velocities; it is *truncated* after ``max_cycles``
-    steps and never terminates.  Finished envs reset automatically (module docstring).
-    The draws come from one SplitMix64 generator per env (Steele et al. 2014): env b's
-    generator starts at ``Spread.seed_keys(seed, B)[b]`` and every reset draws, in order,
-    x and y of agent 0, 1, ..., then of landmark 0, 1, ... as ``-1 + 2 * (z >> 11) * 2**-53``
-    from successive outputs z; so env b's episodes depend only on ``(seed, b)`` and its
-    actions, never on B.
-
-    **Reference returns**: :attr:`reference_returns` (random floor, scripted ceiling, from
-    :data:`SPREAD_REFERENCES`), :meth:`normalized_score` and :meth:`scripted_actions`.
-
-    >>> env = Spread(n_agents=3)
-    >>> env.obs_dim, env.state_dim, env.n_actions, env.episode_limit
-    (18, 54, (5, 5, 5), 25)
-    >>> obs, state = env.reset(4, seed=0)
-    >>> obs.shape, obs.dtype, state.shape
-    ((4, 3, 18), dtype('float32'), (4, 54))
-    >>> obs, state, reward, terminated, truncated, final_state = env.step(np.zeros((4, 3), int))
-    >>> reward.shape, env.agent_rewards.shape, bool(terminated.any() or truncated.any())
-    ((4,), (4, 3), False)
-    >>> bool(np.allclose(reward, env.agent_rewards.sum(axis=1)))
-    True
-    """
-
-    #: Class attributes: the constants of the dynamics (module-level ``SPREAD_*``).
-    agent_size = SPREAD_AGENT_SIZE
-    dt = SPREAD_DT
-    damping = SPREAD_DAMPING
-    contact_force = SPREAD_CONTACT_FORCE
-    contact_margin = SPREAD_CONTACT_MARGIN
-    accel = SPREAD_ACCEL
-    mass = SPREAD_MASS
-
-    def __init__(self, n_agents=3, local_ratio=0.5, max_cycles=25, *, obs_dtype=np.float32):
-        self.n_agents = _check_int(n_agents, "n_agents", 1)
-        self.n_landmarks = self.n_agents
-        self.local_ratio = _check_local_ratio(local_ratio)
-        self.max_cycles = self.episode_limit = _check_count(max_cycles, "max_cycles")
-        try:
-            dtype = np.dtype(obs_dtype)
-        except TypeError:
-            raise TypeError(f"obs_dtype must be float32 or float64, got {obs_dtype!r}") from None
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"obs_dtype must be float32 or float64, got {dtype}")
-        self.obs_dtype = dtype
-        _check_bytes(self._env_bytes(), f"Spread(n_agents={n_agents}) (one env of reset and step)")
-        self.n_actions = (5,) * self.n_agents
-        self.obs_dim = 6 * self.n_agents
-        self.state_dim = self.n_agents * self.obs_dim
-        self.agent_rewards = None
-        self._pos = self._vel = self._lm = self._t = self._rng = None
-
-    def __repr__(self):
-        return (f"Spread(n_agents={self.n_agents}, local_ratio={self.local_ratio}, "
-                f"max_cycles={self.max_cycles})")
-
-    def _env_bytes(self):
-        """Bytes per env of ``reset`` and one ``step``: obs and state of reset, obs, state and
-        final_state of step (6 n**2 floats each), positions, velocities, landmarks, actions,
-        agent_rewards, and the scalars."""
-        n = self.n_agents
-        return 30 * np.dtype(self.obs_dtype).itemsize * n * n + 72 * n + 48
-
-    # -- batched interface
-    @staticmethod
-    def seed_keys(seed, n_envs):
-        """(n_envs,) uint64 initial generator states of ``reset(n_envs, seed)``:
-        ``key_b = base XOR mix64((b + 1) * 0x9E3779B97F4A7C15)`` with ``base`` the first
-        uint64 word of ``np.random.SeedSequence(seed)`` (fresh OS entropy when seed is None)
-        and mix64 SplitMix64's output function.
-
-        >>> [int(k) for k in Spread.seed_keys(0, 2)] == [int(k) for k in Spread.seed_keys(0, 3)[:2]]
-        True
-        """
-        n_envs = _check_int(n_envs, "n_envs", 1)
-        _check_bytes(8 * n_envs, f"seed_keys(n_envs={n_envs})")
-        base = np.random.SeedSequence(_check_seed(seed)).generate_state(1, np.uint64)[0]
-        return _spread_keys(np.uint64(base), n_envs)
-
-    def _outputs(self, B):
-        n = self.n_agents
-        return (np.empty((B, n, self.obs_dim), self.obs_dtype),
-                np.empty((B, self.state_dim), self.obs_dtype))
-
-    def reset(self, n_envs, seed=None):
-        """Start ``n_envs`` episodes; returns ``(obs (B, n, obs_dim), state (B, state_dim))``
-        of ``obs_dtype``.  ``seed`` (None or an int >= 0) fixes every env's generator (see
-        :meth:`seed_keys`); None draws fresh entropy.  A batch whose arrays (of reset and of
-        one ``step``, about ``30 * itemsize * n**2`` bytes per env) would exceed
-        :data:`MAX_ALLOC_BYTES` is refused with a ValueError."""
-        n_envs = _check_int(n_envs, "n_envs", 1)
-        _check_bytes(n_envs * self._env_bytes(), f"reset(n_envs={n_envs}) of {self!r}")
-        keys = self.seed_keys(seed, n_envs)
-        shape = (n_envs, self.n_agents, 2)
-        self._pos, self._vel, self._lm = np.empty(shape), np.empty(shape), np.empty(shape)
-        self._t = np.zeros(n_envs, np.int64)
-        self._rng = keys
-        self.agent_rewards = None
-        obs, state = self._outputs(n_envs)
-        _spread_reset(self._pos, self._vel, self._lm, self._rng, obs, state)
-        return obs, state
-
-    def step(self, actions):
-        """Advance every env by one joint action ((B, n) ints in 0..4); returns ``(obs,
-        state, reward, terminated, truncated, final_state)`` (module docstring) and sets
-        :attr:`agent_rewards`."""
-        if self._pos is None:
-            raise RuntimeError("call reset(n_envs, seed) before step(actions)")
-        B = self._pos.shape[0]
-        actions = _check_batch_actions(actions, B, self.n_agents)
-        obs, state = self._outputs(B)
-        final_state = np.empty_like(state)
-        reward = np.empty(B)
-        agent_rewards = np.empty((B, self.n_agents))
-        terminated = np.empty(B, np.bool_)
-        truncated = np.empty(B, np.bool_)
-        if not _spread_step(actions, self._pos, self._vel, self._lm, self._t, self._rng,
-                            self.local_ratio, self.max_cycles, obs, state, reward,
-                            agent_rewards, terminated, truncated, final_state):
-            b, i = np.argwhere((actions < 0) | (actions > 4))[0]
-            raise ValueError(f"actions[{b}, {i}] = {actions[b, i]} is out of range: agent {i} "
-                             f"has actions 0..4")
-        self.agent_rewards = agent_rewards
-        return obs, state, reward, terminated, truncated, final_state
-
-    # -- direct access to the worlds
-    def world(self):
-        """Copies of the current worlds, a :class:`SpreadWorld` (agent_pos, agent_vel,
-        landmark_pos (B, n, 2) float64 and the step count t (B,))."""
-        self._check_reset()
-        return SpreadWorld(self._pos.copy(), self._vel.copy(), self._lm.copy(), self._t.copy())
-
-    def set_world(self, agent_pos, agent_vel, landmark_pos, t=None):
-        """Put every env (after ``reset``) into the given world: positions and velocities of
-        shape (B, n, 2) (finite reals of magnitude at most :data:`SPREAD_MAX_ABS`, so that
-        rewards and observations stay finite), step counts ``t`` (B,) in [0, max_cycles)
-        (default 0).  The generators are kept.  Returns ``(obs, state)`` of the new worlds."""
-        self._check_reset()
-        B, n = self._pos.shape[:2]
-        arrays = []
-        for name, value in [("agent_pos", agent_pos), ("agent_vel", agent_vel),
-                            ("landmark_pos", landmark_pos)]:
-            a = _as_array(value, name, f"a real array of shape (n_envs, n, 2) = {(B, n, 2)}")
-            if a.dtype.kind not in "iuf" or a.dtype == np.bool_:
-                raise TypeError(f"{name} must be a real array, got dtype {a.dtype}")
-            if a.shape != (B, n, 2):
-                raise ValueError(f"{name} must have shape (n_envs, n, 2) = {(B, n, 2)}, "
-                                 f"got shape {a.shape}")
-            _check_coordinates(a, name)
-            arrays.append(np.array(a, np.float64, order="C"))
-        if t is None:
-            steps = np.zeros(B, np.int64)
-        else:
-            steps = _as_array(t, "t", f"an integer array of shape (n_envs,) = ({B},)")
-            if steps.dtype.kind not in "iu":
-                raise TypeError(f"t must be an integer array, got dtype {steps.dtype}")
-            if steps.shape != (B,):
-                raise ValueError(f"t must have shape (n_envs,) = ({B},), got shape {steps.shape}")
-            if ((steps < 0) | (steps >= self.max_cycles)).any():
-                raise ValueError(f"t must be in [0, max_cycles={self.max_cycles}), got "
-                                 f"{steps[(steps < 0) | (steps >= self.max_cycles)][0]}")
-            steps = steps.astype(np.int64)
-        self._pos, self._vel, self._lm = arrays
-        self._t = steps
-        obs, state = self._outputs(B)
-        _spread_observe(self._pos, self._vel, self._lm, obs, state)
-        return obs, state
-
-    def _check_reset(self):
-        if self._pos is None:
-            raise RuntimeError("call reset(n_envs, seed) first")
-
-    # -- reference points
-    def scripted_actions(self):
-        """(B, n) int64 actions of the scripted controller for the current worlds.
-
-        Each step, agents are assigned to landmarks by an exact minimum-total-distance
-        assignment (Hungarian method), and each agent takes the action whose coasting
-        point, ``p_i + dt v_i + dt v_i' / damping`` (where it would come to rest if it
-        stopped pushing after this step; contacts ignored), is nearest its landmark (ties:
-        the lowest action).  It is the reference ceiling, not an optimal policy.
-
-        Why the coasting point: after a step it is ``S' = S + dt**2 F / damping = S + 0.04 F``
-        (``S = p + dt v / damping``), so each push moves it by exactly 0.2 along one axis,
-        whatever the velocity; the controller moves S to the point of that 0.2 lattice
-        nearest the landmark in the fewest pushes.  No discrete-action policy can bring an
-        agent to rest off that lattice, so resting agents stay up to 0.1 per axis from
-        their landmark (0.077 on average).
-        """
-        self._check_reset()
-        out = np.empty((self._pos.shape[0], self.n_agents), np.int64)
-        _spread_scripted(self._pos, self._vel, self._lm, out)
-        return out
-
-    @property
-    def reference_returns(self):
-        """The stored :class:`SpreadReferences` of this configuration, or None (then measure
-        them with :func:`spread_references`)."""
-        return SPREAD_REFERENCES.get((self.n_agents, self.local_ratio, self.max_cycles))
-
-    def normalized_score(self, returns, references=None):
-        """``(returns - random.mean) / (scripted.mean - random.mean)``: 0 for the random
-        policy, 1 for the scripted controller.  ``references`` (a :class:`SpreadReferences`)
-        defaults to :attr:`reference_returns`; ``returns`` is a mean episode team return
-        (or an array of them), finite, and so are the scores (else a ValueError)."""
-        refs = self.reference_returns if references is None else references
-        if refs is None:
-            raise ValueError(f"no stored reference returns for {self!r}; pass references="
-                             f"spread_references({self.n_agents}, {self.local_ratio}, "
-                             f"{self.max_cycles})")
-        if not isinstance(refs, SpreadReferences):
-            raise TypeError(f"references must be a SpreadReferences, got {type(refs).__name__}")
-        means = []
-        for name in ("random", "scripted"):
-            est = getattr(refs, name)
-            mean = getattr(est, "mean", None)
-            if isinstance(mean, (bool, np.bool_)) or not isinstance(mean, numbers.Real):
-                raise TypeError(f"references.{name} must be a ReturnEstimate with a real mean, "
-                                f"got {est!r}")
-            if not math.isfinite(mean):
-                raise ValueError(f"references.{name}.mean must be finite, got {mean!r}")
-            means.append(float(mean))
-        low, high = means
-        if low == high:
-            raise ValueError(f"references must have distinct means, got random.mean = "
-                             f"scripted.mean = {low!r}")
-        r = _as_array(returns, "returns", "a real number or array")
-        if r.dtype.kind not in "iuf" or r.dtype == np.bool_:
-            raise TypeError(f"returns must be real, got dtype {r.dtype}")
-        with np.errstate(over="ignore", invalid="ignore"):
-            r = r.astype(np.float64)
-            if not np.isfinite(r).all():
-                raise ValueError("returns must be finite (no NaN or inf)")
-            diff = r - low
-            if math.isfinite(high - low) and np.isfinite(diff).all():
-                score = diff / (high - low)
-            else:  # a difference overflows float64: halve everything
-                score = (0.5 * r - 0.5 * low) / (0.5 * high - 0.5 * low)
-        if not np.isfinite(score).all():
-            raise ValueError(f"returns up to {np.abs(r).max():.4g} overflow the normalized score "
-                             f"(random.mean = {low!r}, scripted.mean = {high!r})")
-        return float(score) if score.ndim == 0 else score
-
-    # -- plain-Python reference
-    def reference_reset(self, key):
-        """Plain-Python reset of one env from generator state ``key`` (an int in
-        [0, 2**64), e.g. ``int(Spread.seed_keys(seed, B)[b])``): ``(SpreadState, 0)``."""
-        key = _check_int(key, "key", 0, 2 ** 64)
-        draws = []
-        for _ in range(4 * self.n_agents):
-            key, x = _py_uniform_pm1(key)
-            draws.append(x)
-        n = self.n_agents
-        pos = tuple((draws[2 * i], draws[2 * i + 1]) for i in range(n))
-        lm = tuple((draws[2 * (n + q)], draws[2 * (n + q) + 1]) for q in range(n))
-        return SpreadState(pos, ((0.0, 0.0),) * n, lm, key), 0
-
-    def reference_state(self, b):
-        """``(SpreadState, t)`` of env ``b`` of the batch, for :meth:`reference_step`."""
-        self._check_reset()
-        b = _check_int(b, "b", 0, self._pos.shape[0])
-        return (SpreadState(tuple(map(tuple, self._pos[b].tolist())),
-                            tuple(map(tuple, self._vel[b].tolist())),
-                            tuple(map(tuple, self._lm[b].tolist())), int(self._rng[b])),
-                int(self._t[b]))
-
-    def _check_state(self, state):
-        try:
-            pos, vel, lm, key = state
-        except (TypeError, ValueError):
-            raise TypeError(f"state must be a SpreadState (agent_pos, agent_vel, landmark_pos, "
-                            f"rng), got {type(state).__name__}") from None
-        out = []
-        for name, value in [("agent_pos", pos), ("agent_vel", vel), ("landmark_pos", lm)]:
-            a = _as_array(value, f"state.{name}", f"{self.n_agents} (x, y) pairs")
-            if a.shape != (self.n_agents, 2) or a.dtype.kind not in "iuf" or a.dtype == np.bool_:
-                raise ValueError(f"state.{name} must be {self.n_agents} (x, y) pairs of reals, "
-                                 f"got shape {a.shape} and dtype {a.dtype}")
-            _check_coordinates(a, f"state.{name}")
-            out.append(tuple(map(tuple, a.astype(np.float64).tolist())))
-        return SpreadState(*out, _check_int(key, "state.rng", 0, 2 ** 64))
-
-    def reference_step(self, state, t, actions):
-        """Plain-Python step of one env: ``(state, t, reward, terminated, truncated,
-        final_state)`` with SpreadStates (``final_state`` before any reset) and the team
-        reward; auto-resets after ``max_cycles`` steps."""
-        state = self._check_state(state)
-        t = _check_int(t, "t", 0, self.max_cycles)
-        acts = _check_sequence(actions, "actions", self.n_agents,
-                               f"n_agents={self.n_agents} ints",
-                               f"action per agent (n_agents={self.n_agents})")
-        acts = [_check_int(a, f"actions[{i}]", 0, 5) for i, a in enumerate(acts)]
-        n = self.n_agents
-        unit = {0: (0.0, 0.0), 1: (-1.0, 0.0), 2: (1.0, 0.0), 3: (0.0, -1.0), 4: (0.0, 1.0)}
-        force = [[unit[a][0] * SPREAD_ACCEL, unit[a][1] * SPREAD_ACCEL] for a in acts]
-        pos, vel = state.agent_pos, state.agent_vel
-        for i in range(n):
-            for j in range(i + 1, n):
-                dx, dy = pos[i][0] - pos[j][0], pos[i][1] - pos[j][1]
-                dist = math.sqrt(dx * dx + dy * dy)
-                if dist > 0.0:
-                    pen = _py_softplus(-(dist - _SPREAD_DIST_MIN) / SPREAD_CONTACT_MARGIN) \
-                        * SPREAD_CONTACT_MARGIN
-                    g = (SPREAD_CONTACT_FORCE * dx / dist * pen,
-                         SPREAD_CONTACT_FORCE * dy / dist * pen)
-                    for k in range(2):
-                        force[i][k] += g[k]
-                        force[j][k] -= g[k]
-        new_pos = tuple((p[0] + v[0] * SPREAD_DT, p[1] + v[1] * SPREAD_DT)
-                        for p, v in zip(pos, vel))
-        new_vel = tuple((v[0] * _SPREAD_KEEP + f[0] / SPREAD_MASS * SPREAD_DT,
-                         v[1] * _SPREAD_KEEP + f[1] / SPREAD_MASS * SPREAD_DT)
-                        for v, f in zip(vel, force))
-        final = SpreadState(new_pos, new_vel, state.landmark_pos, state.rng)
-        reward = 0.0
-        for r in self.reference_agent_rewards(final):
-            reward += r
-        if t + 1 >= self.max_cycles:
-            return (*self.reference_reset(state.rng), reward, False, True, final)
-        return final, t + 1, reward, False, False, final
-
-    def reference_agent_rewards(self, state):
-        """Per-agent rewards (r_0, ..., r_{n-1}) paid by a step that ends in ``state``."""
-        state = self._check_state(state)
-        pos = state.agent_pos
-        g = 0.0
-        for q in state.landmark_pos:
-            g -= min(math.sqrt((p[0] - q[0]) * (p[0] - q[0]) + (p[1] - q[1]) * (p[1] - q[1]))
-                     for p in pos)
-        rewards = []
-        for i, p in enumerate(pos):
-            c = sum(1.0 for j, o in enumerate(pos) if j != i and math.sqrt(
-                (p[0] - o[0]) * (p[0] - o[0]) + (p[1] - o[1]) * (p[1] - o[1])) < _SPREAD_DIST_MIN)
-            rewards.append(g * (1.0 - self.local_ratio) + (-c) * self.local_ratio)
-        return tuple(rewards)
-
-    def reference_observations(self, state):
-        """The agents' observations of ``state``: n tuples of ``obs_dim`` floats (float64)."""
-        state = self._check_state(state)
-        out = []
-        for i, (p, v) in enumerate(zip(state.agent_pos, state.agent_vel)):
-            o = [v[0], v[1], p[0], p[1]]
-            for q in state.landmark_pos:
-                o += [q[0] - p[0], q[1] - p[1]]
-            for j, other in enumerate(state.agent_pos):
-                if j != i:
-                    o += [other[0] - p[0], other[1] - p[1]]
-            out.append(tuple(o + [0.0] * (2 * (self.n_agents - 1))))
-        return tuple(out)
-
-    def reference_global_state(self, state):
-        """The global state of ``state``: the concatenated observations (``state_dim`` floats)."""
-        return tuple(x for o in self.reference_observations(state) for x in o)
-
-
-def spread_references(n_agents=3, local_ratio=0.5, max_cycles=25, *, n_episodes=20000,
-                      seed=0, n_envs=1000):
-    """Measure the reference returns of ``Spread(n_agents, local_ratio, max_cycles)``.
-
-    Runs ``n_episodes`` episodes (in batches of ``n_envs`` envs, reset with ``seed``; the
-    two policies see the same start states) of the uniformly random policy (actions from
-    ``np.random.default_rng([seed, 1])``) and of :meth:`Spread.scripted_actions`, and
-    returns a :class:`SpreadReferences` with each policy's mean episode team return and
-    95% confidence half-width ``1.96 * std / sqrt(n_episodes)`` (episodes are independent).
-    :data:`SPREAD_REFERENCES` holds the results of ``n_episodes=20000, seed=0``.  Memory:
-    about ``24 * n_episodes`` bytes plus a batch of ``n_envs`` (:data:`MAX_ALLOC_BYTES`).
-    """
-    env = Spread(n_agents, local_ratio, max_cycles)
-    n_episodes = _check_int(n_episodes, "n_episodes", 2)
-    seed = _check_int(seed, "seed", 0)
-    n_envs = min(_check_int(n_envs, "n_envs", 1), n_episodes)
-    rounds = -(-n_episodes // n_envs)
-    _check_bytes(24 * rounds * n_envs + n_envs * env._env_bytes(),  # returns, std's scratch
-                 f"spread_references(n_episodes={n_episodes}, n_envs={n_envs})")
-    rng = np.random.default_rng([seed, 1])
-    estimates = []
-    for scripted in (False, True):
-        env.reset(n_envs, seed)
-        returns = np.zeros((rounds, n_envs))
-        for k in range(rounds):
-            for _ in range(env.max_cycles):
-                if scripted:
-                    actions = env.scripted_actions()
-                else:
-                    actions = rng.integers(0, 5, (n_envs, env.n_agents))
-                returns[k] += env.step(actions)[2]
-        r = returns.ravel()[:n_episodes]
-        estimates.append(ReturnEstimate(float(r.mean()),
-                                        float(1.96 * r.std(ddof=1) / math.sqrt(n_episodes)),
-                                        n_episodes))
-    return SpreadReferences(*estimates, seed)
-
-
-# --------------------------------------------------------------------------- PettingZoo
-
-_PARALLEL_CLASS = None
-# batch arrays, replaced by every reset (not copied), and read-only caches (shared)
-_BATCH_ATTRIBUTES = ("_state", "_t", "_pos", "_vel", "_lm", "_rng", "agent_rewards")
-_SHARED_ATTRIBUTES = ("_tables", "_solution", "payoff", "_flat", "_payoff_list")
-
-
-def _parallel_class():
-    global _PARALLEL_CLASS
-    if _PARALLEL_CLASS is not None:
-        return _PARALLEL_CLASS
-    try:
-        from gymnasium import spaces
-        from pettingzoo import ParallelEnv
-    except ImportError as e:
-        raise ModuleNotFoundError(
-            f"to_parallel_env needs gymnasium and pettingzoo ({e}); install them with "
-            "pip install -e '.[pettingzoo]' in a checkout of asae, or pip install 'asae[pettingzoo]'",
-            name=e.name) from e
-
-    class AsaeParallelEnv(ParallelEnv):
-        """One env of an asae game in PettingZoo's Parallel API (see ``to_parallel_env``)."""
-
-        metadata = {"name": "asae_game_v0", "render_modes": []}
-
-        def __init__(self, game, seed=None):
-            # a private copy without the batch of the original (its reset arrays, however
-            # many envs) and sharing the read-only tables and solution
-            memo = {id(v): None for k, v in vars(game).items() if k in _BATCH_ATTRIBUTES}
-            memo.update({id(v): v for k, v in vars(game).items() if k in _SHARED_ATTRIBUTES})
-            self.game = copy.deepcopy(game, memo)
-            self.possible_agents = [f"agent_{i}" for i in range(game.n_agents)]
-            self.agents = []
-            self.metadata = {**self.metadata, "name": f"asae_{type(game).__name__}_v0"}
-            self._features = hasattr(game, "obs_dim")  # the feature-observation form
-            if self._features:
-                def box(dim):
-                    return spaces.Box(-np.inf, np.inf, (dim,), game.obs_dtype)
-                self._observation_spaces = {a: box(game.obs_dim) for a in self.possible_agents}
-                self.state_space = box(game.state_dim)
-            else:
-                self._observation_spaces = {a: spaces.Discrete(game.n_obs)
-                                            for a in self.possible_agents}
-                self.state_space = spaces.Discrete(game.n_states)
-            self._action_spaces = {a: spaces.Discrete(k)
-                                   for a, k in zip(self.possible_agents, game.n_actions)}
-            self._seed = seed
-            self._state_id = None  # the state id, or the state vector of a feature env
-
-        def _check_agent(self, agent):
-            if agent not in self._action_spaces:
-                raise ValueError(f"agent must be one of {self.possible_agents}, got {agent!r}")
-
-        def observation_space(self, agent):
-            self._check_agent(agent)
-            return self._observation_spaces[agent]
-
-        def action_space(self, agent):
-            self._check_agent(agent)
-            return self._action_spaces[agent]
-
-        def reset(self, seed=None, options=None):
-            seed = _check_seed(seed)  # a Python int: gymnasium's seeding rejects numpy ints
-            if options is not None and not isinstance(options, Mapping):
-                raise TypeError(f"options must be None or a dict, got {type(options).__name__} "
-                                f"{options!r}")
-            if seed is None:
-                seed, self._seed = self._seed, None
-            if seed is not None:
-                for i, a in enumerate(self.possible_agents):
-                    self._action_spaces[a].seed(seed + i)
-            obs, state = self.game.reset(1, seed)
-            self.agents = self.possible_agents[:]
-            if self._features:
-                self._state_id = state[0]
-                return ({a: obs[0, i] for i, a in enumerate(self.agents)},
-                        {a: {} for a in self.agents})
-            self._state_id = int(state[0])
-            return ({a: int(obs[0, i]) for i, a in enumerate(self.agents)},
-                    {a: {} for a in self.agents})
-
-        def step(self, actions):
-            if not self.agents:
-                raise RuntimeError("episode is over; call reset()")
-            if not isinstance(actions, Mapping):
-                raise TypeError(f"actions must be a dict {{agent: action}}, got "
-                                f"{type(actions).__name__} {actions!r}")
-            unknown = [a for a in actions if a not in self.agents]
-            if unknown:
-                raise ValueError(f"actions has keys {unknown} that are not live agents "
-                                 f"{self.agents}")
-            missing = [a for a in self.agents if a not in actions]
-            if missing:
-                raise ValueError(f"actions is missing agents {missing}")
-            joint = np.empty((1, len(self.possible_agents)), np.int64)
-            for i, a in enumerate(self.possible_agents):
-                joint[0, i] = _check_int(actions[a], f"actions[{a!r}]", 0, self.game.n_actions[i])
-            obs, state, reward, terminated, truncated, final_state = self.game.step(joint)
-            done = bool(terminated[0] or truncated[0])
-            agents = self.agents
-            if done:
-                self.agents = []
-            if self._features:
-                self._state_id = final_state[0] if done else state[0]
-                if done:  # Spread's state is the concatenation of the observations
-                    obs = final_state.reshape(1, len(self.possible_agents), -1)
-                observations = {a: obs[0, i] for i, a in enumerate(self.possible_agents)}
-                rewards = {a: float(self.game.agent_rewards[0, i])
-                           for i, a in enumerate(self.possible_agents)}
-            else:
-                self._state_id = int(final_state[0] if done else state[0])
-                observations = {a: self._state_id for a in agents}
-                rewards = {a: float(reward[0]) for a in agents}
-            return (observations, rewards,
-                    {a: bool(terminated[0]) for a in agents},
-                    {a: bool(truncated[0]) for a in agents},
-                    {a: {} for a in agents})
-
-        def state(self):
-            if self._state_id is None:
-                raise RuntimeError("call reset() before state()")
-            if self._features:
-                return self._state_id.copy()
-            return np.asarray(self._state_id, np.int64)
-
-    _PARALLEL_CLASS = AsaeParallelEnv
-    return AsaeParallelEnv
-
-
-def to_parallel_env(game, seed=None):
-    """Wrap one environment of ``game`` (on a private copy) in PettingZoo's Parallel API.
-
-    Agents are ``"agent_0"``, ``"agent_1"``, ...; actions ``Discrete(game.n_actions[i])``.
-    Integer-id games: observations are ``Discrete(game.n_obs)`` ids, ``state()`` is the
-    global state id (``state_space = Discrete(game.n_states)``) and every agent receives
-    the team reward.  Feature envs (:class:`Spread`): observations are
-    ``Box(-inf, inf, (game.obs_dim,), game.obs_dtype)`` arrays, ``state()`` the global state
-    vector (``Box`` of ``state_dim``), and every agent receives its own reward
-    (``game.agent_rewards``, as mpe2 does; they sum to the team reward).  ``seed`` seeds
-    the first ``reset`` (and the action spaces).  When the episode ends, the returned
-    observations are those of the final state and ``agents`` becomes empty.  ``step``
-    takes a dict with exactly one int action per live agent (unknown or missing agents are
-    a ValueError).  Requires gymnasium and pettingzoo (``pip install -e '.[pettingzoo]'``
-    in a checkout, or ``pip install 'asae[pettingzoo]'``); without them this raises
-    ModuleNotFoundError.
-    """
-    if not isinstance(game, (_Game, Spread)):
-        raise TypeError(f"game must be an asae game (MatrixGame, TwoStepGame, GridForaging, "
-                        f"Spread), got {type(game).__name__}")
-    return _parallel_class()(game, _check_seed(seed))

@@ -769,10 +769,9 @@ def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch,
     """net_flops against the products the update really runs: every MLP forward counted
     with its rows and layer shapes (2 flops per multiply-add), every backward as twice its
     forward's."""
-    import asae
     import bench_net
-    import envs
-    env = envs.Spread(n_agents=3)
+    import envs_spread
+    env = envs_spread.Spread(n_agents=3)
     cfg = neural.NetConfig(n_envs=4, rollout_len=5, epochs=2, minibatches=2, iterations=1,
                          eval_episodes=1, **kw)
     _, run, (n, n_actions, d, S) = neural._net_setup(env, method, cfg)

@@ -1,8 +1,7 @@
 """Tests of envs.py: batched Numba kernels against the plain-Python references, exact
-payoffs and optima, flags, determinism, input validation and the PettingZoo wrapper."""
+payoffs and optima, flags, determinism and input validation (the PettingZoo wrapper:
+test_envs_pettingzoo.py; Spread: test_envs_spread.py)."""
 import math
-import sys
-import warnings
 from collections import Counter, deque
 
 import numpy as np
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 
 import envs
 from envs import (LOAD, CountGame, CountTables, GameTables, GridForaging, MatrixGame,
-                  TwoStepGame, climbing, penalty, qtran, to_parallel_env)
+                  TwoStepGame, climbing, penalty, qtran)
 
 
 # --------------------------------------------------------------------------- strategies
@@ -40,7 +39,8 @@ def grid_games(draw, max_size=4, max_agents=3):
     n_food = draw(st.integers(1, min(3, size * size - n_agents)))
     max_steps = draw(st.integers(1, 12))
     if draw(st.booleans()):
-        return GridForaging(size, n_agents, n_food, max_steps, layout_seed=draw(st.integers(0, 10**6)))
+        return GridForaging(size, n_agents, n_food, max_steps,
+                            layout_seed=draw(st.integers(0, 10**6)))
     cells = draw(st.permutations(range(size * size)))
     food = [divmod(c, size) for c in cells[:n_food]]
     agents = [divmod(c, size) for c in draw(st.lists(st.sampled_from(cells[n_food:]),
@@ -244,7 +244,8 @@ def python_bfs(game):
     """Independent exact solution through the plain-Python reference step."""
     start, _ = game.reference_reset()
     dist, queue, best = {start: 0}, deque([start]), (0, 0)
-    joint_actions = np.stack(np.meshgrid(*[range(6)] * game.n_agents), -1).reshape(-1, game.n_agents)
+    joint_actions = np.stack(np.meshgrid(*[range(6)] * game.n_agents), -1).reshape(
+        -1, game.n_agents)
     while queue:
         s = queue.popleft()
         collected = game.n_food - sum(game.decode(s)[1])
@@ -611,7 +612,8 @@ def test_bad_grid_arguments():
         (dict(layout=([(0, 0)], [(1, 1), (2, 2)])), ValueError, "layout has 1 agents"),
         (dict(layout=([(0, 0), (0, 5)], [(1, 1), (2, 2)])), ValueError, r"layout cell \(0, 5\)"),
         (dict(layout=([(0, 0), (1, 1)], [(1, 1), (2, 2)])), ValueError, "may not start on food"),
-        (dict(layout=([(0, 0), (0, 0)], [(1, 1), (1, 1)])), ValueError, "food cells must be distinct"),
+        (dict(layout=([(0, 0), (0, 0)], [(1, 1), (1, 1)])), ValueError,
+         "food cells must be distinct"),
         (dict(layout="nonsense"), TypeError, "layout must be a pair"),
         (dict(layout=([0, 1], [(1, 1), (2, 2)])), TypeError, "layout must be a pair"),
         (dict(layout=([(0.5, 0), (1, 0)], [(1, 1), (2, 2)])), TypeError,
@@ -664,7 +666,8 @@ def test_grid_encode_decode_round_trip():
 @pytest.mark.parametrize("positions, food, error, match", [
     ([(0, 0), (5, 0)], [True, True], ValueError,
      r"positions\[1\] \(5, 0\) is not a \(row, col\) in a 5x5 grid"),
-    ([(0, -1), (1, 0)], [True, True], ValueError, r"positions\[0\] \(0, -1\) is not a \(row, col\)"),
+    ([(0, -1), (1, 0)], [True, True], ValueError,
+     r"positions\[0\] \(0, -1\) is not a \(row, col\)"),
     ([(0, 0)], [True, True], ValueError,
      r"positions must hold one \(row, col\) per agent \(n_agents=2\), got 1"),
     ([(0, 0), (1, 1), (2, 2)], [True, True], ValueError, "positions must hold one .* got 3"),
@@ -676,8 +679,10 @@ def test_grid_encode_decode_round_trip():
     (5, [True, True], TypeError, "positions must be a sequence of n_agents=2"),
     ([(0, 0), (1, 1)], [True], ValueError,
      r"food_remaining must hold one flag per food \(n_food=2\), got 1"),
-    ([(0, 0), (1, 1)], [True, False, True], ValueError, "food_remaining must hold one flag .* got 3"),
-    ([(0, 0), (1, 1)], [True, 0.5], TypeError, r"food_remaining\[1\] must be a bool, got float 0.5"),
+    ([(0, 0), (1, 1)], [True, False, True], ValueError,
+     "food_remaining must hold one flag .* got 3"),
+    ([(0, 0), (1, 1)], [True, 0.5], TypeError,
+     r"food_remaining\[1\] must be a bool, got float 0.5"),
     ([(0, 0), (1, 1)], [2, True], TypeError, r"food_remaining\[0\] must be a bool, got int 2"),
     ([(0, 0), (1, 1)], [True, "no"], TypeError, r"food_remaining\[1\] must be a bool, got str"),
     ([(0, 0), (1, 1)], None, TypeError, "food_remaining must be a sequence of n_food=2 bools"),
@@ -698,9 +703,11 @@ def test_reference_step_bad_input(game):
     ok = [0] * n
     for actions, error, match in [
         (ok[:-1] + [k[-1]], ValueError,
-         rf"actions\[{n - 1}\] = {k[-1]} is out of range: agent {n - 1} has actions 0..{k[-1] - 1}"),
+         rf"actions\[{n - 1}\] = {k[-1]} is out of range: agent {n - 1} has actions "
+         rf"0..{k[-1] - 1}"),
         ([-1] + ok[1:], ValueError, r"actions\[0\] = -1 is out of range"),
-        (ok + [0], ValueError, rf"actions must hold one action per agent \(n_agents={n}\), got {n + 1}"),
+        (ok + [0], ValueError,
+         rf"actions must hold one action per agent \(n_agents={n}\), got {n + 1}"),
         (ok[:-1], ValueError, rf"actions must hold one action per agent .* got {n - 1}"),
         ([0.0] + ok[1:], TypeError, r"actions\[0\] must be an int, got float 0.0"),
         (ok[:-1] + [True], TypeError, rf"actions\[{n - 1}\] must be an int, got bool"),
@@ -713,7 +720,8 @@ def test_reference_step_bad_input(game):
                 game.reference_step(s, t, wrap(actions) if isinstance(actions, list) else actions)
     for state, t_, error, match in [
         (-1, 0, ValueError, rf"state must be in \[0, {game.n_states}\), got -1"),
-        (game.n_states, 0, ValueError, rf"state must be in \[0, {game.n_states}\), got {game.n_states}"),
+        (game.n_states, 0, ValueError,
+         rf"state must be in \[0, {game.n_states}\), got {game.n_states}"),
         (0.0, 0, TypeError, "state must be an int, got float"),
         (s, -1, ValueError, rf"t must be in \[0, {game.episode_limit}\), got -1"),
         (s, game.episode_limit, ValueError, rf"t must be in \[0, {game.episode_limit}\)"),
@@ -735,95 +743,6 @@ def test_reference_step_inconsistent_state_and_t():
         TwoStepGame().reference_step(1, 0, [0, 0])
     with pytest.raises(ValueError, match="state 0 .* at step t=0, got t=1"):
         TwoStepGame().reference_step(0, 1, [0, 0])
-
-
-# --------------------------------------------------------------------------- PettingZoo
-
-ALL_GAMES = [climbing(), penalty(), qtran(), climbing(episode_len=3), TwoStepGame(),
-             GridForaging(), GridForaging(3, 3, 2, 10, layout_seed=4)]
-
-
-@pytest.mark.parametrize("game", ALL_GAMES, ids=repr)
-def test_pettingzoo_parallel_api(game):
-    pytest.importorskip("gymnasium")
-    test = pytest.importorskip("pettingzoo.test")
-    env = to_parallel_env(game, seed=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        test.parallel_api_test(env, num_cycles=100)
-
-
-def test_pettingzoo_episode():
-    pytest.importorskip("pettingzoo")
-    game = TwoStepGame()
-    game.reset(4)
-    env = to_parallel_env(game, seed=1)
-    assert env.possible_agents == ["agent_0", "agent_1"]
-    assert env.observation_space("agent_0").n == 3 and env.action_space("agent_1").n == 2
-    obs, infos = env.reset()
-    assert obs == {"agent_0": 0, "agent_1": 0} and env.agents == env.possible_agents
-    obs, rewards, terminated, truncated, _ = env.step({"agent_0": 1, "agent_1": 0})
-    assert obs["agent_0"] == 2 and rewards["agent_1"] == 0 and not any(terminated.values())
-    obs, rewards, terminated, truncated, _ = env.step({"agent_0": 1, "agent_1": 1})
-    assert rewards == {"agent_0": 8.0, "agent_1": 8.0} and all(terminated.values())
-    assert obs["agent_0"] == 2 and env.agents == [] and int(env.state()) == 2
-    assert game._state.shape == (4,)  # the wrapper works on a copy
-    with pytest.raises(ValueError, match="missing agents"):
-        env.reset()
-        env.step({"agent_0": 0})
-    with pytest.raises(TypeError, match="game must be an asae game"):
-        to_parallel_env("climbing")
-
-
-def test_pettingzoo_bad_input():
-    pytest.importorskip("pettingzoo")
-    env = to_parallel_env(climbing(episode_len=3), seed=0)
-    with pytest.raises(RuntimeError, match="call reset"):
-        env.state()
-    with pytest.raises(RuntimeError, match="call reset"):
-        env.step({"agent_0": 0, "agent_1": 0})
-    for kwargs, error, match in [
-        (dict(seed="x"), TypeError, "seed must be an int, got str 'x'"),
-        (dict(seed=1.5), TypeError, "seed must be an int, got float"),
-        (dict(seed=-1), ValueError, "seed must be >= 0, got -1"),
-        (dict(options=3), TypeError, "options must be None or a dict, got int 3"),
-    ]:
-        with pytest.raises(error, match=match):
-            env.reset(**kwargs)
-    env.reset(seed=np.int64(2), options={"anything": 1})
-    for actions, error, match in [
-        ({"agent_0": 0, "agent_1": 0, "agent_9": 1}, ValueError,
-         r"actions has keys \['agent_9'\] that are not live agents \['agent_0', 'agent_1'\]"),
-        ({"agent_0": 0, "agent_1": 0, 1: 1}, ValueError, r"actions has keys \[1\]"),
-        ({"agent_0": 0}, ValueError, r"actions is missing agents \['agent_1'\]"),
-        ({}, ValueError, r"actions is missing agents \['agent_0', 'agent_1'\]"),
-        ([0, 0], TypeError, r"actions must be a dict \{agent: action\}, got list"),
-        ({"agent_0": 3, "agent_1": 0}, ValueError, r"actions\['agent_0'\] must be in \[0, 3\), got 3"),
-        ({"agent_0": 0, "agent_1": -1}, ValueError, r"actions\['agent_1'\] must be in \[0, 3\), got -1"),
-        ({"agent_0": 1.0, "agent_1": 0}, TypeError, r"actions\['agent_0'\] must be an int, got float"),
-        ({"agent_0": None, "agent_1": 0}, TypeError, r"actions\['agent_0'\] must be an int, got NoneType"),
-    ]:
-        with pytest.raises(error, match=match):
-            env.step(actions)
-    assert int(env.state()) == 0 and env.agents == ["agent_0", "agent_1"]  # nothing changed
-    assert to_parallel_env(TwoStepGame(), seed=np.int64(3)).reset()[0] == {"agent_0": 0, "agent_1": 0}
-    obs, rewards, *_ = env.step({"agent_0": np.int64(1), "agent_1": np.array(1)})
-    assert rewards == {"agent_0": 7.0, "agent_1": 7.0} and int(env.state()) == 1
-    for method in (env.observation_space, env.action_space):
-        assert method("agent_1").n in (3,)
-        with pytest.raises(ValueError, match=r"agent must be one of \['agent_0', 'agent_1'\], got 'agent_2'"):
-            method("agent_2")
-
-
-@pytest.mark.parametrize("module", ["gymnasium", "pettingzoo"])
-def test_to_parallel_env_without_optional_dependencies(monkeypatch, module):
-    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
-    monkeypatch.setattr(envs, "_PARALLEL_CLASS", None)  # forget the cached wrapper class
-    with pytest.raises(ModuleNotFoundError, match=r"pip install -e '\.\[pettingzoo\]'") as info:
-        to_parallel_env(climbing())
-    assert "asae[pettingzoo]" in str(info.value)
-    # the first import that fails is named: the blocked one, or gymnasium when it is absent
-    assert info.value.name in (module, "gymnasium")
 
 
 # --------------------------------------------------------------------------- count games

@@ -1,6 +1,7 @@
-"""Tests of envs.py's limits: memory estimated before it is spent (MAX_ALLOC_BYTES), searches
-refused before they start (MAX_SEARCH_TRANSITIONS), episode lengths in range (MAX_COUNT),
-returns that cannot overflow (MAX_ABS_RETURN, SPREAD_MAX_ABS), and endless arguments."""
+"""Tests of the limits of envs.py and envs_spread.py: memory estimated before it is spent
+(MAX_ALLOC_BYTES), searches refused before they start (MAX_SEARCH_TRANSITIONS), episode
+lengths in range (MAX_COUNT), returns that cannot overflow (MAX_ABS_RETURN, SPREAD_MAX_ABS),
+and endless arguments."""
 import itertools
 import json
 import math
@@ -18,9 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import envs
-from envs import (MAX_ABS_RETURN, MAX_COUNT, SPREAD_MAX_ABS, GridForaging, MatrixGame,
-                  ReturnEstimate, Spread, SpreadReferences, TwoStepGame, climbing, penalty,
-                  to_parallel_env)
+import envs_spread
+from envs import MAX_ABS_RETURN, MAX_COUNT, GridForaging, MatrixGame, TwoStepGame, climbing, penalty
+from envs_pettingzoo import to_parallel_env
+from envs_spread import SPREAD_MAX_ABS, ReturnEstimate, Spread, SpreadReferences
 
 HERE = os.path.dirname(os.path.abspath(__file__))  # the child imports this envs.py
 LIMIT_MESSAGE = r"needs about .* of memory, more than envs\.MAX_ALLOC_BYTES = 1 GiB"
@@ -79,6 +81,7 @@ import itertools, json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 * 10**9, 3 * 10**9))
 import numpy as np
 from envs import *
+from envs_spread import *
 out = []
 for code in json.loads(sys.argv[1]):
     try:
@@ -163,7 +166,7 @@ def test_construction_estimates_cover_construction(make, monkeypatch):
 
 
 def spread_references_small():
-    return envs.spread_references(2, max_cycles=3, n_episodes=4000, n_envs=1000)
+    return envs_spread.spread_references(2, max_cycles=3, n_episodes=4000, n_envs=1000)
 
 
 def test_grid_estimate_covers_render(monkeypatch):
@@ -364,8 +367,8 @@ def test_spread_worlds_at_the_bound_stay_finite():
         for out in outs:
             for a in out:
                 assert np.isfinite(a).all()
-        state = envs.SpreadState(tuple(map(tuple, corners)), tuple(map(tuple, -corners)),
-                                 tuple(map(tuple, -corners)), 0)
+        state = envs_spread.SpreadState(tuple(map(tuple, corners)), tuple(map(tuple, -corners)),
+                                        tuple(map(tuple, -corners)), 0)
         new_state, _, reward, _, _, final = env.reference_step(state, 0, (1, 2, 3))
         assert math.isfinite(reward)
         for s in (new_state, final):

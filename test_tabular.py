@@ -24,6 +24,7 @@ import asae_probe as probe
 import asae_tabular as tabular
 from asae_tabular import TabularConfig
 import envs
+import envs_spread
 from test_asae import (ATOL, RTOL, ref_clip_range, ref_coppo_grad, ref_gae, ref_joint_value,
                        ref_log_preceding, ref_log_softmax_row, ref_marginal_q, ref_policy_grad,
                        ref_preceding_weight, ref_softmax_row, ref_sync_weights, ref_traced_gae)
@@ -683,10 +684,10 @@ LEARNER_BAD = [
         FloatingPointError,
         "evaluate",
     ),
-    (lambda: tabular.train(envs.Spread(), "async", TabularConfig()), TypeError, "NetConfig"),
-    (lambda: probe.advantage_bias(envs.Spread(), "async"), TypeError, "feature observations"),
+    (lambda: tabular.train(envs_spread.Spread(), "async", TabularConfig()), TypeError, "NetConfig"),
+    (lambda: probe.advantage_bias(envs_spread.Spread(), "async"), TypeError, "feature observations"),
     (
-        lambda: tabular.evaluate(envs.Spread(), [np.zeros((1, 5))] * 3),
+        lambda: tabular.evaluate(envs_spread.Spread(), [np.zeros((1, 5))] * 3),
         TypeError,
         "feature observations",
     ),

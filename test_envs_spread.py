@@ -1,6 +1,6 @@
-"""Tests of envs.Spread (cooperative navigation): equal to mpe2's simple_spread_v3 step for
-step, kernel == plain-Python reference, physical properties, reset distribution and seeding,
-reference returns, the PettingZoo wrapper and input validation."""
+"""Tests of envs_spread.Spread (cooperative navigation): equal to mpe2's simple_spread_v3
+step for step, kernel == plain-Python reference, physical properties, reset distribution and
+seeding, reference returns, the PettingZoo wrapper and input validation."""
 import copy
 import itertools
 import math
@@ -11,8 +11,9 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-import envs
-from envs import SPREAD_REFERENCES, Spread, SpreadReferences, SpreadState, to_parallel_env
+import envs_spread
+from envs_spread import SPREAD_REFERENCES, Spread, SpreadReferences, SpreadState
+from envs_pettingzoo import to_parallel_env
 
 MOVES = np.array([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)], float)  # unit force of action a
 
@@ -223,15 +224,15 @@ def test_reference_reset_and_generator():
     key, expected = 1234567, [6457827717110365317, 3203168211198807973, 9817491932198370423]
     rng = np.array([key], np.uint64)
     for z in expected:
-        key, x = envs._py_uniform_pm1(key)
-        assert x == envs._uniform_pm1(rng, 0) == -1.0 + 2.0 * ((z >> 11) * 2.0**-53)
+        key, x = envs_spread._py_uniform_pm1(key)
+        assert x == envs_spread._uniform_pm1(rng, 0) == -1.0 + 2.0 * ((z >> 11) * 2.0**-53)
         assert key == int(rng[0])
     env = Spread(2)
     state, t = env.reference_reset(0)
     assert t == 0 and state.agent_vel == ((0.0, 0.0), (0.0, 0.0))
     draws, k = [], 0
     for _ in range(8):
-        k, x = envs._py_uniform_pm1(k)
+        k, x = envs_spread._py_uniform_pm1(k)
         draws.append(x)
     assert state.agent_pos == ((draws[0], draws[1]), (draws[2], draws[3]))
     assert state.landmark_pos == ((draws[4], draws[5]), (draws[6], draws[7])) and state.rng == k
@@ -375,7 +376,7 @@ def test_seeding():
 def test_min_cost_assignment_is_exact(n, seed, integer_costs):
     rng = np.random.default_rng(seed)
     cost = rng.integers(0, 4, (n, n)).astype(float) if integer_costs else rng.uniform(0, 3, (n, n))
-    assign = envs._min_cost_assignment(cost)
+    assign = envs_spread._min_cost_assignment(cost)
     assert sorted(assign.tolist()) == list(range(n))
     best = min(sum(cost[i, p[i]] for i in range(n)) for p in itertools.permutations(range(n)))
     assert cost[np.arange(n), assign].sum() == pytest.approx(best, abs=1e-9)
@@ -392,7 +393,7 @@ def test_scripted_controller():
     # agents start at rest and push toward their landmark along the larger axis
     for b in range(20):
         cost = np.linalg.norm(w.agent_pos[b][:, None] - w.landmark_pos[b][None], axis=-1)
-        target = w.landmark_pos[b][envs._min_cost_assignment(cost)]
+        target = w.landmark_pos[b][envs_spread._min_cost_assignment(cost)]
         d = target - w.agent_pos[b]
         for i in range(3):
             if max(abs(d[i])) > 0.1:
@@ -415,7 +416,7 @@ def test_stored_references_agree_with_a_fresh_measurement():
         assert stored.scripted.mean > stored.random.mean
         if n > 6:
             continue  # the largest configuration takes long; the smaller ones cover the code
-        fresh = envs.spread_references(n, local_ratio, max_cycles, n_episodes=2000, seed=1)
+        fresh = envs_spread.spread_references(n, local_ratio, max_cycles, n_episodes=2000, seed=1)
         for a, b in [(stored.random, fresh.random), (stored.scripted, fresh.scripted)]:
             # both are means of independent episodes: agree within 4 combined standard errors
             se = math.hypot(a.ci95, b.ci95) / 1.96
@@ -425,7 +426,7 @@ def test_stored_references_agree_with_a_fresh_measurement():
 
 def test_stored_references_are_reproducible():
     stored = SPREAD_REFERENCES[(2, 0.5, 25)]
-    again = envs.spread_references(2, 0.5, 25, n_episodes=20000, seed=0)
+    again = envs_spread.spread_references(2, 0.5, 25, n_episodes=20000, seed=0)
     for a, b in [(stored.random, again.random), (stored.scripted, again.scripted)]:
         assert abs(a.mean - b.mean) < 1e-4 and abs(a.ci95 - b.ci95) < 1e-4
         assert a.n_episodes == b.n_episodes
@@ -438,7 +439,8 @@ def test_normalized_score():
     assert env.normalized_score(refs.random.mean) == pytest.approx(0)
     assert env.normalized_score(refs.scripted.mean) == pytest.approx(1)
     np.testing.assert_allclose(env.normalized_score([refs.random.mean, refs.scripted.mean]), [0, 1])
-    mine = SpreadReferences(envs.ReturnEstimate(-10.0, 1, 5), envs.ReturnEstimate(-2.0, 1, 5), 0)
+    mine = SpreadReferences(envs_spread.ReturnEstimate(-10.0, 1, 5),
+                            envs_spread.ReturnEstimate(-2.0, 1, 5), 0)
     assert Spread(7).reference_returns is None
     assert Spread(7).normalized_score(-6.0, mine) == 0.5
     with pytest.raises(ValueError, match=r"no stored reference returns for Spread\(n_agents=7"):
@@ -630,8 +632,8 @@ def test_spread_references_bad_input():
         (dict(n_envs=0), ValueError, "n_envs must be >= 1, got 0"),
     ]:
         with pytest.raises(error, match=match):
-            envs.spread_references(**kwargs)
-    small = envs.spread_references(2, n_episodes=5, n_envs=2)  # rounds of 2, the first 5 kept
+            envs_spread.spread_references(**kwargs)
+    small = envs_spread.spread_references(2, n_episodes=5, n_envs=2)  # rounds of 2, first 5 kept
     assert small.random.n_episodes == small.scripted.n_episodes == 5
 
 
