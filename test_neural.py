@@ -17,7 +17,7 @@ import asae
 import asae_neural as neural
 from asae_tabular import TabularConfig
 import envs
-import envs_spread
+from envs_spread import Spread
 from test_asae import (ref_clip_range, ref_coppo_grad, ref_gae, ref_log_preceding,
                        ref_log_softmax_row, ref_policy_grad, ref_preceding_weight,
                        ref_sync_weights, ref_traced_gae)
@@ -497,10 +497,10 @@ def test_train_matches_slow_twin(method, kw):
     """Two iterations (rollouts that cross episode ends: max_cycles 3 < rollout 4), then
     the evaluation: every parameter, the curve, both returns and the largest ratio agree to
     rtol 1e-10."""
-    assert_matches_twin(lambda: envs_spread.Spread(n_agents=3, max_cycles=3), method, tiny(**kw))
+    assert_matches_twin(lambda: Spread(n_agents=3, max_cycles=3), method, tiny(**kw))
 
 
-class UnevenSpread(envs_spread.Spread):
+class UnevenSpread(Spread):
     """Spread whose agents have 1, 3 and 5 of the 5 moves (the networks' logits are padded to
     5; a lone logit is negative about half the time, so an argmax over the padding shows) and
     whose episode_limit (5) exceeds its episodes (3 steps, then truncated): the evaluation
@@ -528,7 +528,7 @@ def _params(res):
 def test_one_step_asae_and_coppo_are_async():
     """One minibatch step per update, all ratios 1: w = 1 and CoPPO's terms coincide."""
     cfg = tiny(iterations=1, epochs=1, minibatches=1)
-    env = envs_spread.Spread(n_agents=3)
+    env = Spread(n_agents=3)
     runs = [_params(neural.train(env, m, cfg)) for m in ("async", "asae", "coppo")]
     assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[0], runs[2])
     more = tiny(iterations=1, epochs=3, minibatches=1)
@@ -538,7 +538,7 @@ def test_one_step_asae_and_coppo_are_async():
 
 def test_single_agent_every_method_is_async():
     """With one agent there are no partners: w = M = 1, the trace is GAE (c̄ ≥ 1)."""
-    env = envs_spread.Spread(n_agents=1)
+    env = Spread(n_agents=1)
     cfg = tiny(a2po_clip_floor=1.0)
     ref = _params(neural.train(env, "async", cfg))
     for m in ("asae", "happo", "a2po"):
@@ -546,7 +546,7 @@ def test_single_agent_every_method_is_async():
 
 
 def test_training_is_deterministic_and_seeded():
-    env = envs_spread.Spread(n_agents=2)
+    env = Spread(n_agents=2)
     a, b = (neural.train(env, "happo", tiny()) for _ in range(2))
     assert np.array_equal(_params(a), _params(b))
     assert np.array_equal(a.mean_return, b.mean_return, equal_nan=True)
@@ -555,7 +555,7 @@ def test_training_is_deterministic_and_seeded():
 
 def test_same_seed_same_initial_networks_for_every_method():
     """Zero step sizes keep the initial networks: the same for every method per seed."""
-    env = envs_spread.Spread(n_agents=2)
+    env = Spread(n_agents=2)
     cfg = tiny(iterations=1, lr_actor=1e-300, lr_critic=1e-300)
     first = [neural.train(env, m, cfg).policy.params for m in NET_METHODS]
     for params in first[1:]:
@@ -568,13 +568,13 @@ def test_same_seed_same_initial_networks_for_every_method():
 def test_each_net_setting_changes_the_run(field):
     alt = {"max_grad_norm": 0.01, "value_clip": None, "huber_delta": 0.1, "adv_norm": False,
            "value_norm": False, "layer_norm": False, "output_gain": 1.0, "adam_eps": 0.1}
-    env = envs_spread.Spread(n_agents=2)
+    env = Spread(n_agents=2)
     assert not np.array_equal(_params(neural.train(env, "async", tiny())),
                               _params(neural.train(env, "async", tiny(**{field: alt[field]}))))
 
 
 def test_evaluate_runs_the_trained_policy():
-    env = envs_spread.Spread(n_agents=2, max_cycles=5)
+    env = Spread(n_agents=2, max_cycles=5)
     res = neural.train(env, "async", tiny(eval_episodes=4))
     assert neural.evaluate(env, res.policy, episodes=4, greedy=True,
                          seed=0) == neural.evaluate(env, res.policy, episodes=4, seed=0)
@@ -583,7 +583,7 @@ def test_evaluate_runs_the_trained_policy():
 
 def test_learns_on_spread_two_agents():
     """A short run (32 envs × 25 steps × 40 updates) moves well above the random floor."""
-    env = envs_spread.Spread(n_agents=2)
+    env = Spread(n_agents=2)
     cfg = neural.NetConfig(n_envs=32, iterations=40, seed=0, eval_episodes=64)
     res = neural.train(env, "async", cfg)
     floor = env.reference_returns.random
@@ -595,7 +595,7 @@ def test_learns_on_spread_two_agents():
 # Guards
 # --------------------------------------------------------------------------------------
 
-class NaNRewardSpread(envs_spread.Spread):
+class NaNRewardSpread(Spread):
     def step(self, actions):
         out = list(super().step(actions))
         out[2] = out[2].copy()
@@ -604,14 +604,14 @@ class NaNRewardSpread(envs_spread.Spread):
 
 
 @pytest.mark.parametrize("call,exc,name", [
-    (lambda: neural.train(envs_spread.Spread(2), "coma", tiny()), ValueError, "joint actions"),
-    (lambda: neural.train(envs_spread.Spread(2), "exact_sync", tiny()), ValueError, "joint actions"),
-    (lambda: neural.train(envs_spread.Spread(2), "async", TabularConfig()), TypeError, "NetConfig"),
+    (lambda: neural.train(Spread(2), "coma", tiny()), ValueError, "joint actions"),
+    (lambda: neural.train(Spread(2), "exact_sync", tiny()), ValueError, "joint actions"),
+    (lambda: neural.train(Spread(2), "async", TabularConfig()), TypeError, "NetConfig"),
     (lambda: neural.train(envs.climbing(), "async", tiny()), TypeError, "asae_tabular.train"),
-    (lambda: neural.train(envs_spread.Spread(2), "ppo", tiny()), ValueError, "method must be one of"),
-    (lambda: neural.train(envs_spread.Spread(2), "happo", tiny(share_actor=True)), ValueError,
+    (lambda: neural.train(Spread(2), "ppo", tiny()), ValueError, "method must be one of"),
+    (lambda: neural.train(Spread(2), "happo", tiny(share_actor=True)), ValueError,
      "share_actor"),
-    (lambda: neural.train(envs_spread.Spread(2), "coppo", tiny(clip_ratio="joint")), ValueError,
+    (lambda: neural.train(Spread(2), "coppo", tiny(clip_ratio="joint")), ValueError,
      "clip_ratio"),
     (lambda: tiny(hidden=0), ValueError, "NetConfig.hidden"),
     (lambda: tiny(layers=0), ValueError, "NetConfig.layers"),
@@ -624,13 +624,13 @@ class NaNRewardSpread(envs_spread.Spread):
     (lambda: tiny(track_bias=True), TypeError, "track_bias"),           # the tabular fields:
     (lambda: tiny(record_policies=True), TypeError, "record_policies"),  # not NetConfig's own
     (lambda: tiny(init_logit_std=0.5), TypeError, "init_logit_std"),
-    (lambda: neural.train(envs_spread.Spread(2), "async", tiny(n_envs=10 ** 6, rollout_len=10 ** 4)),
+    (lambda: neural.train(Spread(2), "async", tiny(n_envs=10 ** 6, rollout_len=10 ** 4)),
      ValueError, "MAX_TABLE_BYTES"),
     (lambda: neural.train(NaNRewardSpread(2), "async", tiny()), ValueError, "rewards"),
-    (lambda: neural.evaluate(envs_spread.Spread(12), neural.MLPPolicy(neural.MLP(72, 4, 1, 5, False),
+    (lambda: neural.evaluate(Spread(12), neural.MLPPolicy(neural.MLP(72, 4, 1, 5, False),
                                                            [np.zeros(1)] * 12, (5,) * 12, False),
                            episodes=2 ** 24), ValueError, "MAX_TABLE_BYTES"),
-    (lambda: neural.evaluate(envs_spread.Spread(3), neural.train(envs_spread.Spread(2), "async",
+    (lambda: neural.evaluate(Spread(3), neural.train(Spread(2), "async",
                                                       tiny(iterations=1)).policy),
      ValueError, "agents"),
 ])
@@ -639,7 +639,7 @@ def test_bad_input_raises_clear_error(call, exc, name):
         call()
 
 
-class ConstantRewardSpread(envs_spread.Spread):
+class ConstantRewardSpread(Spread):
     def __init__(self, reward, **kw):
         super().__init__(**kw)
         self.reward = reward
@@ -672,7 +672,7 @@ def test_memory_plan_bounds_a_run(shared):
     """The pre-run memory estimate is at least the NumPy memory a run allocates
     (tracemalloc's peak; numba compiled first, by a warm-up run)."""
     import tracemalloc
-    env = envs_spread.Spread(n_agents=4)
+    env = Spread(n_agents=4)
     neural.train(env, "async", tiny(share_actor=shared, iterations=1))
     cfg = neural.NetConfig(n_envs=16, iterations=1, epochs=1, eval_episodes=4, share_actor=shared)
     plan = neural._net_memory_plan(cfg, 4, env.obs_dim, env.state_dim,
@@ -699,7 +699,7 @@ def test_adam_refuses_a_gradient_that_is_not_finite(bad):
 
 def test_diverging_run_raises_instead_of_reporting():
     """Returns beyond float64 (rewards ~1e307 summed over 25 steps): an error, no result."""
-    class Huge(envs_spread.Spread):
+    class Huge(Spread):
         def step(self, actions):
             out = list(super().step(actions))
             out[2] = out[2] * 1e307

@@ -685,7 +685,11 @@ LEARNER_BAD = [
         "evaluate",
     ),
     (lambda: tabular.train(envs_spread.Spread(), "async", TabularConfig()), TypeError, "NetConfig"),
-    (lambda: probe.advantage_bias(envs_spread.Spread(), "async"), TypeError, "feature observations"),
+    (
+        lambda: probe.advantage_bias(envs_spread.Spread(), "async"),
+        TypeError,
+        "feature observations",
+    ),
     (
         lambda: tabular.evaluate(envs_spread.Spread(), [np.zeros((1, 5))] * 3),
         TypeError,
