@@ -12,7 +12,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import envs_spread
-from envs_spread import SPREAD_REFERENCES, Spread, SpreadReferences, SpreadState
+from envs_spread import SPREAD_REFERENCES, Spread, SpreadReferences
 from envs_pettingzoo import to_parallel_env
 
 MOVES = np.array([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)], float)  # unit force of action a

@@ -13,21 +13,7 @@ import asae_neural as neural
 import asae_probe
 import asae_tabular as tabular
 import envs
-
-
-class NoTables:
-    """A game seen only through reset/step: the tabular learner's env.step path."""
-
-    def __init__(self, game):
-        self._g = game
-        for a in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "optimum"):
-            setattr(self, a, getattr(game, a))
-
-    def reset(self, n_envs, seed=None):
-        return self._g.reset(n_envs, seed=seed)
-
-    def step(self, actions):
-        return self._g.step(actions)
+from test_tabular import NoTables
 
 
 GAMES = {

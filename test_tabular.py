@@ -266,15 +266,8 @@ class NoTables:
 
     def __init__(self, env):
         self.env = env
-        for a in (
-            "n_agents",
-            "n_actions",
-            "n_states",
-            "n_obs",
-            "episode_limit",
-            "optimum",
-            "payoff",
-        ):
+        for a in ("n_agents", "n_actions", "n_states", "n_obs", "episode_limit", "optimum",
+                  "payoff"):
             if hasattr(env, a):
                 setattr(self, a, getattr(env, a))
 
