@@ -586,16 +586,16 @@ def _check_feature_step(out, B, n, d, S, what="env.step"):
 def _net_memory_plan(cfg: NetConfig, n, obs_dim, state_dim, inputs) -> dict:
     N, h = cfg.n_envs * cfg.rollout_len, cfg.hidden
     return {
-        "Config.n_envs × rollout_len × obs_dim × n_agents (rollout observations)":
+        "NetConfig.n_envs × rollout_len × obs_dim × n_agents (rollout observations)":
             8 * N * n * obs_dim * 2,
-        "Config.n_envs × rollout_len × state_dim (rollout states, critic's input)":
+        "NetConfig.n_envs × rollout_len × state_dim (rollout states, critic's input)":
             8 * N * state_dim * 3,
-        "Config.n_envs × rollout_len × hidden × layers × agents (activations)":
+        "NetConfig.n_envs × rollout_len × hidden × layers × agents (activations)":
             8 * N * (h * cfg.layers * 4 + inputs + 16) * n,
-        "Config.hidden² × layers × agents (networks, Adam)":
+        "NetConfig.hidden² × layers × agents (networks, Adam)":
             32 * (n + 1) * (h * h * cfg.layers + h * (inputs + state_dim + 16)),
-        "Config.epochs × n_envs × rollout_len (minibatch plan)": 8 * cfg.epochs * N,
-        "Config.eval_episodes (evaluation)": cfg.eval_episodes * 8 * n * (obs_dim + 16),
+        "NetConfig.epochs × n_envs × rollout_len (minibatch plan)": 8 * cfg.epochs * N,
+        "NetConfig.eval_episodes (evaluation)": cfg.eval_episodes * 8 * n * (obs_dim + 16),
     }
 
 

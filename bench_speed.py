@@ -184,7 +184,7 @@ def speed(args, rep) -> None:
     import_s = getattr(args, "import_s", math.nan)
     rep.table("speed", "First-call latency (compilation or cache load)", [
         "call", "first call ms", "warm ms"],
-        [["import asae, envs (incl. numba)", f"{import_s * 1e3:,.1f}", "—"]]
+        [["import asae, asae_tabular, envs (incl. numba)", f"{import_s * 1e3:,.1f}", "—"]]
         + [[n, f"{f * 1e3:,.1f}", f"{t * 1e3:,.3g}"] for n, (f, t) in first.items()],
         [{"call": n, "first_s": f, "warm_s": t} for n, (f, t) in first.items()], [
         "The first call in this process, at the smallest size above: compilation on the first "
