@@ -153,7 +153,7 @@ def _all_finite(x):
 def _finite(name: str, x):
     """Return x if every entry is finite, else raise FloatingPointError: finite inputs whose
     exact result is beyond float64 (|value| > 1.8e308)."""
-    if isinstance(x, float) and math.isfinite(x) or _all_finite(np.ravel(x)):
+    if _all_finite(x.reshape(-1)) if type(x) is np.ndarray else math.isfinite(x):
         return x
     raise FloatingPointError(f"{name}: the result overflows float64 (|value| > 1.8e308) for "
                              "these finite inputs; rescale them")
