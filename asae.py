@@ -23,10 +23,9 @@ E8   w^i = ∏_{j≠i} ρ^j (prefix + suffix sums of log ρ)     sync_weights
      L^i = E[min(ρ^i w^i Â, clip(ρ^i, 1±ε) w^i Â)], ∇_z    clipped_surrogate(_grad)
 E9   M^{i_m} = ∏_{l<m} ρ^{i_l} (HAPPO-style)               sequential_weights
 —    a method = base × weight, schedule, clip; settings    METHOD_TABLE, method_rule → Rule
-—    one row, ratios → ∂/∂z (E7–E9, E11, E12), in order    _base_row, _trace_base,
-     (section "One row"): base, weight, clip range,        _weighted_advantages, _clip_bounds,
-     slope, logit gradient                                 _row_slope, _policy_grad_row,
-                                                           _logit_grads
+—    one row, ratios → ∂/∂z (E7–E9, E11, E12), in order:   _base_row, _trace_base,
+     base, weight, clip range, slope, logit gradient       _weighted_advantages, _clip_bounds,
+     (section "One row"; EQUATIONS.md lists them)          _row_slope → _logit_grads
 E11  CoPPO: min(ρ^i w^i Â, clip(ρ^i·clip(w^i, 1±ε_in), 1±ε) Â)      _double_clip_slope
 E12  A2PO: clip(ρ^i g, 1±ε_m) Â^{(m)}, g = clip(M^i, 1±ε_o), ε_m by position (_clip_bounds),
      Â^{(m)} with the trace γλ·min(c̄, M) (_trace_base)    _row_slope (WEIGHTED)
@@ -61,13 +60,11 @@ if tuple(int(x) for x in numba.__version__.split(".")[:2]) < (0, 58):  # pragma:
                       "python -m pip install --upgrade numba")
 
 __version__ = "0.4.0"
-__all__ = [
-    "softmax", "log_softmax", "joint_value", "marginal_q", "marginal_advantage",
-    "exact_policy_gradient", "joint_surrogate", "synchronous_marginal_advantage",
-    "counterfactual_advantage", "sync_weights", "clipped_surrogate", "clipped_surrogate_grad",
-    "sequential_weights", "METHOD_TABLE", "METHODS", "Method", "Rule", "RULE_SETTINGS",
-    "method_rule", "JointIndex", "method_advantages", "gae",
-]
+__all__ = ["softmax", "log_softmax", "joint_value", "marginal_q", "marginal_advantage",
+           "exact_policy_gradient", "joint_surrogate", "synchronous_marginal_advantage",
+           "counterfactual_advantage", "sync_weights", "clipped_surrogate",
+           "clipped_surrogate_grad", "sequential_weights", "METHOD_TABLE", "METHODS", "Method",
+           "Rule", "RULE_SETTINGS", "method_rule", "JointIndex", "method_advantages", "gae"]
 
 #: Log-space saturation of importance ratios and weights (a documented choice): a ratio or
 #: weight is at most e^300 ≈ 2e130, so ρ·w·Â stays finite for any |Â| < 1e47. Below the
@@ -143,11 +140,18 @@ def _array(name: str, x, *, kind: str = "real", ndim=None, shape=None, finite: b
 
 @njit(cache=True)
 def _all_finite(x):
-    """Whether every entry of the 1-D float64 ``x`` is finite (one pass, no temporaries)."""
-    for v in x:
-        if not np.isfinite(v):
-            return False
-    return True
+    """Whether every entry of the 1-D float64 ``x`` is finite, in one pass without temporaries:
+    Σ_k x_k·0 is 0 exactly then (NaN·0, ±inf·0 are NaN); four sums, so the adds overlap."""
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = x.shape[0] - x.shape[0] % 4
+    for k in range(0, n4, 4):
+        s0 += x[k] * 0.0
+        s1 += x[k + 1] * 0.0
+        s2 += x[k + 2] * 0.0
+        s3 += x[k + 3] * 0.0
+    for k in range(n4, x.shape[0]):
+        s0 += x[k] * 0.0
+    return s0 + s1 + s2 + s3 == 0.0
 
 
 def _finite(name: str, x):
@@ -214,12 +218,11 @@ def _log_ratio_table(log_ratios, n_rows: int | None = None) -> np.ndarray:
     if log_rho.shape[1] == 0 or (n_rows is not None and log_rho.shape[0] != n_rows):
         want = "N" if n_rows is None else n_rows
         raise ValueError(f"log_ratios must have shape ({want}, n ≥ 1); got {_describe(log_rho)}")
-    if log_rho.size:
-        big = max(log_rho.max(), -log_rho.min())
-        if big > MAX_LOG_RATIO_SUM / log_rho.shape[1]:
-            raise ValueError(f"log_ratios must satisfy n·max|log ρ| ≤ {MAX_LOG_RATIO_SUM:g} (so no "
-                             f"partial sum overflows); got max|log ρ| = {big:g} with "
-                             f"n = {log_rho.shape[1]}")
+    if log_rho.size and (big := max(log_rho.max(), -log_rho.min())) > \
+            MAX_LOG_RATIO_SUM / log_rho.shape[1]:
+        raise ValueError(f"log_ratios must satisfy n·max|log ρ| ≤ {MAX_LOG_RATIO_SUM:g} (so no "
+                         f"partial sum overflows); got max|log ρ| = {big:g} with "
+                         f"n = {log_rho.shape[1]}")
     return log_rho
 
 
@@ -314,8 +317,7 @@ def log_softmax(logits) -> np.ndarray:
 
 
 # =======================================================================================
-# E1–E6 — exact (tabular) oracles for a one-step game with joint table q(a^1..a^n)
-#          V = Σ_a π(a) q(a);  Q^i(a^i) = Σ_{a^-i} π^-i q;  A^i = Q^i − V;  Ã^i under π̃^-i
+# E1–E6 — exact oracles for a one-step game q(a^1..a^n): V, Q^i, A^i = Q^i − V, Ã^i under π̃^-i
 
 
 @njit(cache=True, inline='always')
@@ -486,8 +488,7 @@ def counterfactual_advantage(q_agent, pi_agent, actions_agent) -> np.ndarray:
     return _finite("counterfactual_advantage", out)
 
 # =======================================================================================
-# E8 — approximatively synchronous estimate: w^i = ∏_{j≠i} ρ^j, Â^i = w^i Â, and the
-#      per-agent clipped surrogate L^i = E[min(ρ^i Â^i, clip(ρ^i, 1−ε, 1+ε) Â^i)]
+# E8 — approximatively synchronous estimate w^i = ∏_{j≠i} ρ^j, Â^i = w^i Â; the clipped L^i
 
 
 @njit(cache=True)
@@ -700,8 +701,7 @@ METHODS = tuple(METHOD_TABLE)
 
 
 class Rule(NamedTuple):
-    """A row of :data:`METHOD_TABLE` with its settings as the per-row kernels read them
-    (:func:`method_rule` builds it; the learners carry it whole)."""
+    """A row of :data:`METHOD_TABLE` with its settings, as the per-row kernels read them."""
     base: int
     weight: int
     schedule: int
