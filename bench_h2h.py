@@ -321,7 +321,7 @@ def table_b(rep, records, d) -> None:
     rep.table("h2h", "H2H b: exact advantage and gradient bias against E6, lr_actor 3", [
         "n", "method", "mean |Â − Ã| (payoff units)", "ratio to ω = 1", "gradient bias",
         "ratio to ω = 1"], rows, None, [
-        f"probe.advantage_bias on seeds 0–{d.bias_seeds - 1} (fewer than part a: the probe "
+        f"asae_probe.train_with_bias on seeds 0–{d.bias_seeds - 1} (fewer than part a: the probe "
         "enumerates the 3^n joint actions for every agent at every gradient step), lr_actor "
         "3, n ≤ 6. mean ± 95 % t-interval over seeds of the mean over gradient steps, agents "
         "and actions of |E_{a^-i~π_old^-i}[Â^i | a^i] − Ã^i(a^i)| (E6, after the update), and "
@@ -357,8 +357,8 @@ def table_time(rep, records, d, cfg) -> dict:
                   if (m, n) in cost else "—" for n in d.agents)] for m in methods]
     rep.table("h2h", "H2H time: median CPU time per run at equal samples", [
         "method", *(f"n = {n}" for n in d.agents)], rows, None, [
-        "Milliseconds of CPU time of one run of part a (tabular.train, time.process_time in the "
-        f"worker), the median over its seeds and the {len(d.lrs)} lr_actor value(s), with the "
+        "Milliseconds of CPU time of one run of part a (asae_tabular.train, time.process_time in "
+        f"the worker), the median over its seeds and the {len(d.lrs)} lr_actor value(s), with the "
         f"ratio to async's; every run takes the same samples ({cfg.iterations} updates of "
         f"{cfg.n_envs} × {cfg.rollout_len}). Measured while "
         "other jobs shared the 2 cores; the wall time of each run (TrainResult.wall_time) is in "

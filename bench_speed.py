@@ -177,8 +177,9 @@ def speed(args, rep) -> None:
     rep.table("speed", "Training throughput vs the env's own batched step rate (env steps/s)", [
         "game", "B×T", "method", "train", "env.step at B", "train / env.step",
         "env.step at B = 1", "at B = 4096"], rows, recs, [
-        "One step of each of B envs = B env steps. train: median of 3 whole `tabular.train` runs "
-        "(rollouts, updates, evaluation) after a first run, per-game Config defaults. env.step: "
+        "One step of each of B envs = B env steps. train: median of 3 whole "
+        "`asae_tabular.train` runs (rollouts, updates, evaluation) after a first run, per-game "
+        "Config defaults. env.step: "
         "the public batched step on random joint actions, the learner's ceiling."])
     spread_table(args, rep, reps, min_t, first)
     import_s = getattr(args, "import_s", math.nan)
