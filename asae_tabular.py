@@ -198,15 +198,6 @@ def _actor_step(i, hp, ctx, rows, log_rho, adv, base, bounds):
             z[k] += scale * g[k]
 
 
-class _Turn(NamedTuple):
-    """Who moves in a turn of the actor phase and how: the movers (every agent, or the one
-    whose turn it is), the agent order, the clip range (lo, hi) of the movers' PPO clip."""
-    movers: np.ndarray
-    order: np.ndarray
-    bounds: tuple
-    sequential: bool
-
-
 @njit(cache=True)
 def _start_turn(hp, ctx, log, order, turn, fixed, cur):
     """SEQUENTIAL, at the start of turn ``turn``: the previous mover's log-ratios on every
@@ -223,16 +214,6 @@ def _start_turn(hp, ctx, log, order, turn, fixed, cur):
     _advantages(hp, ctx, all_rows, log_rho_all, order, cur, base_all, adv_all)
 
 
-@njit(cache=True, inline='always')
-def _take_rows(rows, fixed, mb):
-    """mb[·][r] = fixed[·][rows[r]]: a minibatch's share of the turn's fixed values."""
-    for r in range(rows.shape[0]):
-        for i in range(fixed[0].shape[1]):
-            mb[0][r, i] = fixed[0][rows[r], i]
-            mb[1][r, i] = fixed[1][rows[r], i]
-            mb[2][r, i] = fixed[2][rows[r], i]
-
-
 @njit(cache=True)
 def _log_step(steps, movers, cur):
     """The per-step log (``record_steps``): one record per moving agent, with every agent's
@@ -245,33 +226,14 @@ def _log_step(steps, movers, cur):
 
 
 @njit(cache=True)
-def _actor_minibatch(hp, ctx, rows, mb, turn, cur, log):
-    """One minibatch step of the actor phase: the movers' log-ratios now, their Â^i
-    (simultaneous: from every agent's ratio now; sequential: ``mb`` holds the turn's fixed
-    values), the diagnostics, then one SGD step per mover (:func:`_actor_step`)."""
-    log_rho, adv, base_mb = mb
-    size = rows.shape[0]
-    _minibatch_logp(ctx, rows, turn.movers, log_rho, log.diag)
-    if hp.rule.base == EXACT_CURRENT or hp.record_steps:
-        _state_policy(ctx.pol, 0, cur)
-    if not turn.sequential:
-        _advantages(hp, ctx, rows, log_rho[:size], turn.order, cur, base_mb[:size], adv[:size])
-    if hp.track_ratios:
-        _record_ratios(hp, (rows, log_rho, adv, base_mb), turn.movers, turn.order, turn.bounds,
-                       log.ratios)
-    if hp.record_steps:
-        _log_step(log.steps, turn.movers, cur)
-    for i in turn.movers:
-        _actor_step(i, hp, ctx, rows, log_rho, adv, base_mb, turn.bounds)
-
-
-@njit(cache=True)
 def _actors(hp, ctx, rng, log):
     """The actor phase (E8/E9), by the row's schedule; returns the agent order.
     SIMULTANEOUS: one turn in which every agent steps on every minibatch, Â^i from the
     log-ratios as they stand before the step. SEQUENTIAL: n turns in a random order, one
     agent moving per turn; its partners do not move during its turn, so its Â^i (and
-    A2PO's traced base, E12) is computed once, at the start of the turn."""
+    A2PO's traced base, E12) is computed once, at the start of the turn (:func:`_start_turn`).
+    Each minibatch step: the movers' log-ratios now, their Â^i, the diagnostics (ratio
+    statistics, the per-step log), then one SGD step per mover (:func:`_actor_step`)."""
     N, n = ctx.base.shape
     size_max = N // hp.minibatches + (1 if N % hp.minibatches else 0)
     sequential = hp.rule.schedule == SEQUENTIAL
@@ -279,20 +241,39 @@ def _actors(hp, ctx, rng, log):
     if sequential:
         _rng_permutation(rng, order)
     fixed = (np.zeros((N, n)), np.empty((N, n)), np.empty((N, n)))   # a turn's log ρ, Â, base
-    mb = (np.empty((size_max, n)), np.empty((size_max, n)), np.empty((size_max, n)))
+    rho_all, adv_all, base_all = fixed
+    log_rho = np.empty((size_max, n))   # a minibatch's log ρ, Â^i and base
+    adv = np.empty((size_max, n))
+    base_mb = np.empty((size_max, n))
     cur = np.zeros(ctx.ex.old.shape)     # log π^i(·) at obs 0 now (exact tables, step log)
-    for t in range(n if sequential else 1):
+    bounds = _clip_bounds(hp.rule, n, n)
+    for turn in range(n if sequential else 1):
+        movers = order[turn:turn + 1] if sequential else order
         if sequential:
-            _start_turn(hp, ctx, log, order, t, fixed, cur)
-            turn = _Turn(order[t:t + 1], order, _clip_bounds(hp.rule, t + 1, n), True)
-        else:
-            turn = _Turn(order, order, _clip_bounds(hp.rule, n, n), False)
+            _start_turn(hp, ctx, log, order, turn, fixed, cur)
+            bounds = _clip_bounds(hp.rule, turn + 1, n)
         steps, b = _minibatches(rng, N, hp.epochs, hp.minibatches)
         for k in range(b.shape[0] - 1):
             rows = steps[b[k]:b[k + 1]]
-            if sequential:
-                _take_rows(rows, fixed, mb)
-            _actor_minibatch(hp, ctx, rows, mb, turn, cur, log)
+            size = rows.shape[0]
+            if sequential:                                   # the turn's fixed values
+                for r in range(size):
+                    for i in range(n):
+                        log_rho[r, i] = rho_all[rows[r], i]
+                        adv[r, i] = adv_all[rows[r], i]
+                        base_mb[r, i] = base_all[rows[r], i]
+            _minibatch_logp(ctx, rows, movers, log_rho, log.diag)
+            if hp.rule.base == EXACT_CURRENT or hp.record_steps:
+                _state_policy(ctx.pol, 0, cur)
+            if not sequential:
+                _advantages(hp, ctx, rows, log_rho[:size], order, cur, base_mb[:size], adv[:size])
+            if hp.track_ratios:                              # diagnostics: the ratio statistics
+                _record_ratios(hp, (rows, log_rho, adv, base_mb), movers, order, bounds,
+                               log.ratios)
+            if hp.record_steps:                              # ... and the per-step log
+                _log_step(log.steps, movers, cur)
+            for i in movers:
+                _actor_step(i, hp, ctx, rows, log_rho, adv, base_mb, bounds)
     return order
 
 
