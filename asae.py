@@ -716,13 +716,15 @@ class Rule(NamedTuple):
     w_hi: float
     inner_lo: float          # CoPPO: log-space bounds of v = clip(w, 1 ± ε_in)
     inner_hi: float
+    through_partners: bool   # CoPPO: Σ_i L^i's gradient also flows through each w^i (E11)
     trace_cbar: float        # A2PO: the trace's truncation c̄
     entropy_coef: float      # c of the entropy bonus c·H(π^i) in each row's objective
 
 
 _BIG = float(np.finfo(float).max)
 #: The settings of :func:`method_rule`: name → (default, lo, hi, lo excluded, None allowed)
-#: for the real ones, (default,) for clip_ratio ∈ {'own', 'joint'} and clip_scale ∈ CLIP_SCALES.
+#: for the real ones, (default,) for clip_ratio ∈ {'own', 'joint'}, clip_scale ∈ CLIP_SCALES and
+#: the flag coppo_detach (True: CoPPO's w^i a constant, the gradient of L^i reaches θ^i only).
 RULE_SETTINGS = {
     "gamma": (0.99, 0.0, 1.0, False, False), "lam": (0.95, 0.0, 1.0, False, False),
     "clip_eps": (0.2, 0.0, 1.0, False, True), "clip_ratio": ("own",), "clip_scale": (None,),
@@ -730,7 +732,7 @@ RULE_SETTINGS = {
     "a2po_others_eps": (0.1, 0.0, np.inf, False, True),
     "a2po_clip_floor": (0.5, 0.0, 1.0, False, False),
     "a2po_trace_cbar": (1.0, 0.0, _BIG, True, False),
-    "entropy_coef": (0.01, 0.0, _BIG, False, False)}
+    "entropy_coef": (0.01, 0.0, _BIG, False, False), "coppo_detach": (False,)}
 
 
 def _check_settings(prefix: str, settings: dict):
@@ -738,6 +740,9 @@ def _check_settings(prefix: str, settings: dict):
     for name, (_, *valid) in RULE_SETTINGS.items():
         if valid and name in settings and not (valid[3] and settings[name] is None):
             _scalar(prefix + name, settings[name], *valid[:3])
+    if not isinstance(settings.get("coppo_detach", False), (bool, np.bool_)):
+        raise TypeError(f"{prefix}coppo_detach must be True or False; "
+                        f"got {settings['coppo_detach']!r}")
     if settings.get("clip_ratio", "own") not in ("own", "joint"):
         raise ValueError(f"{prefix}clip_ratio must be 'own' or 'joint'; "
                          f"got {settings['clip_ratio']!r}")
@@ -782,6 +787,7 @@ def method_rule(method: str, prefix: str = "", **settings) -> Rule:
         joint_clip=s["clip_ratio"] == "joint", clip_scale=CLIP_SCALES[s["clip_scale"]],
         clip_floor=float(s["a2po_clip_floor"]) if row.clip == WEIGHTED else 1.0,
         w_lo=float(lo), w_hi=float(hi), inner_lo=float(inner_lo), inner_hi=float(inner_hi),
+        through_partners=row.clip == DOUBLE and not s["coppo_detach"],
         trace_cbar=float(s["a2po_trace_cbar"]), entropy_coef=float(s["entropy_coef"]))
 
 
@@ -901,10 +907,34 @@ def _double_clip_slope(log_rho, log_v, adv_u, adv, lo, hi):
 
 
 @njit(cache=True, inline='always')
+def _double_clip_partners(rule, log_rho, j, adv, lo, hi):
+    """Σ_{i≠j} ρ^j ∂L^i/∂ρ^j of CoPPO's summed objective Σ_i L^i (E11, the authors' gradient;
+    ``adv`` the shared Â): L^i = min(ρ^i u^i Â, clip(ρ^i v^i, lo, hi) Â) depends on ρ^j
+    through u^i = ∏_{k≠i} ρ^k, so ρ^j ∂L^i/∂ρ^j = ρ^i u^i Â where the unclipped term is the
+    minimum (ties too), else 0: the clipped term is constant in ρ^j where v^i = clip(u^i) or
+    the outer clip binds, and where neither does it equals the unclipped one (a tie)."""
+    total = 0.0
+    for i in range(log_rho.shape[0]):
+        if i == j:
+            continue
+        partners = 0.0                                         # log u^i
+        for k in range(log_rho.shape[0]):
+            if k != i:
+                partners += log_rho[k]
+        log_v = min(max(partners, rule.inner_lo), rule.inner_hi)
+        unclipped = np.exp(min(log_rho[i] + partners, MAX_LOG_RATIO)) * adv   # ρ^i u^i Â
+        x = np.exp(min(log_rho[i] + log_v, MAX_LOG_RATIO))                    # ρ^i v^i
+        if unclipped <= min(max(x, lo), hi) * adv:
+            total += unclipped
+    return total
+
+
+@njit(cache=True, inline='always')
 def _row_slope(rule, log_rho, i, adv, base, lo, hi):
     """s = ρ ∂L^i/∂ρ^i of agent i's objective on one sample, by the row's clip: ``log_rho``
     (n,) the sample's log-ratios, ``adv`` = weight × ``base`` its advantage Â^i (E8, E11,
-    E12); the partners' factors are constants."""
+    E12); the partners' factors are constants — but for CoPPO with ``through_partners`` the
+    slope is s^i = Σ_k ρ^i ∂L^k/∂ρ^i of the summed objective (E11)."""
     if rule.clip == PPO:
         log_x = log_rho[i]
         if rule.joint_clip:                                    # x = ∏_j ρ^j
@@ -919,8 +949,11 @@ def _row_slope(rule, log_rho, i, adv, base, lo, hi):
     if rule.clip == WEIGHTED:                                  # x = ρ^i g, g = clip(M, 1 ± ε_o)
         return _ppo_slope(log_rho[i], log_rho[i] + min(max(partners, rule.w_lo), rule.w_hi),
                           adv, lo, hi)
-    return _double_clip_slope(log_rho[i], min(max(partners, rule.inner_lo), rule.inner_hi),
-                              adv, base, lo, hi)               # DOUBLE: v = clip(w, 1 ± ε_in)
+    own = _double_clip_slope(log_rho[i], min(max(partners, rule.inner_lo), rule.inner_hi),
+                             adv, base, lo, hi)                # DOUBLE: v = clip(w, 1 ± ε_in)
+    if rule.through_partners:                                  # + the partners' terms (E11)
+        return own + _double_clip_partners(rule, log_rho, i, base, lo, hi)
+    return own
 
 
 @njit(cache=True, inline='always')

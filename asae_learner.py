@@ -299,6 +299,10 @@ class LearnerConfig:
     coppo_inner_eps: float | None = _doc(0.1, "CoPPO's inner clip ε_in ∈ [0, 1] on the partners' "
                                          "product inside the clipped term (E11); None: no inner "
                                          "clip. 0.1: the authors' code default (Wu et al. 2021).")
+    coppo_detach: bool = _doc(False, "CoPPO (E11): False — the gradient of the summed objective "
+                              "Σ_i L^i through every agent's ratio, w^i included, as the "
+                              "authors' code takes it (the tabular learner steps on its mean "
+                              "over the n terms); True — w^i a constant (the 0.3 variant).")
     a2po_others_eps: float | None = _doc(0.1, "A2PO's clip ε_o ≥ 0 of the preceding agents' "
                                          "product g = clip(M, 1 ± ε_o) (E12); None: unclipped. "
                                          "0.1: the authors' code (= ε/2 at ε = 0.2).")

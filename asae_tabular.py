@@ -182,15 +182,19 @@ def _advantages(hp, ctx, rows, log_rho, order, cur, base, out):
 def _actor_step(i, hp, ctx, rows, log_rho, adv, base, bounds):
     """One SGD ascent step of agent i's sub-problem on the minibatch ``rows`` (mean gradient),
     from the log-policies in ``ctx.work`` and the log-ratios before anyone moved; ``bounds``
-    = (lo, hi) of its PPO clip."""
+    = (lo, hi) of its PPO clip. CoPPO's summed objective (``through_partners``, E11) is
+    taken as the mean over its n terms: at ρ = 1 each agent's slope is then the detached one,
+    where the sum would be an n× step (plain SGD on logits has no Adam to absorb it)."""
     pol, data, work = ctx.pol, ctx.data, ctx.work
     A = pol.joint.n_actions[i]
     g = np.empty(A)
     scale = hp.lr_actor / rows.shape[0]
+    terms = log_rho.shape[1] if hp.rule.through_partners else 1
     for r in range(rows.shape[0]):
         t = rows[r]
         o = data.obs[t, i]
-        slope = _row_slope(hp.rule, log_rho[r], i, adv[r, i], base[r, i], bounds[0], bounds[1])
+        slope = _row_slope(hp.rule, log_rho[r], i, adv[r, i], base[r, i], bounds[0],
+                           bounds[1]) / terms
         _policy_grad_row(work.lp[i, o, :A], work.pi[i, o, :A], data.act[t, i], slope,
                          hp.rule.entropy_coef, g)
         z = pol.logits[i, o]

@@ -168,10 +168,32 @@ def ref_traced_gae(r, v, nv, term, trunc, gamma, lam, c):
             adv[t, b] = nxt
     return adv
 
-def ref_coppo_grad(z, a, old_lp, partners, adv, lo, hi, inner_eps, coef):
+def ref_coppo_partner_slope(lr, j, adv, lo, hi, inner_eps):
+    """Σ_{i≠j} ρ^j ∂L^i/∂ρ^j of CoPPO's summed objective Σ_i L^i (E11, the authors' gradient),
+    by cases on each term L^i = min(ρ^i u^i Â, clip(ρ^i v^i, lo, hi) Â), u^i = ∏_{k≠i} ρ^k,
+    v^i = clip(u^i, 1 ± ε_in): ρ^i u^i Â where the unclipped term is the minimum; where the
+    clipped one is, ρ^i v^i Â if it is inside [lo, hi] and v^i = u^i (else constant in ρ^j)."""
+    total = 0.0
+    for i in range(len(lr)):
+        if i == j:
+            continue
+        rho = math.exp(min(lr[i], asae.MAX_LOG_RATIO))
+        u = math.exp(min(sum(lr[k] for k in range(len(lr)) if k != i), asae.MAX_LOG_RATIO))
+        inside = inner_eps is None or 1 - inner_eps <= u <= 1 + inner_eps
+        v = u if inside else min(max(u, 1 - inner_eps), 1 + inner_eps)
+        if rho * u * adv <= min(max(rho * v, lo), hi) * adv:
+            total += rho * u * adv
+        elif inside and lo <= rho * v <= hi:
+            total += rho * v * adv
+    return total
+
+
+def ref_coppo_grad(z, a, old_lp, partners, adv, lo, hi, inner_eps, coef, extra=0.0, terms=1):
     """∇_z [min(ρ u Â, clip(ρ v, lo, hi) Â) + c H(π)] (E11) by cases: u = ∏_{j≠i} ρ^j,
     v = clip(u, 1 ± ε_in); the unclipped term where it is the minimum (ties too), else the
-    clipped one, whose gradient is zero where it is constant."""
+    clipped one, whose gradient is zero where it is constant. ``extra``: the partners' terms
+    of the summed objective (ref_coppo_partner_slope), the slope divided by ``terms`` (the
+    tabular learner's mean over the n terms)."""
     pi, logpi = ref_softmax_row(list(z)), ref_log_softmax_row(list(z))
     rho = math.exp(min(logpi[a] - old_lp, asae.MAX_LOG_RATIO))
     u = math.exp(min(partners, asae.MAX_LOG_RATIO))
@@ -181,6 +203,7 @@ def ref_coppo_grad(z, a, old_lp, partners, adv, lo, hi, inner_eps, coef):
         g = u * adv * rho
     else:
         g = v * adv * rho if lo <= x2 <= hi else 0.0
+    g = (g + extra) / terms
     H = -sum(p * lp for p, lp in zip(pi, logpi))
     return np.array([g * ((k == a) - pi[k]) - coef * pi[k] * (logpi[k] + H)
                      for k in range(len(z))])
@@ -1125,3 +1148,51 @@ def test_asae_py_works_copied_alone(tmp_path):
     out = subprocess.run([sys.executable, "-c", ALONE, str(tmp_path)], cwd=tmp_path,
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0 and "ALONE OK" in out.stdout, out.stderr[-3000:]
+
+
+@given(st.integers(2, 4), st.floats(-2.0, 2.0), st.sampled_from([0.1, 0.3, None]),
+       st.sampled_from([0.1, 0.2]), st.data())
+def test_coppo_full_gradient_is_the_summed_objectives_derivative(n, adv, inner, eps, data):
+    """E11 as the authors differentiate it: for every agent j, ρ^j ∂/∂ρ^j Σ_i L^i from
+    ``_row_slope`` (own term + ``_double_clip_partners``) times (e_a − π^j) equals a central
+    difference of Σ_i min(ρ^i u^i Â, clip(ρ^i v^i, 1 ± ε) Â) in agent j's logits, away from
+    the kinks; with ``coppo_detach`` the partners' terms drop out."""
+    A = 3
+    z_old = np.array(arrays(data.draw, (n, A), st.floats(-1.0, 1.0)))
+    z = z_old + np.array(arrays(data.draw, (n, A), st.floats(-0.4, 0.4)))
+    act = [data.draw(st.integers(0, A - 1)) for _ in range(n)]
+    lo, hi = 1 - eps, 1 + eps
+    old_lp = np.array([ref_log_softmax_row(list(z_old[i]))[act[i]] for i in range(n)])
+
+    def summed(zz):
+        lr = [ref_log_softmax_row(list(zz[i]))[act[i]] - old_lp[i] for i in range(n)]
+        total = 0.0
+        for i in range(n):
+            rho, u = math.exp(lr[i]), math.exp(sum(lr) - lr[i])
+            v = u if inner is None else min(max(u, 1 - inner), 1 + inner)
+            total += min(rho * u * adv, min(max(rho * v, lo), hi) * adv)
+        return total
+
+    lr = np.array([ref_log_softmax_row(list(z[i]))[act[i]] - old_lp[i] for i in range(n)])
+    for i in range(n):                                            # away from every kink
+        rho, u = math.exp(lr[i]), math.exp(lr.sum() - lr[i])
+        v = u if inner is None else min(max(u, 1 - inner), 1 + inner)
+        assume(min(abs(rho * v - lo), abs(rho * v - hi), abs(rho * u - min(max(rho * v, lo), hi)))
+               > 1e-4 and (inner is None or min(abs(u - 1 + inner), abs(u - 1 - inner)) > 1e-4))
+    rule = asae.method_rule("coppo", coppo_inner_eps=inner, clip_eps=eps, entropy_coef=0.0)
+    detached = asae.method_rule("coppo", coppo_inner_eps=inner, clip_eps=eps, coppo_detach=True)
+    w = asae.sync_weights(lr[None])[0]
+    for j in range(n):
+        pi = np.array(ref_softmax_row(list(z[j])))
+        s = asae._row_slope(rule, lr, j, w[j] * adv, adv, lo, hi)
+        num = np.zeros(A)
+        for k in range(A):
+            dz = np.zeros((n, A))
+            dz[j, k] = 1e-6
+            num[k] = (summed(z + dz) - summed(z - dz)) / 2e-6
+        assert_allclose(s * (np.eye(A)[act[j]] - pi), num, rtol=1e-5, atol=1e-7)
+        own = asae._row_slope(detached, lr, j, w[j] * adv, adv, lo, hi)
+        assert math.isclose(s - own, asae._double_clip_partners(rule, lr, j, adv, lo, hi),
+                            rel_tol=1e-12, abs_tol=1e-15)
+        assert math.isclose(s - own, ref_coppo_partner_slope(list(lr), j, adv, lo, hi, inner),
+                            rel_tol=1e-9, abs_tol=1e-12)

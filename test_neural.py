@@ -18,9 +18,9 @@ import asae_neural as neural
 from asae_tabular import TabularConfig
 import envs
 from envs_spread import Spread
-from test_asae import (ref_clip_range, ref_coppo_grad, ref_gae, ref_log_preceding,
-                       ref_log_softmax_row, ref_policy_grad, ref_preceding_weight,
-                       ref_sync_weights, ref_traced_gae)
+from test_asae import (ref_clip_range, ref_coppo_grad, ref_coppo_partner_slope, ref_gae,
+                       ref_log_preceding, ref_log_softmax_row, ref_policy_grad,
+                       ref_preceding_weight, ref_sync_weights, ref_traced_gae)
 from test_learner import RefRng, ref_sample
 
 NET_METHODS = ("async", "asae", "happo", "coppo", "a2po")
@@ -358,9 +358,11 @@ def ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, c
         for k, t in enumerate(rows):
             partners = sum(lr[k][j] for j in range(n) if j != i)
             z, a = list(logits(i, obs[t, i])), act[t, i]
-            if method == "coppo":
+            if method == "coppo":                                 # Σ_i L^i's gradient (E11)
+                extra = 0.0 if cfg.coppo_detach else ref_coppo_partner_slope(
+                    lr[k], i, base_i[k], lo, hi, cfg.coppo_inner_eps)
                 out.append(ref_coppo_grad(z, a, old_lp[t, i], partners, base_i[k], lo, hi,
-                                          cfg.coppo_inner_eps, cfg.entropy_coef))
+                                          cfg.coppo_inner_eps, cfg.entropy_coef, extra))
                 continue
             if method == "a2po":
                 e_o = cfg.a2po_others_eps
@@ -526,11 +528,20 @@ def _params(res):
 
 
 def test_one_step_asae_and_coppo_are_async():
-    """One minibatch step per update, all ratios 1: w = 1 and CoPPO's terms coincide."""
+    """One minibatch step per update, all ratios 1: w = 1 and CoPPO's detached terms coincide
+    with async's; its summed objective (the default) gives every agent n× async's gradient,
+    which Adam's first step nearly absorbs (m/√v) but the gradient-norm clip does not."""
     cfg = tiny(iterations=1, epochs=1, minibatches=1)
     env = Spread(n_agents=3)
-    runs = [_params(neural.train(env, m, cfg)) for m in ("async", "asae", "coppo")]
+    runs = [_params(neural.train(env, m, cfg)) for m in ("async", "asae")]
+    runs.append(_params(neural.train(env, "coppo", tiny(iterations=1, epochs=1, minibatches=1,
+                                                        coppo_detach=True))))
     assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[0], runs[2])
+    full = _params(neural.train(env, "coppo", cfg))
+    assert not np.array_equal(full, runs[0])
+    free = dict(iterations=1, epochs=1, minibatches=1, max_grad_norm=None, adam_eps=1e-300)
+    np.testing.assert_allclose(_params(neural.train(env, "coppo", tiny(**free))),
+                               _params(neural.train(env, "async", tiny(**free))), rtol=1e-9)
     more = tiny(iterations=1, epochs=3, minibatches=1)
     assert not np.array_equal(_params(neural.train(env, "async", more)),
                               _params(neural.train(env, "asae", more)))

@@ -1,7 +1,10 @@
 """Fingerprints of whole training runs, pinned on v0.3 (31675ae) before the modules were split:
 the split moved code, not numbers. Tabular runs are pinned exactly (a SHA-256 of every
 output's bytes); neural runs to rtol 1e-12 (their last bits follow the CPU's BLAS kernels).
-A later change to a method or the update re-pins just the runs it moves, and says so.
+A later change to a method or the update re-pins just the runs it moves, and says so:
+0.4's CoPPO gradient through the partners' ratios (the default, coppo_detach=False) re-pinned
+climbing-coppo, twostep-coppo and spread3-coppo; their 0.3 values stand as the *-detach runs
+(grid-coppo and climbing-coppo-inner did not move: with n = 2 and v = u the terms coincide).
 """
 
 import hashlib
@@ -14,7 +17,6 @@ import asae_probe
 import asae_tabular as tabular
 import envs
 from test_tabular import NoTables
-
 
 GAMES = {
     "climbing": envs.MatrixGame.climbing,
@@ -73,6 +75,13 @@ TABULAR = {
         'climbing',
         'coppo',
         {'iterations': 12, 'n_envs': 8, 'rollout_len': 4, 'seed': 3},
+        False,
+        'e517691f12f7139801d29bfcd0a879a9',
+    ),
+    'climbing-coppo-detach': (
+        'climbing',
+        'coppo',
+        {'iterations': 12, 'n_envs': 8, 'rollout_len': 4, 'seed': 3, 'coppo_detach': True},
         False,
         '8d8ad04f2918e8f98ec0e57f3b3c1252',
     ),
@@ -143,6 +152,20 @@ TABULAR = {
         'twostep',
         'coppo',
         {'iterations': 12, 'n_envs': 8, 'rollout_len': 4, 'seed': 3, 'gamma': 0.9},
+        False,
+        'ba827374a72c38cec6c103c6435e3da7',
+    ),
+    'twostep-coppo-detach': (
+        'twostep',
+        'coppo',
+        {
+            'iterations': 12,
+            'n_envs': 8,
+            'rollout_len': 4,
+            'seed': 3,
+            'gamma': 0.9,
+            'coppo_detach': True,
+        },
         False,
         'ed8980992d2d982f369ccc8673288aaa',
     ),
@@ -354,6 +377,34 @@ NEURAL = {
             'epochs': 2,
             'minibatches': 2,
             'hidden': 8,
+        },
+        [
+            -11.634273940362688,
+            -12.107073867823306,
+            -10.867770424699687,
+            -14.951489131249605,
+            -15.038153052398759,
+            43.64786079797143,
+            32.68777440001142,
+            25.546951765764067,
+            110.74326035072013,
+            111.65866263490071,
+            111.3492641067892,
+            75.82757215288908,
+            181.27013758581504,
+        ],
+    ),
+    'spread3-coppo-detach': (
+        'coppo',
+        {
+            'iterations': 3,
+            'n_envs': 4,
+            'rollout_len': 5,
+            'seed': 2,
+            'epochs': 2,
+            'minibatches': 2,
+            'hidden': 8,
+            'coppo_detach': True,
         },
         [
             -11.634273940362688,

@@ -25,9 +25,10 @@ import asae_tabular as tabular
 from asae_tabular import TabularConfig
 import envs
 import envs_spread
-from test_asae import (ATOL, RTOL, ref_clip_range, ref_coppo_grad, ref_gae, ref_joint_value,
-                       ref_log_preceding, ref_log_softmax_row, ref_marginal_q, ref_policy_grad,
-                       ref_preceding_weight, ref_softmax_row, ref_sync_weights, ref_traced_gae)
+from test_asae import (ATOL, RTOL, ref_clip_range, ref_coppo_grad, ref_coppo_partner_slope, ref_gae,
+                       ref_joint_value, ref_log_preceding, ref_log_softmax_row, ref_marginal_q,
+                       ref_policy_grad, ref_preceding_weight, ref_softmax_row, ref_sync_weights,
+                       ref_traced_gae)
 from test_learner import RefRng, ref_sample
 
 
@@ -110,8 +111,12 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng, probe=None):
             partners = sum(lr[r][j] for j in range(n) if j != i)
             z, a = logits[i][obs[t, i]], act[t, i]
             if method == "coppo":                                  # E11, by cases
+                full = not cfg.coppo_detach                        # Σ_i L^i, mean over terms
+                extra = ref_coppo_partner_slope(lr[r], i, base_i[r], lo, hi,
+                                                cfg.coppo_inner_eps) if full else 0.0
                 grads.append(ref_coppo_grad(z, a, old_lp[t, i], partners, base_i[r], lo, hi,
-                                            cfg.coppo_inner_eps, cfg.entropy_coef))
+                                            cfg.coppo_inner_eps, cfg.entropy_coef, extra,
+                                            n if full else 1))
                 continue
             if method == "a2po":                                   # E12: x = ρ g
                 ln = lambda e: -math.inf if e >= 1 else math.log(1 - e)  # noqa: E731
