@@ -814,6 +814,7 @@ def test_a2po_is_happo_without_its_clips_in_a_one_step_game():
 
 @pytest.mark.parametrize("method, kw, ctrl", [
     ("coppo", {}, dict(coppo_inner_eps=None)), ("coppo", {}, dict(clip_eps=None)),
+    ("coppo", {}, dict(coppo_detach=True)),
     ("a2po", {}, dict(a2po_others_eps=None)), ("a2po", {}, dict(a2po_clip_floor=1.0)),
     ("async", {}, dict(clip_scale="inv_n")), ("asae", {}, dict(clip_scale="root_n"))])
 def test_each_coppo_a2po_choice_changes_the_run(method, kw, ctrl):
@@ -842,6 +843,8 @@ COPPO_A2PO_BAD = [
     (lambda: TabularConfig(clip_scale="n"), ValueError, "clip_scale"),
     (lambda: TabularConfig(clip_scale="inv_n", clip_ratio="joint"), ValueError, "clip_scale"),
     (lambda: TabularConfig(coppo_inner_eps=1.5), ValueError, "coppo_inner_eps"),
+    (lambda: TabularConfig(coppo_detach=1), TypeError, "coppo_detach"),
+    (lambda: asae.method_rule("coppo", coppo_detach="yes"), TypeError, "coppo_detach"),
     (lambda: TabularConfig(a2po_others_eps=-0.1), ValueError, "a2po_others_eps"),
     (lambda: TabularConfig(a2po_clip_floor=2.0), ValueError, "a2po_clip_floor"),
     (lambda: TabularConfig(a2po_trace_cbar=0.0), ValueError, "a2po_trace_cbar"),
@@ -1170,3 +1173,18 @@ def test_an_env_without_an_optimum_trains_and_is_never_optimal(make):
     assert res.greedy_return == 11.0 and res.greedy_optimal is False
     res = probe.train_with_bias(make(), "async", cfg)
     assert res.greedy_optimal is False and res.bias["n_steps"] > 0
+
+
+def test_coppo_through_the_partners_reduces_as_it_must():
+    """The default CoPPO gradient (Σ_i L^i through every ratio, E11) against its detached
+    variant: one agent has no partners, so the two are the same run; at n = 3 agents and
+    large steps the partners' terms change the run."""
+    one = envs.GridForaging(n_agents=1)
+    cfg = small_config(epochs=4, iterations=4, lr_actor=3.0)
+    full, detached = (tabular.train(one, "coppo", replace(cfg, coppo_detach=d))
+                      for d in (False, True))
+    _same_result(full, detached)
+    three = envs.penalty(-50, n_agents=3)
+    cfg = small_config(epochs=8, iterations=3, lr_actor=10.0)
+    detached = tabular.train(three, "coppo", replace(cfg, coppo_detach=True))
+    assert not np.array_equal(tabular.train(three, "coppo", cfg).logits[0], detached.logits[0])
