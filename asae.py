@@ -27,6 +27,7 @@ E9   M^{i_m} = ∏_{l<m} ρ^{i_l} (HAPPO-style)               sequential_weights
      base, weight, clip range, slope, logit gradient       _weighted_advantages, _clip_bounds,
      (section "One row"; EQUATIONS.md lists them)          _row_slope → _logit_grads
 E11  CoPPO: min(ρ^i w^i Â, clip(ρ^i·clip(w^i, 1±ε_in), 1±ε) Â)      _double_clip_slope
+     summed, its gradient through every ρ^j (coppo_detach off)     _double_clip_partners
 E12  A2PO: clip(ρ^i g, 1±ε_m) Â^{(m)}, g = clip(M^i, 1±ε_o), ε_m by position (_clip_bounds),
      Â^{(m)} with the trace γλ·min(c̄, M) (_trace_base)    _row_slope (WEIGHTED)
 —    every method's Â^i on a batch                         method_advantages
