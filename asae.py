@@ -676,6 +676,12 @@ SCALE_INV_N = 1      # 1 ± ε/n
 SCALE_ROOT_N = 2     # [(1 − ε)^{1/n}, (1 + ε)^{1/n}]
 #: ``clip_scale`` by name → its code above.
 CLIP_SCALES = {None: SCALE_NONE, "inv_n": SCALE_INV_N, "root_n": SCALE_ROOT_N}
+# The agent order of a sequential schedule (a2po_order; HAPPO's is always random).
+ORDER_RANDOM = 0     # a uniformly random permutation, fresh every update
+ORDER_SEMI_GREEDY = 1  # A2PO's: by score, alternately the best remaining and a random one
+#: ``a2po_order`` by name → its code; ``a2po_trace`` by name → the power of λ in E12's trace.
+ORDERS = {"random": ORDER_RANDOM, "semi_greedy": ORDER_SEMI_GREEDY}
+TRACES = {"ours": 1, "authors": 2}
 
 
 class Method(NamedTuple):
@@ -719,13 +725,16 @@ class Rule(NamedTuple):
     inner_hi: float
     through_partners: bool   # CoPPO: Σ_i L^i's gradient also flows through each w^i (E11)
     trace_cbar: float        # A2PO: the trace's truncation c̄
+    trace_factor: float      # A2PO: the trace's γλ (ours) or γλ² (the authors' code), E12
+    order: int               # ORDER_RANDOM or ORDER_SEMI_GREEDY (sequential schedules)
     entropy_coef: float      # c of the entropy bonus c·H(π^i) in each row's objective
 
 
 _BIG = float(np.finfo(float).max)
 #: The settings of :func:`method_rule`: name → (default, lo, hi, lo excluded, None allowed)
 #: for the real ones, (default,) for clip_ratio ∈ {'own', 'joint'}, clip_scale ∈ CLIP_SCALES and
-#: the flag coppo_detach (True: CoPPO's w^i a constant, the gradient of L^i reaches θ^i only).
+#: the flag coppo_detach (True: CoPPO's w^i a constant, the gradient of L^i reaches θ^i only),
+#: a2po_order ∈ ORDERS and a2po_trace ∈ TRACES.
 RULE_SETTINGS = {
     "gamma": (0.99, 0.0, 1.0, False, False), "lam": (0.95, 0.0, 1.0, False, False),
     "clip_eps": (0.2, 0.0, 1.0, False, True), "clip_ratio": ("own",), "clip_scale": (None,),
@@ -733,7 +742,8 @@ RULE_SETTINGS = {
     "a2po_others_eps": (0.1, 0.0, np.inf, False, True),
     "a2po_clip_floor": (0.5, 0.0, 1.0, False, False),
     "a2po_trace_cbar": (1.0, 0.0, _BIG, True, False),
-    "entropy_coef": (0.01, 0.0, _BIG, False, False), "coppo_detach": (False,)}
+    "entropy_coef": (0.01, 0.0, _BIG, False, False), "coppo_detach": (False,),
+    "a2po_order": ("semi_greedy",), "a2po_trace": ("ours",)}
 
 
 def _check_settings(prefix: str, settings: dict):
@@ -741,6 +751,11 @@ def _check_settings(prefix: str, settings: dict):
     for name, (_, *valid) in RULE_SETTINGS.items():
         if valid and name in settings and not (valid[3] and settings[name] is None):
             _scalar(prefix + name, settings[name], *valid[:3])
+    for name, names in (("a2po_order", ORDERS), ("a2po_trace", TRACES)):
+        if name in settings and (not isinstance(settings[name], str)
+                                 or settings[name] not in names):
+            raise ValueError(f"{prefix}{name} must be one of {tuple(names)}; "
+                             f"got {settings[name]!r}")
     if not isinstance(settings.get("coppo_detach", False), (bool, np.bool_)):
         raise TypeError(f"{prefix}coppo_detach must be True or False; "
                         f"got {settings['coppo_detach']!r}")
@@ -789,7 +804,9 @@ def method_rule(method: str, prefix: str = "", **settings) -> Rule:
         clip_floor=float(s["a2po_clip_floor"]) if row.clip == WEIGHTED else 1.0,
         w_lo=float(lo), w_hi=float(hi), inner_lo=float(inner_lo), inner_hi=float(inner_hi),
         through_partners=row.clip == DOUBLE and not s["coppo_detach"],
-        trace_cbar=float(s["a2po_trace_cbar"]), entropy_coef=float(s["entropy_coef"]))
+        trace_cbar=float(s["a2po_trace_cbar"]), entropy_coef=float(s["entropy_coef"]),
+        trace_factor=float(s["gamma"]) * float(s["lam"]) ** TRACES[s["a2po_trace"]],
+        order=ORDERS[s["a2po_order"]] if row.clip == WEIGHTED else ORDER_RANDOM)
 
 
 # =======================================================================================
@@ -828,9 +845,10 @@ def _trace_base(rule, delta, not_done, i, log_rho, base):
     E10's TD errors ``delta`` and ``not_done`` = 1 − done (T, B):
     Â_t = δ_t + γλ min(c̄, M_{t+1}) (1 − done_t) Â_{t+1}, Â_T = 0, M_u = ∏_{j≠i} ρ^j_u over
     the agents that have moved (the others' log ρ are exactly 0); c̄ ≥ 1 and M ≡ 1 give
-    E10's GAE bit for bit. Rows of ``log_rho`` and ``base`` are t·B + b."""
+    E10's GAE bit for bit. With a2po_trace='authors' the factor is γλ² (their code applies λ
+    to rates that hold γλ already). Rows of ``log_rho`` and ``base`` are t·B + b."""
     T, B = delta.shape
-    gl = rule.gamma * rule.lam
+    gl = rule.trace_factor                                    # γλ (or the authors' γλ²)
     for b in range(B):
         carry = 0.0
         for t in range(T - 1, -1, -1):

@@ -72,6 +72,26 @@ def _minibatches(rng, N, epochs, n_mb):
     return order, bounds
 
 
+@njit(cache=True)
+def _agent_order(rule, rng, order):
+    """The agent order of a sequential update, into ``order``: a uniformly random permutation
+    (HAPPO; A2PO with a2po_order='random'), or A2PO's semi-greedy order — the agents sorted by
+    their score, ties in index order, then alternately the best remaining and a uniformly
+    random one of the rest. The authors score agent i by mean |Â^i / V|; with the shared Â
+    and critic V of these learners every score is the same (at V = 0 the same inf or NaN),
+    so the order is [0, random, lowest remaining, random, …] and no score is computed."""
+    if rule.order == asae.ORDER_RANDOM:
+        _rng_permutation(rng, order)
+        return
+    n = order.shape[0]
+    rest = np.arange(n)
+    for m in range(n):
+        k = 0 if m % 2 == 0 else int(_rng_uniform(rng) * (n - m))
+        order[m] = rest[k]
+        for q in range(k, n - m - 1):
+            rest[q] = rest[q + 1]
+
+
 def _rng(seed: int) -> np.ndarray:
     """A fresh random stream for ``seed`` (its state is one uint64, advanced in place)."""
     return np.array([(int(seed) * 0xD1B54A32D192ED03 + 1) % 2 ** 64], np.uint64)
@@ -306,6 +326,14 @@ class LearnerConfig:
     a2po_others_eps: float | None = _doc(0.1, "A2PO's clip ε_o ≥ 0 of the preceding agents' "
                                          "product g = clip(M, 1 ± ε_o) (E12); None: unclipped. "
                                          "0.1: the authors' code (= ε/2 at ε = 0.2).")
+    a2po_order: str = _doc("semi_greedy", "A2PO's agent order (E12): 'semi_greedy' — the "
+                           "authors' default (config.py: by score, alternately the best "
+                           "remaining and a random one; with a shared Â and V: [0, random, "
+                           "lowest remaining, …]); 'random' — a uniform permutation (0.3).")
+    a2po_trace: str = _doc("ours", "A2PO's trace (E12): 'ours' — γλ min(c̄, M) per step, the "
+                           "recursion of the paper's truncated importance weights; 'authors' — "
+                           "γλ² min(c̄, M), as their code applies λ to rates that already hold "
+                           "γλ.")
     a2po_clip_floor: float = _doc(0.5, "A2PO's c_ε ∈ [0, 1]: the agent in position m of n clips "
                                   "at ε_m = ε (c_ε + (1 − c_ε) m/n) (E12); 1: ε for every agent. "
                                   "0.5: the value reported for all tasks (Wang et al. 2023).")

@@ -37,10 +37,10 @@ from numba import njit
 from asae import (MAX_LOG_RATIO, SEQUENTIAL, SHARED, TRACED, _array, _clip_bounds, _describe,
                   _finite, _gae_kernel, _integer, _log_softmax_row, _logit_grads, _scalar,
                   _trace_base, _weighted_advantages)
-from asae_learner import (RATIO_SLOTS, LearnerConfig, TrainResult, _check_flag, _check_memory,
-                          _doc, _document_fields, _greedy_optimal, _hyper, _Log, _minibatches,
-                          _new_cdf, _ratio_summary, _record_ratios, _rng, _rng_next,
-                          _rng_permutation, _sample_actions)
+from asae_learner import (_agent_order, _check_flag, _check_memory, _doc, _document_fields,
+                          _greedy_optimal, _hyper, LearnerConfig, _Log, _minibatches, _new_cdf,
+                          RATIO_SLOTS, _ratio_summary, _record_ratios, _rng, _rng_next,
+                          _sample_actions, TrainResult)
 
 LN_EPS = 1e-5         #: LayerNorm's ε (torch's default)
 ADAM_BETAS = (0.9, 0.999)
@@ -420,7 +420,7 @@ def _net_actors(hp, cfg, run, data, rng, log):
     sequential = hp.rule.schedule == SEQUENTIAL
     order = np.arange(n)
     if sequential:
-        _rng_permutation(rng, order)
+        _agent_order(hp.rule, rng, order)
     log_rho_all, adv_all = np.zeros((N, n)), np.empty((N, n))
     bounds = _clip_bounds(hp.rule, n, n)
     nets = len(run.policy.params)

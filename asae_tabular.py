@@ -39,10 +39,10 @@ from asae import (COUNTERFACTUAL, EXACT_CURRENT, EXACT_OLD, MAX_LOG_RATIO, METHO
                   _finite, _gae_kernel, _integer, _log_softmax_row, _marginals_kernel,
                   _policy_grad_row, _radix, _row_slope, _scalar, _td_error, _trace_base,
                   _weighted_advantages, softmax)
-from asae_learner import (RATIO_SLOTS, LearnerConfig, TrainResult, _check_flag, _check_memory,
-                          _check_optimum, _doc, _document_fields, _greedy_optimal, _hyper,
-                          _Hyper, _Log, _minibatches, _new_cdf, _ratio_summary, _record_ratios,
-                          _rng, _rng_next, _rng_permutation, _sample_actions)
+from asae_learner import (_agent_order, _check_flag, _check_memory, _check_optimum, _doc,
+                          _document_fields, _greedy_optimal, _Hyper, _hyper, LearnerConfig, _Log,
+                          _minibatches, _new_cdf, RATIO_SLOTS, _ratio_summary, _record_ratios, _rng,
+                          _rng_next, _sample_actions, TrainResult)
 
 
 class _Policy(NamedTuple):
@@ -243,7 +243,7 @@ def _actors(hp, ctx, rng, log):
     sequential = hp.rule.schedule == SEQUENTIAL
     order = np.arange(n)
     if sequential:
-        _rng_permutation(rng, order)
+        _agent_order(hp.rule, rng, order)
     fixed = (np.zeros((N, n)), np.empty((N, n)), np.empty((N, n)))   # a turn's log ρ, Â, base
     rho_all, adv_all, base_all = fixed
     log_rho = np.empty((size_max, n))   # a minibatch's log ρ, Â^i and base

@@ -11,7 +11,6 @@ from numpy.testing import assert_allclose
 
 import asae
 import asae_learner as learner
-import asae_tabular as tabular
 from asae_tabular import TabularConfig
 from test_asae import arrays, ref_sequential_weights, ref_sync_weights
 
@@ -45,6 +44,19 @@ class RefRng:
             j = int(self.uniform() * (k + 1))
             out[k], out[j] = out[j], out[k]
         return np.array(out, np.int64)
+
+
+def ref_agent_order(method, cfg, rng, n):
+    """A sequential update's order from its definition: HAPPO, and A2PO with
+    a2po_order='random', a uniform permutation; A2PO's semi-greedy order (E12) takes the best
+    remaining agent (every score ties here: index order) at even positions and a uniform pick
+    of the rest, ⌊u · len⌋, at odd ones."""
+    if method != "a2po" or cfg.a2po_order == "random":
+        return rng.permutation(n)
+    rest, order = list(range(n)), []
+    for m in range(n):
+        order.append(rest.pop(0 if m % 2 == 0 else int(rng.uniform() * len(rest))))
+    return np.array(order)
 
 
 @given(st.integers(0, 2 ** 40), st.integers(1, 40))
@@ -154,3 +166,25 @@ def test_record_ratios_matches_reference(size, n, method, data):
     want_clip = 0 if clip is None else int(sum((np.abs(mc[:, i] - m[:, i]) > 1e-12).sum()
                                                for i in movers))
     assert abs(stats[learner.WEIGHT_BINDS] - want_clip) <= 0
+
+
+@given(st.integers(1, 9), st.integers(0, 2 ** 40), st.sampled_from(["random", "semi_greedy"]))
+def test_agent_order_matches_reference(n, seed, how):
+    """The order of a sequential update (HAPPO's permutation; A2PO's semi-greedy order with
+    every score tied: [0, random, lowest remaining, random, …]) against its definition, the
+    stream consumed alike (the next draw agrees)."""
+    cfg = TabularConfig(a2po_order=how)
+    rule = learner._hyper(cfg, "a2po").rule
+    rng, ref = learner._rng(seed), RefRng(seed)
+    out = np.empty(n, np.int64)
+    learner._agent_order(rule, rng, out)
+    want = ref_agent_order("a2po", cfg, ref, n)
+    assert out.tolist() == list(want) and sorted(out.tolist()) == list(range(n))
+    assert learner._rng_uniform(rng) == ref.uniform()
+    if how == "semi_greedy":
+        for m in range(0, n, 2):
+            assert out[m] == min(set(range(n)) - set(out[:m].tolist()))
+    happo = learner._hyper(cfg, "happo").rule                     # HAPPO: always random
+    rng, ref = learner._rng(seed), RefRng(seed)
+    learner._agent_order(happo, rng, out)
+    assert out.tolist() == list(ref.permutation(n))

@@ -21,7 +21,7 @@ from envs_spread import Spread
 from test_asae import (ref_clip_range, ref_coppo_grad, ref_coppo_partner_slope, ref_gae,
                        ref_log_preceding, ref_log_softmax_row, ref_policy_grad,
                        ref_preceding_weight, ref_sync_weights, ref_traced_gae)
-from test_learner import RefRng, ref_sample
+from test_learner import RefRng, ref_agent_order, ref_sample
 
 NET_METHODS = ("async", "asae", "happo", "coppo", "a2po")
 
@@ -390,7 +390,7 @@ def ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, c
         return [np.zeros_like(a) for a in net_of(i).p]
 
     if method in ("happo", "a2po"):
-        order = rng.permutation(n)
+        order = ref_agent_order(method, cfg, rng, n)
         for m, i in enumerate(order):
             lr_turn = log_ratios()
             M = ref_preceding_weight(method, cfg, lr_turn, order, i)
@@ -400,7 +400,9 @@ def ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, c
                     Mt = np.exp(np.minimum(ref_log_preceding(lr_turn, order)[:, i],
                                            asae.MAX_LOG_RATIO)).reshape(T, B)
                     base_i = normalise(ref_traced_gae(r, V, NV, batch["term"], batch["trunc"],
-                                                      cfg.gamma, cfg.lam,
+                                                      cfg.gamma, cfg.lam ** (
+                                                          2 if cfg.a2po_trace == "authors"
+                                                          else 1),
                                                       np.minimum(cfg.a2po_trace_cbar, Mt))
                                        .reshape(N))
             for rows in minibatches():
@@ -476,6 +478,8 @@ TWIN_CASES = [(m, {}) for m in NET_METHODS] + [
     ("happo", dict(max_grad_norm=0.05, huber_delta=0.5, layers=1)),
     ("a2po", dict(a2po_trace_cbar=0.7, clip_scale="root_n", gamma=0.9)),
     ("coppo", dict(coppo_inner_eps=None, clip_eps=0.05)),
+    ("coppo", dict(coppo_detach=True)),
+    ("a2po", dict(a2po_order="random", a2po_trace="authors", a2po_trace_cbar=2.0)),
     ("asae", dict(clip_scale="inv_n", entropy_coef=0.2, reward_scale=0.5, output_gain=1.0)),
     ("async", dict(lr_critic=0.01, adam_eps=1e-3)),
 ]

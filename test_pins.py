@@ -4,7 +4,8 @@ output's bytes); neural runs to rtol 1e-12 (their last bits follow the CPU's BLA
 A later change to a method or the update re-pins just the runs it moves, and says so:
 0.4's CoPPO gradient through the partners' ratios (the default, coppo_detach=False) re-pinned
 climbing-coppo, twostep-coppo and spread3-coppo; their 0.3 values stand as the *-detach runs
-(grid-coppo and climbing-coppo-inner did not move: with n = 2 and v = u the terms coincide).
+(grid-coppo and climbing-coppo-inner did not move: with n = 2 and v = u the terms coincide);
+A2PO's semi-greedy order (the default) re-pinned every a2po run, 0.3's kept as *-random.
 """
 
 import hashlib
@@ -89,6 +90,13 @@ TABULAR = {
         'climbing',
         'a2po',
         {'iterations': 12, 'n_envs': 8, 'rollout_len': 4, 'seed': 3},
+        False,
+        'd48627e83731a437341eceb6451768db',
+    ),
+    'climbing-a2po-random': (
+        'climbing',
+        'a2po',
+        {'iterations': 12, 'n_envs': 8, 'rollout_len': 4, 'seed': 3, 'a2po_order': 'random'},
         False,
         'abe636387da422b30ed8384a6a3226a4',
     ),
@@ -181,12 +189,33 @@ TABULAR = {
         'a2po',
         {'iterations': 12, 'n_envs': 8, 'rollout_len': 4, 'seed': 3, 'gamma': 0.9},
         False,
+        '8247054c8af5fa724a86253f38ef3bce',
+    ),
+    'twostep-a2po-random': (
+        'twostep',
+        'a2po',
+        {
+            'iterations': 12,
+            'n_envs': 8,
+            'rollout_len': 4,
+            'seed': 3,
+            'gamma': 0.9,
+            'a2po_order': 'random',
+        },
+        False,
         '757d7165585b2d6275539270826f8d01',
     ),
     'grid-a2po': (
         'grid',
         'a2po',
         {'iterations': 12, 'n_envs': 4, 'rollout_len': 4, 'seed': 3},
+        False,
+        '02d115550e4a98450c83b95c326d361e',
+    ),
+    'grid-a2po-random': (
+        'grid',
+        'a2po',
+        {'iterations': 12, 'n_envs': 4, 'rollout_len': 4, 'seed': 3, 'a2po_order': 'random'},
         False,
         'df9542cee745aa8af7e5e9fbd5d57396',
     ),
@@ -208,6 +237,13 @@ TABULAR = {
         'penalty3',
         'a2po',
         {'iterations': 12, 'n_envs': 8, 'rollout_len': 4, 'seed': 3},
+        True,
+        '1462209507161590ac870462b0f28241',
+    ),
+    'penalty3-a2po-bias-random': (
+        'penalty3',
+        'a2po',
+        {'iterations': 12, 'n_envs': 8, 'rollout_len': 4, 'seed': 3, 'a2po_order': 'random'},
         True,
         '22a07234217e059f61561c87af6e6867',
     ),
@@ -278,6 +314,21 @@ TABULAR = {
             'seed': 3,
             'a2po_clip_floor': 1.0,
             'a2po_trace_cbar': 2.0,
+        },
+        False,
+        'd7d701b05a35a59be873b0e5401d2b07',
+    ),
+    'count-a2po-random': (
+        'count',
+        'a2po',
+        {
+            'iterations': 12,
+            'n_envs': 8,
+            'rollout_len': 4,
+            'seed': 3,
+            'a2po_clip_floor': 1.0,
+            'a2po_trace_cbar': 2.0,
+            'a2po_order': 'random',
         },
         False,
         '4724ad7f33e684e8a217eec07e98f403',
@@ -432,6 +483,34 @@ NEURAL = {
             'epochs': 2,
             'minibatches': 2,
             'hidden': 8,
+        },
+        [
+            -11.634273940362688,
+            -12.10269389997442,
+            -10.404449221595609,
+            -14.498415345830821,
+            -14.34044058596353,
+            43.615928175658695,
+            32.73351702893813,
+            25.584484530876537,
+            110.699635930066,
+            111.76026752906225,
+            111.37036006354575,
+            75.80546495686838,
+            181.23556939485104,
+        ],
+    ),
+    'spread3-a2po-random': (
+        'a2po',
+        {
+            'iterations': 3,
+            'n_envs': 4,
+            'rollout_len': 5,
+            'seed': 2,
+            'epochs': 2,
+            'minibatches': 2,
+            'hidden': 8,
+            'a2po_order': 'random',
         },
         [
             -11.634273940362688,

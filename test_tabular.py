@@ -29,7 +29,7 @@ from test_asae import (ATOL, RTOL, ref_clip_range, ref_coppo_grad, ref_coppo_par
                        ref_joint_value, ref_log_preceding, ref_log_softmax_row, ref_marginal_q,
                        ref_policy_grad, ref_preceding_weight, ref_softmax_row, ref_sync_weights,
                        ref_traced_gae)
-from test_learner import RefRng, ref_sample
+from test_learner import RefRng, ref_agent_order, ref_sample
 
 
 def test_train_steps_at_the_clip_boundary():
@@ -133,7 +133,7 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng, probe=None):
             yield from np.array_split(rng.permutation(N), cfg.minibatches)
 
     if method in ("happo", "a2po"):                              # E9, E12: one after another
-        order = rng.permutation(n)
+        order = ref_agent_order(method, cfg, rng, n)
         for m, i in enumerate(order):
             lr_turn = log_ratios()
             M = ref_preceding_weight(method, cfg, lr_turn, order, i)
@@ -144,7 +144,8 @@ def ref_update(method, cfg, logits, V, Q, batch, payoff, rng, probe=None):
                                            asae.MAX_LOG_RATIO)).reshape(T, B)
                     base_i = ref_traced_gae(batch["rew"] * cfg.reward_scale, V[batch["states"]],
                                             V[batch["next_states"]], batch["term"],
-                                            batch["trunc"], cfg.gamma, cfg.lam,
+                                            batch["trunc"], cfg.gamma,
+                                            cfg.lam ** (2 if cfg.a2po_trace == "authors" else 1),
                                             np.minimum(cfg.a2po_trace_cbar, Mt)).reshape(N)
             for rows in minibatches():
                 lr = log_ratios()[rows]
@@ -230,7 +231,8 @@ OWN_CLIP_VARIANTS = {  # the methods that clip their own way take their own para
     "coppo": [dict(coppo_inner_eps=None), dict(coppo_inner_eps=0.0), dict(coppo_inner_eps=0.3,
                                                                           clip_eps=0.1)],
     "a2po": [dict(a2po_others_eps=None), dict(a2po_clip_floor=1.0, a2po_others_eps=0.3),
-             dict(a2po_trace_cbar=0.5, lam=1.0), dict(clip_scale="inv_n")]}
+             dict(a2po_trace_cbar=0.5, lam=1.0), dict(clip_scale="inv_n"),
+             dict(a2po_order="random"), dict(a2po_trace="authors", a2po_trace_cbar=2.0)]}
 UPDATE_CASES = [(m, v) for m in asae.METHODS for v in VARIANTS
                 if m not in OWN_CLIP_VARIANTS or "clip_ratio" not in v and "clip_scale" not in v]
 UPDATE_CASES += [(m, v) for m, vs in OWN_CLIP_VARIANTS.items() for v in vs]
@@ -800,11 +802,14 @@ def test_one_gradient_step_pins_for_coppo_a2po_and_clip_scale():
 
 def test_a2po_is_happo_without_its_clips_in_a_one_step_game():
     """Without a PPO clip and without ε_o, A2PO's objective is HAPPO's (E9), and in a one-step
-    game every step ends an episode, so its trace is inert: the runs are identical; c̄ does
-    not matter there, and the clips do once ratios move."""
+    game every step ends an episode, so its trace is inert: with HAPPO's random order the runs
+    are identical (the authors' semi-greedy order, the default, is another run); c̄ does not
+    matter there, and the clips do once ratios move."""
     game = envs.MatrixGame(CLIMBING)
-    cfg = small_config(clip_eps=None, a2po_others_eps=None, lr_actor=3.0)
+    cfg = small_config(clip_eps=None, a2po_others_eps=None, lr_actor=3.0, a2po_order="random")
     _same_result(tabular.train(game, "a2po", cfg), tabular.train(game, "happo", cfg))
+    assert not np.array_equal(tabular.train(game, "a2po", replace(cfg, a2po_order="semi_greedy"))
+                              .logits[0], tabular.train(game, "happo", cfg).logits[0])
     _same_result(tabular.train(game, "a2po", replace(cfg, a2po_trace_cbar=0.01)),
                  tabular.train(game, "happo", cfg))
     several = small_config(epochs=4, minibatches=4, iterations=3, lr_actor=10.0)
@@ -825,12 +830,18 @@ def test_each_coppo_a2po_choice_changes_the_run(method, kw, ctrl):
 
 
 def test_a2po_trace_changes_the_run_in_a_multi_step_game():
+    """c̄ and the authors' λ² change the trace of every agent after the first (the semi-greedy
+    order puts agent 0 first in a two-agent game, so agent 1's logits show it); at λ = 1 the
+    authors' trace is ours bit for bit."""
     game = envs.TwoStepGame()
     cfg = TabularConfig(iterations=4, n_envs=8, rollout_len=6, epochs=4, lr_actor=5.0, seed=2)
-    assert not np.array_equal(
-        tabular.train(game, "a2po", cfg).logits[0],
-        tabular.train(game, "a2po", replace(cfg, a2po_trace_cbar=0.05)).logits[0],
-    )
+    ours = tabular.train(game, "a2po", cfg)
+    for ctrl in (dict(a2po_trace_cbar=0.05), dict(a2po_trace="authors")):
+        assert not np.array_equal(ours.logits[1],
+                                  tabular.train(game, "a2po", replace(cfg, **ctrl)).logits[1])
+    lam1 = replace(cfg, lam=1.0)
+    _same_result(tabular.train(game, "a2po", lam1),
+                 tabular.train(game, "a2po", replace(lam1, a2po_trace="authors")))
 
 
 COPPO_A2PO_BAD = [
@@ -844,6 +855,8 @@ COPPO_A2PO_BAD = [
     (lambda: TabularConfig(clip_scale="inv_n", clip_ratio="joint"), ValueError, "clip_scale"),
     (lambda: TabularConfig(coppo_inner_eps=1.5), ValueError, "coppo_inner_eps"),
     (lambda: TabularConfig(coppo_detach=1), TypeError, "coppo_detach"),
+    (lambda: TabularConfig(a2po_order="greedy"), ValueError, "a2po_order"),
+    (lambda: TabularConfig(a2po_trace=2), ValueError, "a2po_trace"),
     (lambda: asae.method_rule("coppo", coppo_detach="yes"), TypeError, "coppo_detach"),
     (lambda: TabularConfig(a2po_others_eps=-0.1), ValueError, "a2po_others_eps"),
     (lambda: TabularConfig(a2po_clip_floor=2.0), ValueError, "a2po_clip_floor"),
