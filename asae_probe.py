@@ -48,10 +48,12 @@ class _Game(NamedTuple):
 def _expected_grad(rule, game, cur, old, i, advs, bounds, out):
     """out = E_{a~π_old}[∇_{z^i} of agent i's clipped objective] with, at joint action j, the
     advantage advs[0][j] and base advs[1][j] — the clip's indicator evaluated per joint
-    action (``asae._row_slope``, as in training); ``old`` = log π_old, ``cur`` = log π now."""
+    action (``asae._row_slope``, as in training, CoPPO's summed objective over its n terms as
+    the tabular learner steps on it); ``old`` = log π_old, ``cur`` = log π now."""
     radix, n_actions = game.joint.radix, game.joint.n_actions
     A = n_actions[i]
     n = cur.shape[0]
+    terms = n if rule.through_partners else 1         # CoPPO's mean, as the tabular step
     row = np.empty(A)
     log_rho = np.empty(n)
     pi = np.exp(cur[i, :A])
@@ -63,7 +65,8 @@ def _expected_grad(rule, game, cur, old, i, advs, bounds, out):
             log_rho[l] = cur[l, al] - old[l, al]
         a = _joint_action(j, i, radix, n_actions)
         p = _joint_prob(pi_old, radix, n_actions, j, i) * pi_old[i, a]
-        slope = _row_slope(rule, log_rho, i, advs[0][j], advs[1][j], bounds[0], bounds[1])
+        slope = _row_slope(rule, log_rho, i, advs[0][j], advs[1][j], bounds[0],
+                           bounds[1]) / terms
         _policy_grad_row(cur[i, :A], pi, a, slope, 0.0, row)
         for k in range(A):
             out[k] += p * row[k]

@@ -17,7 +17,8 @@ import asae_probe
 import asae_tabular as tabular
 from asae_tabular import TabularConfig
 import envs
-from test_asae import (RTOL, old_new_games, ref_joint_value, ref_log_preceding,
+from test_asae import (RTOL, old_new_games, ref_coppo_grad, ref_coppo_partner_slope,
+                       ref_joint_value, ref_log_preceding,
                        ref_marginal_q, ref_policy_grad, ref_softmax_row, ref_sync_weights)
 from test_tabular import CLIMBING, ref_train, small_config
 
@@ -280,3 +281,26 @@ def test_probe_through_train_equals_the_reference_probe(method, kw):
                                                       * cfg.minibatches * 2)
     for key, value in want.items():
         assert math.isclose(got.bias[key], value, rel_tol=1e-9, abs_tol=1e-12), key
+
+
+@given(old_new_games(), st.sampled_from([0.1, None]), st.booleans())
+def test_probe_gradient_for_coppo_is_the_learners_mean_over_its_terms(g, inner, detach):
+    """CoPPO's recorded gradient = Σ_a π_old(a) ∇_{z^i} of (1/n) Σ_k L^k at a (the partners'
+    terms through ρ^i, as the tabular learner steps), or of L^i alone with coppo_detach —
+    by enumeration with the reference row gradients (ref_coppo_grad, ref_coppo_partner_slope)."""
+    q, old, cur, _ = g
+    n = q.ndim
+    cfg = TabularConfig(coppo_inner_eps=inner, coppo_detach=detach, entropy_coef=0.0)
+    grad = _probe_at("coppo", q, old, cur, cfg)[1]
+    v_old = ref_joint_value(q, old)
+    for i in range(n):
+        want = np.zeros(q.shape[i])
+        for a in itertools.product(*(range(k) for k in q.shape)):
+            p = np.prod([old[j][a[j]] for j in range(n)])
+            lr = [math.log(cur[j][a[j]] / old[j][a[j]]) for j in range(n)]
+            adv = q[a] - v_old
+            extra = 0.0 if detach else ref_coppo_partner_slope(lr, i, adv, 0.8, 1.2, inner)
+            want += p * ref_coppo_grad(np.log(cur[i]), a[i], math.log(old[i][a[i]]),
+                                       sum(lr) - lr[i], adv, 0.8, 1.2, inner, 0.0, extra,
+                                       1 if detach else n)
+        assert_allclose(grad[i, :q.shape[i]], want, rtol=1e-8, atol=1e-10)
