@@ -94,12 +94,16 @@ class NetConfig(LearnerConfig):
                              "observation and a one-hot agent id (MAPPO shares; it omits the "
                              "id); simultaneous methods only. False: one network per agent, "
                              "as the sequential methods (happo, a2po) require.")
+    a2po_pooled_norm: bool = _doc(False, "A2PO with adv_norm: normalise each turn's traced "
+                                  "base over every agent's column (the others at their latest "
+                                  "traced or initial values), as the authors' code (r_mappo.py "
+                                  "_get_advantages); False: over the moving agent's column.")
 
     def __post_init__(self):
         super().__post_init__()
         for name, lo, hi in (("hidden", 1, 2 ** 20), ("layers", 1, 64)):
             _integer(f"NetConfig.{name}", getattr(self, name), lo, hi)
-        for name in ("layer_norm", "adv_norm", "value_norm", "share_actor"):
+        for name in ("layer_norm", "adv_norm", "value_norm", "share_actor", "a2po_pooled_norm"):
             _check_flag(f"NetConfig.{name}", getattr(self, name))
         big = np.finfo(float).max
         _scalar("NetConfig.output_gain", self.output_gain, 0.0, 1e6)
@@ -410,13 +414,16 @@ def _actor_rows(run: _NetRun, i: int, obs: np.ndarray, act: np.ndarray, cache=No
 
 def _net_actors(hp, cfg, run, data, rng, log):
     """The actor phase (as the tabular :func:`_actors`, one loop for both schedules):
-    ``data`` = (obs (N, n, d), act (N, n), old_lp (N, n), base (N, n), delta, not_done).
+    ``data`` = (obs (N, n, d), act (N, n), old_lp (N, n), base (N, n), delta, not_done, the
+    raw GAE Â (N,): A2PO's pooled normalisation starts from it).
     A moving agent's minibatch step: forward, log ρ, Â^i = weight × base (simultaneous: from
     every agent's ratio now; sequential: fixed for the turn), the rows' logit gradients
     (:func:`_logit_grads`), backprop of the mean's negative, clip, Adam."""
-    obs, act, old_lp, base, delta, not_done = data
+    obs, act, old_lp, base, delta, not_done, adv_raw = data
     rule = hp.rule
     N, n = old_lp.shape
+    pooled = cfg.adv_norm and cfg.a2po_pooled_norm and rule.base == TRACED
+    raw = np.repeat(adv_raw[:, None], n, axis=1) if pooled else None   # traced, unnormalised
     sequential = hp.rule.schedule == SEQUENTIAL
     order = np.arange(n)
     if sequential:
@@ -432,7 +439,11 @@ def _net_actors(hp, cfg, run, data, rng, log):
                 log_rho_all[:, j] = _actor_rows(run, j, obs[:, j], act[:, j])[2] - old_lp[:, j]
                 if hp.rule.base == TRACED:
                     _trace_base(hp.rule, delta, not_done, order[turn], log_rho_all, base)
-                    if cfg.adv_norm:
+                    if pooled:                   # the authors': over every agent's column
+                        raw[:, order[turn]] = base[:, order[turn]]
+                        base[:, order[turn]] = (raw[:, order[turn]] - raw.mean()) / (
+                            raw.std() + 1e-5)
+                    elif cfg.adv_norm:
                         base[:, order[turn]] = _normalise(base[:, order[turn]])
             _weighted_advantages(rule.weight, rule.w_lo, rule.w_hi, base, log_rho_all, order,
                                  adv_all)
@@ -533,7 +544,7 @@ def _net_update(hp, cfg, run, batch, rng, log):
     old_lp = np.empty((N, n))
     for i in range(n):
         old_lp[:, i] = _actor_rows(run, i, obs[:, i], act[:, i])[2]
-    _net_actors(hp, cfg, run, (obs, act, old_lp, base, delta, not_done), rng, log)
+    _net_actors(hp, cfg, run, (obs, act, old_lp, base, delta, not_done, adv), rng, log)
     _net_critic(cfg, run, batch.states.reshape(N, S), ret.reshape(N), rng)
     for s, theta in enumerate(run.policy.params + [run.theta_v]):
         if not np.isfinite(theta).all():

@@ -391,6 +391,7 @@ def ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, c
 
     if method in ("happo", "a2po"):
         order = ref_agent_order(method, cfg, rng, n)
+        raw = np.repeat(adv[:, None], n, axis=1)                # A2PO's pooled normalisation
         for m, i in enumerate(order):
             lr_turn = log_ratios()
             M = ref_preceding_weight(method, cfg, lr_turn, order, i)
@@ -399,12 +400,14 @@ def ref_net_update(method, cfg, n, A, eps, batch, logits, net_of, x_of, value, c
                 if m > 0:
                     Mt = np.exp(np.minimum(ref_log_preceding(lr_turn, order)[:, i],
                                            asae.MAX_LOG_RATIO)).reshape(T, B)
-                    base_i = normalise(ref_traced_gae(r, V, NV, batch["term"], batch["trunc"],
-                                                      cfg.gamma, cfg.lam ** (
-                                                          2 if cfg.a2po_trace == "authors"
-                                                          else 1),
-                                                      np.minimum(cfg.a2po_trace_cbar, Mt))
-                                       .reshape(N))
+                    traced = ref_traced_gae(r, V, NV, batch["term"], batch["trunc"], cfg.gamma,
+                                            cfg.lam ** (2 if cfg.a2po_trace == "authors" else 1),
+                                            np.minimum(cfg.a2po_trace_cbar, Mt)).reshape(N)
+                    if cfg.a2po_pooled_norm and cfg.adv_norm:      # over every agent's column
+                        raw[:, i] = traced
+                        base_i = (traced - raw.mean()) / (raw.std() + 1e-5)
+                    else:
+                        base_i = normalise(traced)
             for rows in minibatches():
                 lr = log_ratios()[rows]
                 track[0] = max(track[0], lr[:, i].max())          # the mover's ratios only
@@ -480,6 +483,7 @@ TWIN_CASES = [(m, {}) for m in NET_METHODS] + [
     ("coppo", dict(coppo_inner_eps=None, clip_eps=0.05)),
     ("coppo", dict(coppo_detach=True)),
     ("a2po", dict(a2po_order="random", a2po_trace="authors", a2po_trace_cbar=2.0)),
+    ("a2po", dict(a2po_pooled_norm=True, a2po_trace_cbar=2.0)),
     ("asae", dict(clip_scale="inv_n", entropy_coef=0.2, reward_scale=0.5, output_gain=1.0)),
     ("async", dict(lr_critic=0.01, adam_eps=1e-3)),
 ]
@@ -721,3 +725,17 @@ def test_diverging_run_raises_instead_of_reporting():
             return tuple(out)
     with pytest.raises(FloatingPointError, match="no longer finite|overflows"):
         neural.train(Huge(2), "async", tiny(value_norm=False, huber_delta=None, value_clip=None))
+
+
+def test_a2po_pooled_normalisation_changes_the_run_and_needs_adv_norm():
+    """The authors' pooled normalisation of A2PO's traced base changes the run; without
+    adv_norm there is nothing to pool (the same run); a non-bool is refused by name."""
+    env = Spread(n_agents=3)
+    base = _params(neural.train(env, "a2po", tiny()))
+    assert not np.array_equal(base, _params(neural.train(env, "a2po",
+                                                         tiny(a2po_pooled_norm=True))))
+    off = dict(adv_norm=False)
+    assert np.array_equal(_params(neural.train(env, "a2po", tiny(**off))),
+                          _params(neural.train(env, "a2po", tiny(a2po_pooled_norm=True, **off))))
+    with pytest.raises(TypeError, match="a2po_pooled_norm"):
+        tiny(a2po_pooled_norm=1)
