@@ -16,9 +16,10 @@ import sys
 import numpy as np
 import pytest
 from hypothesis import assume, example, given, strategies as st
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 import asae
+from asae_tabular import TabularConfig
 RTOL, ATOL = 1e-10, 1e-12
 
 
@@ -1196,3 +1197,56 @@ def test_coppo_full_gradient_is_the_summed_objectives_derivative(n, adv, inner, 
                             rel_tol=1e-12, abs_tol=1e-15)
         assert math.isclose(s - own, ref_coppo_partner_slope(list(lr), j, adv, lo, hi, inner),
                             rel_tol=1e-9, abs_tol=1e-12)
+
+
+# Tests from the hand mutation audit of the split (each names the mutant it kills)
+
+
+@pytest.mark.parametrize("name", ["gamma", "lam", "a2po_clip_floor", "a2po_trace_cbar",
+                                  "entropy_coef"])
+def test_settings_without_a_none_choice_refuse_none(name):
+    """A07: only the settings whose RULE_SETTINGS entry allows None may be None; the others
+    are refused by name, by method_rule and by every config, when they are built."""
+    with pytest.raises(TypeError, match=name):
+        asae.method_rule("async", **{name: None})
+    with pytest.raises(TypeError, match="TabularConfig." + name):
+        TabularConfig(**{name: None})
+
+
+@pytest.mark.parametrize("call", [
+    lambda: asae.sync_weights(np.zeros((2, 0))),
+    lambda: asae.sequential_weights(np.zeros((2, 0)), np.zeros(0, np.int64)),
+    lambda: asae.method_advantages("asae", [1.0, 2.0], np.zeros((2, 0))),
+])
+def test_log_ratio_tables_need_at_least_one_agent(call):
+    """A15: (N, 0) log-ratios are refused, naming log_ratios (not an empty result)."""
+    with pytest.raises(ValueError, match=r"log_ratios must have shape \(.*, n ≥ 1\)"):
+        call()
+
+
+def test_trace_base_ignores_the_moving_agents_own_ratio():
+    """A20: E12's trace factor is min(c̄, ∏_{j≠i} ρ^j_{t+1}); agent i's own log-ratio never
+    enters (the learners pass 0 there, so only a direct test sees it). Checked against the
+    recursion written out, with a non-zero own column."""
+    rng = np.random.default_rng(0)
+    T, B, n, cbar = 5, 3, 3, 1.3
+    rule = asae.method_rule("a2po", gamma=0.9, lam=0.8, a2po_trace_cbar=cbar)
+    delta = rng.normal(size=(T, B))
+    not_done = (rng.random((T, B)) > 0.2).astype(float)
+    lr = rng.normal(0.0, 0.3, (T * B, n))
+    for i in range(n):
+        got, other = np.zeros((T * B, n)), np.zeros((T * B, n))
+        asae._trace_base(rule, delta, not_done, i, lr, got)
+        lr2 = lr.copy()
+        lr2[:, i] = rng.normal(0.0, 2.0, T * B)
+        asae._trace_base(rule, delta, not_done, i, lr2, other)
+        assert_array_equal(got[:, i], other[:, i])
+        want, carry = np.zeros((T, B)), np.zeros(B)
+        for t in reversed(range(T)):
+            c = np.ones(B)
+            if t + 1 < T:
+                nxt = lr[(t + 1) * B:(t + 2) * B]
+                c = np.minimum(cbar, np.exp(nxt.sum(axis=1) - nxt[:, i]))
+            carry = delta[t] + 0.9 * 0.8 * c * not_done[t] * carry
+            want[t] = carry
+        assert_allclose(got[:, i], want.ravel(), rtol=1e-12, atol=1e-12)

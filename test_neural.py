@@ -739,3 +739,39 @@ def test_a2po_pooled_normalisation_changes_the_run_and_needs_adv_norm():
                           _params(neural.train(env, "a2po", tiny(a2po_pooled_norm=True, **off))))
     with pytest.raises(TypeError, match="a2po_pooled_norm"):
         tiny(a2po_pooled_norm=1)
+
+
+# Tests from the hand mutation audit of the split (each names the mutant it kills)
+
+
+def _tiny(**kw):
+    base = dict(n_envs=3, rollout_len=4, iterations=1, epochs=1, minibatches=1, hidden=5,
+                eval_episodes=3, seed=3)
+    return neural.NetConfig(**{**base, **kw})
+
+
+def test_net_config_flags_and_value_clip_bounds():
+    """N03, N04: share_actor must be a bool; value_clip = 0 is allowed (c ≥ 0), < 0 is not."""
+    with pytest.raises(TypeError, match="NetConfig.share_actor"):
+        neural.NetConfig(share_actor=1)
+    assert neural.NetConfig(value_clip=0.0).value_clip == 0.0
+    with pytest.raises(ValueError, match="NetConfig.value_clip"):
+        neural.NetConfig(value_clip=-0.1)
+
+
+def test_neural_evaluate_refuses_a_non_bool_greedy():
+    """N05: asae_neural.evaluate checks greedy like asae_tabular.evaluate."""
+    env = Spread(n_agents=2, max_cycles=3)
+    policy = neural._net_setup(env, "async", _tiny())[1].policy
+    with pytest.raises(TypeError, match="greedy"):
+        neural.evaluate(env, policy, episodes=2, greedy=1)
+
+
+@pytest.mark.parametrize("optimum, optimal", [(-1e9, True), (1e9, False)])
+def test_neural_greedy_optimal_reads_the_envs_optimum(optimum, optimal):
+    """N09: a feature env with an optimum gets greedy_optimal from it (within 1e-6)."""
+    class WithOptimum(Spread):
+        pass
+    env = WithOptimum(n_agents=2, max_cycles=3)
+    env.optimum = optimum
+    assert neural.train(env, "async", _tiny()).greedy_optimal is optimal

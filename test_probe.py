@@ -304,3 +304,23 @@ def test_probe_gradient_for_coppo_is_the_learners_mean_over_its_terms(g, inner, 
                                        sum(lr) - lr[i], adv, 0.8, 1.2, inner, 0.0, extra,
                                        1 if detach else n)
         assert_allclose(grad[i, :q.shape[i]], want, rtol=1e-8, atol=1e-10)
+
+
+# Tests from the hand mutation audit of the split (each names the mutant it kills)
+
+
+def test_probe_record_clips_a2po_by_the_agents_position():
+    """P01: a sequential record's clip range is that of the agent's position m in the update
+    order, ε_m = ε (c_ε + (1 − c_ε) m/n) (E12), as the learner steps — not position n."""
+    q = envs.penalty(n_agents=3).payoff
+    n, A = 3, 3
+    rule = learner._hyper(TabularConfig(), "a2po").rule
+    order = np.array([2, 0, 1], np.int64)
+    logp = np.log(np.full((n, A), 1 / 3))
+    game = asae_probe._Game(q.ravel().copy(), asae.JointIndex(np.array(q.shape, np.int64),
+                                                               asae._radix(q.shape)))
+    for m, i in enumerate(order, start=1):
+        bounds = asae_probe._record(rule, game, (i, logp, logp, order), np.zeros(A),
+                                    np.zeros(A), np.zeros(A), np.zeros(asae_probe.N_SUMS))
+        eps = 0.2 * (0.5 + 0.5 * m / n)
+        assert_allclose(bounds, (1 - eps, 1 + eps), rtol=1e-15)

@@ -1201,3 +1201,54 @@ def test_coppo_through_the_partners_reduces_as_it_must():
     cfg = small_config(epochs=8, iterations=3, lr_actor=10.0)
     detached = tabular.train(three, "coppo", replace(cfg, coppo_detach=True))
     assert not np.array_equal(tabular.train(three, "coppo", cfg).logits[0], detached.logits[0])
+
+
+# Tests from the hand mutation audit of the split (each names the mutant it kills)
+
+
+@pytest.mark.parametrize("bad", [True, np.True_])
+def test_a_boolean_optimum_is_refused(bad):
+    """L11: env.optimum = True is a bool, not a return: refused by name like "x" and NaN."""
+    with pytest.raises(TypeError, match="env.optimum"):
+        tabular.train(Patched(optimum=bad), "async", TabularConfig(iterations=1))
+
+
+def test_track_ratios_must_be_a_bool():
+    """L15: LearnerConfig.track_ratios is checked like the other flags, in every config."""
+    with pytest.raises(TypeError, match="TabularConfig.track_ratios"):
+        TabularConfig(track_ratios=1)
+    import asae_neural
+    with pytest.raises(TypeError, match="NetConfig.track_ratios"):
+        asae_neural.NetConfig(track_ratios="yes")
+
+
+def test_one_row_per_minibatch_is_allowed():
+    """L13 (caught only by test_bench): minibatches = n_envs·rollout_len is the limit, allowed."""
+    cfg = TabularConfig(n_envs=2, rollout_len=2, minibatches=4, iterations=1)
+    assert np.isfinite(tabular.train(envs.climbing(), "async", cfg).greedy_return)
+    with pytest.raises(ValueError, match="minibatches"):
+        TabularConfig(n_envs=2, rollout_len=2, minibatches=5)
+
+
+@pytest.mark.parametrize("method", ["async", "happo"])
+def test_memory_plan_covers_the_step_log(method):
+    """T18: the plan's step-log part is the step log _setup allocates, to within a small
+    factor: one record per moving agent per gradient step, each (n, A_max) log-policies."""
+    game = envs.penalty(n_agents=3)
+    cfg = TabularConfig(iterations=5, epochs=3, minibatches=2, n_envs=4, rollout_len=2)
+    _, run = tabular._setup(game, method, cfg, record_steps=True)
+    actual = sum(a.nbytes for a in run.log.steps)
+    plan = tabular._memory_plan(cfg, method, (3, np.array(game.n_actions), 1, 1), 0, True)
+    part = plan["TabularConfig.iterations × epochs × minibatches × agents² (step log)"]
+    assert actual / 1.5 <= part <= 1.5 * actual
+
+
+@pytest.mark.parametrize("method, bias", [("exact_sync", False), ("exact_async", False),
+                                          ("async", True)])
+def test_exact_methods_and_the_probe_need_one_observation(method, bias):
+    """T21: a one-state env with two observations is not a matrix game (the exact tables
+    and the probe read observation 0 only): refused like a multi-state env."""
+    env = Patched(n_obs=2)
+    run = probe.train_with_bias if bias else tabular.train
+    with pytest.raises(ValueError, match="one-step matrix game"):
+        run(env, method, TabularConfig(iterations=1))
