@@ -179,7 +179,7 @@ def speed(args, rep) -> None:
         "env.step at B = 1", "at B = 4096"], rows, recs, [
         "One step of each of B envs = B env steps. train: median of 3 whole "
         "`asae_tabular.train` runs (rollouts, updates, evaluation) after a first run, per-game "
-        "Config defaults. env.step: "
+        "TabularConfig defaults. env.step: "
         "the public batched step on random joint actions, the learner's ceiling."])
     spread_table(args, rep, reps, min_t, first)
     import_s = getattr(args, "import_s", math.nan)

@@ -1250,3 +1250,18 @@ def test_trace_base_ignores_the_moving_agents_own_ratio():
             carry = delta[t] + 0.9 * 0.8 * c * not_done[t] * carry
             want[t] = carry
         assert_allclose(got[:, i], want.ravel(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_sees_every_position(bad):
+    """H2: the four running sums of x·0 each see their lane — a non-finite entry at any
+    position of arrays of 1–9 entries is caught, by the kernel and by gae's check."""
+    for n in range(1, 10):
+        assert asae._all_finite(np.zeros(n))
+        for k in range(n):
+            x = np.zeros(n)
+            x[k] = bad
+            assert not asae._all_finite(x), (n, k)
+            with pytest.raises(ValueError, match="rewards"):
+                asae.gae(x, np.zeros(n), np.zeros(n), np.zeros(n, bool), np.zeros(n, bool),
+                         0.9, 0.9)
