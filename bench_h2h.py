@@ -46,9 +46,10 @@ from bench_run import experiment
 from bench_stats import fmt_pair, fmt_success, mean_ci, paired, success
 
 METHODS = ("async", "asae", "asae:sync_clip=none", "asae:clip_ratio=joint", "happo", "coppo",
-           "a2po", "coma", "exact_sync", "exact_async")
+           "coppo:coppo_detach=true", "a2po", "a2po:a2po_order=random", "a2po:a2po_trace=authors",
+           "coma", "exact_sync", "exact_async")
 REFERENCES = ("async", "asae")                  # every method is paired with both, seed by seed
-SAMPLED = METHODS[:7]                           # no joint table: every n
+SAMPLED = METHODS[:10]                          # no joint table: every n
 EXACT = ("exact_sync", "exact_async")           # enumerate the 3^n joint actions per step
 EXACT_MAX_N = 6
 K, LR = -100, 3.0                               # lr_actor where a part does not vary it
