@@ -94,6 +94,11 @@ class NetConfig(LearnerConfig):
                              "observation and a one-hot agent id (MAPPO shares; it omits the "
                              "id); simultaneous methods only. False: one network per agent, "
                              "as the sequential methods (happo, a2po) require.")
+    precision: str = _doc("float64", "What the update's networks compute in: 'float64' (the "
+                          "reference; every twin and pin) or 'float32' (matmuls, tanh and "
+                          "LayerNorm in float32 — faster; parameters, Adam, the method's "
+                          "per-row kernels, rollouts and evaluation stay float64; "
+                          "docs/learners.md states its tolerance).")
     a2po_pooled_norm: bool = _doc(False, "A2PO with adv_norm: normalise each turn's traced "
                                   "base over every agent's column (the others at their latest "
                                   "traced or initial values), as the authors' code (r_mappo.py "
@@ -105,6 +110,9 @@ class NetConfig(LearnerConfig):
             _integer(f"NetConfig.{name}", getattr(self, name), lo, hi)
         for name in ("layer_norm", "adv_norm", "value_norm", "share_actor", "a2po_pooled_norm"):
             _check_flag(f"NetConfig.{name}", getattr(self, name))
+        if not isinstance(self.precision, str) or self.precision not in ("float64", "float32"):
+            raise ValueError("NetConfig.precision must be 'float64' or 'float32'; "
+                             f"got {self.precision!r}")
         big = np.finfo(float).max
         _scalar("NetConfig.output_gain", self.output_gain, 0.0, 1e6)
         _scalar("NetConfig.adam_eps", self.adam_eps, 0.0, 1.0, lo_open=True)
@@ -118,64 +126,134 @@ class NetConfig(LearnerConfig):
 _document_fields(NetConfig, "Parameters")
 
 
-@njit(cache=True)
+#: The kernels below divide only by row widths and √(σ² + ε) > 0; NumPy's error model (IEEE
+#: results instead of a Python ZeroDivisionError check in every division) lets LLVM vectorise
+#: their loops. It is not fastmath: every operation and its order are as written.
+_KERNEL = dict(cache=True, error_model="numpy")
+
+
+@njit(inline='always', **_KERNEL)
+def _norm_row(x, r, mu, iv, g, b, y, xhat):
+    """Row r of LayerNorm's output: x̂ = (x − μ)·iv, y = x̂ g + b."""
+    for k in range(x.shape[1]):
+        xhat[r, k] = (x[r, k] - mu) * iv
+    for k in range(x.shape[1]):
+        y[r, k] = xhat[r, k] * g[k] + b[k]
+
+
+@njit(**_KERNEL)
 def _layer_norm_kernel(x, g, b, y, xhat, inv):
     """y = x̂ g + b row by row, x̂ = (x − μ)/√(σ² + ε), μ and σ² the row's mean and
-    (population) variance; x̂ and 1/√(σ² + ε) kept for the backward pass."""
+    (population) variance; x̂ and iv = 1/√(σ² + ε) kept for the backward pass. Four rows at a
+    time, so that their sums (each in k order) overlap; the rest one by one."""
     N, d = x.shape
-    for r in range(N):
+    N4 = N - N % 4
+    for r in range(0, N4, 4):
+        s0 = s1 = s2 = s3 = 0.0
+        for k in range(d):
+            s0 += x[r, k]
+            s1 += x[r + 1, k]
+            s2 += x[r + 2, k]
+            s3 += x[r + 3, k]
+        m0, m1, m2, m3 = s0 / d, s1 / d, s2 / d, s3 / d
+        s0 = s1 = s2 = s3 = 0.0
+        for k in range(d):
+            c0, c1, c2, c3 = x[r, k] - m0, x[r + 1, k] - m1, x[r + 2, k] - m2, x[r + 3, k] - m3
+            s0 += c0 * c0
+            s1 += c1 * c1
+            s2 += c2 * c2
+            s3 += c3 * c3
+        for j, (mu, var) in enumerate(((m0, s0), (m1, s1), (m2, s2), (m3, s3))):
+            inv[r + j] = 1.0 / np.sqrt(var / d + LN_EPS)
+            _norm_row(x, r + j, mu, inv[r + j], g, b, y, xhat)
+    for r in range(N4, N):
         mu = 0.0
         for k in range(d):
             mu += x[r, k]
         mu /= d
         var = 0.0
         for k in range(d):
-            var += (x[r, k] - mu) ** 2
+            c = x[r, k] - mu
+            var += c * c
         inv[r] = 1.0 / np.sqrt(var / d + LN_EPS)
-        for k in range(d):
-            xhat[r, k] = (x[r, k] - mu) * inv[r]
-            y[r, k] = xhat[r, k] * g[k] + b[k]
+        _norm_row(x, r, mu, inv[r], g, b, y, xhat)
 
 
-@njit(cache=True)
+@njit(inline='always', **_KERNEL)
+def _back_row(dy, xhat, iv, g, t, dx, r, m):
+    """Row r of LayerNorm's ∂x: iv (dy g − m₁ − x̂ m₂), m = (m₁, m₂), then × (1 − t²)."""
+    for k in range(dy.shape[1]):
+        dx[r, k] = iv * (dy[r, k] * g[k] - m[0] - xhat[r, k] * m[1])
+    if t.shape[0] > 0:
+        for k in range(dy.shape[1]):
+            dx[r, k] *= 1.0 - t[r, k] * t[r, k]
+
+
+@njit(**_KERNEL)
 def _layer_norm_back_kernel(dy, xhat, inv, g, grads, t, dx):
-    """dx = ∂/∂x of LayerNorm, ∂x = (1/√(σ²+ε)) (d − mean d − x̂ mean(d x̂)), d = dy g (means
-    over the row), times 1 − t² when ``t`` (the tanh before it) is given; ``grads`` =
-    (dg, db) accumulate Σ_r dy x̂ and Σ_r dy."""
-    dg, db = grads
+    """dx = ∂/∂x of LayerNorm, (1/√(σ²+ε)) (d − mean d − x̂ mean(d x̂)), d = dy g (means over
+    the row; four rows at a time, as the forward), times 1 − t² when ``t`` (the tanh before
+    it) has rows; ``grads`` = (dg, db, dc) accumulate Σ_r dy x̂, Σ_r dy and (when dc has
+    entries) Σ_r dx, the gradient of the bias before the tanh. No dx when it has no rows
+    (the input's LayerNorm)."""
+    dg, db, dc = grads
     N, d = dy.shape
     for r in range(N):
-        m1 = 0.0
-        m2 = 0.0
         for k in range(d):
-            dk = dy[r, k] * g[k]
             dg[k] += dy[r, k] * xhat[r, k]
-            db[k] += dy[r, k]
-            m1 += dk
-            m2 += dk * xhat[r, k]
-        m1 /= d
-        m2 /= d
         for k in range(d):
-            dx[r, k] = inv[r] * (dy[r, k] * g[k] - m1 - xhat[r, k] * m2)
-            if t.shape[0] > 0:
-                dx[r, k] *= 1.0 - t[r, k] * t[r, k]
+            db[k] += dy[r, k]
+    if dx.shape[0] == 0:
+        return
+    N4 = N - N % 4
+    for r in range(0, N4, 4):
+        a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = 0.0
+        for k in range(d):
+            w0, w1 = dy[r, k] * g[k], dy[r + 1, k] * g[k]
+            w2, w3 = dy[r + 2, k] * g[k], dy[r + 3, k] * g[k]
+            a0 += w0
+            a1 += w1
+            a2 += w2
+            a3 += w3
+            b0 += w0 * xhat[r, k]
+            b1 += w1 * xhat[r + 1, k]
+            b2 += w2 * xhat[r + 2, k]
+            b3 += w3 * xhat[r + 3, k]
+        for j, m in enumerate(((a0 / d, b0 / d), (a1 / d, b1 / d), (a2 / d, b2 / d),
+                               (a3 / d, b3 / d))):
+            _back_row(dy, xhat, inv[r + j], g, t, dx, r + j, m)
+    for r in range(N4, N):
+        a = b_ = 0.0
+        for k in range(d):
+            w = dy[r, k] * g[k]
+            a += w
+            b_ += w * xhat[r, k]
+        _back_row(dy, xhat, inv[r], g, t, dx, r, (a / d, b_ / d))
+    if dc.shape[0] > 0:
+        for r in range(N):
+            for k in range(d):
+                dc[k] += dx[r, k]
 
 
 def _layer_norm(x, g, b):
     """LayerNorm of every row (:func:`_layer_norm_kernel`) → (y, cache for the backward)."""
     x = np.ascontiguousarray(x)
-    y, xhat, inv = np.empty(x.shape), np.empty(x.shape), np.empty(x.shape[0])
+    y, xhat, inv = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype), np.empty(x.shape[0])
     _layer_norm_kernel(x, g, b, y, xhat, inv)
     return y, (xhat, inv)
 
 
-def _layer_norm_back(dy, cache, g, dg, db, t=None):
-    """∂/∂x of LayerNorm (then through tanh if ``t``); dg, db accumulate."""
+
+
+def _layer_norm_back(dy, cache, g, grads, t=None, dx=True):
+    """∂/∂x of LayerNorm (then through tanh if ``t``); ``grads`` = (dg, db, dc) accumulate
+    (:func:`_layer_norm_back_kernel`; dc may be empty); None if not ``dx``."""
     xhat, inv = cache
-    dx = np.empty(dy.shape)
-    _layer_norm_back_kernel(np.ascontiguousarray(dy), xhat, inv, g, (dg, db),
-                            np.zeros((0, 0)) if t is None else t, dx)
-    return dx
+    none = np.zeros((0, 0), dy.dtype)
+    out = np.empty(dy.shape, dy.dtype) if dx else none
+    _layer_norm_back_kernel(np.ascontiguousarray(dy), xhat, inv, g, grads,
+                            none if t is None else t, out)
+    return out if dx else None
 
 
 class MLP:
@@ -229,14 +307,16 @@ class MLP:
     def forward(self, flat: np.ndarray, x: np.ndarray, cache: list | None = None):
         """y (N, d_out); with ``cache`` (a list) what :meth:`backward` needs is appended."""
         p = self.views(flat)
-        k, h = 0, x
+        k, h = 0, x if x.dtype == flat.dtype else x.astype(flat.dtype)
         if self.layer_norm:
             h, c = _layer_norm(h, p[0], p[1])
             k = 2
             if cache is not None:
                 cache.append(c)
         for _ in range(self.layers):
-            t = np.tanh(h @ p[k] + p[k + 1])
+            t = h @ p[k]
+            t += p[k + 1]                   # in place, as tanh below: no temporaries
+            np.tanh(t, out=t)
             if cache is not None:
                 cache.append((h, t))
             k += 2
@@ -251,28 +331,31 @@ class MLP:
         return h @ p[k] + p[k + 1]
 
     def backward(self, flat: np.ndarray, cache: list, dy: np.ndarray, grad: np.ndarray):
-        """grad += ∂/∂θ Σ_r dy_r · y_r (chain rule, back through :meth:`forward`)."""
+        """grad += ∂/∂θ Σ_r dy_r · y_r (chain rule, back through :meth:`forward`); with
+        LayerNorm one kernel per layer goes back through LN and tanh and sums the bias's
+        gradient (:func:`_layer_norm_back_kernel`)."""
         p, g = self.views(flat), self.views(grad)
         k = len(p) - 2
         h = cache.pop()
         g[k] += h.T @ dy
         g[k + 1] += dy.sum(axis=0)
         dh = dy @ p[k].T
-        for _ in range(self.layers):
+        for layer in range(self.layers):
             if self.layer_norm:
                 k -= 2
                 ln = cache.pop()
                 h_in, t = cache.pop()
-                da = _layer_norm_back(dh, ln, p[k], g[k], g[k + 1], t)   # through tanh too
+                da = _layer_norm_back(dh, ln, p[k], (g[k], g[k + 1], g[k - 1]), t)
             else:
                 h_in, t = cache.pop()
                 da = dh * (1.0 - t * t)
+                g[k - 1] += da.sum(axis=0)
             k -= 2
             g[k] += h_in.T @ da
-            g[k + 1] += da.sum(axis=0)
-            dh = da @ p[k].T
+            if self.layer_norm or layer < self.layers - 1:    # the input needs no gradient
+                dh = da @ p[k].T
         if self.layer_norm:
-            _layer_norm_back(dh, cache.pop(), p[0], g[0], g[1])
+            _layer_norm_back(dh, cache.pop(), p[0], (g[0], g[1], g[0][:0]), dx=False)
 
 
 class _Adam(NamedTuple):
@@ -363,9 +446,13 @@ class MLPPolicy(NamedTuple):
         x[:, x.shape[1] - len(self.n_actions) + i] = 1.0
         return x
 
-    def logits(self, i: int, obs: np.ndarray, cache: list | None = None) -> np.ndarray:
-        """z^i (N, A_i) for agent i's observations (N, obs_dim)."""
-        z = self.net.forward(self.params[0 if self.shared else i], self.inputs(i, obs), cache)
+    def logits(self, i: int, obs: np.ndarray, cache: list | None = None,
+               flat: np.ndarray | None = None) -> np.ndarray:
+        """z^i (N, A_i) for agent i's observations (N, obs_dim); ``flat``: the parameters to
+        use in place of agent i's (the update's float32 copy)."""
+        if flat is None:
+            flat = self.params[0 if self.shared else i]
+        z = self.net.forward(flat, self.inputs(i, obs), cache)
         return z[:, :self.n_actions[i]]
 
 
@@ -377,6 +464,13 @@ class _NetRun(NamedTuple):
     opt_pi: list             # _Adam per actor network
     opt_v: _Adam
     vnorm: _ValueNorm
+    dtype: type              # what the update's networks compute in (NetConfig.precision)
+
+
+def _work(run: _NetRun, flat: np.ndarray) -> np.ndarray:
+    """The parameters the update's networks compute with: ``flat`` itself in float64, else
+    its float32 copy (the float64 parameters and Adam's state stay the reference)."""
+    return flat if run.dtype is np.float64 else flat.astype(run.dtype)
 
 
 class _NetBatch(NamedTuple):
@@ -390,9 +484,16 @@ class _NetBatch(NamedTuple):
     next_states: np.ndarray  # (T, B, state_dim) s'_t, the true successor (E10)
 
 
+def _critic_out(run: _NetRun, states: np.ndarray) -> np.ndarray:
+    """The critic's raw output at every row of ``states`` (forward only, chunk by chunk)."""
+    theta = _work(run, run.theta_v)
+    return np.concatenate([run.critic.forward(theta, states[c])[:, 0]
+                           for c in _chunks(len(states))]).astype(np.float64, copy=False)
+
+
 def _values(run: _NetRun, cfg: NetConfig, states: np.ndarray):
     """V(s) in return units: the critic's output, denormalised under ``value_norm``."""
-    v = run.critic.forward(run.theta_v, states)[:, 0]
+    v = _critic_out(run, states)
     if cfg.value_norm:
         mu, sd = run.vnorm.mean_std()
         v = v * sd + mu
@@ -404,11 +505,30 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (x.std() + 1e-5)
 
 
-def _actor_rows(run: _NetRun, i: int, obs: np.ndarray, act: np.ndarray, cache=None):
-    """Agent i's log π, π (N, A_i) and log π(a) at ``obs`` rows, ``cache`` for backprop."""
-    z = run.policy.logits(i, obs, cache)
+#: Rows per pass through a network: the update's forwards and backwards run over chunks of
+#: this many rows, so that a chunk's activations stay in the cache (3,200 rows at once stream
+#: 1.6 MB arrays from memory: 2–3× slower here); gradients are summed chunk by chunk.
+ROW_CHUNK = 512
+
+
+def _chunks(size: int) -> list:
+    """Consecutive slices of at most ROW_CHUNK rows covering range(size)."""
+    return [slice(c, min(c + ROW_CHUNK, size)) for c in range(0, size, ROW_CHUNK)]
+
+
+def _actor_logp(run: _NetRun, i: int, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+    """Agent i's log π(a) at every row (forward only, chunk by chunk)."""
+    flat = _work(run, run.policy.params[0 if run.policy.shared else i])
+    return np.concatenate([_actor_rows(run, i, obs[c], act[c], None, flat)[2]
+                           for c in _chunks(len(act))])
+
+
+def _actor_rows(run: _NetRun, i: int, obs: np.ndarray, act: np.ndarray, cache=None, flat=None):
+    """Agent i's log π, π (N, A_i) (float64) and log π(a) at ``obs`` rows, ``cache`` for
+    backprop, ``flat`` the parameters to use (:func:`_work`; None: agent i's own)."""
+    z = run.policy.logits(i, obs, cache, flat)
     lp, pi = np.empty(z.shape), np.empty(z.shape)
-    _log_softmax_rows(np.ascontiguousarray(z), lp, pi)
+    _log_softmax_rows(np.ascontiguousarray(z, dtype=np.float64), lp, pi)
     return lp, pi, lp[np.arange(act.shape[0]), act]
 
 
@@ -436,7 +556,7 @@ def _net_actors(hp, cfg, run, data, rng, log):
         if sequential:
             if turn > 0:                 # the agent of the previous turn has moved
                 j = order[turn - 1]
-                log_rho_all[:, j] = _actor_rows(run, j, obs[:, j], act[:, j])[2] - old_lp[:, j]
+                log_rho_all[:, j] = _actor_logp(run, j, obs[:, j], act[:, j]) - old_lp[:, j]
                 if hp.rule.base == TRACED:
                     _trace_base(hp.rule, delta, not_done, order[turn], log_rho_all, base)
                     if pooled:                   # the authors': over every agent's column
@@ -452,39 +572,41 @@ def _net_actors(hp, cfg, run, data, rng, log):
         for k in range(b.shape[0] - 1):
             rows = steps[b[k]:b[k + 1]]
             size = rows.shape[0]
-            log_rho = log_rho_all[rows]
-            fwd = {}
-            for i in movers:
-                cache = []
-                lp, pi, lp_a = _actor_rows(run, i, obs[rows, i], act[rows, i], cache)
-                log_rho[:, i] = lp_a - old_lp[rows, i]
-                fwd[i] = (cache, lp, pi)
+            log_rho, base_mb = log_rho_all[rows], base[rows]
+            adv = adv_all[rows] if sequential else np.empty((size, n))
+            grads = [None] * nets
+            scale = -1.0 / (size * (len(movers) if run.policy.shared else 1))   # −mean
+            work = [_work(run, theta) for theta in run.policy.params]
+            for c in _chunks(size):                      # a chunk of rows through every net
+                rc, fwd = rows[c], {}
+                for i in movers:
+                    cache = []
+                    lp, pi, lp_a = _actor_rows(run, i, obs[rc, i], act[rc, i], cache,
+                                               work[0 if run.policy.shared else i])
+                    log_rho[c, i] = lp_a - old_lp[rc, i]
+                    fwd[i] = (cache, lp, pi)
+                if not sequential:                       # from every agent's ratio now
+                    _weighted_advantages(rule.weight, rule.w_lo, rule.w_hi, base_mb[c],
+                                         log_rho[c], order, adv[c])
+                for i in movers:
+                    cache, lp, pi = fwd[i]
+                    g = np.empty(lp.shape)
+                    _logit_grads(rule, i, lp, pi, act[rc, i], (log_rho[c], adv[c], base_mb[c]),
+                                 bounds, g)
+                    dz = np.zeros((lp.shape[0], run.policy.net.d_out), run.dtype)
+                    dz[:, :lp.shape[1]] = g * scale
+                    s = 0 if run.policy.shared else i
+                    if grads[s] is None:
+                        grads[s] = np.zeros(run.policy.net.size, run.dtype)
+                    run.policy.net.backward(work[s], cache, dz, grads[s])
             log.diag[0] = max(log.diag[0], log_rho[:, movers].max())
-            base_mb = base[rows]
-            if sequential:
-                adv = adv_all[rows]
-            else:
-                adv = np.empty((size, n))
-                _weighted_advantages(rule.weight, rule.w_lo, rule.w_hi, base_mb, log_rho, order,
-                                     adv)
             if hp.track_ratios:
                 _record_ratios(hp, (rows, log_rho, adv, base_mb), movers, order, bounds,
                                log.ratios)
-            grads = [None] * nets
-            for i in movers:
-                cache, lp, pi = fwd[i]
-                g = np.empty(lp.shape)
-                _logit_grads(hp.rule, i, lp, pi, act[rows, i], (log_rho, adv, base_mb), bounds, g)
-                dz = np.zeros((size, run.policy.net.d_out))
-                shared = run.policy.shared         # one loss: the mean over rows and agents
-                dz[:, :lp.shape[1]] = g * (-1.0 / (size * (len(movers) if shared else 1)))
-                s = 0 if shared else i
-                if grads[s] is None:
-                    grads[s] = np.zeros(run.policy.net.size)
-                run.policy.net.backward(run.policy.params[s], cache, dz, grads[s])
             for s, g in enumerate(grads):
                 if g is not None:
-                    _adam_step(run.policy.params[s], g, run.opt_pi[s], hp.lr_actor,
+                    _adam_step(run.policy.params[s], g.astype(np.float64, copy=False),
+                               run.opt_pi[s], hp.lr_actor,
                                cfg.adam_eps, cfg.max_grad_norm,
                                "the shared actor" if run.policy.shared else f"agent {s}'s actor")
 
@@ -494,7 +616,7 @@ def _net_critic(cfg, run, states, ret, rng):
     then the mean over rows of the (clipped) Huber loss of the normalised returns
     (:func:`_critic_grad`), backprop, clip, Adam."""
     N = ret.shape[0]
-    v_old = run.critic.forward(run.theta_v, states)[:, 0]      # predictions at update start
+    v_old = _critic_out(run, states)                           # predictions at update start
     steps, b = _minibatches(rng, N, cfg.epochs, cfg.minibatches)
     for k in range(b.shape[0] - 1):
         rows = steps[b[k]:b[k + 1]]
@@ -503,18 +625,19 @@ def _net_critic(cfg, run, states, ret, rng):
             run.vnorm.update(target)
             mu, sd = run.vnorm.mean_std()
             target = (target - mu) / sd
-        cache = []
-        v = run.critic.forward(run.theta_v, states[rows], cache)[:, 0]
-        e_clip = inside = None
-        if cfg.value_clip is not None:
-            dv = v - v_old[rows]
-            e_clip = target - (v_old[rows] + np.clip(dv, -cfg.value_clip, cfg.value_clip))
-            inside = (np.abs(dv) <= cfg.value_clip).astype(np.float64)
-        dl = _critic_grad(target - v, e_clip, inside, cfg.huber_delta) / rows.shape[0]
-        grad = np.zeros(run.critic.size)
-        run.critic.backward(run.theta_v, cache, dl[:, None], grad)
-        _adam_step(run.theta_v, grad, run.opt_v, cfg.lr_critic, cfg.adam_eps, cfg.max_grad_norm,
-                   "the critic")
+        grad, theta = np.zeros(run.critic.size, run.dtype), _work(run, run.theta_v)
+        for c in _chunks(rows.shape[0]):
+            rc, cache = rows[c], []
+            v = run.critic.forward(theta, states[rc], cache)[:, 0].astype(np.float64, copy=False)
+            e_clip = inside = None
+            if cfg.value_clip is not None:
+                dv = v - v_old[rc]
+                e_clip = target[c] - (v_old[rc] + np.clip(dv, -cfg.value_clip, cfg.value_clip))
+                inside = (np.abs(dv) <= cfg.value_clip).astype(np.float64)
+            dl = _critic_grad(target[c] - v, e_clip, inside, cfg.huber_delta) / rows.shape[0]
+            run.critic.backward(theta, cache, dl[:, None].astype(run.dtype, copy=False), grad)
+        _adam_step(run.theta_v, grad.astype(np.float64, copy=False), run.opt_v, cfg.lr_critic,
+                   cfg.adam_eps, cfg.max_grad_norm, "the critic")
 
 
 def _net_update(hp, cfg, run, batch, rng, log):
@@ -543,7 +666,7 @@ def _net_update(hp, cfg, run, batch, rng, log):
     act = batch.act.reshape(N, n)
     old_lp = np.empty((N, n))
     for i in range(n):
-        old_lp[:, i] = _actor_rows(run, i, obs[:, i], act[:, i])[2]
+        old_lp[:, i] = _actor_logp(run, i, obs[:, i], act[:, i])
     _net_actors(hp, cfg, run, (obs, act, old_lp, base, delta, not_done, adv), rng, log)
     _net_critic(cfg, run, batch.states.reshape(N, S), ret.reshape(N), rng)
     for s, theta in enumerate(run.policy.params + [run.theta_v]):
@@ -636,7 +759,7 @@ def _net_setup(env, method, config):
         return _Adam(np.zeros(size), np.zeros(size), np.zeros(1, np.int64))
     run = _NetRun(MLPPolicy(net, params, n_actions, bool(cfg.share_actor)), critic, theta_v,
                   [adam(net.size) for _ in params], adam(critic.size),
-                  _ValueNorm(np.zeros(3)))
+                  _ValueNorm(np.zeros(3)), np.dtype(cfg.precision).type)
     return cfg, run, (n, n_actions, obs_dim, state_dim)
 
 
