@@ -775,3 +775,88 @@ def test_neural_greedy_optimal_reads_the_envs_optimum(optimum, optimal):
     env = WithOptimum(n_agents=2, max_cycles=3)
     env.optimum = optimum
     assert neural.train(env, "async", _tiny()).greedy_optimal is optimal
+
+
+# --------------------------------------------------------------------------------------
+# Row chunks and the float32 option (issue 24)
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,kw", [("async", {}), ("asae", dict(share_actor=True)),
+                                       ("happo", {}), ("coppo", {}), ("a2po", {}),
+                                       ("asae", dict(layer_norm=False, minibatches=1))])
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_row_chunks_match_the_slow_twin(monkeypatch, method, kw, chunk):
+    """The update's forwards and backwards run over chunks of ROW_CHUNK rows (6 or 12 rows a
+    minibatch here, so chunks of 5 leave a remainder and chunks of 1 are every row alone):
+    the twin, which knows no chunks, still agrees to rtol 1e-10."""
+    monkeypatch.setattr(neural, "ROW_CHUNK", chunk)
+    assert_matches_twin(lambda: Spread(n_agents=3, max_cycles=3), method, tiny(**kw))
+
+
+def test_chunks_cover_the_rows_in_order(monkeypatch):
+    monkeypatch.setattr(neural, "ROW_CHUNK", 4)
+    assert [(c.start, c.stop) for c in neural._chunks(10)] == [(0, 4), (4, 8), (8, 10)]
+    assert neural._chunks(0) == [] and neural._chunks(4) == [slice(0, 4)]
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 7, 9])
+def test_layer_norm_kernels_four_rows_at_a_time_equal_one_row_at_a_time(rows):
+    """The kernels' four-row blocks give bit for bit what a row alone gives (each row's sums
+    in the same order), for row counts with and without a remainder."""
+    rng = np.random.default_rng(rows)
+    x, g, b = rng.standard_normal((rows, 6)) * 3, rng.standard_normal(6), rng.standard_normal(6)
+    y, (xhat, inv) = neural._layer_norm(x, g, b)
+    t, dy = np.tanh(rng.standard_normal((rows, 6))), rng.standard_normal((rows, 6))
+    grads = (np.zeros(6), np.zeros(6), np.zeros(6))
+    dx = neural._layer_norm_back(dy, (xhat, inv), g, grads, t)
+    for r in range(rows):
+        y1, c1 = neural._layer_norm(x[r:r + 1], g, b)
+        assert np.array_equal(y1, y[r:r + 1]) and np.array_equal(c1[1], inv[r:r + 1])
+        g1 = (np.zeros(6), np.zeros(6), np.zeros(6))
+        assert np.array_equal(neural._layer_norm_back(dy[r:r + 1], c1, g, g1, t[r:r + 1]),
+                              dx[r:r + 1])
+        want = ref_layer_norm(x[r], g, b)
+        np.testing.assert_allclose(y[r], want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads[2], dx.sum(axis=0), rtol=1e-12, atol=1e-12)   # Σ_r dx
+    np.testing.assert_allclose(grads[1], dy.sum(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads[0], (dy * xhat).sum(axis=0), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["async", "a2po"])
+def test_float32_update_stays_close_to_float64_and_changes_the_run(method):
+    """precision='float32' runs the update's networks in float32: two iterations land within
+    1e-4 (relative to the largest parameter) of the float64 run, but not on it; the
+    parameters the run returns are float64."""
+    env = Spread(n_agents=3, max_cycles=3)
+    a = _params(neural.train(env, method, tiny(n_envs=8, hidden=16)))
+    res = neural.train(env, method, tiny(n_envs=8, hidden=16, precision="float32"))
+    b = _params(res)
+    assert b.dtype == np.float64 and all(p.dtype == np.float64 for p in res.policy.params)
+    assert not np.array_equal(a, b)
+    assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+    c = _params(neural.train(env, method, tiny(n_envs=8, hidden=16, precision="float32")))
+    assert np.array_equal(b, c)                                         # same seed, same run
+
+
+@pytest.mark.parametrize("bad", ["float16", "f32", 32, None])
+def test_precision_refuses_anything_but_the_two_names(bad):
+    with pytest.raises(ValueError, match="NetConfig.precision"):
+        tiny(precision=bad)
+
+
+def test_mlp_float32_gradient_matches_float64():
+    """The same network and rows in float32 and float64: outputs and gradients agree to
+    float32's precision (rtol 1e-4)."""
+    rng = np.random.default_rng(0)
+    net = neural.MLP(7, 16, 2, 5, True)
+    theta = net.init(rng, 1.0)
+    x, dy = rng.standard_normal((37, 7)), rng.standard_normal((37, 5))
+    out = {}
+    for dt in (np.float64, np.float32):
+        cache, grad = [], np.zeros(net.size, dt)
+        y = net.forward(theta.astype(dt), x, cache)
+        net.backward(theta.astype(dt), cache, dy.astype(dt), grad)
+        assert y.dtype == dt and grad.dtype == dt
+        out[dt] = (y, grad)
+    np.testing.assert_allclose(out[np.float32][0], out[np.float64][0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out[np.float32][1], out[np.float64][1], rtol=1e-3, atol=1e-4)
