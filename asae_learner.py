@@ -504,6 +504,9 @@ def progress_printer(every_seconds: float = 5.0, file=None, label: str = ""):
     every = _scalar("every_seconds", every_seconds, 0.0, np.finfo(float).max)
     if not isinstance(label, str):
         raise TypeError(f"label must be a str; got {type(label).__name__}")
+    if file is not None and not callable(getattr(file, "write", None)):
+        raise TypeError(f"file must be None (sys.stderr) or a text file; got "
+                        f"{type(file).__name__}")
     seen = {}                                   # the first record and the last line's
 
     def printer(iteration, record):

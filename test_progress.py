@@ -362,11 +362,12 @@ def test_progress_printer_through_train(capsys):
     assert "32 env steps" in err[0] and "60 env steps" in err[-1]
 
 
-@pytest.mark.parametrize("every, label, exc", [(-1, "", ValueError), ("5", "", TypeError),
-                                               (np.inf, "", ValueError), (5, 3, TypeError)])
-def test_progress_printer_bad_arguments(every, label, exc):
+@pytest.mark.parametrize("every, label, file, exc", [
+    (-1, "", None, ValueError), ("5", "", None, TypeError), (np.inf, "", None, ValueError),
+    (True, "", None, TypeError), (5, 3, None, TypeError), (5, "", "out.txt", TypeError)])
+def test_progress_printer_bad_arguments(every, label, file, exc):
     with pytest.raises(exc):
-        progress_printer(every, label=label)
+        progress_printer(every, file=file, label=label)
 
 
 def test_result_defaults_keep_old_code_working():
