@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from dataclasses import MISSING, dataclass, field, fields
 from typing import NamedTuple
 
@@ -428,8 +429,115 @@ class TrainResult:
                                "for the method's weights m), samples.")
     diagnostics: dict = _doc(None, "max_abs_logit (final; max_abs_param for the networks) "
                              "and max_ratio (largest ρ^i_t seen during the updates).")
+    stopped_at: int | None = _doc(None, "The iteration after which train's callback stopped "
+                                  "the run (the curves then hold that many entries and the "
+                                  "evaluation is of the policy as it stood); None if it ran "
+                                  "all config.iterations.")
 
 
 _document_fields(TrainResult, "Attributes")
 
 
+
+
+# =======================================================================================
+# Progress and early stopping (train(..., callback=...), both learners)
+# =======================================================================================
+
+
+class Progress(NamedTuple):
+    """What ``train``'s callback receives after each iteration, as ``callback(iteration,
+    record)``. ``curve``, ``logits`` and ``policy`` are the run's own state, live: read them
+    during the call (``curve`` and ``logits`` are read-only views; do not change ``policy``)
+    and copy what you keep."""
+    iteration: int           # iterations done so far, 1..iterations
+    iterations: int          # the run's config.iterations
+    env_steps: int           # cumulative env steps (iteration · n_envs · rollout_len)
+    mean_return: float       # this iteration's mean episode return (NaN if none ended)
+    elapsed: float           # seconds since train was called
+    curve: np.ndarray        # (iteration,) the mean returns so far (read-only view)
+    method: str
+    logits: list             # tabular: per-agent (n_obs, A_i) logits (read-only views); else []
+    policy: object           # neural: the current asae_neural.MLPPolicy; tabular: None
+
+
+def _check_callback(callback):
+    """``train``'s callback: None or a callable."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be None or a callable callback(iteration, record) "
+                        f"returning True to stop; got {type(callback).__name__} {callback!r}")
+    return callback
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a`` (``a`` itself stays writable)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _stops(callback, record: Progress) -> bool:
+    """Call ``callback(record.iteration, record)``: True stops the run, False or None goes
+    on; any other answer is a TypeError (a callback that returns a line, or a count, by
+    mistake must not stop a run silently). Its exceptions propagate."""
+    out = callback(record.iteration, record)
+    if out is None or isinstance(out, (bool, np.bool_)):
+        return bool(out)
+    raise TypeError(f"callback must return True (stop), False or None (go on); it returned "
+                    f"{type(out).__name__} {out!r} at iteration {record.iteration}")
+
+
+def progress_printer(every_seconds: float = 5.0, file=None, label: str = ""):
+    """A ready ``train`` callback that prints one line at most every ``every_seconds``
+    seconds of the run (and a last one at its final iteration, if it printed before) to
+    ``file`` (default: ``sys.stderr`` at the time of printing); never stops the run:
+
+    ``label``iteration 50/200 (25 %), 160,000 env steps, mean return −23.4 (its 31–50),
+    3,210 env steps/s, 12 s elapsed, ~37 s left
+
+    The mean return is over the iterations since the previous line (NaN ones skipped; —
+    if no episode ended), the rate over the same span, the time left from the mean time
+    per iteration since the first callback (setup and compilation excluded). A run shorter
+    than ``every_seconds`` prints nothing. On a terminal each line first clears the
+    current one (an in-place progress line, as the bench's). One printer can serve runs
+    one after another (an iteration number that does not grow starts a new run)."""
+    every = _scalar("every_seconds", every_seconds, 0.0, np.finfo(float).max)
+    if not isinstance(label, str):
+        raise TypeError(f"label must be a str; got {type(label).__name__}")
+    if file is not None and not callable(getattr(file, "write", None)):
+        raise TypeError(f"file must be None (sys.stderr) or a text file; got "
+                        f"{type(file).__name__}")
+    seen = {}                                   # the first record and the last line's
+
+    def printer(iteration, record):
+        it, t = record.iteration, record.elapsed
+        if not seen or it <= seen["it"]:        # a new run
+            seen.update(first=(it, t), line=(0, 0, 0.0), lines=0)
+        seen["it"] = it
+        last_it, last_steps, last_t = seen["line"]
+        final = it == record.iterations and seen["lines"] > 0
+        if t - last_t < every and not final:
+            return None
+        recent = record.curve[last_it:it]
+        recent = recent[~np.isnan(recent)]
+        ret = f"{recent.mean():.4g}".replace("-", "−") if recent.size else "—"
+        span = f"its {last_it + 1}–{it}" if it > last_it + 1 else f"it {it}"
+        rate = (record.env_steps - last_steps) / max(t - last_t, 1e-9)
+        (it0, t0), left = seen["first"], ""
+        if it < record.iterations:
+            per = (t - t0) / (it - it0) if it > it0 else t / it
+            left = f", ~{_seconds(per * (record.iterations - it))} left"
+        out = sys.stderr if file is None else file
+        clear = "\r\033[K" if getattr(out, "isatty", lambda: False)() else ""
+        print(f"{clear}{label}iteration {it}/{record.iterations} "
+              f"({100 * it / record.iterations:.0f} %), {record.env_steps:,} env steps, "
+              f"mean return {ret} ({span}), {rate:,.0f} env steps/s, {_seconds(t)} elapsed{left}",
+              file=out, flush=True)
+        seen["line"], seen["lines"] = (it, record.env_steps, t), seen["lines"] + 1
+        return None
+    return printer
+
+
+def _seconds(x: float) -> str:
+    """A duration for a progress line: 0.1 s resolution below 10 s, else whole seconds."""
+    return f"{x:.1f} s" if x < 10 else f"{x:,.0f} s"

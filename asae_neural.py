@@ -41,6 +41,7 @@ from asae_learner import (_agent_order, _check_flag, _check_memory, _doc, _docum
                           _greedy_optimal, _hyper, LearnerConfig, _Log, _minibatches, _new_cdf,
                           RATIO_SLOTS, _ratio_summary, _record_ratios, _rng, _rng_next,
                           _sample_actions, TrainResult)
+from asae_learner import _check_callback, Progress, _read_only, _stops   # train's callback
 
 LN_EPS = 1e-5         #: LayerNorm's ε (torch's default)
 ADAM_BETAS = (0.9, 0.999)
@@ -835,15 +836,25 @@ def evaluate(env, policy: MLPPolicy, episodes: int = 128, greedy: bool = True,
     return _evaluate_policy(env, policy, episodes, bool(greedy), _integer("seed", seed, 0))
 
 
-def train(env, method: str, config: NetConfig | None = None) -> TrainResult:
+def train(env, method: str, config: NetConfig | None = None, callback=None) -> TrainResult:
     """Train MLP actors and a centralised MLP critic on the feature env ``env`` with one of
     ``asae.METHODS`` whose base needs no joint-action table (async, asae, happo, coppo,
     a2po): the update in the module's docstring, MAPPO's settings (:class:`NetConfig`).
     ``env`` has ``obs_dim``, ``state_dim``, ``n_agents``, ``n_actions``, ``episode_limit``
     and the batched ``reset``/``step`` of ``asae_tabular.BatchedEnv`` with (B, n, obs_dim)
     observations and (B, state_dim) states. Same config and seed → the same run. Raises
-    ``FloatingPointError``, naming the network, if training diverges."""
+    ``FloatingPointError``, naming the network, if training diverges.
+
+    ``callback(iteration, record)``, if given, is called after each iteration with an
+    ``asae_learner.Progress`` record (the curve so far; ``record.policy`` the actors as they
+    stand: ``evaluate`` them on a *copy* of ``env``, e.g. ``copy.deepcopy(env)`` made before
+    training — evaluating resets the env, and the training env's episodes would restart)
+    and returns True to stop: the result then holds the iterations run (``stopped_at``) and
+    the evaluation of the actors as they stand. The run is the same, bit for bit; an
+    exception raised by the callback propagates. ``asae_learner.progress_printer()``
+    prints progress."""
     t0 = time.perf_counter()
+    _check_callback(callback)
     cfg, run, (n, n_actions, d, S) = _net_setup(env, method, config)
     hp = _hyper(cfg, method)
     B, T, I = cfg.n_envs, cfg.rollout_len, cfg.iterations
@@ -855,6 +866,7 @@ def train(env, method: str, config: NetConfig | None = None) -> TrainResult:
     carry = [*_check_feature_step(env.reset(B, seed=cfg.seed), B, n, d, S, "env.reset"),
              np.zeros(B)]
     curve = np.full(I, np.nan)
+    shown, done = _read_only(curve), I                   # what a callback reads of the curve
     for it in range(I):
         curve[it] = _net_rollout(env, run, carry, rng, batch)
         try:
@@ -870,6 +882,12 @@ def train(env, method: str, config: NetConfig | None = None) -> TrainResult:
             raise FloatingPointError(f"training diverged at iteration {it + 1}: {what}'s "
                                      "parameters are no longer finite; lower NetConfig.lr_actor "
                                      "/ lr_critic or reward_scale")
+        if callback is not None and _stops(callback, Progress(
+                it + 1, I, (it + 1) * B * T, float(curve[it]), time.perf_counter() - t0,
+                shown[:it + 1], method, [], run.policy)):
+            done = it + 1
+            break
+    curve = curve[:done]
     if not np.isfinite(curve[~np.isnan(curve)]).all():
         raise FloatingPointError("train: a mean episode return overflows float64; rescale the "
                                  "env's rewards")
@@ -877,10 +895,12 @@ def train(env, method: str, config: NetConfig | None = None) -> TrainResult:
     greedy = _evaluate_policy(env, run.policy, cfg.eval_episodes, True, seed_eval)
     stochastic = _evaluate_policy(env, run.policy, cfg.eval_episodes, False, seed_eval)
     return TrainResult(
-        method=method, iterations=np.arange(1, I + 1), env_steps=np.arange(1, I + 1) * B * T,
+        method=method, iterations=np.arange(1, done + 1),
+        env_steps=np.arange(1, done + 1) * B * T,
         mean_return=curve, greedy_return=greedy, stochastic_return=stochastic,
         greedy_optimal=_greedy_optimal(env, greedy), wall_time=time.perf_counter() - t0,
         logits=[], values=np.zeros(0), policy=run.policy, critic=run.theta_v,
+        stopped_at=done if done < I else None,
         ratios=_ratio_summary(log.ratios) if cfg.track_ratios else None,
         diagnostics=dict(max_abs_param=float(max(np.abs(p).max() for p in run.policy.params)),
                          max_ratio=float(np.exp(min(log.diag[0], MAX_LOG_RATIO)))))

@@ -39,10 +39,11 @@ from asae import (COUNTERFACTUAL, EXACT_CURRENT, EXACT_OLD, MAX_LOG_RATIO, METHO
                   _finite, _gae_kernel, _integer, _log_softmax_row, _marginals_kernel,
                   _policy_grad_row, _radix, _row_slope, _scalar, _td_error, _trace_base,
                   _weighted_advantages, softmax)
-from asae_learner import (_agent_order, _check_flag, _check_memory, _check_optimum, _doc,
-                          _document_fields, _greedy_optimal, _Hyper, _hyper, LearnerConfig, _Log,
-                          _minibatches, _new_cdf, RATIO_SLOTS, _ratio_summary, _record_ratios, _rng,
-                          _rng_next, _sample_actions, TrainResult)
+from asae_learner import (_agent_order, _check_callback, _check_flag, _check_memory,
+                          _check_optimum, _doc, _document_fields, _greedy_optimal, _Hyper, _hyper,
+                          LearnerConfig, _Log, _minibatches, _new_cdf, Progress, RATIO_SLOTS,
+                          _ratio_summary, _read_only, _record_ratios, _rng, _rng_next,
+                          _sample_actions, _stops, TrainResult)
 
 
 class _Policy(NamedTuple):
@@ -439,11 +440,21 @@ class EnvTables(NamedTuple):
     count_base: int = 0      # 0: column = joint action j (C = J); n + 1: count index c
 
 
+class _EnvCarry(NamedTuple):
+    """What the table-driven rollouts carry from one iteration to the next, B envs each."""
+    state: np.ndarray        # (B,) int64 state id now
+    t_ep: np.ndarray         # (B,) int64 steps into the episode
+    ep_ret: np.ndarray       # (B,) return of the episode so far
+
+
 class _Record(NamedTuple):
-    """What a jitted run fills: the rollout scratch, the curve and the recorded policies."""
+    """What a jitted run fills: the rollout scratch, the curve and the recorded policies;
+    and where it stands: the rollouts' carry and the iterations the next call runs."""
     batch: tuple             # _Batch
     curve: np.ndarray        # (I,) mean return of the episodes that ended in each rollout
     policy_log: np.ndarray   # (I + 1, n, n_obs, A_max) if record_policies, else (1, …)
+    env: tuple               # _EnvCarry
+    span: np.ndarray         # (2,) int64 [start, stop): the iterations of the next call
 
 
 @njit(cache=True)
@@ -502,17 +513,23 @@ def _rollout_tables(tab, pol, state, t_ep, ep_ret, rng, batch):
 
 @njit(cache=True)
 def _train_tables(hp, pol, critic, ex, tab, rng, log, rec):
-    """The whole training run for an env with transition tables: every iteration a rollout
-    and an update, in one call. Returns (iteration, code) of a guard failure, or (−1, 0)."""
-    B = rec.batch.rew.shape[1]
-    state = np.full(B, tab.start_state, np.int64)
-    t_ep = np.zeros(B, np.int64)
-    ep_ret = np.zeros(B)
+    """The training run for an env with transition tables, iterations ``rec.span`` = [start,
+    stop) of it (the whole run in one call; a callback's run one call per iteration): each a
+    rollout and an update. Everything carried from one iteration to the next lives in the
+    arguments (the logits, critics, random stream, diagnostics, step log and ``rec.env``),
+    so calls over consecutive spans are the one call, bit for bit. Returns (iteration,
+    code) of a guard failure, or (−1, 0)."""
+    start, stop = rec.span[0], rec.span[1]
+    env = rec.env
     record = rec.policy_log.shape[0] > 1
-    if record:
-        rec.policy_log[0] = pol.logits
-    for it in range(rec.curve.shape[0]):
-        total, ended = _rollout_tables(tab, pol, state, t_ep, ep_ret, rng, rec.batch)
+    if start == 0:
+        env.state[:] = tab.start_state
+        env.t_ep[:] = 0
+        env.ep_ret[:] = 0.0
+        if record:
+            rec.policy_log[0] = pol.logits
+    for it in range(start, stop):
+        total, ended = _rollout_tables(tab, pol, env.state, env.t_ep, env.ep_ret, rng, rec.batch)
         rec.curve[it] = total / ended if ended > 0 else np.nan
         code = _update(hp, pol, critic, ex, rec.batch, rng, log)
         if code != 0:
@@ -879,7 +896,10 @@ def _setup(env, method: str, config, record_steps=False) -> tuple[TabularConfig,
         log=_Log(np.zeros(1), steps, np.zeros(RATIO_SLOTS if cfg.track_ratios else 1)),
         rec=_Record(_new_batch(cfg.rollout_len, cfg.n_envs, n), np.full(cfg.iterations, np.nan),
                     np.zeros((cfg.iterations + 1 if cfg.record_policies else 1,)
-                             + logits.shape)))
+                             + logits.shape),
+                    _EnvCarry(np.zeros(cfg.n_envs, np.int64), np.zeros(cfg.n_envs, np.int64),
+                              np.zeros(cfg.n_envs)),
+                    np.array([0, cfg.iterations], np.int64)))
 
 
 def _rollout_env(env, pol, carry, rng, batch) -> float:
@@ -906,7 +926,8 @@ def _rollout_env(env, pol, carry, rng, batch) -> float:
     return sum(ended) / len(ended) if ended else np.nan
 
 
-def train(env, method: str, config: TabularConfig | None = None) -> TrainResult:
+def train(env, method: str, config: TabularConfig | None = None,
+          callback=None) -> TrainResult:
     """Train decentralised tabular softmax actors on ``env`` with one of ``asae.METHODS``.
 
     ``method`` names a row of ``asae.METHOD_TABLE``: where each agent's advantage starts
@@ -918,23 +939,46 @@ def train(env, method: str, config: TabularConfig | None = None) -> TrainResult:
     call, else each step goes through ``env.step`` (checked). Same config and seed →
     bit-identical result. Raises ``FloatingPointError`` if a table stops being finite.
     Feature envs (``env.obs_dim``) are refused: ``asae_neural.train`` runs them.
+
+    ``callback(iteration, record)``, if given, is called after each iteration with an
+    ``asae_learner.Progress`` record (the curve so far, the logits as they stand) and
+    returns True to stop: the result then holds the iterations run (``stopped_at``) and
+    the evaluation of the logits as they stand. The run itself is the same, bit for bit
+    (with tables it runs one jitted call per iteration instead of one in all); an exception
+    raised by the callback propagates. ``asae_learner.progress_printer()`` prints progress.
     """
-    return _run(env, method, config)[0]
+    return _run(env, method, config, callback=callback)[0]
 
 
-def _run(env, method: str, config, record_steps=False) -> tuple[TrainResult, _Learner]:
+def _run(env, method: str, config, record_steps=False,
+         callback=None) -> tuple[TrainResult, _Learner]:
     """:func:`train`, also returning the run's final state (asae_probe reads its step log)."""
     t0 = time.perf_counter()
+    _check_callback(callback)
     cfg, run = _setup(env, method, config, record_steps)
     hp, pol, critic, ex, rng, log, rec = run
     logits, n_actions = pol.logits, pol.joint.n_actions
     n, n_obs, n_states = len(n_actions), logits.shape[1], critic.V.shape[0]
     B, T, I = cfg.n_envs, cfg.rollout_len, cfg.iterations
     tab = _env_tables(env, n, n_actions, n_states, n_obs)
+    done, stopped = I, None
+    if callback is not None:                 # what the callback reads: live, read-only views
+        views = [_read_only(logits[i, :, :k]) for i, k in enumerate(n_actions)]
+        shown = _read_only(rec.curve)
+
+        def stops(it):
+            return _stops(callback, Progress(it, I, it * B * T, float(shown[it - 1]),
+                                             time.perf_counter() - t0, shown[:it], method,
+                                             views, None))
     if tab is not None:
-        it, code = _train_tables(hp, pol, critic, ex, tab, rng, log, rec)
-        if code:
-            _raise_guard(it, code)
+        for start in range(0, I, I if callback is None else 1):   # a callback: one call each
+            rec.span[:] = start, I if callback is None else start + 1
+            it, code = _train_tables(hp, pol, critic, ex, tab, rng, log, rec)
+            if code:
+                _raise_guard(it, code)
+            if callback is not None and stops(start + 1):
+                done = start + 1
+                break
     else:
         carry = [*_check_reset(env, env.reset(B, seed=cfg.seed), B, n, n_obs, n_states),
                  np.zeros(B)]
@@ -946,7 +990,13 @@ def _run(env, method: str, config, record_steps=False) -> tuple[TrainResult, _Le
                 _raise_guard(it, code)
             if cfg.record_policies:
                 rec.policy_log[it + 1] = logits
-    over = np.flatnonzero(np.isinf(rec.curve))
+            if callback is not None and stops(it + 1):
+                done = it + 1
+                break
+    if done < I:
+        stopped = done
+    curve = rec.curve[:done]
+    over = np.flatnonzero(np.isinf(curve))
     if over.size:                                  # a return (or the sum of several) > 1.8e308
         raise FloatingPointError(f"train: the mean return of the episodes that ended in iteration "
                                  f"{over[0] + 1} overflows float64 (|value| > 1.8e308); rescale "
@@ -958,15 +1008,17 @@ def _run(env, method: str, config, record_steps=False) -> tuple[TrainResult, _Le
     policies = None
     if cfg.record_policies:
         policies = [[softmax(p[i, :, :k]) for i, k in enumerate(n_actions)]
-                    for p in rec.policy_log]
+                    for p in rec.policy_log[:done + 1]]
     return TrainResult(
-        method=method, iterations=np.arange(1, I + 1), env_steps=np.arange(1, I + 1) * B * T,
-        mean_return=rec.curve, greedy_return=greedy, stochastic_return=stochastic,
+        method=method, iterations=np.arange(1, done + 1),
+        env_steps=np.arange(1, done + 1) * B * T,
+        mean_return=curve, greedy_return=greedy, stochastic_return=stochastic,
         greedy_optimal=_greedy_optimal(env, greedy), wall_time=time.perf_counter() - t0,
         logits=tables, values=critic.V, policies=policies,
         ratios=_ratio_summary(log.ratios) if cfg.track_ratios else None,
         diagnostics=dict(max_abs_logit=float(max(np.abs(z).max() for z in tables)),
-                         max_ratio=float(np.exp(min(log.diag[0], MAX_LOG_RATIO))))), run
+                         max_ratio=float(np.exp(min(log.diag[0], MAX_LOG_RATIO)))),
+        stopped_at=stopped), run
 
 
 def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0) -> float:

@@ -29,6 +29,7 @@ cluster (``--dask``) is for. --quick: n = 2, 3, two seeds, three updates of 8 en
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from types import SimpleNamespace
 
@@ -55,6 +56,9 @@ QUICK = SimpleNamespace(agents=(2, 3), seeds=2, learn_agents=2, speed_reps=2,
                         study=dict(n_envs=8, iterations=3, eval_episodes=8))
 TARGET = 0.7                                     # issue 18's learning bar (median score)
 BOOT = 10_000
+#: Seconds between the progress lines of one spread run on stderr (asae_learner.progress_printer,
+#: printed by the worker running it); a shorter run prints none. None with --quiet.
+PROGRESS_S = 30
 
 
 def design(args) -> SimpleNamespace:
@@ -95,11 +99,14 @@ def agent_list(text: str) -> list:
 
 
 # ---- One run -------------------------------------------------------------------------------
-def spread_run(env, method: str, cfg) -> dict:
+def spread_run(env, method: str, cfg, progress: float | None = None, label: str = "") -> dict:
     """One run: final score (stochastic and greedy), the training curve as scores, CPU and
-    wall seconds, the ratio statistics when tracked."""
+    wall seconds, the ratio statistics when tracked. With ``progress``, a line on stderr every
+    ``progress`` seconds of the run (``label``, the seed), through train's callback."""
     t = time.process_time()
-    res = neural.train(env, method, cfg)
+    show = None if progress is None else learner.progress_printer(
+        progress, label=f"{label or method} seed {cfg.seed}: ")
+    res = neural.train(env, method, cfg, callback=show)
     curve = [None if not np.isfinite(x) else float(env.normalized_score(x))
              for x in res.mean_return]
     out = {"score": float(env.normalized_score(res.stochastic_return)),
@@ -118,18 +125,25 @@ def spread(n: int) -> str:
 
 
 def cells(args) -> list:
-    """Part l's cell, then part m's: per n, every method (async and asae first)."""
+    """Part l's cell, then part m's: per n, every method (async and asae first). Each cell's
+    runs print their own progress (:data:`PROGRESS_S`) unless --quiet."""
     d, out = design(args), []
+    every = None if getattr(args, "quiet", False) else PROGRESS_S
+
+    def outcome(label):
+        return functools.partial(spread_run, progress=every, label=label)
     configs = [neural.NetConfig(**d.learn, seed=s) for s in range(d.seeds)]
     out.append(SimpleNamespace(part="l", n=d.learn_agents, game=spread(d.learn_agents),
-                               method="async", configs=configs, tag=" (learning)"))
+                               method="async", configs=configs, tag=" (learning)",
+                               outcome=outcome(f"spread l n={d.learn_agents} async")))
     for n in d.agents:
         for m in METHODS:
             _, kw = parse_spec(m, asae.METHODS, "method", FIELD_PARSERS)
             configs = [neural.NetConfig(**d.study, **kw, seed=s, track_ratios=True)
                        for s in range(d.seeds)]
             out.append(SimpleNamespace(part="m", n=n, game=spread(n), method=m,
-                                       configs=configs, tag=f" n={n}"))
+                                       configs=configs, tag=f" n={n}",
+                                       outcome=outcome(f"spread m n={n} {m}")))
     return out
 
 
