@@ -326,7 +326,11 @@ class _Adapter:
     def reset(self, n_envs, seed=None):
         """Reset copies 0..n_envs−1 (making copies as needed) → ``(obs, state)``; copy b's
         first episode is seeded with ``seed_for(seed, b, 0)`` (None: ``seed=None``)."""
-        B = _check_int(n_envs, "n_envs", 1, most=self.max_envs)
+        B = _check_int(n_envs, "n_envs", 1)
+        if B > self.max_envs:
+            raise ValueError(f"n_envs must be in [1, max_envs = {self.max_envs}], got {B}: the "
+                             f"learners reset NetConfig/TabularConfig.n_envs copies to train "
+                             f"and eval_episodes to evaluate; raise the adapter's max_envs")
         self._seed = _check_seed(seed)
         while len(self._copies) < B:
             self._make()

@@ -560,7 +560,8 @@ def test_bad_factories_and_arguments():
     env = from_parallel_env(Toy, max_envs=3)
     with pytest.raises(RuntimeError, match=r"call reset\(n_envs, seed\) before step"):
         env.step(np.zeros((1, 2), int))
-    for args, error, match in [((4,), ValueError, r"n_envs must be in \[1, 3\], got 4"),
+    for args, error, match in [((4,), ValueError, r"n_envs must be in \[1, max_envs = 3\], "
+                                                   r"got 4: .* raise the adapter's max_envs"),
                                ((0,), ValueError, r"n_envs must be >= 1, got 0"),
                                ((2, -1), ValueError, r"seed must be >= 0, got -1"),
                                ((2, "s"), TypeError, r"seed must be an int, got str")]:
