@@ -659,6 +659,31 @@ def test_critic_input_choices():
         from_parallel_env(lambda: Toy(obs="discrete", sizes=(2 ** 16, 2 ** 16), state=None))
 
 
+def test_copies_made_on_demand_and_closed():
+    _needs_pettingzoo()
+    made = []
+
+    class Closing(Toy):
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    def factory():
+        made.append(Closing())
+        return made[-1]
+    env = from_parallel_env(factory)
+    assert len(made) == 1 and env.envs == ()              # copy 0, made to read the spaces
+    env.reset(3, seed=0)
+    assert env.envs == tuple(made) and len(made) == 3
+    env.reset(2, seed=0)
+    assert env.envs == tuple(made[:2]) and len(made) == 3  # kept, not remade
+    env.close()
+    assert all(e.closed for e in made) and env.envs == ()
+    env.reset(1, seed=0)
+    assert len(made) == 4 and env.envs == (made[3],)
+
+
 def test_from_parallel_env_without_optional_dependencies(monkeypatch):
     monkeypatch.setitem(sys.modules, "pettingzoo", None)
     with pytest.raises(ModuleNotFoundError, match=r"pip install -e '\.\[pettingzoo\]'"):
