@@ -6,6 +6,8 @@ of :class:`envs_spread.Spread` (MPE's simple_spread, in :mod:`envs_spread`) in P
 Parallel API, on a private copy of the game.  gymnasium and pettingzoo are imported lazily,
 at the first call (the extra ``pettingzoo``); the envs themselves need only numpy and numba.
 The batched interface the wrapper drives is described in the docstring of :mod:`envs`.
+The other direction, a user's PettingZoo env as a batched env for the learners, is
+:func:`envs_pz_in.from_parallel_env`.
 """
 from __future__ import annotations
 
