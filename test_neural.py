@@ -860,3 +860,30 @@ def test_mlp_float32_gradient_matches_float64():
         out[dt] = (y, grad)
     np.testing.assert_allclose(out[np.float32][0], out[np.float64][0], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out[np.float32][1], out[np.float64][1], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_update_networks_compute_in_the_chosen_precision(monkeypatch, precision):
+    """Every forward and backward of the update (actors and critic: old log-probabilities,
+    V(s), the minibatch passes) runs with parameters of the chosen dtype; the rollouts and the
+    evaluation (the policy's own float64 parameters) stay float64."""
+    seen = {"forward": [], "backward": []}
+    forward, backward = neural.MLP.forward, neural.MLP.backward
+
+    def spy_forward(self, flat, x, cache=None):
+        seen["forward"].append((flat.dtype, x.shape[0], cache is not None))
+        return forward(self, flat, x, cache)
+
+    def spy_backward(self, flat, cache, dy, grad):
+        seen["backward"].append((flat.dtype, dy.dtype, grad.dtype))
+        return backward(self, flat, cache, dy, grad)
+    monkeypatch.setattr(neural.MLP, "forward", spy_forward)
+    monkeypatch.setattr(neural.MLP, "backward", spy_backward)
+    cfg = tiny(precision=precision, n_envs=5, eval_episodes=7)
+    neural.train(Spread(n_agents=2, max_cycles=3), "asae", cfg)
+    want = np.dtype(precision)
+    rollout = {cfg.n_envs, cfg.eval_episodes}         # rows of a rollout or evaluation step
+    update = [dt for dt, rows, _ in seen["forward"] if rows not in rollout]
+    assert update and all(dt == want for dt in update)
+    assert all(dt == np.float64 for dt, rows, _ in seen["forward"] if rows in rollout)
+    assert seen["backward"] and all(set(b) == {want} for b in seen["backward"])
