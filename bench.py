@@ -90,6 +90,11 @@ def parse_args(argv=None):
                         help="no progress on stderr")
         sp.add_argument("--jobs", type=int, metavar="N", default=d(os.cpu_count() or 1),
                         help="worker processes (default: CPU count; 1: in this process)")
+        sp.add_argument("--cache", metavar="DIR", default=d(None),
+                        help="keep every finished run in DIR (one JSON file per run, keyed by "
+                        "the learners' code, the Config and the seed) and reuse it: a stopped "
+                        "study started again runs only what is missing; runs are then queued "
+                        "seed by seed across cells")
         sp.add_argument("--dask", metavar="ADDRESS", default=d(None),
                         help="run the cells on the Dask cluster whose scheduler is at ADDRESS "
                         "(e.g. tcp://scheduler-host:8786; extra 'dask'; same results as the local "

@@ -8,8 +8,10 @@ of a run — its tables, figures, machine, versions and sizes (``--docs``).
 {'a': None, '2': [1, [0, 1], None]}
 """
 import concurrent.futures as cf
+import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import math
 import multiprocessing
@@ -50,6 +52,15 @@ def jsonable(x):
     if isinstance(x, (list, tuple)):
         return [jsonable(v) for v in x]
     return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def plain(x):
+    """NumPy → Python, recursively, NaN and ±inf kept (Python's JSON round-trips them): what the
+    run cache stores, so that a cached run reads back as the run returned it."""
+    x = x.tolist() if isinstance(x, (np.ndarray, np.generic)) else x
+    if isinstance(x, dict):
+        return {str(k): plain(v) for k, v in x.items()}
+    return [plain(v) for v in x] if isinstance(x, (list, tuple)) else x
 
 
 def replace_file(path: str, write) -> str:
@@ -210,6 +221,58 @@ def code_identity() -> str:
             f"numba {numba.__version__}")
 
 
+@functools.lru_cache(maxsize=1)
+def library_identity() -> str:
+    """What a run's numbers depend on: a digest of the learners and games (asae*.py, envs*.py,
+    bench_plan.py) and the Python, NumPy and Numba versions — not the bench's tables, so a
+    change to a report keeps the cache of finished runs (``--cache``)."""
+    here, h = os.path.dirname(os.path.abspath(__file__)), hashlib.sha256()
+    for name in sorted(f for f in os.listdir(here) if f.endswith(".py")
+                       and (f.startswith(("asae", "envs")) or f == "bench_plan.py")):
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(name.encode() + b"\0" + f.read() + b"\0")
+    return (f"{h.hexdigest()[:16]} python {platform.python_version()} numpy {np.__version__} "
+            f"numba {numba.__version__}")
+
+
+def run_key(task) -> str:
+    """The cache key of one run (``--cache``): a digest of :func:`library_identity`, the
+    outcome function's source, the game and method specs and every field of the run's
+    Config (its seed included)."""
+    outcome, game, method, cfg = task
+    func = getattr(outcome, "func", outcome)              # a functools.partial's function
+    h = hashlib.sha256(library_identity().encode() + b"\0" + inspect.getsource(func).encode())
+    fields = jsonable({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    h.update(json.dumps([type(cfg).__name__, game, method, fields], sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+class RunCache:
+    """Finished runs on disk (``--cache DIR``): one JSON file per run, named by
+    :func:`run_key`, written atomically when the run ends without error; a study stopped at
+    any point and started again with the same command runs only what is missing (same code,
+    same Config → the same numbers, so a cached run is the run)."""
+
+    def __init__(self, path: str):
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+
+    def get(self, task):
+        """The cached result of ``task``, or None."""
+        try:
+            with open(os.path.join(self.path, run_key(task) + ".json")) as f:
+                return json.load(f)["result"]
+        except (OSError, ValueError, KeyError):          # absent, or a torn/foreign file
+            return None
+
+    def put(self, task, result: dict) -> None:
+        if "error" not in result:
+            _, game, method, cfg = task
+            replace_file(os.path.join(self.path, run_key(task) + ".json"),
+                         lambda f: json.dump({"game": game, "method": method,
+                                              "seed": cfg.seed, "result": plain(result)}, f))
+
+
 def worker_identity() -> str:
     """``code_identity()`` where this runs (a Dask worker: its own modules)."""
     return code_identity()
@@ -305,9 +368,23 @@ def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
     total = sum(len(c.configs) for c in cells)
     client = getattr(args, "dask", None)
     pool = DaskPool(client, kind) if client is not None else LocalPool(args.jobs)
+    cache = RunCache(args.cache) if getattr(args, "cache", None) else None
     try:
-        queued = [[pool.submit(i, s, (getattr(c, "outcome", outcome), c.game, c.method, x))
-                   for s, x in enumerate(c.configs)] for i, c in enumerate(cells)]
+        queued = [[None] * len(c.configs) for c in cells]
+        order = sorted(((s, i) for i, c in enumerate(cells) for s in range(len(c.configs))),
+                       key=lambda si: si if cache else si[::-1])     # --cache: seed by seed
+        for s, i in order:
+            c = cells[i]
+            task = (getattr(c, "outcome", outcome), c.game, c.method, c.configs[s])
+            hit = cache.get(task) if cache else None
+            if hit is not None:
+                queued[i][s] = cf.Future()
+                queued[i][s].set_result(hit)
+                continue
+            queued[i][s] = pool.submit(i, s, task)
+            if cache:
+                queued[i][s].add_done_callback(
+                    lambda f, t=task: f.exception() is None and cache.put(t, f.result()))
         rep.last = t0 = time.perf_counter()        # off a terminal: the first line after 10 s
         finished = 0                               # runs of the cells before this one
         for c, futs in zip(cells, queued):

@@ -828,3 +828,78 @@ def test_spread_figure_with_the_learning_part_alone(tmp_path):
            "curves": [[0.1, 0.2, None, 0.4], [0.0, 0.3, 0.35, 0.5]]}
     path = bench_plot.spread_figure([rec], str(tmp_path))
     assert path.endswith("spread.png") and (tmp_path / "spread.png").stat().st_size > 5_000
+
+
+# ---- the run cache (--cache): a stopped study resumes -----------------------------------------
+
+def test_run_cache_resumes_a_stopped_study(tmp_path, monkeypatch, capsys):
+    """A spread study with --cache, stopped after some runs (here: the runs that a first,
+    smaller command made — 1 seed), then run in full: only the missing runs run, and every
+    number equals a run without the cache; run again, nothing runs at all."""
+    import bench_net
+    import bench_run
+    cache = str(tmp_path / "cache")
+    common = ["spread", "--quick", "--agents", "2", "--parts", "m", "--quiet", "--jobs", "1",
+              "--docs", "none"]
+    assert bench.main([*common, "--seeds", "1", "--cache", cache,
+                       "--json", str(tmp_path / "a.json")]) == 0
+    first = len(os.listdir(cache))
+    assert first == len(bench_net.METHODS)                      # one run per method, seed 0
+    calls = []
+    real = bench_net.spread_run
+
+    def counted(env, method, cfg, **kw):
+        calls.append((method, cfg.seed))
+        return real(env, method, cfg, **kw)
+    monkeypatch.setattr(bench_net, "spread_run", counted)
+    counted.__wrapped__ = real
+    assert bench.main([*common, "--seeds", "2", "--cache", cache,
+                       "--json", str(tmp_path / "b.json")]) == 0
+    assert sorted(calls) == sorted((m.split(":")[0], 1) for m in bench_net.METHODS)
+    assert len(os.listdir(cache)) == 2 * first
+    calls.clear()
+    assert bench.main([*common, "--seeds", "2", "--cache", cache,
+                       "--json", str(tmp_path / "c.json")]) == 0
+    assert calls == []
+    assert bench.main([*common, "--seeds", "2", "--json", str(tmp_path / "d.json")]) == 0
+    keys = ("method", "scores", "greedy_scores", "curves", "ratios")
+    cells = [[{k: c[k] for k in keys} for c in strict_json(str(tmp_path / f"{x}.json"))
+              ["spread"]["cells"]] for x in "bcd"]
+    assert cells[0] == cells[1] == cells[2]
+    capsys.readouterr()
+
+
+def test_run_key_names_code_config_seed_and_outcome(monkeypatch):
+    import bench_net
+    import bench_run
+    cfg = neural.NetConfig(seed=0)
+    task = (bench_net.spread_run, "spread:n_agents=2", "asae", cfg)
+    key = bench_run.run_key(task)
+    assert key == bench_run.run_key((bench_net.spread_run, "spread:n_agents=2", "asae",
+                                     neural.NetConfig(seed=0)))
+    others = [(bench_net.spread_run, "spread:n_agents=2", "asae", neural.NetConfig(seed=1)),
+              (bench_net.spread_run, "spread:n_agents=3", "asae", cfg),
+              (bench_net.spread_run, "spread:n_agents=2", "async", cfg),
+              (bench_net.spread_run, "spread:n_agents=2", "asae",
+               neural.NetConfig(seed=0, precision="float32")),
+              (bench_net.summary, "spread:n_agents=2", "asae", cfg)]
+    assert len({key, *(bench_run.run_key(t) for t in others)}) == 1 + len(others)
+    bench_run.library_identity.cache_clear()
+    monkeypatch.setattr(bench_run.platform, "python_version", lambda: "0.0.0")
+    assert bench_run.run_key(task) != key                      # another Python: another key
+    bench_run.library_identity.cache_clear()
+
+
+def test_run_cache_ignores_torn_files_and_keeps_nan(tmp_path):
+    import bench_run
+    c = bench_run.RunCache(str(tmp_path))
+    task = (bench_run.run_seed, "climbing", "async", tabular.TabularConfig(seed=2))
+    assert c.get(task) is None
+    c.put(task, {"score": float("nan"), "x": np.arange(2), "error": "kept out"})
+    assert c.get(task) is None                                  # an error is never cached
+    c.put(task, {"score": float("nan"), "x": np.arange(2)})
+    got = c.get(task)
+    assert math.isnan(got["score"]) and got["x"] == [0, 1]
+    path = tmp_path / (bench_run.run_key(task) + ".json")
+    path.write_text(path.read_text()[:10])                      # torn: read as absent
+    assert c.get(task) is None
