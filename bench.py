@@ -110,13 +110,16 @@ def parse_args(argv=None):
             sp.add_argument("--agents", type=bench_net.agent_list, metavar="LIST",
                             help="numbers of agents of part m, e.g. 3,5 [3,5,8; --quick 2,3]")
             sp.add_argument("--parts", type=bench_net.part_list, metavar="LIST",
-                            help="parts to run: s (speed), l (learning), m (methods) [slm]; "
+                            help="parts to run: s (speed), l (learning), m (methods), b (the budget "
+                            "study: not in the default) [slm]; "
                             "a subset writes no docs page unless --docs is given")
             sp.add_argument("--study-iterations", type=int, metavar="N",
                             help="updates per run of part m [80 of 32 envs × 25 steps]: the "
                             "budget to raise on a cluster")
             sp.add_argument("--learn-iterations", type=int, metavar="N",
                             help="updates per run of part l [NetConfig's 200 of 128 × 25]")
+            sp.add_argument("--budget-iterations", type=int, metavar="N",
+                            help="updates per run of part b [625 of 128 × 25 = 2 M env steps]")
         if sp is p or sp.prog.split()[-1] not in DEFAULTS:
             continue
         sp.add_argument("--games", metavar="LIST", help="comma list of games with parameters, "

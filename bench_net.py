@@ -46,14 +46,23 @@ from bench_stats import fmt_p, mean_ci, sign_test, signed, wilson
 METHODS = ("async", "asae", "asae:sync_clip=none", "asae:clip_ratio=joint", "happo", "coppo",
            "a2po")
 REFERENCES = ("async", "asae")
+#: Part b's arms: the competitors as their authors run them and our variants (issue 23).
+BUDGET_METHODS = ("async", "asae", "asae:clip_ratio=joint", "happo", "coppo",
+                  "coppo:coppo_detach=true", "a2po")
+#: Part b's budget: NetConfig's defaults (128 envs × 25 steps, 10 epochs, 1 minibatch) for
+#: 625 updates = 2,000,000 env steps a run — where async's median score at n = 3 passes 0.6
+#: (it is 0.49 at NetConfig's 200 updates; docs/spread.md, part b, says where it crosses).
+BUDGET = dict(iterations=625)
+WINDOWS = 4                                      # part b: training in quarters
 QUANTILES = (0.05, 0.5, 0.95)
 LEARN = dict()                                   # NetConfig's defaults
 STUDY = dict(n_envs=32, iterations=80)           # 64,000 env steps per run
 FULL = SimpleNamespace(agents=(3, 5, 8), seeds=20, learn_agents=3, learn=LEARN, study=STUDY,
-                       speed_reps=5)
+                       speed_reps=5, budget=BUDGET, budget_agents=(3,))
 QUICK = SimpleNamespace(agents=(2, 3), seeds=2, learn_agents=2, speed_reps=2,
                         learn=dict(n_envs=8, iterations=3, eval_episodes=8),
-                        study=dict(n_envs=8, iterations=3, eval_episodes=8))
+                        study=dict(n_envs=8, iterations=3, eval_episodes=8),
+                        budget=dict(n_envs=8, iterations=4, eval_episodes=8), budget_agents=(2,))
 TARGET = 0.7                                     # issue 18's learning bar (median score)
 BOOT = 10_000
 #: Seconds between the progress lines of one spread run on stderr (asae_learner.progress_printer,
@@ -67,22 +76,24 @@ def design(args) -> SimpleNamespace:
     d = SimpleNamespace(**vars(QUICK if args.quick else FULL))
     if args.seeds:
         d.seeds = args.seeds
-    for flag, part in (("study_iterations", "study"), ("learn_iterations", "learn")):
+    for flag, part in (("study_iterations", "study"), ("learn_iterations", "learn"),
+                       ("budget_iterations", "budget")):
         value = getattr(args, flag, None)
         if value is not None:
             if value < 1:
                 raise ValueError(f"--{flag.replace('_', '-')} must be at least 1; got {value}")
             setattr(d, part, {**getattr(d, part), "iterations": value})
     if getattr(args, "agents", None):
-        d.agents = tuple(args.agents)
+        d.agents = d.budget_agents = tuple(args.agents)
     return d
 
 
 def part_list(text: str) -> str:
-    """--parts: a non-empty subset of 'slm' (speed, learning, methods)."""
-    if not text or set(text) - set("slm") or len(set(text)) != len(text):
-        raise argparse.ArgumentTypeError(f"--parts must be letters from 'slm' (s speed, "
-                                         f"l learning, m methods), each once; got {text!r}")
+    """--parts: a non-empty subset of 'slmb' (speed, learning, methods, budget study)."""
+    if not text or set(text) - set("slmb") or len(set(text)) != len(text):
+        raise argparse.ArgumentTypeError(f"--parts must be letters from 'slmb' (s speed, "
+                                         f"l learning, m methods, b the budget study), each "
+                                         f"once; got {text!r}")
     return text
 
 
@@ -144,6 +155,14 @@ def cells(args) -> list:
             out.append(SimpleNamespace(part="m", n=n, game=spread(n), method=m,
                                        configs=configs, tag=f" n={n}",
                                        outcome=outcome(f"spread m n={n} {m}")))
+    for n in d.budget_agents:
+        for m in BUDGET_METHODS:
+            _, kw = parse_spec(m, asae.METHODS, "method", FIELD_PARSERS)
+            configs = [neural.NetConfig(**d.budget, **kw, seed=s, track_ratios=True)
+                       for s in range(d.seeds)]
+            out.append(SimpleNamespace(part="b", n=n, game=spread(n), method=m,
+                                       configs=configs, tag=f" n={n} (budget)",
+                                       outcome=outcome(f"spread b n={n} {m}")))
     return out
 
 
@@ -358,24 +377,106 @@ def part_m(rep, records, d, cfg) -> None:
                "PPO ε 0.2, asae weight clip 0.5, CoPPO ε_in 0.1, A2PO ε_o 0.1, c_ε 0.5). "
                "Differences: mean of the seed-by-seed score differences with a percentile "
                "bootstrap 95 % interval (10,000 resamples), wins/losses, exact sign test."])
+    ratio_table(rep, by, [(n, m) for n in d.agents for m in METHODS], "Spread m")
+
+
+def ratio_table(rep, by: dict, keys: list, title: str) -> None:
+    """The ratio statistics of the cells ``by[key]`` for each (n, method) in ``keys``."""
     rows = []
-    for n in d.agents:
-        for m in METHODS:
-            r = by.get((n, m))
-            rs = [x for x in (r or {}).get("ratios", []) if x]
-            if not rs:
-                continue
-            mean = {k: float(np.mean([x[k] for x in rs])) for k in rs[0]}
-            rows.append([n, m] + [num(mean[f"log_w_q{p:g}"]) for p in QUANTILES]
-                        + [f"{mean[k]:.3f}" for k in ("ppo_clip_binds", "weight_clip_binds",
-                                                      "ess_fraction")])
-    rep.table("spread", "Spread m: ratio statistics", ["n", "method"]
+    for n, m in keys:
+        rs = [x for x in by.get((n, m), {}).get("ratios", []) if x]
+        if not rs:
+            continue
+        mean = {k: float(np.mean([x[k] for x in rs])) for k in rs[0]}
+        rows.append([n, m] + [num(mean[f"log_w_q{p:g}"]) for p in QUANTILES]
+                    + [f"{mean[k]:.3f}" for k in ("ppo_clip_binds", "weight_clip_binds",
+                                                  "ess_fraction")])
+    rep.table("spread", f"{title}: ratio statistics", ["n", "method"]
               + [f"log w q{p:g}" for p in QUANTILES]
               + ["PPO clip binds", "weight clip acts", "ESS fraction"], rows, {},
-              ["Means over seeds of each run's statistics (`Config.track_ratios`): quantiles "
-               "of log w^i = Σ_{j≠i} log ρ^j over samples, moving agents and gradient steps; "
-               "the fraction of samples whose PPO clip binds and whose weight clip acts; the "
-               "effective-sample-size fraction of the method's weights."])
+              ["Means over seeds of each run's statistics (`Config.track_ratios`, summed over "
+               "the whole run): quantiles of log w^i = Σ_{j≠i} log ρ^j over samples, moving "
+               "agents and gradient steps; the fraction of samples whose PPO clip binds and "
+               "whose weight clip acts; the effective-sample-size fraction of the method's "
+               "weights."])
+
+
+def curve_means(curves, lo: float = 0.0, hi: float = 1.0) -> list:
+    """Each run's mean training-curve score over the fraction [lo, hi) of its updates (None
+    for a failed run or a window without a finished episode)."""
+    out = []
+    for c in curves:
+        x = np.array([np.nan if v is None else v for v in (c or [])], float)
+        w = x[int(round(lo * x.size)):int(round(hi * x.size))]
+        out.append(float(np.nanmean(w)) if np.isfinite(w).any() else None)
+    return out
+
+
+def crossing(curves, level: float, smooth: int = 10):
+    """The first update at which the median over runs of the training-curve score, averaged
+    over ``smooth`` updates, reaches ``level``; None if it never does."""
+    x = np.array([[np.nan if v is None else v for v in c] for c in curves if c], float)
+    if x.size == 0:
+        return None
+    med = np.nanmedian(x, axis=0)
+    k = np.convolve(np.nan_to_num(med), np.ones(smooth) / smooth, mode="valid")
+    hit = np.nonzero(k >= level)[0]
+    return int(hit[0] + smooth) if hit.size else None
+
+
+def part_b(rep, records, d, cfg) -> None:
+    """The budget study's tables: final score and area under the curve, paired against async
+    and asae; the paired difference with async in each quarter of training; ratios."""
+    by = {(r["n"], r["method"]): r for r in records if r["part"] == "b"}
+    rows, where = [], []
+    for n in d.budget_agents:
+        for m in BUDGET_METHODS:
+            r = by.get((n, m))
+            if r is None:
+                continue
+            s = [x for x in r["scores"] if x is not None]
+            lo, hi = bootstrap_mean_ci(s)
+            auc = curve_means(r["curves"])
+            a_lo, a_hi = bootstrap_mean_ci([x for x in auc if x is not None])
+            row = [n, m, f"{num(np.mean(s))} [{num(lo)}, {num(hi)}]", num(np.median(s))]
+            for ref in REFERENCES:
+                row.append("—" if m == ref else
+                           fmt_paired(paired_scores(r["scores"], by[n, ref]["scores"])))
+            row.append(f"{num(np.nanmean(np.array(auc, float)))} [{num(a_lo)}, {num(a_hi)}]")
+            row.append("—" if m == "async" else fmt_paired(paired_scores(
+                auc, curve_means(by[n, "async"]["curves"]))))
+            row.append(f"{np.median([x for x in r['cpu_s'] if x is not None]):.0f}")
+            rows.append(row)
+            if m != "async":
+                where.append([n, m] + [fmt_paired(paired_scores(
+                    curve_means(r["curves"], q / WINDOWS, (q + 1) / WINDOWS),
+                    curve_means(by[n, "async"]["curves"], q / WINDOWS, (q + 1) / WINDOWS)))
+                    for q in range(WINDOWS)])
+    steps = cfg.n_envs * cfg.rollout_len
+    cross = {n: crossing(by[n, "async"]["curves"], 0.6) for n in d.budget_agents
+             if (n, "async") in by}
+    rep.table("spread", f"Spread b: every method at {cfg.iterations * steps:,} env steps",
+              ["n", "method", "final score [95 % bootstrap]", "median", "− async", "− asae",
+               "AUC [95 % bootstrap]", "AUC − async", "CPU s / run"], rows,
+              {"crossing_0.6": cross},
+              [f"{d.seeds} paired seeds per cell (the same initial networks for every method "
+               f"under a seed); {cfg.iterations} updates of {cfg.n_envs} envs × "
+               f"{cfg.rollout_len} steps; NetConfig otherwise (precision {cfg.precision}). "
+               "Final score: the final stochastic policy over "
+               f"{cfg.eval_episodes} episodes; AUC: the mean training-curve score over all "
+               "updates. Differences: seed by seed, mean with a percentile bootstrap 95 % "
+               "interval, wins/losses, exact sign test. async's median training score "
+               "(smoothed over 10 updates) first reaches 0.6 at update "
+               + ", ".join(f"{c} ({c * steps:,} env steps) at n = {n}" if c else
+                           f"— (never) at n = {n}" for n, c in cross.items()) + "."])
+    rep.table("spread", "Spread b: where in training (− async, by quarter of the updates)",
+              ["n", "method"] + [f"updates {q * cfg.iterations // WINDOWS + 1}–"
+                                 f"{(q + 1) * cfg.iterations // WINDOWS}"
+                                 for q in range(WINDOWS)], where, {},
+              ["Each run's mean training-curve score over the quarter, minus async's under the "
+               "same seed: mean [95 % bootstrap] +wins/−losses, sign test p."])
+    ratio_table(rep, by, [(n, m) for n in d.budget_agents for m in BUDGET_METHODS],
+                "Spread b")
 
 
 def spread_section(args, rep) -> None:
@@ -398,6 +499,8 @@ def spread_section(args, rep) -> None:
         part_l(rep, next(r for r in records if r["part"] == "l"), todo[0].configs[0])
     if "m" in parts:
         part_m(rep, records, d, next(c for c in todo if c.part == "m").configs[0])
+    if "b" in parts:
+        part_b(rep, records, d, next(c for c in todo if c.part == "b").configs[0])
     if args.plot:
         from bench_plot import spread_figure
         rep.figure(spread_figure(records, args.plot), "Spread: mean normalised training "

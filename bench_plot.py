@@ -276,10 +276,11 @@ def spread_figure(records: list, out_dir: str) -> str:
     from bench_stats import mean_ci
     plt = pyplot()
     learn = [r for r in records if r["part"] == "l"]
-    ns = _ordered(r["n"] for r in records if r["part"] == "m")
-    methods = _ordered(r["method"] for r in records if r["part"] == "m")
+    panels = _ordered((r["part"], r["n"]) for r in records if r["part"] in ("m", "b"))
+    methods = _ordered(r["method"] for r in records if r["part"] in ("m", "b"))
     color = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(1, 1 + len(ns), figsize=(4.6 * (1 + len(ns)), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, 1 + len(panels), figsize=(4.6 * (1 + len(panels)), 4.2),
+                             squeeze=False)
 
     def draw(ax, rec, c, label):
         curves = np.array([_floats(x) for x in rec["curves"] if x is not None])
@@ -292,11 +293,11 @@ def spread_figure(records: list, out_dir: str) -> str:
     for rec in learn:
         draw(axes[0, 0], rec, "black", f"async n = {rec['n']}")
         axes[0, 0].set_title(f"learning: async, n = {rec['n']}", fontsize=10)
-    for ax, n in zip(axes[0, 1:], ns):
+    for ax, (part, n) in zip(axes[0, 1:], panels):
         for rec in records:
-            if rec["part"] == "m" and rec["n"] == n:
+            if rec["part"] == part and rec["n"] == n:
                 draw(ax, rec, color[rec["method"]], rec["method"])
-        ax.set_title(f"methods, n = {n}", fontsize=10)
+        ax.set_title(f"{'methods' if part == 'm' else 'budget study'}, n = {n}", fontsize=10)
     for ax in axes[0]:
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)

@@ -807,14 +807,23 @@ def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch,
 def test_spread_budget_flags_reach_the_configs(capsys):
     import bench_net
     args = bench.parse_args(["spread", "--seeds", "3", "--agents", "3,5",
-                             "--study-iterations", "400", "--learn-iterations", "1000"])
+                             "--study-iterations", "400", "--learn-iterations", "1000",
+                             "--budget-iterations", "700"])
     todo = bench_net.cells(args)
     assert todo[0].part == "l" and {c.iterations for c in todo[0].configs} == {1000}
     assert [c.seed for c in todo[0].configs] == [0, 1, 2]
-    study = todo[1:]
+    study = [c for c in todo if c.part == "m"]
     assert len(study) == 2 * len(bench_net.METHODS) and {c.n for c in study} == {3, 5}
     assert {(x.iterations, x.n_envs, x.track_ratios) for c in study for x in c.configs} == {
         (400, 32, True)}
+    budget = [c for c in todo if c.part == "b"]
+    assert [c.method for c in budget] == list(bench_net.BUDGET_METHODS) * 2
+    assert {(x.iterations, x.n_envs, x.rollout_len, x.track_ratios)
+            for c in budget for x in c.configs} == {(700, 128, 25, True)}
+    assert len(todo) == 1 + len(study) + len(budget)
+    default = bench_net.cells(bench.parse_args(["spread"]))
+    assert {c.n for c in default if c.part == "b"} == {3}
+    assert {x.iterations for c in default if c.part == "b" for x in c.configs} == {625}
     with pytest.raises(SystemExit) as e:
         bench.parse_args(["spread", "--study-iterations", "0"])
     assert e.value.code == 2 and "--study-iterations" in capsys.readouterr().err
@@ -903,3 +912,34 @@ def test_run_cache_ignores_torn_files_and_keeps_nan(tmp_path):
     path = tmp_path / (bench_run.run_key(task) + ".json")
     path.write_text(path.read_text()[:10])                      # torn: read as absent
     assert c.get(task) is None
+
+
+def test_spread_budget_part_runs_every_arm_paired(tmp_path, capsys):
+    import bench_net
+    path = str(tmp_path / "b.json")
+    assert bench.main(["spread", "--quick", "--parts", "b", "--seeds", "2", "--agents", "2",
+                       "--quiet", "--jobs", "1", "--json", path, "--docs", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "Spread b: every method at 800 env steps" in out
+    assert "Spread b: where in training" in out and "Spread b: ratio statistics" in out
+    cells = strict_json(path)["spread"]["cells"]
+    assert [c["method"] for c in cells] == list(bench_net.BUDGET_METHODS)
+    assert all(c["part"] == "b" and len(c["curves"]) == 2 and len(c["curves"][0]) == 4
+               for c in cells)
+    assert cells[0]["config"]["iterations"] == 4 and cells[0]["config"]["track_ratios"]
+    with pytest.raises(SystemExit):
+        bench.main(["spread", "--parts", "x"])
+
+
+def test_curve_windows_and_crossing_against_direct_computation():
+    import bench_net
+    curves = [[0.1, 0.2, None, 0.4], [0.3, None, 0.5, 0.7], None]
+    whole = bench_net.curve_means(curves)
+    assert whole[:2] == pytest.approx([0.7 / 3, 0.5]) and whole[2] is None
+    got = bench_net.curve_means(curves, 0.5, 1.0)
+    assert got[0] == pytest.approx(0.4) and got[1] == pytest.approx(0.6) and got[2] is None
+    assert bench_net.curve_means([[None, None]]) == [None]
+    rising = [[0.1 * k for k in range(12)]] * 3
+    # medians 0, 0.1, …; their 3-update means pass 0.55 first over updates 6–8 (0.5, 0.6, 0.7)
+    assert bench_net.crossing(rising, 0.55, smooth=3) == 8
+    assert bench_net.crossing(rising, 5.0, smooth=3) is None
