@@ -343,6 +343,46 @@ def table_g(rep, records, d) -> None:
                   + PAIRING])
 
 
+#: Part v: each competitor's default against its variants, and the joint clip against both
+#: CoPPOs — (method, reference) pairs, seed by seed over the cells of part a.
+VARIANT_PAIRS = (("coppo", "coppo:coppo_detach=true"), ("a2po", "a2po:a2po_order=random"),
+                 ("a2po:a2po_trace=authors", "a2po"), ("asae:clip_ratio=joint", "coppo"),
+                 ("asae:clip_ratio=joint", "coppo:coppo_detach=true"), ("coppo", "async"),
+                 ("a2po", "happo"))
+
+
+def variant_pairs(records, ns) -> list:
+    """Per (method, reference) of VARIANT_PAIRS and lr_actor: the pairs of part a's runs
+    pooled over ``ns`` (same n, lr and seed), as ``paired`` records; rows for table_v."""
+    rows = []
+    for m, ref in VARIANT_PAIRS:
+        for lr in sorted({r["setting"]["lr_actor"] for r in pick(records, "a")}):
+            ok, ref_ok = [], []
+            for n in ns:
+                cells = pick(records, "a", n=n, lr_actor=lr)
+                a = [r for r in cells if r["method"] == m]
+                b = [r for r in cells if r["method"] == ref]
+                if a and b:
+                    ok += a[0]["per_seed"]["optimal"]
+                    ref_ok += b[0]["per_seed"]["optimal"]
+            if ok:
+                rows.append([m, ref, f"{lr:g}", len(ok), fmt_pair(paired(ok, ref_ok))])
+    return rows
+
+
+def table_v(rep, records, d) -> None:
+    """v: the competitors' defaults against their variants (issue 23), pooled over n."""
+    ns = [n for n in d.agents if n <= 8]
+    rep.table("h2h", "H2H v: the competitors as their authors run them, against our variants",
+              ["method", "against", "lr_actor", "pairs", "Δ success [95 % CI] (+/−, p)"],
+              variant_pairs(records, ns), None, [
+                  f"Part a's runs, seed by seed, pooled over n = {', '.join(map(str, ns))} "
+                  "(n ≤ 8): coppo = the authors' gradient through "
+                  "every ratio, coppo_detach = the partners' product a constant (0.3's); a2po = "
+                  "the semi-greedy order, a2po_order=random = a uniform order (0.3's), "
+                  "a2po_trace=authors = their trace γλ²·min(c̄, M). " + PAIRING])
+
+
 def table_time(rep, records, d, cfg) -> dict:
     """Wall-clock per method at equal samples: median CPU seconds a run, ×async."""
     recs = pick(records, "a")
@@ -426,3 +466,4 @@ def h2h(args, rep) -> None:
     table_r(rep, records, d)
     table_b(rep, records, d)
     table_g(rep, records, d)
+    table_v(rep, records, d)

@@ -605,7 +605,7 @@ def test_h2h_end_to_end_does_not_depend_on_jobs(tmp_path, capsys):
     titles = [t["title"] for t in out["1"]["tables"]]
     assert [t["rows"] for t in out["1"]["tables"] if "time" not in t["title"]] == [
         t["rows"] for t in out["2"]["tables"] if "time" not in t["title"]]
-    assert len(titles) == 7 and (tmp_path / "h2h.png").stat().st_size > 10_000
+    assert len(titles) == 8 and (tmp_path / "h2h.png").stat().st_size > 10_000
     page = (tmp_path / "h2h.md").read_text()
     assert page.startswith("# Head to head") and "python bench.py h2h" in page
     cell = next(c for c in out["1"]["cells"] if c["part"] == "a" and c["method"] == "happo")
@@ -943,3 +943,18 @@ def test_curve_windows_and_crossing_against_direct_computation():
     # medians 0, 0.1, …; their 3-update means pass 0.55 first over updates 6–8 (0.5, 0.6, 0.7)
     assert bench_net.crossing(rising, 0.55, smooth=3) == 8
     assert bench_net.crossing(rising, 5.0, smooth=3) is None
+
+
+def test_h2h_variant_pairs_pool_the_seeds_of_each_n():
+    import bench_h2h as h
+
+    def cell(method, n, lr, ok):
+        return {"part": "a", "method": method, "setting": {"n": n, "lr_actor": lr},
+                "per_seed": {"optimal": ok}}
+    records = [cell("coppo", 2, 3.0, [1, 1, 0]), cell("coppo:coppo_detach=true", 2, 3.0, [1, 0, 0]),
+               cell("coppo", 3, 3.0, [0, 1]), cell("coppo:coppo_detach=true", 3, 3.0, [1, 1]),
+               cell("coppo", 12, 3.0, [1]), cell("coppo:coppo_detach=true", 12, 3.0, [0])]
+    rows = h.variant_pairs(records, [2, 3])
+    assert rows == [["coppo", "coppo:coppo_detach=true", "3", 5,
+                     bench_stats.fmt_pair(bench_stats.paired([1, 1, 0, 0, 1], [1, 0, 0, 1, 1]))]]
+    assert "(+1/−1, p=1)" in rows[0][4]
