@@ -243,11 +243,12 @@ def matmul_rate(reps: int) -> dict:
     return out
 
 
-def update_speed(n: int, reps: int, quick: bool) -> dict:
+def update_speed(n: int, reps: int, quick: bool, precision: str = "float64") -> dict:
     """Median seconds of one update (_net_update on one rollout, compile excluded), the
     whole train loop's env steps per second, and the env's own step rate."""
     env = envs_spread.Spread(n_agents=n)
     size = dict(n_envs=QUICK.study["n_envs"]) if quick else {}
+    size["precision"] = precision
     cfg = neural.NetConfig(**size, iterations=1, eval_episodes=8)
     neural.train(env, "async", cfg)                                  # compile
     cfg_, run, (n_, n_actions, d, S) = neural._net_setup(env, "async", cfg)
@@ -279,16 +280,16 @@ def update_speed(n: int, reps: int, quick: bool) -> dict:
         env.step(a)
     env_rate = 200 * B / (time.perf_counter() - t)
     flops_u, flops_r = net_flops(cfg, n, d, S, max(n_actions))
-    return {"n": n, "update_s": float(np.median(upd)), "rollout_s": float(np.median(roll)),
+    return {"n": n, "precision": precision, "update_s": float(np.median(upd)), "rollout_s": float(np.median(roll)),
             "update_flops": flops_u, "rollout_flops": flops_r, "steps_per_update": B * T,
             "train_steps_per_s": train_rate, "env_steps_per_s": env_rate}
 
 
 def part_s(args, rep, d) -> None:
     rows, recs, peaks = [], [], []
-    for n in d.agents:                 # the machine's rate measured beside each n's update
-        before = matmul_rate(d.speed_reps)
-        s = update_speed(n, d.speed_reps, args.quick)
+    for n, prec in ((n, p) for n in d.agents for p in ("float64", "float32")):
+        before = matmul_rate(d.speed_reps)     # the machine's rate beside each update's timing
+        s = update_speed(n, d.speed_reps, args.quick, prec)
         after = matmul_rate(d.speed_reps)
         s["matmul_gflops"] = {k: max(before[k], after[k]) for k in before}
         peak = max(s["matmul_gflops"].values())
@@ -296,15 +297,16 @@ def part_s(args, rep, d) -> None:
         s["of_peak"] = s["gflops"] / peak
         peaks.append(peak)
         recs.append(s)
-        rows.append([n, f"{s['update_flops'] / s['steps_per_update'] / 1e3:.0f} k",
+        rows.append([n, prec, f"{s['update_flops'] / s['steps_per_update'] / 1e3:.0f} k",
                      f"{s['update_s'] * 1e3:.0f} ms", f"{s['gflops']:.1f}",
                      f"{100 * s['of_peak']:.0f} %", f"{s['train_steps_per_s']:,.0f}",
                      f"{s['env_steps_per_s']:,.0f}",
                      f"{s['env_steps_per_s'] / s['train_steps_per_s']:.0f}×"])
     rep.table("spread", "Spread s: the neural update's speed",
-              ["n", "matmul flop / env step", "update (median)", "GFLOP/s", "matmul GFLOP/s",
-               "of matmul", "train env-steps/s", "env.step alone", "env / train"],
-              [r[:4] + [f"{p:.1f}"] + r[4:] for r, p in zip(rows, peaks)], {"runs": recs},
+              ["n", "precision", "matmul flop / env step", "update (median)", "GFLOP/s",
+               "float64 matmul GFLOP/s", "of float64 matmul", "train env-steps/s",
+               "env.step alone", "env / train"],
+              [r[:5] + [f"{p:.1f}"] + r[5:] for r, p in zip(rows, peaks)], {"runs": recs},
               ["Matmul GFLOP/s: this machine's float64 rate, one BLAS thread, measured in the "
                "same process just before and after each n's update timing (the larger of a "
                "256² product and the networks' shape, 3200 × 64 @ 64 × 64; best of the two "
@@ -312,6 +314,7 @@ def part_s(args, rep, d) -> None:
                "(128 envs × 25 steps, 10 epochs, 64 × 2 tanh + LayerNorm, n actors + the "
                "critic); its matrix work is counted by `net_flops` (elementwise work — tanh, "
                "LayerNorm, softmax, the per-row method kernel — is not), timed alone "
+               "(NetConfig.precision: the update's networks in float64 or float32) "
                f"(median of {d.speed_reps}). Train env-steps/s: whole `train` calls, "
                "rollout inference, updates and evaluation included."])
 
