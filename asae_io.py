@@ -236,6 +236,8 @@ def _check_env_fits(saved: dict, env, strict: bool, what: str):
     """ValueError naming every key in which ``env`` differs from the file's description:
     the sizes (:data:`_SIZES`), or with ``strict`` every key (resume: the same env)."""
     now = _env_description(env)
+    if not isinstance(saved, dict):
+        raise FormatError(f"{what}: the file's metadata has no env description")
     keys = sorted(set(saved) | set(now)) if strict else _SIZES
     differ = [k for k in keys if saved.get(k) != now.get(k)]
     if differ:
@@ -339,6 +341,10 @@ def save(path, result: TrainResult, env, config) -> str:
     learner = _learner(config)
     env_d = _env_description(env)
     n, n_actions = env_d["n_agents"], env_d["n_actions"]
+    if ("obs_dim" in env_d) != (learner == "neural"):
+        raise ValueError(f"a {learner} run's result needs an env with "
+                         + ("feature observations (obs_dim)" if learner == "neural" else
+                            "integer observation ids (n_obs)") + f"; got {env_d['repr']}")
     meta = {"kind": "policy", "learner": learner, "method": result.method,
             "config": _config_json(config), "env": env_d,
             "result": {"greedy_return": float(result.greedy_return),
@@ -432,9 +438,9 @@ def load(path, env=None) -> Loaded:
     in which it differs from the file's env (agents, action counts, observation and state
     sizes). A damaged, truncated, foreign or newer file: :class:`FormatError`."""
     meta, arrays = _read(path)
+    if env is not None:
+        _check_env_fits(meta.get("env"), env, False, f"load({os.fspath(path)!r})")
     try:
-        if env is not None:
-            _check_env_fits(meta["env"], env, False, f"load({os.fspath(path)!r})")
         kind = meta["kind"]
         if kind == "policy":
             policy, critic = _policy_of(meta, arrays)
@@ -507,9 +513,9 @@ def resume(path, env, method: str | None = None, config=None, callback=None) -> 
     try:
         cfg, learner, saved_method, it = (_config_from(meta), meta["learner"], meta["method"],
                                           meta["iteration"])
-        _check_env_fits(meta["env"], env, True, where)
     except (KeyError, TypeError, AttributeError) as e:
         raise FormatError(f"{where}: the metadata lacks or mangles a key ({e})") from None
+    _check_env_fits(meta.get("env"), env, True, where)
     if learner != _learner(cfg) or type(it) is not int or not 0 <= it <= cfg.iterations:
         raise FormatError(f"{where}: learner {learner!r} with a {type(cfg).__name__}, "
                           f"iteration {it!r} of {cfg.iterations}")

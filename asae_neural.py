@@ -854,7 +854,8 @@ def train(env, method: str, config: NetConfig | None = None, callback=None) -> T
     and returns True to stop: the result then holds the iterations run (``stopped_at``) and
     the evaluation of the actors as they stand. The run is the same, bit for bit; an
     exception raised by the callback propagates. ``asae_learner.progress_printer()``
-    prints progress."""
+    prints progress; ``asae_io.checkpointer(path, every)`` writes checkpoints,
+    ``asae_io.resume`` continues one."""
     return _net_run(env, method, config, callback)
 
 

@@ -946,7 +946,8 @@ def train(env, method: str, config: TabularConfig | None = None,
     returns True to stop: the result then holds the iterations run (``stopped_at``) and
     the evaluation of the logits as they stand. The run itself is the same, bit for bit
     (with tables it runs one jitted call per iteration instead of one in all); an exception
-    raised by the callback propagates. ``asae_learner.progress_printer()`` prints progress.
+    raised by the callback propagates. ``asae_learner.progress_printer()`` prints progress;
+    ``asae_io.checkpointer(path, every)`` writes checkpoints, ``asae_io.resume`` continues one.
     """
     return _run(env, method, config, callback=callback)[0]
 

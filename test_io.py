@@ -187,6 +187,10 @@ def test_save_refuses_a_result_of_another_env_or_learner(tmp_path):
         asae_io.save(tmp_path / "x.npz", res, envs.climbing(), {"seed": 0})
     with pytest.raises(ValueError, match="neural run"):
         asae_io.save(tmp_path / "x.npz", res, _spread(), _net_cfg())
+    with pytest.raises(ValueError, match="integer observation ids"):
+        asae_io.save(tmp_path / "x.npz", res, _spread(), cfg)
+    with pytest.raises(ValueError, match="feature observations"):
+        asae_io.save(tmp_path / "x.npz", res, envs.climbing(), _net_cfg())
     assert not os.listdir(tmp_path)
 
 
@@ -619,3 +623,24 @@ def test_snapshot_and_checkpointer_arguments():
         asae_io.checkpointer("x.npz", callback=3)
     with pytest.raises(TypeError, match="snapshot"):
         asae_io.checkpointer("x.npz")(1, object())
+
+
+def test_a_pettingzoo_adapter_saves_its_policy_but_cannot_be_checkpointed(tmp_path):
+    """envs_pz_in's adapter keeps its episodes in PettingZoo envs it cannot copy: a
+    checkpoint is refused, naming it; the trained policy saves and loads as any other."""
+    pytest.importorskip("pettingzoo")
+    simple_spread_v3 = pytest.importorskip("mpe2.simple_spread_v3")
+    from envs_pz_in import from_parallel_env
+
+    def make():
+        return from_parallel_env(lambda: simple_spread_v3.parallel_env(max_cycles=5))
+    with pytest.raises(TypeError, match="ParallelEnvAdapter has no get_state"):
+        neural.train(make(), "async", _net_cfg(iterations=2),
+                     callback=asae_io.checkpointer(tmp_path / "a.npz"))
+    cfg = _net_cfg(iterations=1)
+    res = neural.train(make(), "async", cfg)
+    asae_io.save(tmp_path / "p.npz", res, make(), cfg)
+    got = asae_io.load(tmp_path / "p.npz", env=make())
+    assert got.meta["env"]["obs_dims"] == [18, 18, 18]
+    assert (neural.evaluate(make(), got.policy, 4, False, 1)
+            == neural.evaluate(make(), res.policy, 4, False, 1))
