@@ -137,7 +137,8 @@ def _write(path, meta: dict, arrays: dict) -> str:
     return path
 
 
-_DAMAGE = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, TypeError)
+#: Errors of the file system, not of the file's content: they propagate as they are.
+_NOT_THE_FILE = (PermissionError, IsADirectoryError, FileNotFoundError)
 
 
 def _read(path) -> tuple[dict, dict]:
@@ -147,7 +148,9 @@ def _read(path) -> tuple[dict, dict]:
         raise FileNotFoundError(f"no such file: {where!r}")
     try:
         z = np.load(where, allow_pickle=False)
-    except _DAMAGE as e:
+    except _NOT_THE_FILE:
+        raise
+    except Exception as e:         # whatever a damaged archive makes zipfile or numpy raise
         raise FormatError(f"{where} is not an asae file (not a readable .npz archive: "
                           f"{type(e).__name__}: {e})") from None
     if not hasattr(z, "files"):
@@ -175,9 +178,9 @@ def _read(path) -> tuple[dict, dict]:
                     f"{meta.get('versions', {}).get('asae', '?')}); this asae "
                     f"({asae.__version__}) reads versions up to {FORMAT_VERSION}: upgrade it")
             arrays = {k: z[k] for k in z.files if k not in _RESERVED}
-        except FormatError:
+        except (FormatError, *_NOT_THE_FILE):
             raise
-        except _DAMAGE as e:                     # a member cut short, a bad CRC, bad JSON
+        except Exception as e:     # a member cut short, a bad CRC or .npy header, bad JSON
             raise FormatError(f"{where} is damaged or truncated ({type(e).__name__}: {e})"
                               ) from None
     if _checksum(arrays, text) != digest:
