@@ -433,6 +433,9 @@ class TrainResult:
                                   "the run (the curves then hold that many entries and the "
                                   "evaluation is of the policy as it stood); None if it ran "
                                   "all config.iterations.")
+    critic_norm: np.ndarray | None = _doc(None, "Feature envs: the critic's ValueNorm "
+                                          "statistics (μ, ν, d) (NetConfig.value_norm: V = "
+                                          "output · σ + μ/d); None for tables.")
 
 
 _document_fields(TrainResult, "Attributes")
@@ -459,6 +462,7 @@ class Progress(NamedTuple):
     method: str
     logits: list             # tabular: per-agent (n_obs, A_i) logits (read-only views); else []
     policy: object           # neural: the current asae_neural.MLPPolicy; tabular: None
+    snapshot: object = None  # snapshot() → the run's whole state now, a Snapshot (asae_io)
 
 
 def _check_callback(callback):
@@ -541,3 +545,92 @@ def progress_printer(every_seconds: float = 5.0, file=None, label: str = ""):
 def _seconds(x: float) -> str:
     """A duration for a progress line: 0.1 s resolution below 10 s, else whole seconds."""
     return f"{x:.1f} s" if x < 10 else f"{x:,.0f} s"
+
+
+# =======================================================================================
+# A run's whole state (Progress.snapshot; asae_io writes checkpoints and resumes them)
+# =======================================================================================
+
+
+class Snapshot(NamedTuple):
+    """A run's whole state after ``iteration`` iterations, what ``Progress.snapshot()``
+    returns and a checkpoint holds (``asae_io.checkpointer``, ``asae_io.resume``)."""
+    learner: str             # "tabular" or "neural"
+    method: str
+    config: LearnerConfig    # the run's config (its iterations and seed included)
+    env: object              # the run's env (described in the file, not stored)
+    iteration: int           # iterations done
+    arrays: dict             # name → a copy of every array the run carries ("env.*": the env's)
+
+
+def _leaves(tree, name: str):
+    """(name, array) of every array in ``tree`` — named tuples, lists, tuples and dicts,
+    named by path ("run.opt_pi.0.m"); other leaves (ints, objects, None) are skipped."""
+    if isinstance(tree, np.ndarray):
+        yield name, tree
+    elif isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        for f in tree._fields:
+            yield from _leaves(getattr(tree, f), f"{name}.{f}")
+    elif isinstance(tree, (list, tuple)):
+        for k, x in enumerate(tree):
+            yield from _leaves(x, f"{name}.{k}")
+    elif isinstance(tree, dict):
+        for k, x in tree.items():
+            yield from _leaves(x, f"{name}.{k}")
+
+
+def _state_arrays(parts: dict) -> dict:
+    """name → a copy of every array of ``parts`` (``{"run": ..., "rng": ...}``)."""
+    return {name: a.copy() for top, tree in parts.items() for name, a in _leaves(tree, top)}
+
+
+def _restore_state(parts: dict, saved: dict, what: str = "the checkpoint"):
+    """Write ``saved`` (a :func:`_state_arrays` of the same run) into the run's own arrays
+    in place; the names, dtypes and shapes must match exactly, else a ValueError naming the
+    first that does not (a state of another run, or of another version of the learner)."""
+    own = {name: a for top, tree in parts.items() for name, a in _leaves(tree, top)}
+    missing, extra = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or extra:
+        raise ValueError(f"{what} does not fit this run: "
+                         + "; ".join(f"{label} {', '.join(names[:4])}" for label, names in
+                                     (("missing", missing), ("unexpected", extra)) if names))
+    for name, a in own.items():
+        x = saved[name]
+        if x.dtype != a.dtype or x.shape != a.shape:
+            raise ValueError(f"{what} does not fit this run: {name} is {x.dtype} {x.shape}, "
+                             f"the run's {a.dtype} {a.shape}")
+    for name, a in own.items():
+        a[...] = saved[name]
+
+
+def _env_state(env) -> dict:
+    """"env.<key>" → a copy of each array of ``env.get_state()``, for a run that steps its
+    env through ``env.step`` (its episodes in progress live in the env); a TypeError naming
+    the env's type if it cannot give its state back (no get_state() / set_state())."""
+    name = type(env).__name__
+    if not (callable(getattr(env, "get_state", None)) and
+            callable(getattr(env, "set_state", None))):
+        raise TypeError(f"this run steps its env through env.step, so a checkpoint must hold "
+                        f"the env's state, and {name} has no get_state() / set_state() "
+                        "(envs.py's games and envs_spread.Spread have them; a tabular run "
+                        "with env.tables() needs none); the run cannot be checkpointed")
+    state = env.get_state()
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray)
+                                              for k, v in state.items()):
+        raise TypeError(f"{name}.get_state() must return a dict of str → numpy array; got "
+                        f"{type(state).__name__}")
+    return {f"env.{k}": v.copy() for k, v in state.items()}
+
+
+def _set_env_state(env, saved: dict):
+    """Put a state of :func:`_env_state` (its "env.*" arrays) back into ``env``, just reset
+    to the run's batch size: the keys, dtypes and shapes must be those of its own state."""
+    now = _env_state(env)
+    for key in sorted(set(now) | set(saved)):
+        if key not in now or key not in saved or (now[key].dtype, now[key].shape) != (
+                saved[key].dtype, saved[key].shape):
+            got = (saved[key].dtype, saved[key].shape) if key in saved else "absent"
+            want = (now[key].dtype, now[key].shape) if key in now else "absent"
+            raise ValueError(f"the checkpoint's env state does not fit {type(env).__name__}: "
+                             f"{key} is {got} in the checkpoint, {want} in the env")
+    env.set_state({key[4:]: a.copy() for key, a in saved.items()})

@@ -42,6 +42,8 @@ from asae_learner import (_agent_order, _check_flag, _check_memory, _doc, _docum
                           RATIO_SLOTS, _ratio_summary, _record_ratios, _rng, _rng_next,
                           _sample_actions, TrainResult)
 from asae_learner import _check_callback, Progress, _read_only, _stops   # train's callback
+from asae_learner import (_env_state, _restore_state, _set_env_state, Snapshot,
+                          _state_arrays)                                  # checkpoints
 
 LN_EPS = 1e-5         #: LayerNorm's ε (torch's default)
 ADAM_BETAS = (0.9, 0.999)
@@ -852,7 +854,15 @@ def train(env, method: str, config: NetConfig | None = None, callback=None) -> T
     and returns True to stop: the result then holds the iterations run (``stopped_at``) and
     the evaluation of the actors as they stand. The run is the same, bit for bit; an
     exception raised by the callback propagates. ``asae_learner.progress_printer()``
-    prints progress."""
+    prints progress; ``asae_io.checkpointer(path, every)`` writes checkpoints,
+    ``asae_io.resume`` continues one."""
+    return _net_run(env, method, config, callback)
+
+
+def _net_run(env, method: str, config, callback=None,
+             start: Snapshot | None = None) -> TrainResult:
+    """:func:`train`; from ``start`` (a :class:`asae_learner.Snapshot` of this run, checked
+    by asae_io.resume), the rest of the run."""
     t0 = time.perf_counter()
     _check_callback(callback)
     cfg, run, (n, n_actions, d, S) = _net_setup(env, method, config)
@@ -866,8 +876,22 @@ def train(env, method: str, config: NetConfig | None = None, callback=None) -> T
     carry = [*_check_feature_step(env.reset(B, seed=cfg.seed), B, n, d, S, "env.reset"),
              np.zeros(B)]
     curve = np.full(I, np.nan)
-    shown, done = _read_only(curve), I                   # what a callback reads of the curve
-    for it in range(I):
+    shown, done, k0 = _read_only(curve), I, 0            # what a callback reads of the curve
+
+    def parts():                                         # what a checkpoint holds (but env.*)
+        return {"run": run, "rng": rng, "log": log, "curve": curve,
+                "carry": dict(zip(("obs", "state", "ep_ret"), carry))}
+    if start is not None:                    # asae_io.resume: the state after k0 iterations
+        carry = [np.array(x) for x in carry]
+        _restore_state(parts(), {k: a for k, a in start.arrays.items()
+                                 if not k.startswith("env.")})
+        _set_env_state(env, {k: a for k, a in start.arrays.items() if k.startswith("env.")})
+        k0 = start.iteration
+
+    def snapshot(it):
+        return Snapshot("neural", method, cfg, env, it, {**_state_arrays(parts()),
+                                                         **_env_state(env)})
+    for it in range(k0, I):
         curve[it] = _net_rollout(env, run, carry, rng, batch)
         try:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -884,7 +908,7 @@ def train(env, method: str, config: NetConfig | None = None, callback=None) -> T
                                      "/ lr_critic or reward_scale")
         if callback is not None and _stops(callback, Progress(
                 it + 1, I, (it + 1) * B * T, float(curve[it]), time.perf_counter() - t0,
-                shown[:it + 1], method, [], run.policy)):
+                shown[:it + 1], method, [], run.policy, lambda it=it: snapshot(it + 1))):
             done = it + 1
             break
     curve = curve[:done]
@@ -900,7 +924,7 @@ def train(env, method: str, config: NetConfig | None = None, callback=None) -> T
         mean_return=curve, greedy_return=greedy, stochastic_return=stochastic,
         greedy_optimal=_greedy_optimal(env, greedy), wall_time=time.perf_counter() - t0,
         logits=[], values=np.zeros(0), policy=run.policy, critic=run.theta_v,
-        stopped_at=done if done < I else None,
+        stopped_at=done if done < I else None, critic_norm=run.vnorm.stats.copy(),
         ratios=_ratio_summary(log.ratios) if cfg.track_ratios else None,
         diagnostics=dict(max_abs_param=float(max(np.abs(p).max() for p in run.policy.params)),
                          max_ratio=float(np.exp(min(log.diag[0], MAX_LOG_RATIO)))))

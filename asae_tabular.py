@@ -40,10 +40,11 @@ from asae import (COUNTERFACTUAL, EXACT_CURRENT, EXACT_OLD, MAX_LOG_RATIO, METHO
                   _policy_grad_row, _radix, _row_slope, _scalar, _td_error, _trace_base,
                   _weighted_advantages, softmax)
 from asae_learner import (_agent_order, _check_callback, _check_flag, _check_memory,
-                          _check_optimum, _doc, _document_fields, _greedy_optimal, _Hyper, _hyper,
-                          LearnerConfig, _Log, _minibatches, _new_cdf, Progress, RATIO_SLOTS,
-                          _ratio_summary, _read_only, _record_ratios, _rng, _rng_next,
-                          _sample_actions, _stops, TrainResult)
+                          _check_optimum, _doc, _document_fields, _env_state, _greedy_optimal,
+                          _Hyper, _hyper, LearnerConfig, _Log, _minibatches, _new_cdf, Progress,
+                          RATIO_SLOTS, _ratio_summary, _read_only, _record_ratios,
+                          _restore_state, _rng, _rng_next, _sample_actions, _set_env_state,
+                          Snapshot, _state_arrays, _stops, TrainResult)
 
 
 class _Policy(NamedTuple):
@@ -945,14 +946,28 @@ def train(env, method: str, config: TabularConfig | None = None,
     returns True to stop: the result then holds the iterations run (``stopped_at``) and
     the evaluation of the logits as they stand. The run itself is the same, bit for bit
     (with tables it runs one jitted call per iteration instead of one in all); an exception
-    raised by the callback propagates. ``asae_learner.progress_printer()`` prints progress.
+    raised by the callback propagates. ``asae_learner.progress_printer()`` prints progress;
+    ``asae_io.checkpointer(path, every)`` writes checkpoints, ``asae_io.resume`` continues one.
     """
     return _run(env, method, config, callback=callback)[0]
 
 
-def _run(env, method: str, config, record_steps=False,
-         callback=None) -> tuple[TrainResult, _Learner]:
-    """:func:`train`, also returning the run's final state (asae_probe reads its step log)."""
+def _state_parts(run: _Learner, carry) -> dict:
+    """What a run carries from one iteration to the next, for a checkpoint: the whole
+    :class:`_Learner` but the method's settings (from the config) and the rollout's scratch
+    (refilled by every rollout), and for a run through ``env.step`` its carry (the
+    observations, states and returns of the episodes in progress)."""
+    parts = {"run": run._replace(hp=None, rec=run.rec._replace(batch=None, span=None))}
+    if carry is not None:
+        parts["carry"] = dict(zip(("obs", "state", "ep_ret"), carry))
+    return parts
+
+
+def _run(env, method: str, config, record_steps=False, callback=None,
+         start: Snapshot | None = None) -> tuple[TrainResult, _Learner]:
+    """:func:`train`, also returning the run's final state (asae_probe reads its step log);
+    from ``start`` (a :class:`asae_learner.Snapshot` of this run, checked by asae_io.resume),
+    the rest of the run."""
     t0 = time.perf_counter()
     _check_callback(callback)
     cfg, run = _setup(env, method, config, record_steps)
@@ -961,29 +976,45 @@ def _run(env, method: str, config, record_steps=False,
     n, n_obs, n_states = len(n_actions), logits.shape[1], critic.V.shape[0]
     B, T, I = cfg.n_envs, cfg.rollout_len, cfg.iterations
     tab = _env_tables(env, n, n_actions, n_states, n_obs)
-    done, stopped = I, None
+    done, stopped, k0, carry = I, None, 0, None
+    if tab is None:
+        carry = [*_check_reset(env, env.reset(B, seed=cfg.seed), B, n, n_obs, n_states),
+                 np.zeros(B)]
+    if start is not None:                    # asae_io.resume: the state after k0 iterations
+        carry = None if carry is None else [np.array(x) for x in carry]
+        _restore_state(_state_parts(run, carry), {k: a for k, a in start.arrays.items()
+                                                  if not k.startswith("env.")})
+        if carry is not None:
+            _set_env_state(env, {k: a for k, a in start.arrays.items() if k.startswith("env.")})
+        k0 = start.iteration
     if callback is not None:                 # what the callback reads: live, read-only views
         views = [_read_only(logits[i, :, :k]) for i, k in enumerate(n_actions)]
         shown = _read_only(rec.curve)
 
+        def snapshot(it):
+            arrays = _state_arrays(_state_parts(run, carry))
+            if carry is not None:            # the episodes in progress live in the env
+                arrays.update(_env_state(env))
+            return Snapshot("tabular", method, cfg, env, it, arrays)
+
         def stops(it):
             return _stops(callback, Progress(it, I, it * B * T, float(shown[it - 1]),
                                              time.perf_counter() - t0, shown[:it], method,
-                                             views, None))
+                                             views, None, lambda: snapshot(it)))
     if tab is not None:
-        for start in range(0, I, I if callback is None else 1):   # a callback: one call each
-            rec.span[:] = start, I if callback is None else start + 1
+        step = max(I - k0, 1) if callback is None else 1         # a callback: one call each
+        for first in range(k0, I, step):
+            rec.span[:] = first, min(first + step, I)
             it, code = _train_tables(hp, pol, critic, ex, tab, rng, log, rec)
             if code:
                 _raise_guard(it, code)
-            if callback is not None and stops(start + 1):
-                done = start + 1
+            if callback is not None and stops(first + 1):
+                done = first + 1
                 break
     else:
-        carry = [*_check_reset(env, env.reset(B, seed=cfg.seed), B, n, n_obs, n_states),
-                 np.zeros(B)]
-        rec.policy_log[0] = logits
-        for it in range(I):
+        if k0 == 0:
+            rec.policy_log[0] = logits
+        for it in range(k0, I):
             rec.curve[it] = _rollout_env(env, pol, carry, rng, rec.batch)
             code = _update(hp, pol, critic, ex, rec.batch, rng, log)
             if code:

@@ -75,8 +75,7 @@ a search that does not end:
 * :data:`MAX_COUNT` (2**31 - 1): the largest episode length (``episode_len``,
   ``max_steps``, ``max_cycles``) and number of states.
 * :data:`MAX_ABS_RETURN` (the largest float64): no episode return of a game can exceed it in
-  magnitude (``MatrixGame`` refuses a payoff for which ``max |payoff| * episode_len`` could).
-"""
+  magnitude (``MatrixGame`` refuses a payoff for which ``max |payoff| * episode_len`` could)."""
 from __future__ import annotations
 
 import itertools
@@ -199,10 +198,9 @@ def _check_batch_actions(actions, n_envs, n_agents):
                   f"{(n_envs, n_agents)}")
     if a.dtype.kind not in "iu":
         raise TypeError(f"actions must be an integer array, got dtype {a.dtype}")
-    expected = (n_envs, n_agents)
-    if a.shape != expected:
-        raise ValueError(
-            f"actions must have shape (n_envs, n_agents) = {expected}, got shape {a.shape}")
+    if a.shape != (n_envs, n_agents):
+        raise ValueError(f"actions must have shape (n_envs, n_agents) = {(n_envs, n_agents)}, "
+                         f"got shape {a.shape}")
     if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
         raise ValueError(f"actions has value {a.max()}, out of range")
     return np.ascontiguousarray(a, np.int64)
@@ -213,8 +211,7 @@ def _in_range(actions, n_actions):
     """0 <= actions[:, i] < n_actions[i] for every agent i (agent-major loops are fastest)."""
     B, n = actions.shape
     for i in range(n):
-        low = 0
-        high = 0
+        low = high = 0
         for b in range(B):
             low = min(low, actions[b, i])
             high = max(high, actions[b, i])
@@ -271,8 +268,7 @@ class _Game:
         ``seed`` (None or an int >= 0) is validated; the built-in games are deterministic,
         so it does not change their trajectories.  A batch whose arrays (of reset and of one
         ``step``, about ``24 * n_agents + 64`` bytes per env) would exceed
-        :data:`MAX_ALLOC_BYTES` is refused with a ValueError.
-        """
+        :data:`MAX_ALLOC_BYTES` is refused with a ValueError."""
         n_envs = _check_int(n_envs, "n_envs", 1)
         _check_seed(seed)
         # reset's arrays and one step's outputs: 8 (state, t, its copy) + 8n (obs), then the
@@ -295,6 +291,14 @@ class _Game:
         if not self._kernel(actions, arrays):
             raise self._range_error(actions)  # kernels check the range before changing anything
         return arrays[2:]  # (obs, state, reward, terminated, truncated, final_state), a tuple
+
+    def get_state(self):
+        """Copies of the batch's state ids and step counts after ``reset`` (a checkpoint's)."""
+        return {"state": self._state.copy(), "t": self._t.copy()}
+
+    def set_state(self, state):
+        """Put back what :meth:`get_state` gave: (B,) int64 state ids and step counts."""
+        self._state, self._t = (np.array(state[k], np.int64) for k in ("state", "t"))
 
     def _check_actions(self, actions):
         return _check_batch_actions(actions, self._state.shape[0], self.n_agents)
@@ -396,8 +400,7 @@ class _Game:
                 m = min(rows, n_states - first) * n_joint
                 part = slice(first * n_joint, first * n_joint + m)
                 actions = np.ascontiguousarray(np.tile(joint, (m // n_joint, 1)))
-                state = np.repeat(np.arange(first, first + m // n_joint, dtype=np.int64),
-                                  n_joint)
+                state = np.repeat(np.arange(first, first + m // n_joint, dtype=np.int64), n_joint)
                 if not self._kernel(actions, _StepArrays(  # scratch dies before the next chunk
                         state, np.zeros(m, np.int64), np.empty((m, n), np.int64),
                         np.empty(m, np.int64), reward[part], terminated[part],
@@ -1007,8 +1010,7 @@ STAY, UP, DOWN, LEFT, RIGHT, LOAD = range(6)
 def _grid_transition(s, acts, pos, size, food_cells, food_at):
     """One GridForaging transition of state id ``s`` under joint action ``acts``.
 
-    Returns ``(next state id, reward)``; ``pos`` is scratch space of length n_agents.
-    """
+    Returns ``(next state id, reward)``; ``pos`` is scratch space of length n_agents."""
     n = acts.shape[0]
     n_food = food_cells.shape[0]
     n_cells = size * size
@@ -1444,8 +1446,7 @@ class GridForaging(_Game):
                     f"{_gib(MAX_ALLOC_BYTES)}) and up to {work:.3g} transitions "
                     f"(envs.MAX_SEARCH_TRANSITIONS = {MAX_SEARCH_TRANSITIONS:.3g}); its optimum "
                     f"is at most n_food = {self.n_food}")
-            reach_cells = _GridReach(row_lo, first_col, last_col, offset,
-                                     np.array(count, np.int64))
+            reach_cells = _GridReach(row_lo, first_col, last_col, offset, np.array(count, np.int64))
             states, dist, parent, parent_joint = _grid_bfs(
                 self.start_state, self.n_agents, self.size, self._food, self._food_at,
                 self.max_steps, reach_cells, reach)

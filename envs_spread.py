@@ -697,6 +697,32 @@ class Spread:
         _spread_observe(self._pos, self._vel, self._lm, obs, state)
         return obs, state
 
+    def get_state(self):
+        """Copies of the batch's whole state after ``reset`` (what a checkpoint keeps, see
+        asae_io): ``agent_pos``, ``agent_vel``, ``landmark_pos`` (B, n, 2) float64, the step
+        counts ``t`` (B,) int64 and the generators ``rng`` (B,) uint64. :meth:`set_state` puts
+        it back; ``agent_rewards`` (the last step's output) is not part of it."""
+        self._check_reset()
+        return {"agent_pos": self._pos.copy(), "agent_vel": self._vel.copy(),
+                "landmark_pos": self._lm.copy(), "t": self._t.copy(), "rng": self._rng.copy()}
+
+    def set_state(self, state):
+        """Put back a state of :meth:`get_state` (after a ``reset`` of the same batch size):
+        the worlds are checked as by :meth:`set_world`, the generators must be (B,) uint64;
+        ``agent_rewards`` is cleared, as by ``reset``."""
+        self._check_reset()
+        keys = {"agent_pos", "agent_vel", "landmark_pos", "t", "rng"}
+        if not isinstance(state, dict) or set(state) != keys:
+            raise ValueError(f"state must be a dict with keys {sorted(keys)} (Spread.get_state); "
+                             f"got {sorted(state) if isinstance(state, dict) else state!r}")
+        rng = np.asarray(state["rng"])
+        if rng.dtype != np.uint64 or rng.shape != self._rng.shape:
+            raise ValueError(f"state['rng'] must be a {self._rng.shape} uint64 array; got "
+                             f"{rng.dtype} {rng.shape}")
+        self.set_world(state["agent_pos"], state["agent_vel"], state["landmark_pos"], state["t"])
+        self._rng = rng.copy()
+        self.agent_rewards = None
+
     def _check_reset(self):
         if self._pos is None:
             raise RuntimeError("call reset(n_envs, seed) first")

@@ -1104,7 +1104,7 @@ import numpy as np
 import asae
 assert asae.__file__.startswith(sys.argv[1]), asae.__file__
 ours = {"envs", "envs_spread", "envs_pettingzoo", "envs_pz_in", "asae_learner", "asae_tabular",
-        "asae_probe", "asae_neural", "bench"}
+        "asae_probe", "asae_neural", "asae_io", "bench"}
 assert not ours & set(sys.modules), ours & set(sys.modules)
 q, p, p2 = np.array([[1.0, 0.0], [0.0, 2.0]]), [[0.5, 0.5], [0.3, 0.7]], [[0.6, 0.4], [0.2, 0.8]]
 lr = np.log([[1.1, 0.9], [0.8, 1.3]])
