@@ -280,7 +280,8 @@ def update_speed(n: int, reps: int, quick: bool, precision: str = "float64") -> 
         env.step(a)
     env_rate = 200 * B / (time.perf_counter() - t)
     flops_u, flops_r = net_flops(cfg, n, d, S, max(n_actions))
-    return {"n": n, "precision": precision, "update_s": float(np.median(upd)), "rollout_s": float(np.median(roll)),
+    return {"n": n, "precision": precision, "update_s": float(np.median(upd)),
+            "rollout_s": float(np.median(roll)),
             "update_flops": flops_u, "rollout_flops": flops_r, "steps_per_update": B * T,
             "train_steps_per_s": train_rate, "env_steps_per_s": env_rate}
 
