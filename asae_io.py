@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import uuid
+import warnings
 import zipfile
 from dataclasses import fields
 from typing import NamedTuple
@@ -146,6 +147,13 @@ def _read(path) -> tuple[dict, dict]:
     where = os.fspath(path)
     if not os.path.exists(where):
         raise FileNotFoundError(f"no such file: {where!r}")
+    with open(where, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise FormatError(f"{where} is not an asae file (a lone .npy array, not an archive)")
+    if magic[:4] != b"PK\x03\x04":
+        raise FormatError(f"{where} is not an asae file (not a .npz archive; asae_io writes "
+                          "arrays and JSON, never pickles)")
     try:
         z = np.load(where, allow_pickle=False)
     except _NOT_THE_FILE:
@@ -433,16 +441,21 @@ def _checkpoint_policy(meta: dict, arrays: dict) -> tuple:
     return _policy_of(meta, {k: v for k, v in mine.items() if v is not None})
 
 
-def load(path, env=None) -> Loaded:
+def load(path, env=None, strict: bool = True) -> Loaded:
     """Read a file of :func:`save` (or a checkpoint: its policy as it stood) → ``Loaded(policy,
     critic, meta)``: ``policy`` the per-agent logits tables (``asae_tabular.evaluate``) or an
     ``MLPPolicy`` (``asae_neural.evaluate``), ``critic`` the values V or an
-    :class:`MLPCritic`, ``meta`` the metadata. With ``env``, a ValueError names every size
-    in which it differs from the file's env (agents, action counts, observation and state
-    sizes). A damaged, truncated, foreign or newer file: :class:`FormatError`."""
+    :class:`MLPCritic`, ``meta`` the metadata. With ``env``, a ValueError names every key in
+    which it differs from the file's env: with ``strict`` (the default) its class, module,
+    repr, the game's tables (their SHA-256) and sizes — the policy was trained on this env;
+    ``strict=False``: the sizes only (agents, action counts, observation and state sizes),
+    to run a policy on another env of the same shape. A damaged, truncated, foreign or newer
+    file: :class:`FormatError`."""
+    if not isinstance(strict, (bool, np.bool_)):
+        raise TypeError(f"strict must be True or False; got {strict!r}")
     meta, arrays = _read(path)
     if env is not None:
-        _check_env_fits(meta.get("env"), env, False, f"load({os.fspath(path)!r})")
+        _check_env_fits(meta.get("env"), env, bool(strict), f"load({os.fspath(path)!r})")
     try:
         kind = meta["kind"]
         if kind == "policy":
@@ -510,6 +523,10 @@ def resume(path, env, method: str | None = None, config=None, callback=None) -> 
     from here too). ``method`` and ``config``, if given, must be the checkpoint's; any
     difference (or a different env) is a ValueError naming it."""
     meta, arrays = _read(path)
+    if meta.get("versions") != _versions():
+        warnings.warn(f"{os.fspath(path)} was written with {meta.get('versions')}; this is "
+                      f"{_versions()}: the continuation is exact only with the same versions",
+                      RuntimeWarning, stacklevel=2)
     where = f"resume({os.fspath(path)!r})"
     if meta.get("kind") != "checkpoint":
         raise ValueError(f"{where}: the file is a saved policy, not a checkpoint (load it)")

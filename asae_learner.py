@@ -384,6 +384,18 @@ class LearnerConfig:
         _check_flag(where + "track_ratios", self.track_ratios)
 
 
+def _check_batch_limit(env, cfg, what: str):
+    """An env that makes at most ``env.max_envs`` copies (envs_pz_in's adapters) must hold the
+    run's ``n_envs`` and ``eval_episodes``: a ValueError before training, not at its end."""
+    limit = getattr(env, "max_envs", None)
+    if isinstance(limit, numbers.Integral) and not isinstance(limit, bool):
+        for name in ("n_envs", "eval_episodes"):
+            if getattr(cfg, name) > limit:
+                raise ValueError(f"{what}.{name} = {getattr(cfg, name)} exceeds env.max_envs = "
+                                 f"{limit} (the copies this env may make); lower it or raise "
+                                 "the env's max_envs")
+
+
 def _check_flag(name: str, value):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False; got {value!r}")

@@ -37,7 +37,8 @@ from numba import njit
 from asae import (MAX_LOG_RATIO, SEQUENTIAL, SHARED, TRACED, _array, _clip_bounds, _describe,
                   _finite, _gae_kernel, _integer, _log_softmax_row, _logit_grads, _scalar,
                   _trace_base, _weighted_advantages)
-from asae_learner import (_agent_order, _check_flag, _check_memory, _doc, _document_fields,
+from asae_learner import (_agent_order, _check_batch_limit, _check_flag, _check_memory, _doc,
+                          _document_fields,
                           _greedy_optimal, _hyper, LearnerConfig, _Log, _minibatches, _new_cdf,
                           RATIO_SLOTS, _ratio_summary, _record_ratios, _rng, _rng_next,
                           _sample_actions, TrainResult)
@@ -750,6 +751,7 @@ def _net_setup(env, method, config):
         raise ValueError(f"method {method!r} updates the agents one after another, each its "
                          "own network; NetConfig.share_actor must be False")
     n, n_actions, obs_dim, state_dim = _check_feature_env(env)
+    _check_batch_limit(env, cfg, "NetConfig")
     inputs = obs_dim + (n if cfg.share_actor else 0)
     _check_memory(_net_memory_plan(cfg, n, obs_dim, state_dim, inputs))
     init = np.random.default_rng([cfg.seed, 1])          # same networks for every method

@@ -39,7 +39,8 @@ from asae import (COUNTERFACTUAL, EXACT_CURRENT, EXACT_OLD, MAX_LOG_RATIO, METHO
                   _finite, _gae_kernel, _integer, _log_softmax_row, _marginals_kernel,
                   _policy_grad_row, _radix, _row_slope, _scalar, _td_error, _trace_base,
                   _weighted_advantages, softmax)
-from asae_learner import (_agent_order, _check_callback, _check_flag, _check_memory,
+from asae_learner import (_agent_order, _check_batch_limit, _check_callback, _check_flag,
+                          _check_memory,
                           _check_optimum, _doc, _document_fields, _env_state, _greedy_optimal,
                           _Hyper, _hyper, LearnerConfig, _Log, _minibatches, _new_cdf, Progress,
                           RATIO_SLOTS, _ratio_summary, _read_only, _record_ratios,
@@ -836,6 +837,7 @@ def _check_train_args(env, method, config, record_steps=False):
     if math.prod(int(k) for k in n_actions) > 2 ** 62:
         raise ValueError(f"env.n_actions {tuple(n_actions)} give more than 2^62 joint actions; "
                          "the learners index joint actions with int64")
+    _check_batch_limit(env, cfg, "TabularConfig")
     _check_memory(_memory_plan(cfg, method, (n, n_actions, n_states, n_obs),
                                _table_columns(env, n, n_actions), record_steps))
     payoff = None                                       # (the plan first: env.payoff may be big)
@@ -1058,6 +1060,9 @@ def evaluate(env, logits, episodes: int = 32, greedy: bool = True, seed: int = 0
     else sampled with a stream seeded by ``seed``). Every env output is checked. A
     feature env's MLP actors are scored by ``asae_neural.evaluate``."""
     n, n_actions, n_states, n_obs = _check_env(env)
+    if hasattr(logits, "net") and hasattr(logits, "params"):
+        raise TypeError(f"logits is a neural policy ({type(logits).__name__}): evaluate it "
+                        "with asae_neural.evaluate")
     if isinstance(logits, np.ndarray) and logits.ndim != 3 or not hasattr(logits, "__len__"):
         raise TypeError("logits must be a sequence of per-agent (n_obs, A_i) tables")
     if len(logits) != n:

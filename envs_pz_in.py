@@ -442,6 +442,9 @@ class _Adapter:
             for i, a in enumerate(self.agents):
                 x = self._agent_entry(r, a, "reward", b, "step")
                 try:
+                    if isinstance(x, (str, bytes, bool, np.bool_)) or np.ndim(x) != 0 \
+                            or np.asarray(x).dtype.kind not in "iuf":
+                        raise TypeError
                     agent_rewards[b, i] = float(x)
                 except (TypeError, ValueError):
                     raise TypeError(f"copy {b}'s step gave agent {a!r} the reward "
@@ -652,6 +655,11 @@ def from_parallel_env(factory, *, episode_limit=None, critic_input="auto",
     obs_space = None
     agents = getattr(first, "possible_agents", None)
     if agents and hasattr(first, "observation_space"):
+        if not callable(first.observation_space) or not callable(getattr(first, "action_space",
+                                                                         None)):
+            raise TypeError(f"the factory's env ({type(first).__name__}) must have the methods "
+                            "observation_space(agent) and action_space(agent) of PettingZoo's "
+                            "ParallelEnv; got attributes")
         obs_space = first.observation_space(list(agents)[0])
         if isinstance(obs_space, spaces.Dict) and "observation" in obs_space.spaces:
             obs_space = obs_space.spaces["observation"]

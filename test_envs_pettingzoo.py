@@ -748,3 +748,63 @@ def test_tabular_train_through_the_id_adapter():
     again = train(env, "async", cfg)
     np.testing.assert_array_equal(res.mean_return, again.mean_return)
     assert all(np.array_equal(p, q) for p, q in zip(res.logits, again.logits))
+
+
+# ---- from the audit of issue 25 -------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["1", True, np.array([1.0, 2.0]), None])
+def test_rewards_that_are_not_real_numbers_are_refused(monkeypatch, bad):
+    """float() accepts '1' and True; the adapter takes real numbers (or 0-d numeric arrays)."""
+    _needs_pettingzoo()
+    real = Toy.step
+
+    def step(self, actions):
+        obs, rewards, term, trunc, infos = real(self, actions)
+        rewards[self.possible_agents[0]] = bad
+        return obs, rewards, term, trunc, infos
+    monkeypatch.setattr(Toy, "step", step)
+    env = from_parallel_env(lambda: Toy(terminate=False))
+    env.reset(1, seed=0)
+    with pytest.raises(TypeError, match="rewards must be real numbers"):
+        env.step(np.zeros((1, 2), int))
+
+
+def test_a_zero_d_numeric_reward_is_accepted(monkeypatch):
+    _needs_pettingzoo()
+    real = Toy.step
+
+    def step(self, actions):
+        obs, rewards, term, trunc, infos = real(self, actions)
+        return obs, {a: np.float32(r) for a, r in rewards.items()}, term, trunc, infos
+    monkeypatch.setattr(Toy, "step", step)
+    env = from_parallel_env(lambda: Toy(terminate=False))
+    env.reset(1, seed=0)
+    assert np.isfinite(env.step(np.zeros((1, 2), int))[2]).all()
+
+
+def test_spaces_given_as_attributes_are_refused():
+    _needs_pettingzoo()
+    toy = Toy()
+    toy.observation_space = None
+    with pytest.raises(TypeError, match=r"observation_space\(agent\) and action_space\(agent\)"):
+        from_parallel_env(lambda: toy)
+
+
+@pytest.mark.parametrize("field", ["n_envs", "eval_episodes"])
+def test_a_run_larger_than_max_envs_is_refused_before_training(field):
+    """eval_episodes beyond the adapter's max_envs would fail at the evaluation, after the
+    whole run: both learners refuse it before the first iteration, naming the field."""
+    _needs_pettingzoo()
+    import asae_neural
+    import asae_tabular
+    calls = []
+    env = from_parallel_env(lambda: Toy(), max_envs=4)
+    kw = {"n_envs": 2, "eval_episodes": 2, field: 8}
+    with pytest.raises(ValueError, match=rf"NetConfig.{field} = 8 exceeds env.max_envs = 4"):
+        asae_neural.train(env, "async", asae_neural.NetConfig(iterations=1, hidden=4, **kw),
+                          callback=lambda *a: calls.append(a))
+    ids = from_parallel_env(lambda: Toy(obs="discrete", state="discrete"), max_envs=4)
+    with pytest.raises(ValueError, match=rf"TabularConfig.{field} = 8 exceeds env.max_envs"):
+        asae_tabular.train(ids, "async", asae_tabular.TabularConfig(iterations=1, **kw),
+                           callback=lambda *a: calls.append(a))
+    assert calls == []

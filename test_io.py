@@ -166,16 +166,23 @@ def test_load_checks_the_env(tmp_path):
     cfg = _tab_cfg(iterations=2)
     asae_io.save(tmp_path / "t.npz", tabular.train(envs.climbing(), "async", cfg),
                  envs.climbing(), cfg)
-    asae_io.load(tmp_path / "t.npz", env=envs.penalty())          # same sizes: fine
+    with pytest.raises(ValueError, match="tables_sha256"):        # same sizes, another game
+        asae_io.load(tmp_path / "t.npz", env=envs.penalty())
+    asae_io.load(tmp_path / "t.npz", env=envs.penalty(), strict=False)     # sizes only: fine
+    asae_io.load(tmp_path / "t.npz", env=envs.climbing())
+    with pytest.raises(TypeError, match="strict"):
+        asae_io.load(tmp_path / "t.npz", env=envs.climbing(), strict="no")
     with pytest.raises(ValueError, match=r"n_agents \(file: 2, this env: 3\).*n_actions"):
         asae_io.load(tmp_path / "t.npz", env=envs.MatrixGame.penalty(n_agents=3))
-    with pytest.raises(ValueError, match="obs_dim .*n_obs"):
+    with pytest.raises(ValueError, match="n_obs .*obs_dim"):
         asae_io.load(tmp_path / "t.npz", env=_spread())
     ncfg = _net_cfg(iterations=1)
     asae_io.save(tmp_path / "n.npz", neural.train(_spread(), "async", ncfg), _spread(), ncfg)
     with pytest.raises(ValueError, match=r"n_agents \(file: 3, this env: 2\).*obs_dim"):
         asae_io.load(tmp_path / "n.npz", env=Spread(n_agents=2))
-    asae_io.load(tmp_path / "n.npz", env=Spread(n_agents=3, local_ratio=0.0))   # sizes only
+    with pytest.raises(ValueError, match="repr"):
+        asae_io.load(tmp_path / "n.npz", env=Spread(n_agents=3, local_ratio=0.0))
+    asae_io.load(tmp_path / "n.npz", env=Spread(n_agents=3, local_ratio=0.0), strict=False)
 
 
 def test_save_refuses_a_result_of_another_env_or_learner(tmp_path):
@@ -656,3 +663,71 @@ def test_a_pettingzoo_adapter_saves_its_policy_but_cannot_be_checkpointed(tmp_pa
     assert got.meta["env"]["obs_dims"] == [18, 18, 18]
     assert (neural.evaluate(make(), got.policy, 4, False, 1)
             == neural.evaluate(make(), res.policy, 4, False, 1))
+
+
+# ---- from the audit of issue 25 -------------------------------------------------------------
+
+def test_the_documented_checksum_recipe_reproduces_the_files_digest(saved, tmp_path):
+    """docs/learners.md's recipe, written here independently of asae_io._checksum; a member
+    re-typed with the same bytes (another dtype.str) must fail the file's checksum."""
+    import hashlib
+    path = _copy(saved, tmp_path)
+    with np.load(path, allow_pickle=False) as z:
+        h = hashlib.sha256()
+        for name in sorted(set(z.files) - {"meta", "sha256"}):
+            a = z[name]
+            h.update(f"{name}\n{a.dtype.str}\n{','.join(map(str, a.shape))}\n".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update(z["meta"].item().encode("utf-8"))
+        assert h.hexdigest() == z["sha256"].item()
+        members = {k: z[k] for k in z.files}
+    name = next(k for k in members if k.startswith("policy.params"))
+    members[name] = members[name].view(np.int64)                  # same bytes, another dtype
+    _rewrite(path, members)
+    with pytest.raises(FormatError, match="checksum"):
+        asae_io.load(path)
+
+
+def test_a_tabular_checkpoint_of_uneven_actions_loads_each_agents_table(tmp_path):
+    """A checkpoint stores the logits padded to the largest action count; load cuts each
+    agent's table back to its own A_i."""
+    env = envs.MatrixGame(np.arange(6.0).reshape(2, 3))
+    cfg = _tab_cfg(iterations=3)
+    res = tabular.train(env, "asae", cfg, callback=asae_io.checkpointer(tmp_path / "c.npz",
+                                                                        every=3))
+    got = asae_io.load(tmp_path / "c.npz", env=env).policy
+    assert [z.shape for z in got] == [(1, 2), (1, 3)]
+    for z, want in zip(got, res.logits):
+        np.testing.assert_array_equal(z, want)
+
+
+def test_a_saved_results_metadata_round_trips(tmp_path):
+    cfg = _tab_cfg(iterations=4)
+    res = tabular.train(envs.climbing(), "async", cfg, callback=_stop_at(3))
+    asae_io.save(tmp_path / "s.npz", res, envs.climbing(), cfg)
+    meta = asae_io.load(tmp_path / "s.npz").meta
+    assert meta["result"]["stopped_at"] == res.stopped_at == 3
+    assert meta["method"] == "async" and meta["config"]["fields"]["iterations"] == 4
+
+
+def test_a_text_file_is_refused_without_a_hint_to_unpickle(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("hello")
+    with pytest.raises(FormatError, match="never pickles") as e:
+        asae_io.load(path)
+    assert "pickle.load" not in str(e.value) and "allow_pickle" not in str(e.value)
+
+
+def test_resume_warns_when_the_versions_differ(tmp_path, monkeypatch):
+    env, cfg = envs.climbing(), _tab_cfg(iterations=4)
+    tabular.train(env, "async", cfg, callback=asae_io.checkpointer(tmp_path / "c.npz", every=2))
+    real = asae_io._versions()
+    monkeypatch.setattr(asae_io, "_versions", lambda: {**real, "numpy": "0.0"})
+    with pytest.warns(RuntimeWarning, match="exact only with the same versions"):
+        asae_io.resume(tmp_path / "c.npz", envs.climbing())
+
+
+def test_tabular_evaluate_names_a_neural_policy():
+    res = neural.train(_spread(), "async", _net_cfg(iterations=1))
+    with pytest.raises(TypeError, match="asae_neural.evaluate"):
+        tabular.evaluate(envs.climbing(), res.policy)
