@@ -147,22 +147,17 @@ def cells(args) -> list:
     out.append(SimpleNamespace(part="l", n=d.learn_agents, game=spread(d.learn_agents),
                                method="async", configs=configs, tag=" (learning)",
                                outcome=outcome(f"spread l n={d.learn_agents} async")))
-    for n in d.agents:
-        for m in METHODS:
-            _, kw = parse_spec(m, asae.METHODS, "method", FIELD_PARSERS)
-            configs = [neural.NetConfig(**d.study, **kw, seed=s, track_ratios=True)
-                       for s in range(d.seeds)]
-            out.append(SimpleNamespace(part="m", n=n, game=spread(n), method=m,
-                                       configs=configs, tag=f" n={n}",
-                                       outcome=outcome(f"spread m n={n} {m}")))
-    for n in d.budget_agents:
-        for m in BUDGET_METHODS:
-            _, kw = parse_spec(m, asae.METHODS, "method", FIELD_PARSERS)
-            configs = [neural.NetConfig(**d.budget, **kw, seed=s, track_ratios=True)
-                       for s in range(d.seeds)]
-            out.append(SimpleNamespace(part="b", n=n, game=spread(n), method=m,
-                                       configs=configs, tag=f" n={n} (budget)",
-                                       outcome=outcome(f"spread b n={n} {m}")))
+    for part, agents, methods, size, tag in (("m", d.agents, METHODS, d.study, ""),
+                                             ("b", d.budget_agents, BUDGET_METHODS, d.budget,
+                                              " (budget)")):
+        for n in agents:
+            for m in methods:
+                _, kw = parse_spec(m, asae.METHODS, "method", FIELD_PARSERS)
+                configs = [neural.NetConfig(**size, **kw, seed=s, track_ratios=True)
+                           for s in range(d.seeds)]
+                out.append(SimpleNamespace(part=part, n=n, game=spread(n), method=m,
+                                           configs=configs, tag=f" n={n}{tag}",
+                                           outcome=outcome(f"spread {part} n={n} {m}")))
     return out
 
 
