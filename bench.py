@@ -152,6 +152,12 @@ def parse_args(argv=None):
         error(f"--jobs must be from 1 to {most} (4 × the CPU count); got {args.jobs}")
     if args.seeds is not None and args.seeds < 1:
         error(f"--seeds must be at least 1; got {args.seeds}")
+    if args.cache is not None:
+        try:
+            os.makedirs(args.cache, exist_ok=True)
+        except OSError as e:
+            error(f"--cache must be a directory this process can create or write; "
+                  f"{args.cache!r}: {e.strerror or e}")
     if args.docs is None and args.command in (None, *PAGES) and not args.quick:  # full runs
         args.docs = os.path.join(HERE, "docs")
     if getattr(args, "parts", None) and args.command == "spread" and not any(

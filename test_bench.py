@@ -958,3 +958,11 @@ def test_h2h_variant_pairs_pool_the_seeds_of_each_n():
     assert rows == [["coppo", "coppo:coppo_detach=true", "3", 5,
                      bench_stats.fmt_pair(bench_stats.paired([1, 1, 0, 0, 1], [1, 0, 0, 1, 1]))]]
     assert "(+1/−1, p=1)" in rows[0][4]
+
+
+def test_cache_that_is_not_a_directory_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "a_file"
+    path.write_text("")
+    with pytest.raises(SystemExit) as e:
+        bench.parse_args(["learn", "--cache", str(path)])
+    assert e.value.code == 2 and "--cache must be a directory" in capsys.readouterr().err
