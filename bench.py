@@ -110,8 +110,9 @@ def parse_args(argv=None):
             sp.add_argument("--agents", type=bench_net.agent_list, metavar="LIST",
                             help="numbers of agents of part m, e.g. 3,5 [3,5,8; --quick 2,3]")
             sp.add_argument("--parts", type=bench_net.part_list, metavar="LIST",
-                            help="parts to run: s (speed), l (learning), m (methods), b (the "
-                            "budget study: not in the default) [slm]; "
+                            help="parts to run: s (speed), l (learning), m (methods); not in "
+                            "the default: b (the budget study), p (float32 against l's float64 "
+                            "runs), a (parameter sharing at b's budget) [slm]; "
                             "a subset writes no docs page unless --docs is given")
             sp.add_argument("--study-iterations", type=int, metavar="N",
                             help="updates per run of part m [80 of 32 envs × 25 steps]: the "

@@ -20,7 +20,15 @@ m. methods: async, asae (weight clip 0.5, none, joint PPO clip), happo, coppo, a
    env steps per run; NetConfig otherwise), ``--seeds`` paired seeds (20; the same initial
    networks for every method under a seed): mean score, paired differences against async
    and against asae (bootstrap 95 % interval of the mean difference, wins/losses, exact
-   sign test), the ratio statistics (``track_ratios``), CPU time per run.
+   sign test), the ratio statistics (``track_ratios``), CPU time per run;
+b. the budget study (not in the default): async, asae (and its joint clip), happo, coppo (the
+   authors' and detached), a2po at n = 3 for 625 updates of NetConfig's defaults (2,000,000
+   env steps, where async's median passes 0.6), 20 paired seeds: final score and AUC paired
+   against async and asae, the difference by quarter of training, ratio statistics;
+p. precision (not in the default): async with ``precision='float32'`` at part l's budget,
+   seed by seed against part l's float64 runs (agreement margin :data:`PRECISION_MARGIN`);
+a. parameter sharing (not in the default): async and asae with one shared actor at part b's
+   budget, against their own-network runs of part b and against each other.
 
 The budgets are what this 2-core machine affords (the whole section ≈ 1 hour); the same
 command with them raised (``--study-iterations``, ``--learn-iterations``) is what a Dask
@@ -29,6 +37,7 @@ cluster (``--dask``) is for. --quick: n = 2, 3, two seeds, three updates of 8 en
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import time
 from types import SimpleNamespace
@@ -39,7 +48,7 @@ import asae
 import asae_learner as learner
 import asae_neural as neural
 import envs_spread
-from bench_plan import FIELD_PARSERS, parse_spec
+from bench_plan import FIELD_PARSERS, field_parser, parse_spec
 from bench_run import experiment
 from bench_stats import fmt_p, mean_ci, sign_test, signed, wilson
 
@@ -49,6 +58,22 @@ REFERENCES = ("async", "asae")
 #: Part b's arms: the competitors as their authors run them and our variants (issue 23).
 BUDGET_METHODS = ("async", "asae", "asae:clip_ratio=joint", "happo", "coppo",
                   "coppo:coppo_detach=true", "a2po")
+#: Part a's arms: MAPPO's parameter sharing (one actor for every agent, its input the observation
+#: and the agent's one-hot id) for the simultaneous methods, each paired with its own-network
+#: run of part b under the same seed (the sequential methods need a network per agent).
+SHARED_METHODS = ("async:share_actor=true", "asae:share_actor=true")
+#: Part p's arm: async with NetConfig.precision float32, paired with part l's float64 runs.
+PRECISION_METHOD = "async:precision=float32"
+#: Part p's agreement margin on the mean paired score difference (fixed before the runs):
+#: part l's 20 seeds have a score spread (sd) of about 0.1, their mean's interval ±0.05.
+PRECISION_MARGIN = 0.05
+#: What a method spec may set: the methods' (TabularConfig's) fields and these of NetConfig.
+NET_PARSERS = {**FIELD_PARSERS, **{f.name: p for f in dataclasses.fields(neural.NetConfig)
+                                   if f.name in ("share_actor", "precision")
+                                   and (p := field_parser(f)) is not None}}
+#: The order runs are queued in with --cache (stage by stage, seed by seed within a stage):
+#: the cheap parts first, then the budget study's arms, then its sharing arms.
+STAGES = dict(s=0, l=0, p=0, m=1, b=2, a=3)
 #: Part b's budget: NetConfig's defaults (128 envs × 25 steps, 10 epochs, 1 minibatch) for
 #: 625 updates = 2,000,000 env steps a run — where async's median score at n = 3 passes 0.6
 #: (it is 0.49 at NetConfig's 200 updates; docs/spread.md, part b, says where it crosses).
@@ -89,11 +114,13 @@ def design(args) -> SimpleNamespace:
 
 
 def part_list(text: str) -> str:
-    """--parts: a non-empty subset of 'slmb' (speed, learning, methods, budget study)."""
-    if not text or set(text) - set("slmb") or len(set(text)) != len(text):
-        raise argparse.ArgumentTypeError(f"--parts must be letters from 'slmb' (s speed, "
-                                         f"l learning, m methods, b the budget study), each "
-                                         f"once; got {text!r}")
+    """--parts: a non-empty subset of 'slmbpa' (speed, learning, methods, budget study,
+    precision, parameter sharing)."""
+    if not text or set(text) - set("slmbpa") or len(set(text)) != len(text):
+        raise argparse.ArgumentTypeError(f"--parts must be letters from 'slmbpa' (s speed, "
+                                         f"l learning, m methods, b the budget study, p "
+                                         f"float32 against float64, a parameter sharing at "
+                                         f"the budget), each once; got {text!r}")
     return text
 
 
@@ -136,28 +163,27 @@ def spread(n: int) -> str:
 
 
 def cells(args) -> list:
-    """Part l's cell, then part m's: per n, every method (async and asae first). Each cell's
-    runs print their own progress (:data:`PROGRESS_S`) unless --quiet."""
+    """Part l's cell, part p's, then part m's (per n, every method, async and asae first),
+    part b's and part a's. Each cell's runs print their own progress (:data:`PROGRESS_S`)
+    unless --quiet; ``stage`` orders the queue (:data:`STAGES`)."""
     d, out = design(args), []
     every = None if getattr(args, "quiet", False) else PROGRESS_S
 
-    def outcome(label):
-        return functools.partial(spread_run, progress=every, label=label)
-    configs = [neural.NetConfig(**d.learn, seed=s) for s in range(d.seeds)]
-    out.append(SimpleNamespace(part="l", n=d.learn_agents, game=spread(d.learn_agents),
-                               method="async", configs=configs, tag=" (learning)",
-                               outcome=outcome(f"spread l n={d.learn_agents} async")))
-    for part, agents, methods, size, tag in (("m", d.agents, METHODS, d.study, ""),
-                                             ("b", d.budget_agents, BUDGET_METHODS, d.budget,
-                                              " (budget)")):
-        for n in agents:
-            for m in methods:
-                _, kw = parse_spec(m, asae.METHODS, "method", FIELD_PARSERS)
-                configs = [neural.NetConfig(**size, **kw, seed=s, track_ratios=True)
-                           for s in range(d.seeds)]
-                out.append(SimpleNamespace(part=part, n=n, game=spread(n), method=m,
-                                           configs=configs, tag=f" n={n}{tag}",
-                                           outcome=outcome(f"spread {part} n={n} {m}")))
+    def cell(part, n, method, size, tag="", **extra):
+        _, kw = parse_spec(method, asae.METHODS, "method", NET_PARSERS)
+        configs = [neural.NetConfig(**size, **kw, **extra, seed=s) for s in range(d.seeds)]
+        return SimpleNamespace(part=part, n=n, game=spread(n), method=method, configs=configs,
+                               tag=tag, stage=STAGES[part], outcome=functools.partial(
+                                   spread_run, progress=every,
+                                   label=f"spread {part} n={n} {method}"))
+    out += [cell("l", d.learn_agents, "async", d.learn, " (learning)"),
+            cell("p", d.learn_agents, PRECISION_METHOD, d.learn, " (precision)")]
+    for part, agents, methods, size, tag in (
+            ("m", d.agents, METHODS, d.study, ""),
+            ("b", d.budget_agents, BUDGET_METHODS, d.budget, " (budget)"),
+            ("a", d.budget_agents, SHARED_METHODS, d.budget, " (budget, shared)")):
+        out += [cell(part, n, m, size, f" n={n}{tag}", track_ratios=True)
+                for n in agents for m in methods]
     return out
 
 
@@ -478,6 +504,73 @@ def part_b(rep, records, d, cfg) -> None:
                 "Spread b")
 
 
+def part_p(rep, records, cfg) -> None:
+    """float32 against float64: async at part l's budget, the same seeds in both precisions."""
+    by = {r["part"]: r for r in records if r["part"] in ("l", "p")}
+    f64, f32 = by["l"], by["p"]
+    rows = []
+    for name, r in (("float64", f64), ("float32", f32)):
+        s = np.array([x for x in r["scores"] if x is not None])
+        lo, hi = bootstrap_mean_ci(s)
+        k = int((s >= TARGET).sum())
+        w_lo, w_hi = wilson(k, s.size)
+        rows.append([name, s.size, num(np.median(s)), f"{num(s.mean())} [{num(lo)}, {num(hi)}]",
+                     f"{k}/{s.size} [{w_lo:.2f}, {w_hi:.2f}]",
+                     f"{np.median([x for x in r['cpu_s'] if x is not None]):.0f}"])
+    diff = paired_scores(f32["scores"], f64["scores"])
+    auc = paired_scores(curve_means(f32["curves"]), curve_means(f64["curves"]))
+    cpu = [a / b for a, b in zip(f32["cpu_s"], f64["cpu_s"]) if a and b]
+    lo, hi = diff["ci95"]
+    verdict = (f"inside ±{PRECISION_MARGIN}" if -PRECISION_MARGIN <= lo and hi <= PRECISION_MARGIN
+               else f"not inside ±{PRECISION_MARGIN}")
+    rep.table("spread", "Spread p: float32 against float64 (async, n = "
+              f"{f64['n']}, {cfg.iterations * cfg.n_envs * cfg.rollout_len:,} env steps)",
+              ["precision", "seeds", "median score", "mean [95 % bootstrap]",
+               f"≥ {TARGET} [Wilson]", "CPU s / run"], rows,
+              {"paired": diff, "auc_paired": auc, "cpu_ratio_median": float(np.median(cpu))
+               if cpu else None, "margin": PRECISION_MARGIN},
+              [f"The same seeds in both precisions (NetConfig.precision; float64 = part l's "
+               f"runs). float32 − float64, seed by seed: final score {fmt_paired(diff)} — "
+               f"the interval is {verdict} (the margin fixed before the runs); training AUC "
+               f"{fmt_paired(auc)}; CPU time float32/float64: median "
+               + (f"{np.median(cpu):.2f} over {len(cpu)} pairs." if cpu else "—.")
+               + " The two precisions' runs part within a few updates (float32 rounds each "
+               "update's gradient differently), so a pair is two draws of the same "
+               "distribution, not one run twice."])
+
+
+def part_a(rep, records, d, cfg) -> None:
+    """Parameter sharing at the budget: each shared-actor arm against the same method with a
+    network per agent (part b, same seeds), and asae − async within each choice."""
+    by = {(r["n"], r["method"]): r for r in records if r["part"] in ("a", "b")}
+    rows = []
+    for n in d.budget_agents:
+        for m in SHARED_METHODS:
+            own = m.split(":")[0]
+            if (n, m) not in by or (n, own) not in by:
+                continue
+            r, o = by[n, m], by[n, own]
+            s = [x for x in r["scores"] if x is not None]
+            lo, hi = bootstrap_mean_ci(s)
+            ref = SHARED_METHODS[0] if m != SHARED_METHODS[0] else None
+            rows.append([n, m, f"{num(np.mean(s))} [{num(lo)}, {num(hi)}]",
+                         fmt_paired(paired_scores(r["scores"], o["scores"])),
+                         fmt_paired(paired_scores(curve_means(r["curves"]),
+                                                  curve_means(o["curves"]))),
+                         "—" if ref is None or (n, ref) not in by else
+                         fmt_paired(paired_scores(r["scores"], by[n, ref]["scores"])),
+                         f"{np.median([x for x in r['cpu_s'] if x is not None]):.0f}"])
+    rep.table("spread", "Spread a: parameter sharing at the budget (MAPPO's default)",
+              ["n", "method", "final score [95 % bootstrap]", "− own networks",
+               "AUC − own networks", "− async (shared)", "CPU s / run"], rows, {},
+              [f"{d.seeds} paired seeds; part b's budget ({cfg.iterations} updates of "
+               f"{cfg.n_envs} envs × {cfg.rollout_len} steps). Shared: one actor for every "
+               "agent, its input the observation and the agent's one-hot id "
+               "(NetConfig.share_actor); own networks: the same method in part b under the "
+               "same seed. Differences as in part b."])
+    ratio_table(rep, by, [(n, m) for n in d.budget_agents for m in SHARED_METHODS], "Spread a")
+
+
 def spread_section(args, rep) -> None:
     """Neural learners on Spread: speed (matmul work and rate, throughput); async's learning at
     NetConfig's defaults (n = 3, 20 seeds, 640,000 env steps each); every non-exact method
@@ -489,17 +582,25 @@ def spread_section(args, rep) -> None:
     rep.out("\n## Spread: MLP actors and a centralised MLP critic (issue 18)")
     if "s" in parts:
         part_s(args, rep, d)
-    todo = [c for c in cells(args) if c.part in parts]
+    need = set(parts) | ({"l"} if "p" in parts else set())        # p pairs with l's runs
+    shared = {m.split(":")[0] for m in SHARED_METHODS}             # a pairs with b's
+    todo = [c for c in cells(args) if c.part in need
+            or c.part == "b" and "a" in parts and c.method in shared]
     if not todo:
         return
     experiment(args, rep, "spread", todo, summary, spread_run)
     records = rep.data["spread"]["cells"]
-    if "l" in parts:
-        part_l(rep, next(r for r in records if r["part"] == "l"), todo[0].configs[0])
+    first = {c.part: c.configs[0] for c in reversed(todo)}
+    if "l" in need:
+        part_l(rep, next(r for r in records if r["part"] == "l"), first["l"])
+    if "p" in parts:
+        part_p(rep, records, first["p"])
     if "m" in parts:
-        part_m(rep, records, d, next(c for c in todo if c.part == "m").configs[0])
+        part_m(rep, records, d, first["m"])
     if "b" in parts:
-        part_b(rep, records, d, next(c for c in todo if c.part == "b").configs[0])
+        part_b(rep, records, d, first["b"])
+    if "a" in parts:
+        part_a(rep, records, d, first["a"])
     if args.plot:
         from bench_plot import spread_figure
         rep.figure(spread_figure(records, args.plot), "Spread: mean normalised training "

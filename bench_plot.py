@@ -272,12 +272,13 @@ def h2h_figure(records: list, out_dir: str) -> str:
 # ---- spread --------------------------------------------------------------------------------
 def spread_figure(records: list, out_dir: str) -> str:
     """Learning curves (normalised training return per update) with 95 % t-bands over seeds:
-    the learning run (first panel), then one panel per n with every method."""
+    the learning run (first panel; part p's float32 runs beside it), then one panel per n with
+    every method (the budget study's panel with part a's shared-actor arms)."""
     from bench_stats import mean_ci
     plt = pyplot()
-    learn = [r for r in records if r["part"] == "l"]
+    learn = [r for r in records if r["part"] in ("l", "p")]
     panels = _ordered((r["part"], r["n"]) for r in records if r["part"] in ("m", "b"))
-    methods = _ordered(r["method"] for r in records if r["part"] in ("m", "b"))
+    methods = _ordered(r["method"] for r in records if r["part"] in ("m", "b", "a"))
     color = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
     fig, axes = plt.subplots(1, 1 + len(panels), figsize=(4.6 * (1 + len(panels)), 4.2),
                              squeeze=False)
@@ -291,11 +292,15 @@ def spread_figure(records: list, out_dir: str) -> str:
         ax.plot(x, mean, color=c, lw=1.4, label=label)
         ax.fill_between(x, mean - half, mean + half, color=c, alpha=0.15, lw=0)
     for rec in learn:
-        draw(axes[0, 0], rec, "black", f"async n = {rec['n']}")
+        float32 = rec["part"] == "p"
+        draw(axes[0, 0], rec, "tab:orange" if float32 else "black",
+             f"async n = {rec['n']}" + (" float32" if float32 else ""))
         axes[0, 0].set_title(f"learning: async, n = {rec['n']}", fontsize=10)
+    if len(learn) > 1:
+        axes[0, 0].legend(fontsize=8, frameon=False)
     for ax, (part, n) in zip(axes[0, 1:], panels):
         for rec in records:
-            if rec["part"] == part and rec["n"] == n:
+            if rec["n"] == n and (rec["part"] == part or part == "b" and rec["part"] == "a"):
                 draw(ax, rec, color[rec["method"]], rec["method"])
         ax.set_title(f"{'methods' if part == 'm' else 'budget study'}, n = {n}", fontsize=10)
     for ax in axes[0]:
@@ -305,6 +310,6 @@ def spread_figure(records: list, out_dir: str) -> str:
     if methods:                                  # --parts l: the learning panel alone
         fig.legend(handles=[plt.Line2D([], [], color=color[m], lw=2, label=m)
                             for m in methods],
-                   loc="lower center", ncol=min(len(methods), 7), frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+                   loc="lower center", ncol=min(len(methods), 5), frameon=False, fontsize=8)
+    fig.tight_layout(rect=(0, 0.09 if len(methods) <= 5 else 0.14, 1, 1))
     return save_figure(plt, fig, out_dir, "spread.png")

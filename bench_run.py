@@ -363,7 +363,8 @@ def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
     one recorded result; after each cell save its JSON record from ``summary(cell,
     ok_results)`` → (record, row). Returns the table rows [game, method, *row]. A cell's
     optional ``tag`` extends its progress label; its optional ``outcome`` replaces
-    ``outcome`` for its seeds."""
+    ``outcome`` for its seeds; with ``--cache`` runs are queued by the cells' optional
+    ``stage`` (0 first), then seed by seed."""
     rows, records = [], rep.data.setdefault(kind, {}).setdefault("cells", [])
     total = sum(len(c.configs) for c in cells)
     client = getattr(args, "dask", None)
@@ -372,7 +373,8 @@ def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
     try:
         queued = [[None] * len(c.configs) for c in cells]
         order = sorted(((s, i) for i, c in enumerate(cells) for s in range(len(c.configs))),
-                       key=lambda si: si if cache else si[::-1])     # --cache: seed by seed
+                       key=lambda si: (getattr(cells[si[1]], "stage", 0), *si) if cache
+                       else si[::-1])       # --cache: seed by seed (within a cell's stage)
         for s, i in order:
             c = cells[i]
             task = (getattr(c, "outcome", outcome), c.game, c.method, c.configs[s])

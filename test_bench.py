@@ -820,7 +820,13 @@ def test_spread_budget_flags_reach_the_configs(capsys):
     assert [c.method for c in budget] == list(bench_net.BUDGET_METHODS) * 2
     assert {(x.iterations, x.n_envs, x.rollout_len, x.track_ratios)
             for c in budget for x in c.configs} == {(700, 128, 25, True)}
-    assert len(todo) == 1 + len(study) + len(budget)
+    shared = [c for c in todo if c.part == "a"]
+    assert [c.method for c in shared] == list(bench_net.SHARED_METHODS) * 2
+    assert all(x.share_actor and x.iterations == 700 for c in shared for x in c.configs)
+    precision = [c for c in todo if c.part == "p"]
+    assert len(precision) == 1 and {x.precision for x in precision[0].configs} == {"float32"}
+    assert {x.iterations for x in precision[0].configs} == {1000}
+    assert len(todo) == 2 + len(study) + len(budget) + len(shared)
     default = bench_net.cells(bench.parse_args(["spread"]))
     assert {c.n for c in default if c.part == "b"} == {3}
     assert {x.iterations for c in default if c.part == "b" for x in c.configs} == {625}
@@ -929,6 +935,59 @@ def test_spread_budget_part_runs_every_arm_paired(tmp_path, capsys):
     assert cells[0]["config"]["iterations"] == 4 and cells[0]["config"]["track_ratios"]
     with pytest.raises(SystemExit):
         bench.main(["spread", "--parts", "x"])
+
+
+def test_spread_precision_and_sharing_parts_pair_with_their_reference_runs(tmp_path, capsys):
+    """--parts pa runs what they pair with (part l's float64 runs; part b's async and asae),
+    each arm's Configs equal to its reference's but for the one field; the tables' paired
+    differences equal a direct computation from the JSON."""
+    import bench_net
+    path = str(tmp_path / "pa.json")
+    assert bench.main(["spread", "--quick", "--parts", "pa", "--seeds", "3", "--agents", "2",
+                       "--quiet", "--jobs", "1", "--json", path, "--docs", "none"]) == 0
+    out = capsys.readouterr().out
+    data = strict_json(path)["spread"]
+    cells = {(c["part"], c["method"]): c for c in data["cells"]}
+    assert sorted(cells) == sorted([("l", "async"), ("p", bench_net.PRECISION_METHOD),
+                                    ("b", "async"), ("b", "asae"),
+                                    *(("a", m) for m in bench_net.SHARED_METHODS)])
+
+    def differ(a, b):
+        return {k for k in a["config"] if a["config"][k] != b["config"][k]}
+    assert differ(cells["p", bench_net.PRECISION_METHOD], cells["l", "async"]) == {"precision"}
+    for m in bench_net.SHARED_METHODS:
+        assert differ(cells["a", m], cells["b", m.split(":")[0]]) == {"share_actor"}
+    assert "Spread p: float32 against float64" in out and "Spread a: parameter sharing" in out
+    assert "Spread b: every method" not in out                 # b's runs, not its tables
+    p32, p64 = cells["p", bench_net.PRECISION_METHOD]["scores"], cells["l", "async"]["scores"]
+    diff = np.array(p32) - np.array(p64)
+    want = bench_net.paired_scores(p32, p64)
+    assert want["mean_diff"] == pytest.approx(diff.mean()) and want["pairs"] == 3
+    assert bench_net.fmt_paired(want) in out
+    own, shared = cells["b", "asae"]["scores"], cells["a", "asae:share_actor=true"]["scores"]
+    assert bench_net.fmt_paired(bench_net.paired_scores(shared, own)) in out
+
+
+def test_cache_queues_the_cheap_parts_first_then_seed_by_seed(tmp_path, monkeypatch, capsys):
+    """With --cache the runs go in stage order (bench_net.STAGES: l and p, then b, then a),
+    seed by seed within a stage: a study stopped early holds whole paired seeds of the parts
+    that come first."""
+    import bench_net
+    calls, real = [], bench_net.spread_run
+
+    def counted(env, method, cfg, **kw):
+        calls.append((kw.get("label", "").split()[1], cfg.seed))
+        return {"score": 0.0, "greedy_score": 0.0, "curve": [0.0], "cpu_s": 0.0, "wall_s": 0.0}
+    counted.__wrapped__ = real
+    monkeypatch.setattr(bench_net, "spread_run", counted)
+    assert bench.main(["spread", "--quick", "--parts", "apb", "--seeds", "2", "--agents", "2",
+                       "--quiet", "--jobs", "1", "--docs", "none",
+                       "--cache", str(tmp_path / "c")]) == 0
+    arms = len(bench_net.BUDGET_METHODS)
+    shared = len(bench_net.SHARED_METHODS)
+    assert calls == ([("l", 0), ("p", 0), ("l", 1), ("p", 1)] + [("b", 0)] * arms
+                     + [("b", 1)] * arms + [("a", 0)] * shared + [("a", 1)] * shared)
+    capsys.readouterr()
 
 
 def test_curve_windows_and_crossing_against_direct_computation():
