@@ -264,6 +264,57 @@ def matmul_rate(reps: int) -> dict:
     return out
 
 
+def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
+    """The update's matrix products alone (as :func:`net_flops` counts them), at its own
+    shapes — rows in chunks of ``asae_neural.ROW_CHUNK``, each network's layer widths — on
+    random matrices in ``cfg.precision``: (median seconds over ``reps``, flops). What one
+    update would cost if the elementwise work (tanh, LayerNorm, softmax, Adam, the method's
+    kernel) were free; the ceiling of the update at this shape."""
+    h, L, N = cfg.hidden, cfg.layers, cfg.n_envs * cfg.rollout_len
+    dt, rng = np.dtype(cfg.precision), np.random.default_rng(0)
+
+    def net(d_in, d_out):
+        dims = [d_in] + [h] * L + [d_out]
+        return [rng.standard_normal((a, b)).astype(dt) for a, b in zip(dims[:-1], dims[1:])]
+    nets = {"actor": net(d + (n if cfg.share_actor else 0), A), "critic": net(S, 1)}
+    def inputs(size):                                     # one pass: chunks of ROW_CHUNK
+        return {k: [rng.standard_normal((c.stop - c.start, W[0].shape[0])).astype(dt)
+                    for c in neural._chunks(size)] for k, W in nets.items()}
+    whole = inputs(N)
+    batches = [inputs(len(b)) for b in np.array_split(np.arange(N), cfg.minibatches)]
+    flops = [0]
+
+    def mm(a, b):                                         # a product, its flops counted
+        flops[0] += 2 * a.shape[0] * a.shape[1] * b.shape[1]
+        return a @ b
+
+    def passes(kind, backward, x=whole):
+        W = nets[kind]
+        for xc in x[kind]:
+            hs = [xc]
+            for w in W:
+                hs.append(mm(hs[-1], w))
+            if backward:
+                dy = hs[-1]
+                for w, h_in in zip(W[::-1], hs[-2::-1]):
+                    mm(h_in.T, dy)                        # the weight's gradient
+                    dy = mm(dy, w.T)                      # the input's
+    times = []
+    for _ in range(reps):
+        flops[0] = 0
+        t = time.perf_counter()
+        for _ in range(n):
+            passes("actor", False)                        # old log-probabilities
+        for _ in range(3):
+            passes("critic", False)                       # V(s), V(s'), the critic's start
+        for _, x in ((e, x) for e in range(cfg.epochs) for x in batches):
+            for _ in range(n):
+                passes("actor", True, x)
+            passes("critic", True, x)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), flops[0]
+
+
 def update_speed(n: int, reps: int, quick: bool, precision: str = "float64") -> dict:
     """Median seconds of one update (_net_update on one rollout, compile excluded), the
     whole train loop's env steps per second, and the env's own step rate."""
@@ -301,7 +352,9 @@ def update_speed(n: int, reps: int, quick: bool, precision: str = "float64") -> 
         env.step(a)
     env_rate = 200 * B / (time.perf_counter() - t)
     flops_u, flops_r = net_flops(cfg, n, d, S, max(n_actions))
+    replay_s, _ = matmul_replay(cfg, n, d, S, max(n_actions), reps)
     return {"n": n, "precision": precision, "update_s": float(np.median(upd)),
+            "matmul_replay_s": replay_s,
             "rollout_s": float(np.median(roll)),
             "update_flops": flops_u, "rollout_flops": flops_r, "steps_per_update": B * T,
             "train_steps_per_s": train_rate, "env_steps_per_s": env_rate}
@@ -321,12 +374,16 @@ def part_s(args, rep, d) -> None:
         recs.append(s)
         rows.append([n, prec, f"{s['update_flops'] / s['steps_per_update'] / 1e3:.0f} k",
                      f"{s['update_s'] * 1e3:.0f} ms", f"{s['gflops']:.1f}",
-                     f"{100 * s['of_peak']:.0f} %", f"{s['train_steps_per_s']:,.0f}",
+                     f"{100 * s['of_peak']:.0f} %",
+                     f"{s['matmul_replay_s'] * 1e3:.0f} ms "
+                     f"({100 * s['matmul_replay_s'] / s['update_s']:.0f} %)",
+                     f"{s['train_steps_per_s']:,.0f}",
                      f"{s['env_steps_per_s']:,.0f}",
                      f"{s['env_steps_per_s'] / s['train_steps_per_s']:.0f}×"])
     rep.table("spread", "Spread s: the neural update's speed",
               ["n", "precision", "matmul flop / env step", "update (median)", "GFLOP/s",
-               "float64 matmul GFLOP/s", "of float64 matmul", "train env-steps/s",
+               "float64 matmul GFLOP/s", "of float64 matmul",
+               "its matmuls alone (of the update)", "train env-steps/s",
                "env.step alone", "env / train"],
               [r[:5] + [f"{p:.1f}"] + r[5:] for r, p in zip(rows, peaks)], {"runs": recs},
               ["Matmul GFLOP/s: this machine's float64 rate, one BLAS thread, measured in the "
@@ -337,7 +394,10 @@ def part_s(args, rep, d) -> None:
                "critic); its matrix work is counted by `net_flops` (elementwise work — tanh, "
                "LayerNorm, softmax, the per-row method kernel — is not), timed alone "
                "(NetConfig.precision: the update's networks in float64 or float32) "
-               f"(median of {d.speed_reps}). Train env-steps/s: whole `train` calls, "
+               f"(median of {d.speed_reps}). Its matmuls alone: the same products at the "
+               "same shapes (rows in chunks of ROW_CHUNK, each layer's width) on random "
+               "matrices, nothing else (`matmul_replay`): the update's ceiling were its "
+               "elementwise work free. Train env-steps/s: whole `train` calls, "
                "rollout inference, updates and evaluation included."])
 
 

@@ -804,6 +804,17 @@ def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch,
     assert count[0] == update
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(share_actor=True, layers=3, hidden=8),
+                                dict(precision="float32", epochs=2, minibatches=3)])
+def test_matmul_replay_does_the_update_s_counted_products(kw):
+    """Part s's ceiling replays exactly the products net_flops counts (which the update's own
+    count is tested against above), chunked as the update."""
+    import bench_net
+    cfg = neural.NetConfig(n_envs=40, rollout_len=25, **kw)          # 1,000 rows: 2 chunks
+    seconds, flops = bench_net.matmul_replay(cfg, 3, 18, 54, 5, reps=1)
+    assert flops == bench_net.net_flops(cfg, 3, 18, 54, 5)[0] and seconds > 0
+
+
 def test_spread_budget_flags_reach_the_configs(capsys):
     import bench_net
     args = bench.parse_args(["spread", "--seeds", "3", "--agents", "3,5",
