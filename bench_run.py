@@ -180,9 +180,12 @@ class Report:
                 seeds, runs = sorted({c["seeds"] for c in cells}), sum(c["seeds"] for c in cells)
                 what = (f"{len(cells)} cells × {seeds[0]} seeds = " if len(seeds) == 1
                         else f"{len(cells)} cells, ") + f"{runs:,} training runs"
-            else:
+            elif name == "speed":
                 kernels, train = (len(t["rows"]) for t in self.data[name]["tables"][:2])
                 what = f"{kernels} kernel timings, {train} training-throughput timings"
+            else:                                  # e.g. spread --parts s: timings only
+                what = ", ".join(f"{len(t['rows'])} rows of {t['title']!r}"
+                                 for t in self.data.get(name, {}).get("tables", []))
             rows.append([name, what, f"{secs:.1f} s"])
         return rows
 

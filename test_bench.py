@@ -815,6 +815,16 @@ def test_matmul_replay_does_the_update_s_counted_products(kw):
     assert flops == bench_net.net_flops(cfg, 3, 18, 54, 5)[0] and seconds > 0
 
 
+def test_spread_speed_part_alone_writes_its_page(tmp_path, capsys):
+    """--parts s with --docs: a page of timings (no cells) — once a raw ValueError."""
+    assert bench.main(["spread", "--quick", "--parts", "s", "--agents", "2", "--quiet",
+                       "--jobs", "1", "--docs", str(tmp_path)]) == 0
+    page = (tmp_path / "spread.md").read_text()
+    assert "| spread | 2 rows of \"Spread s: the neural update's speed\" |" in page
+    assert "its matmuls alone" in page
+    capsys.readouterr()
+
+
 def test_spread_budget_flags_reach_the_configs(capsys):
     import bench_net
     args = bench.parse_args(["spread", "--seeds", "3", "--agents", "3,5",
