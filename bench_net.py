@@ -620,14 +620,29 @@ def part_a(rep, records, d, cfg) -> None:
                          "—" if ref is None or (n, ref) not in by else
                          fmt_paired(paired_scores(r["scores"], by[n, ref]["scores"])),
                          f"{np.median([x for x in r['cpu_s'] if x is not None]):.0f}"])
+    picture = []                                  # does sharing change asae − async?
+    for n in d.budget_agents:
+        sc = {m: by[n, m]["scores"] for m in ("async", "asae", *SHARED_METHODS)
+              if (n, m) in by}
+        if len(sc) < 4:
+            continue
+        own, shared = ([None if x is None or y is None else y - x
+                        for x, y in zip(sc[a], sc[b])]
+                       for a, b in (("async", "asae"), SHARED_METHODS))
+        picture.append(f"n = {n}: asae − async with own networks "
+                       f"{fmt_paired(paired_scores(sc['asae'], sc['async']))}, shared "
+                       f"{fmt_paired(paired_scores(sc[SHARED_METHODS[1]], sc[SHARED_METHODS[0]]))}"
+                       f"; shared − own, seed by seed: {fmt_paired(paired_scores(shared, own))}.")
     rep.table("spread", "Spread a: parameter sharing at the budget (MAPPO's default)",
               ["n", "method", "final score [95 % bootstrap]", "− own networks",
-               "AUC − own networks", "− async (shared)", "CPU s / run"], rows, {},
+               "AUC − own networks", "− async (shared)", "CPU s / run"], rows,
+              {"asae_minus_async": picture},
               [f"{d.seeds} paired seeds; part b's budget ({cfg.iterations} updates of "
                f"{cfg.n_envs} envs × {cfg.rollout_len} steps). Shared: one actor for every "
                "agent, its input the observation and the agent's one-hot id "
                "(NetConfig.share_actor); own networks: the same method in part b under the "
-               "same seed. Differences as in part b."])
+               "same seed. Differences as in part b. Does sharing change asae's reading? "
+               + " ".join(picture)])
     ratio_table(rep, by, [(n, m) for n in d.budget_agents for m in SHARED_METHODS], "Spread a")
 
 

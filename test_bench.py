@@ -987,6 +987,12 @@ def test_spread_precision_and_sharing_parts_pair_with_their_reference_runs(tmp_p
     assert bench_net.fmt_paired(want) in out
     own, shared = cells["b", "asae"]["scores"], cells["a", "asae:share_actor=true"]["scores"]
     assert bench_net.fmt_paired(bench_net.paired_scores(shared, own)) in out
+    a_own, a_shared = cells["b", "async"]["scores"], cells["a", "async:share_actor=true"]["scores"]
+    did = (np.array(shared) - np.array(a_shared)) - (np.array(own) - np.array(a_own))
+    got = bench_net.paired_scores(list(np.array(shared) - np.array(a_shared)),
+                                  list(np.array(own) - np.array(a_own)))
+    assert got["mean_diff"] == pytest.approx(did.mean())
+    assert f"shared − own, seed by seed: {bench_net.fmt_paired(got)}" in out
 
 
 def test_cache_queues_the_cheap_parts_first_then_seed_by_seed(tmp_path, monkeypatch, capsys):
