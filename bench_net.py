@@ -267,7 +267,8 @@ def matmul_rate(reps: int) -> dict:
 def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
     """The update's matrix products alone (as :func:`net_flops` counts them), at its own
     shapes — rows in chunks of ``asae_neural.ROW_CHUNK``, each network's layer widths — on
-    random matrices in ``cfg.precision``: (median seconds over ``reps``, flops). What one
+    random matrices in ``cfg.precision``: (median seconds over ``reps``, flops, each network
+    pass's (rows, input width, with backward) in order). What one
     update would cost if the elementwise work (tanh, LayerNorm, softmax, Adam, the method's
     kernel) were free; the ceiling of the update at this shape."""
     h, L, N = cfg.hidden, cfg.layers, cfg.n_envs * cfg.rollout_len
@@ -282,7 +283,7 @@ def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
                     for c in neural._chunks(size)] for k, W in nets.items()}
     whole = inputs(N)
     batches = [inputs(len(b)) for b in np.array_split(np.arange(N), cfg.minibatches)]
-    flops = [0]
+    flops, shapes = [0], []
 
     def mm(a, b):                                         # a product, its flops counted
         flops[0] += 2 * a.shape[0] * a.shape[1] * b.shape[1]
@@ -291,6 +292,7 @@ def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
     def passes(kind, backward, x=whole):
         W = nets[kind]
         for xc in x[kind]:
+            shapes.append((xc.shape[0], xc.shape[1], backward))
             hs = [xc]
             for w in W:
                 hs.append(mm(hs[-1], w))
@@ -302,6 +304,7 @@ def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
     times = []
     for _ in range(reps):
         flops[0] = 0
+        shapes.clear()
         t = time.perf_counter()
         for _ in range(n):
             passes("actor", False)                        # old log-probabilities
@@ -312,7 +315,7 @@ def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
                 passes("actor", True, x)
             passes("critic", True, x)
         times.append(time.perf_counter() - t)
-    return float(np.median(times)), flops[0]
+    return float(np.median(times)), flops[0], shapes
 
 
 def update_speed(n: int, reps: int, quick: bool, precision: str = "float64") -> dict:
@@ -352,7 +355,7 @@ def update_speed(n: int, reps: int, quick: bool, precision: str = "float64") -> 
         env.step(a)
     env_rate = 200 * B / (time.perf_counter() - t)
     flops_u, flops_r = net_flops(cfg, n, d, S, max(n_actions))
-    replay_s, _ = matmul_replay(cfg, n, d, S, max(n_actions), reps)
+    replay_s = matmul_replay(cfg, n, d, S, max(n_actions), reps)[0]
     return {"n": n, "precision": precision, "update_s": float(np.median(upd)),
             "matmul_replay_s": replay_s,
             "rollout_s": float(np.median(roll)),

@@ -806,13 +806,34 @@ def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch,
 
 @pytest.mark.parametrize("kw", [dict(), dict(share_actor=True, layers=3, hidden=8),
                                 dict(precision="float32", epochs=2, minibatches=3)])
-def test_matmul_replay_does_the_update_s_counted_products(kw):
-    """Part s's ceiling replays exactly the products net_flops counts (which the update's own
-    count is tested against above), chunked as the update."""
+def test_matmul_replay_runs_the_update_s_passes_at_their_shapes(monkeypatch, kw):
+    """Part s's ceiling replays the update's network passes — the same rows per chunk, input
+    widths and backward passes as the real update (every MLP call recorded), in any order —
+    and exactly the products net_flops counts."""
     import bench_net
-    cfg = neural.NetConfig(n_envs=40, rollout_len=25, **kw)          # 1,000 rows: 2 chunks
-    seconds, flops = bench_net.matmul_replay(cfg, 3, 18, 54, 5, reps=1)
-    assert flops == bench_net.net_flops(cfg, 3, 18, 54, 5)[0] and seconds > 0
+    import envs_spread
+    env = envs_spread.Spread(n_agents=3)
+    cfg = neural.NetConfig(n_envs=40, rollout_len=25, iterations=1, eval_episodes=1,
+                           **kw)                                 # 1,000 rows: 2 chunks
+    _, run, (n, n_actions, d, S) = neural._net_setup(env, "async", cfg)
+    T, B = cfg.rollout_len, cfg.n_envs
+    batch = neural._NetBatch(np.zeros((T, B, n, d)), np.zeros((T, B, n), np.int64),
+                             np.zeros((T, B)), np.zeros((T, B), bool),
+                             np.zeros((T, B), bool), np.zeros((T, B, S)), np.zeros((T, B, S)))
+    rng = learner._rng(0)
+    carry = [*map(lambda x: np.asarray(x, float), env.reset(B, seed=0)), np.zeros(B)]
+    neural._net_rollout(env, run, carry, rng, batch)
+    seen, forward = [], neural.MLP.forward
+
+    def fwd(self, theta, x, cache=None):
+        seen.append((x.shape[0], x.shape[1], cache is not None))
+        return forward(self, theta, x, cache)
+    monkeypatch.setattr(neural.MLP, "forward", fwd)
+    neural._net_update(learner._hyper(cfg, "async"), cfg, run, batch, rng,
+                       learner._Log(np.zeros(1), (), np.zeros(1)))
+    seconds, flops, passes = bench_net.matmul_replay(cfg, n, d, S, max(n_actions), reps=1)
+    assert sorted(passes) == sorted(seen) and seconds > 0
+    assert flops == bench_net.net_flops(cfg, n, d, S, max(n_actions))[0]
 
 
 def test_spread_speed_part_alone_writes_its_page(tmp_path, capsys):
@@ -993,6 +1014,32 @@ def test_spread_precision_and_sharing_parts_pair_with_their_reference_runs(tmp_p
                                   list(np.array(own) - np.array(a_own)))
     assert got["mean_diff"] == pytest.approx(did.mean())
     assert f"shared − own, seed by seed: {bench_net.fmt_paired(got)}" in out
+
+
+def test_precision_table_against_direct_computation():
+    """Part p's paired difference is float32 − float64 seed by seed, its verdict against the
+    margin, and the CPU ratio float32/float64 (synthetic records)."""
+    import bench_net
+    tables = []
+
+    class Rep:
+        def table(self, section, title, headers, rows, data, notes):
+            tables.append((title, rows, data, notes))
+    f64 = {"part": "l", "n": 3, "scores": [0.50, 0.40, 0.60, 0.55], "cpu_s": [10, 10, 12, 8],
+           "curves": [[0.1, 0.5], [0.2, 0.4], [0.3, 0.6], [0.1, 0.55]]}
+    f32 = {"part": "p", "n": 3, "scores": [0.52, 0.30, 0.61, 0.58], "cpu_s": [6, 5, 6, 4],
+           "curves": [[0.1, 0.52], [0.2, 0.3], [0.3, 0.61], [0.1, 0.58]]}
+    bench_net.part_p(Rep(), [f64, f32], neural.NetConfig())
+    title, rows, data, notes = tables[0]
+    assert data["paired"]["mean_diff"] == pytest.approx(np.mean([0.02, -0.10, 0.01, 0.03]))
+    assert (data["paired"]["wins"], data["paired"]["losses"]) == (3, 1)
+    assert data["cpu_ratio_median"] == pytest.approx(0.5)
+    assert [r[0] for r in rows] == ["float64", "float32"] and rows[1][2] == "0.550"
+    assert "not inside ±0.05" in notes[0]                      # the interval reaches −0.10
+    f32["scores"] = [0.51, 0.41, 0.60, 0.55]
+    tables.clear()
+    bench_net.part_p(Rep(), [f64, f32], neural.NetConfig())
+    assert "is inside ±0.05" in tables[0][3][0]
 
 
 def test_cache_queues_the_cheap_parts_first_then_seed_by_seed(tmp_path, monkeypatch, capsys):
