@@ -64,8 +64,8 @@ BUDGET_METHODS = ("async", "asae", "asae:clip_ratio=joint", "happo", "coppo",
 SHARED_METHODS = ("async:share_actor=true", "asae:share_actor=true")
 #: Part p's arm: async with NetConfig.precision float32, paired with part l's float64 runs.
 PRECISION_METHOD = "async:precision=float32"
-#: Part p's agreement margin on the mean paired score difference (fixed before the runs):
-#: part l's 20 seeds have a score spread (sd) of about 0.1, their mean's interval ±0.05.
+#: Part p's agreement margin on the mean paired score difference, fixed before the runs: the
+#: half-width of 0.4.0's published interval for part l's median (0.486 [0.413, 0.522]).
 PRECISION_MARGIN = 0.05
 #: What a method spec may set: the methods' (TabularConfig's) fields and these of NetConfig.
 NET_PARSERS = {**FIELD_PARSERS, **{f.name: p for f in dataclasses.fields(neural.NetConfig)
@@ -216,9 +216,27 @@ def num(x: float) -> str:
 
 
 def fmt_paired(p: dict) -> str:
+    """mean [95 %] +wins/−losses p; a dash where fewer than 2 seeds pair (no interval)."""
+    if p["pairs"] < 2:
+        return f"— ({p['pairs']} paired seed{'' if p['pairs'] == 1 else 's'})"
     lo, hi = p["ci95"]
     return (f"{signed(p['mean_diff'])} [{signed(lo)}, {signed(hi)}] "
             f"+{p['wins']}/−{p['losses']} p={fmt_p(p['p_sign'])}")
+
+
+def median_cpu(r) -> str:
+    """A cell's median CPU seconds per run, or a dash if no run finished."""
+    cpu = [x for x in r["cpu_s"] if x is not None]
+    return f"{np.median(cpu):.0f}" if cpu else "—"
+
+
+def mean_cell(scores) -> str:
+    """mean [95 % bootstrap] of a cell's finished runs; a dash for none, no interval for one."""
+    s = np.array([x for x in scores if x is not None], float)
+    if s.size < 2:
+        return num(s[0]) if s.size else "—"
+    lo, hi = bootstrap_mean_ci(s)
+    return f"{num(s.mean())} [{num(lo)}, {num(hi)}]"
 
 
 def scores_of(c) -> list:
@@ -232,15 +250,20 @@ def net_flops(cfg, n: int, d: int, S: int, A: int, sequential: bool = False) -> 
     rollout's inference: forward 2·rows·Σ in·out per network, backward twice that (input
     and weight gradients); the update runs old log-probabilities (n actor forwards), V(s)
     and V(s') (2 critic forwards) and the critic's start values (1), then K epochs over
-    the N rows of n actors (forward + backward) and of the critic; sequential schedules add
+    the N rows of n actors (forward + backward) and of the critic (the backward without the
+    first layer's input gradient when there is no input LayerNorm); sequential schedules add
     n − 1 actor forwards. Elementwise work (tanh, LayerNorm, softmax) is not counted."""
     h, L, N = cfg.hidden, cfg.layers, cfg.n_envs * cfg.rollout_len
     inputs = d + (n if cfg.share_actor else 0)
 
     def fwd(d_in, d_out):
         return 2 * (d_in * h + (L - 1) * h * h + h * d_out)
+
+    def back(d_in, d_out):                 # no input gradient without an input LayerNorm
+        return 2 * fwd(d_in, d_out) - (0 if cfg.layer_norm else 2 * d_in * h)
     actor, critic = fwd(inputs, A), fwd(S, 1)
-    update = N * (n * actor + 3 * critic) + cfg.epochs * N * 3 * (n * actor + critic)
+    update = N * (n * actor + 3 * critic) + cfg.epochs * N * (
+        n * (actor + back(inputs, A)) + critic + back(S, 1))
     update += (n - 1) * N * actor if sequential else 0
     rollout = cfg.rollout_len * cfg.n_envs * n * actor
     return update, rollout
@@ -268,7 +291,7 @@ def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
     """The update's matrix products alone (as :func:`net_flops` counts them), at its own
     shapes — rows in chunks of ``asae_neural.ROW_CHUNK``, each network's layer widths — on
     random matrices in ``cfg.precision``: (median seconds over ``reps``, flops, each network
-    pass's (rows, input width, with backward) in order). What one
+    pass's (rows, input width, with backward) in order, the products' dtypes). What one
     update would cost if the elementwise work (tanh, LayerNorm, softmax, Adam, the method's
     kernel) were free; the ceiling of the update at this shape."""
     h, L, N = cfg.hidden, cfg.layers, cfg.n_envs * cfg.rollout_len
@@ -283,10 +306,11 @@ def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
                     for c in neural._chunks(size)] for k, W in nets.items()}
     whole = inputs(N)
     batches = [inputs(len(b)) for b in np.array_split(np.arange(N), cfg.minibatches)]
-    flops, shapes = [0], []
+    flops, shapes, dtypes = [0], [], set()
 
     def mm(a, b):                                         # a product, its flops counted
         flops[0] += 2 * a.shape[0] * a.shape[1] * b.shape[1]
+        dtypes.add(np.result_type(a, b).name)
         return a @ b
 
     def passes(kind, backward, x=whole):
@@ -298,9 +322,10 @@ def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
                 hs.append(mm(hs[-1], w))
             if backward:
                 dy = hs[-1]
-                for w, h_in in zip(W[::-1], hs[-2::-1]):
+                for k, (w, h_in) in enumerate(zip(W[::-1], hs[-2::-1])):
                     mm(h_in.T, dy)                        # the weight's gradient
-                    dy = mm(dy, w.T)                      # the input's
+                    if cfg.layer_norm or k < len(W) - 1:  # the input's (as MLP.backward)
+                        dy = mm(dy, w.T)
     times = []
     for _ in range(reps):
         flops[0] = 0
@@ -315,7 +340,7 @@ def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
                 passes("actor", True, x)
             passes("critic", True, x)
         times.append(time.perf_counter() - t)
-    return float(np.median(times)), flops[0], shapes
+    return float(np.median(times)), flops[0], shapes, dtypes
 
 
 def update_speed(n: int, reps: int, quick: bool, precision: str = "float64") -> dict:
@@ -446,13 +471,12 @@ def part_m(rep, records, d, cfg) -> None:
             r = by.get((n, m))
             if r is None:
                 continue
-            s = [x for x in r["scores"] if x is not None]
-            lo, hi = bootstrap_mean_ci(s)
-            cells_ = [n, m, f"{num(np.mean(s))} [{num(lo)}, {num(hi)}]"]
+            cells_ = [n, m, mean_cell(r["scores"])]
             for ref in REFERENCES:
                 cells_.append("—" if m == ref else
                               fmt_paired(paired_scores(r["scores"], by[n, ref]["scores"])))
-            cells_.append(f"{np.median([x for x in r['cpu_s'] if x is not None]):.1f}")
+            cpu = [x for x in r["cpu_s"] if x is not None]
+            cells_.append(f"{np.median(cpu):.1f}" if cpu else "—")
             rows.append(cells_)
     rep.table("spread", "Spread m: every method with MLP actors, n = "
               + ", ".join(map(str, d.agents)),
@@ -523,17 +547,15 @@ def part_b(rep, records, d, cfg) -> None:
             if r is None:
                 continue
             s = [x for x in r["scores"] if x is not None]
-            lo, hi = bootstrap_mean_ci(s)
             auc = curve_means(r["curves"])
-            a_lo, a_hi = bootstrap_mean_ci([x for x in auc if x is not None])
-            row = [n, m, f"{num(np.mean(s))} [{num(lo)}, {num(hi)}]", num(np.median(s))]
+            row = [n, m, mean_cell(s), num(np.median(s)) if s else "—"]
             for ref in REFERENCES:
                 row.append("—" if m == ref else
                            fmt_paired(paired_scores(r["scores"], by[n, ref]["scores"])))
-            row.append(f"{num(np.nanmean(np.array(auc, float)))} [{num(a_lo)}, {num(a_hi)}]")
+            row.append(mean_cell(auc))
             row.append("—" if m == "async" else fmt_paired(paired_scores(
                 auc, curve_means(by[n, "async"]["curves"]))))
-            row.append(f"{np.median([x for x in r['cpu_s'] if x is not None]):.0f}")
+            row.append(median_cpu(r))
             rows.append(row)
             if m != "async":
                 where.append([n, m] + [fmt_paired(paired_scores(
@@ -574,18 +596,20 @@ def part_p(rep, records, cfg) -> None:
     rows = []
     for name, r in (("float64", f64), ("float32", f32)):
         s = np.array([x for x in r["scores"] if x is not None])
-        lo, hi = bootstrap_mean_ci(s)
         k = int((s >= TARGET).sum())
-        w_lo, w_hi = wilson(k, s.size)
-        rows.append([name, s.size, num(np.median(s)), f"{num(s.mean())} [{num(lo)}, {num(hi)}]",
-                     f"{k}/{s.size} [{w_lo:.2f}, {w_hi:.2f}]",
-                     f"{np.median([x for x in r['cpu_s'] if x is not None]):.0f}"])
+        w_lo, w_hi = wilson(k, s.size) if s.size else (0.0, 1.0)
+        rows.append([name, s.size, num(np.median(s)) if s.size else "—", mean_cell(s),
+                     f"{k}/{s.size} [{w_lo:.2f}, {w_hi:.2f}]", median_cpu(r)])
     diff = paired_scores(f32["scores"], f64["scores"])
     auc = paired_scores(curve_means(f32["curves"]), curve_means(f64["curves"]))
     cpu = [a / b for a, b in zip(f32["cpu_s"], f64["cpu_s"]) if a and b]
     lo, hi = diff["ci95"]
-    verdict = (f"inside ±{PRECISION_MARGIN}" if -PRECISION_MARGIN <= lo and hi <= PRECISION_MARGIN
-               else f"not inside ±{PRECISION_MARGIN}")
+    if diff["pairs"] < 2:
+        verdict = "undetermined (fewer than 2 paired seeds)"
+    else:
+        verdict = (f"[{lo:+.3f}, {hi:+.3f}], " + ("inside" if -PRECISION_MARGIN <= lo and
+                                                 hi <= PRECISION_MARGIN else "not inside")
+                   + f" ±{PRECISION_MARGIN}").replace("-", "−")
     rep.table("spread", "Spread p: float32 against float64 (async, n = "
               f"{f64['n']}, {cfg.iterations * cfg.n_envs * cfg.rollout_len:,} env steps)",
               ["precision", "seeds", "median score", "mean [95 % bootstrap]",
@@ -613,17 +637,15 @@ def part_a(rep, records, d, cfg) -> None:
             if (n, m) not in by or (n, own) not in by:
                 continue
             r, o = by[n, m], by[n, own]
-            s = [x for x in r["scores"] if x is not None]
-            lo, hi = bootstrap_mean_ci(s)
             ref = SHARED_METHODS[0] if m != SHARED_METHODS[0] else None
-            rows.append([n, m, f"{num(np.mean(s))} [{num(lo)}, {num(hi)}]",
+            rows.append([n, m, mean_cell(r["scores"]),
                          fmt_paired(paired_scores(r["scores"], o["scores"])),
                          fmt_paired(paired_scores(curve_means(r["curves"]),
                                                   curve_means(o["curves"]))),
                          "—" if ref is None or (n, ref) not in by else
                          fmt_paired(paired_scores(r["scores"], by[n, ref]["scores"])),
-                         f"{np.median([x for x in r['cpu_s'] if x is not None]):.0f}"])
-    picture = []                                  # does sharing change asae − async?
+                         median_cpu(r)])
+    picture, numbers = [], []                     # does sharing change asae − async?
     for n in d.budget_agents:
         sc = {m: by[n, m]["scores"] for m in ("async", "asae", *SHARED_METHODS)
               if (n, m) in by}
@@ -632,14 +654,17 @@ def part_a(rep, records, d, cfg) -> None:
         own, shared = ([None if x is None or y is None else y - x
                         for x, y in zip(sc[a], sc[b])]
                        for a, b in (("async", "asae"), SHARED_METHODS))
-        picture.append(f"n = {n}: asae − async with own networks "
-                       f"{fmt_paired(paired_scores(sc['asae'], sc['async']))}, shared "
-                       f"{fmt_paired(paired_scores(sc[SHARED_METHODS[1]], sc[SHARED_METHODS[0]]))}"
-                       f"; shared − own, seed by seed: {fmt_paired(paired_scores(shared, own))}.")
+        got = {"n": n, "own": paired_scores(sc["asae"], sc["async"]),
+               "shared": paired_scores(sc[SHARED_METHODS[1]], sc[SHARED_METHODS[0]]),
+               "shared_minus_own": paired_scores(shared, own)}
+        numbers.append(got)
+        picture.append(f"n = {n}: asae − async with own networks {fmt_paired(got['own'])}, "
+                       f"shared {fmt_paired(got['shared'])}; shared − own, seed by seed: "
+                       f"{fmt_paired(got['shared_minus_own'])}.")
     rep.table("spread", "Spread a: parameter sharing at the budget (MAPPO's default)",
               ["n", "method", "final score [95 % bootstrap]", "− own networks",
                "AUC − own networks", "− async (shared)", "CPU s / run"], rows,
-              {"asae_minus_async": picture},
+              {"asae_minus_async": numbers},
               [f"{d.seeds} paired seeds; part b's budget ({cfg.iterations} updates of "
                f"{cfg.n_envs} envs × {cfg.rollout_len} steps). Shared: one actor for every "
                "agent, its input the observation and the agent's one-hot id "

@@ -293,7 +293,7 @@ def spread_figure(records: list, out_dir: str) -> str:
         ax.fill_between(x, mean - half, mean + half, color=c, alpha=0.15, lw=0)
     for rec in learn:
         float32 = rec["part"] == "p"
-        draw(axes[0, 0], rec, "tab:orange" if float32 else "black",
+        draw(axes[0, 0], rec, "darkcyan" if float32 else "black",
              f"async n = {rec['n']}" + (" float32" if float32 else ""))
         axes[0, 0].set_title(f"learning: async, n = {rec['n']}", fontsize=10)
     if len(learn) > 1:

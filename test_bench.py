@@ -6,6 +6,7 @@ import ast
 import json
 import math
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -765,7 +766,8 @@ def test_spread_paired_statistics_against_direct_computation():
 
 
 @pytest.mark.parametrize("method,kw", [("async", {}), ("happo", {}),
-                                       ("asae", dict(share_actor=True, layers=1))])
+                                       ("asae", dict(share_actor=True, layers=1)),
+                                       ("async", dict(layer_norm=False))])
 def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch, method, kw):
     """net_flops against the products the update really runs: every MLP forward counted
     with its rows and layer shapes (2 flops per multiply-add), every backward as twice its
@@ -794,8 +796,10 @@ def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch,
         count[0] += cost(self, x.shape[0])
         return forward(self, theta, x, cache)
 
-    def bwd(self, theta, cache, dy, grad):
-        count[0] += 2 * cost(self, dy.shape[0])
+    def bwd(self, theta, cache, dy, grad):         # without an input LayerNorm no dx at the
+        first = self.shapes[0]                     # input (MLP.backward's last product)
+        count[0] += 2 * cost(self, dy.shape[0]) - (
+            0 if self.layer_norm else 2 * dy.shape[0] * first[0] * first[1])
         return backward(self, theta, cache, dy, grad)
     monkeypatch.setattr(neural.MLP, "forward", fwd)
     monkeypatch.setattr(neural.MLP, "backward", bwd)
@@ -805,7 +809,8 @@ def test_spread_flop_count_matches_the_matrix_products_of_an_update(monkeypatch,
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(share_actor=True, layers=3, hidden=8),
-                                dict(precision="float32", epochs=2, minibatches=3)])
+                                dict(precision="float32", epochs=2, minibatches=3),
+                                dict(layer_norm=False)])
 def test_matmul_replay_runs_the_update_s_passes_at_their_shapes(monkeypatch, kw):
     """Part s's ceiling replays the update's network passes — the same rows per chunk, input
     widths and backward passes as the real update (every MLP call recorded), in any order —
@@ -831,19 +836,51 @@ def test_matmul_replay_runs_the_update_s_passes_at_their_shapes(monkeypatch, kw)
     monkeypatch.setattr(neural.MLP, "forward", fwd)
     neural._net_update(learner._hyper(cfg, "async"), cfg, run, batch, rng,
                        learner._Log(np.zeros(1), (), np.zeros(1)))
-    seconds, flops, passes = bench_net.matmul_replay(cfg, n, d, S, max(n_actions), reps=1)
-    assert sorted(passes) == sorted(seen) and seconds > 0
+    seconds, flops, passes, dtypes = bench_net.matmul_replay(cfg, n, d, S, max(n_actions), 1)
+    assert sorted(passes) == sorted(seen) and seconds > 0 and dtypes == {cfg.precision}
     assert flops == bench_net.net_flops(cfg, n, d, S, max(n_actions))[0]
 
 
 def test_spread_speed_part_alone_writes_its_page(tmp_path, capsys):
-    """--parts s with --docs: a page of timings (no cells) — once a raw ValueError."""
+    """--parts s with --docs: a page of timings (no cells) — once a raw ValueError; the
+    replay's column is its median time and its share of the update's."""
+    path = str(tmp_path / "s.json")
     assert bench.main(["spread", "--quick", "--parts", "s", "--agents", "2", "--quiet",
-                       "--jobs", "1", "--docs", str(tmp_path)]) == 0
+                       "--jobs", "1", "--docs", str(tmp_path), "--json", path]) == 0
     page = (tmp_path / "spread.md").read_text()
     assert "| spread | 2 rows of \"Spread s: the neural update's speed\" |" in page
     assert "its matmuls alone" in page
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| 2 | float")]
+    runs = strict_json(path)["spread"]["tables"][0]["records"]["runs"]
+    assert [r[1] for r in rows] == [r["precision"] for r in runs] == ["float64", "float32"]
+    for row, run in zip(rows, runs):
+        assert row[7] == (f"{run['matmul_replay_s'] * 1e3:.0f} ms "
+                          f"({100 * run['matmul_replay_s'] / run['update_s']:.0f} %)")
+
+
+def test_spread_figure_draws_parts_p_and_a_beside_their_references(tmp_path, monkeypatch):
+    """The learning panel has part l's and part p's curves; the budget panel part b's arms
+    and part a's shared-actor arms."""
+    pytest.importorskip("matplotlib")
+    import bench_net
+    figures = []
+    real = bench_plot.save_figure
+
+    def keep(plt, fig, out_dir, name):
+        figures.append([[line.get_label() for line in ax.get_lines()] for ax in fig.axes])
+        return real(plt, fig, out_dir, name)
+    monkeypatch.setattr(bench_plot, "save_figure", keep)
+
+    def rec(part, method):
+        return {"part": part, "n": 3, "method": method,
+                "curves": [[0.1, 0.2, 0.3], [0.0, 0.25, 0.35]]}
+    records = [rec("l", "async"), rec("p", bench_net.PRECISION_METHOD), rec("b", "async"),
+               rec("b", "asae"), *(rec("a", m) for m in bench_net.SHARED_METHODS)]
+    bench_plot.spread_figure(records, str(tmp_path))
+    learning, budget = figures[0][:2]
+    assert learning == ["async n = 3", "async n = 3 float32"]
+    assert budget == ["async", "asae", *bench_net.SHARED_METHODS]
 
 
 def test_spread_budget_flags_reach_the_configs(capsys):
@@ -1016,30 +1053,84 @@ def test_spread_precision_and_sharing_parts_pair_with_their_reference_runs(tmp_p
     assert f"shared − own, seed by seed: {bench_net.fmt_paired(got)}" in out
 
 
-def test_precision_table_against_direct_computation():
-    """Part p's paired difference is float32 − float64 seed by seed, its verdict against the
-    margin, and the CPU ratio float32/float64 (synthetic records)."""
-    import bench_net
-    tables = []
+class _Tables:
+    """A stand-in for bench_run.Report that keeps what the parts' tables receive."""
 
-    class Rep:
-        def table(self, section, title, headers, rows, data, notes):
-            tables.append((title, rows, data, notes))
-    f64 = {"part": "l", "n": 3, "scores": [0.50, 0.40, 0.60, 0.55], "cpu_s": [10, 10, 12, 8],
-           "curves": [[0.1, 0.5], [0.2, 0.4], [0.3, 0.6], [0.1, 0.55]]}
-    f32 = {"part": "p", "n": 3, "scores": [0.52, 0.30, 0.61, 0.58], "cpu_s": [6, 5, 6, 4],
-           "curves": [[0.1, 0.52], [0.2, 0.3], [0.3, 0.61], [0.1, 0.58]]}
-    bench_net.part_p(Rep(), [f64, f32], neural.NetConfig())
-    title, rows, data, notes = tables[0]
-    assert data["paired"]["mean_diff"] == pytest.approx(np.mean([0.02, -0.10, 0.01, 0.03]))
-    assert (data["paired"]["wins"], data["paired"]["losses"]) == (3, 1)
-    assert data["cpu_ratio_median"] == pytest.approx(0.5)
-    assert [r[0] for r in rows] == ["float64", "float32"] and rows[1][2] == "0.550"
-    assert "not inside ±0.05" in notes[0]                      # the interval reaches −0.10
-    f32["scores"] = [0.51, 0.41, 0.60, 0.55]
-    tables.clear()
-    bench_net.part_p(Rep(), [f64, f32], neural.NetConfig())
-    assert "is inside ±0.05" in tables[0][3][0]
+    def __init__(self):
+        self.tables = []
+
+    def table(self, section, title, headers, rows, data, notes):
+        self.tables.append(SimpleNamespace(title=title, headers=headers, rows=rows, data=data,
+                                           notes=notes))
+
+
+def test_precision_table_against_direct_computation():
+    """Part p's paired difference is float32 − float64 seed by seed (a failed run drops its
+    pair, never shifts the seeds), its verdict against the margin, the AUC's sign and the
+    CPU ratio float32/float64 (synthetic records)."""
+    import bench_net
+    f64 = {"part": "l", "n": 3, "scores": [0.50, 0.40, 0.60, None, 0.55],
+           "cpu_s": [10, 10, 12, None, 8],
+           "curves": [[0.1, 0.5], [0.2, 0.4], [0.3, 0.6], None, [0.1, 0.55]]}
+    f32 = {"part": "p", "n": 3, "scores": [0.52, None, 0.61, 0.70, 0.58],
+           "cpu_s": [6, None, 6, 7, 4],
+           "curves": [[0.1, 0.6], None, [0.3, 0.61], [0.2, 0.7], [0.1, 0.58]]}
+    rep = _Tables()
+    bench_net.part_p(rep, [f64, f32], neural.NetConfig())
+    t = rep.tables[0]
+    assert t.data["paired"]["pairs"] == 3                      # seeds 0, 2, 4
+    assert t.data["paired"]["mean_diff"] == pytest.approx(np.mean([0.02, 0.01, 0.03]))
+    assert t.data["auc_paired"]["mean_diff"] == pytest.approx(np.mean([0.05, 0.005, 0.015]))
+    assert t.data["cpu_ratio_median"] == pytest.approx(0.5)   # 0.6, 0.5, 0.5
+    assert [r[0] for r in t.rows] == ["float64", "float32"] and t.rows[1][2] == "0.595"
+    assert "inside ±0.05" in t.notes[0] and "not inside" not in t.notes[0]
+    f32["scores"] = [0.40, None, 0.61, 0.70, 0.58]             # seed 0: −0.10
+    rep = _Tables()
+    bench_net.part_p(rep, [f64, f32], neural.NetConfig())
+    assert "not inside ±0.05" in rep.tables[0].notes[0]
+    f32["scores"] = [None, None, 0.61, None, None]            # one pair: no interval
+    rep = _Tables()
+    bench_net.part_p(rep, [f64, f32], neural.NetConfig())
+    assert "undetermined (fewer than 2 paired seeds)" in rep.tables[0].notes[0]
+    f32["scores"], f32["cpu_s"] = [None] * 5, [None] * 5       # a cell without a finished run
+    rep = _Tables()
+    bench_net.part_p(rep, [f64, f32], neural.NetConfig())
+    assert rep.tables[0].rows[1] == ["float32", 0, "—", "—", "0/0 [0.00, 1.00]", "—"]
+    assert "nan" not in repr(rep.tables[0].rows) + rep.tables[0].notes[0]
+
+
+def test_sharing_table_against_direct_computation():
+    """Part a's cells: shared − own, its AUC, shared asae − shared async, and the difference
+    of the differences, each seed by seed with failed runs dropping their pair."""
+    import bench_net
+    sa, sx = bench_net.SHARED_METHODS
+
+    def rec(part, method, scores, last):
+        return {"part": part, "n": 3, "method": method, "scores": scores,
+                "cpu_s": [1.0] * len(scores), "ratios": [None] * len(scores),
+                "curves": [None if x is None else [0.0, x] for x in last]}
+    records = [rec("b", "async", [0.5, 0.6, 0.7, 0.4], [0.5, 0.6, 0.7, 0.4]),
+               rec("b", "asae", [0.6, 0.6, None, 0.5], [0.6, 0.6, None, 0.5]),
+               rec("a", sa, [0.4, 0.7, 0.8, 0.4], [0.3, 0.7, 0.8, 0.4]),
+               rec("a", sx, [0.7, 0.6, 0.9, 0.2], [0.7, 0.6, 0.9, 0.2])]
+    rep = _Tables()
+    bench_net.part_a(rep, records, SimpleNamespace(budget_agents=(3,), seeds=4),
+                     neural.NetConfig())
+    rows = {r[1]: r for r in rep.tables[0].rows}
+
+    def paired(a, b):
+        return bench_net.fmt_paired(bench_net.paired_scores(a, b))
+    assert rows[sa][3] == paired([0.4, 0.7, 0.8, 0.4], [0.5, 0.6, 0.7, 0.4])
+    assert rows[sa][4] == paired([0.15, 0.35, 0.4, 0.2], [0.25, 0.3, 0.35, 0.2])
+    assert rows[sa][5] == "—" and rows[sx][5] == paired([0.7, 0.6, 0.9, 0.2],
+                                                       [0.4, 0.7, 0.8, 0.4])
+    got = rep.tables[0].data["asae_minus_async"][0]
+    assert got["own"]["mean_diff"] == pytest.approx(np.mean([0.1, 0.0, 0.1]))
+    assert got["shared"]["mean_diff"] == pytest.approx(np.mean([0.3, -0.1, 0.1, -0.2]))
+    assert got["shared_minus_own"]["pairs"] == 3               # seed 2: asae own failed
+    assert got["shared_minus_own"]["mean_diff"] == pytest.approx(
+        np.mean([0.3 - 0.1, -0.1 - 0.0, -0.2 - 0.1]))
+    assert bench_net.fmt_paired(got["shared_minus_own"]) in rep.tables[0].notes[0]
 
 
 def test_cache_queues_the_cheap_parts_first_then_seed_by_seed(tmp_path, monkeypatch, capsys):
