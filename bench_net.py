@@ -335,10 +335,11 @@ def matmul_replay(cfg, n: int, d: int, S: int, A: int, reps: int) -> tuple:
             passes("actor", False)                        # old log-probabilities
         for _ in range(3):
             passes("critic", False)                       # V(s), V(s'), the critic's start
-        for _, x in ((e, x) for e in range(cfg.epochs) for x in batches):
-            for _ in range(n):
-                passes("actor", True, x)
-            passes("critic", True, x)
+        for _ in range(cfg.epochs):
+            for x in batches:
+                for _ in range(n):
+                    passes("actor", True, x)
+                passes("critic", True, x)
         times.append(time.perf_counter() - t)
     return float(np.median(times)), flops[0], shapes, dtypes
 
