@@ -54,7 +54,7 @@ import bench_net  # noqa: E402
 import bench_speed  # noqa: E402
 import bench_study  # noqa: E402
 from bench_plan import DEFAULTS, FIELD_PARSERS, GAMES, game_defaults, plan  # noqa: E402
-from bench_run import PAGES, Report, dask_client  # noqa: E402
+from bench_run import PAGES, Report, StatusShown, dask_client  # noqa: E402
 import asae_tabular as tabular
 
 SECTIONS = {"speed": bench_speed.speed, "learn": bench_learn.learn, "bias": bench_learn.bias,
@@ -95,6 +95,10 @@ def parse_args(argv=None):
                         "the learners' code, the Config and the seed) and reuse it: a stopped "
                         "study started again runs only what is missing; runs are then queued "
                         "seed by seed across cells")
+        sp.add_argument("--status", action="store_true", default=d(False),
+                        help="with --cache: run nothing; print per cell how many runs DIR holds "
+                        "and how many are missing, the CPU-hours left, and DIR's runs of other "
+                        "code or versions (no --docs page)")
         sp.add_argument("--dask", metavar="ADDRESS", default=d(None),
                         help="run the cells on the Dask cluster whose scheduler is at ADDRESS "
                         "(e.g. tcp://scheduler-host:8786; extra 'dask'; same results as the local "
@@ -159,6 +163,10 @@ def parse_args(argv=None):
         except OSError as e:
             error(f"--cache must be a directory this process can create or write; "
                   f"{args.cache!r}: {e.strerror or e}")
+    if args.status and args.cache is None:
+        error("--status needs --cache DIR (the runs it reports on)")
+    if args.status:
+        args.docs, args.dask = "none", None         # nothing runs: no page, no cluster
     if args.docs is None and args.command in (None, *PAGES) and not args.quick:  # full runs
         args.docs = os.path.join(HERE, "docs")
     if getattr(args, "parts", None) and args.command == "spread" and not any(
@@ -250,7 +258,12 @@ def main(argv=None) -> int:
     rep, t0 = Report(args), time.perf_counter()
     for name in args.sections:
         t = time.perf_counter()
-        SECTIONS[name](args, rep)
+        if args.status and name not in PLANS:
+            continue                                # a section with no runs to cache
+        try:
+            SECTIONS[name](args, rep)
+        except StatusShown:                         # --status: the cache's state, nothing run
+            pass
         rep.data["meta"].setdefault("section_s", {})[name] = time.perf_counter() - t
     rep.data["meta"]["wall_s"] = time.perf_counter() - t0
     rep.save()

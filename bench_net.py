@@ -684,7 +684,7 @@ def spread_section(args, rep) -> None:
     d = design(args)
     parts = getattr(args, "parts", None) or "slm"
     rep.out("\n## Spread: MLP actors and a centralised MLP critic (issue 18)")
-    if "s" in parts:
+    if "s" in parts and not getattr(args, "status", False):       # --status: runs nothing
         part_s(args, rep, d)
     need = set(parts) | ({"l"} if "p" in parts else set())        # p pairs with l's runs
     shared = {m.split(":")[0] for m in SHARED_METHODS}             # a pairs with b's

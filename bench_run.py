@@ -102,11 +102,7 @@ class Report:
         """Print (and keep as JSON ``meta``) the machine, versions, git revision and command."""
         self.args, self.failures, self.tty = args, [], sys.stderr.isatty()
         self.last, self.page, self.anchors = time.perf_counter(), [], set()
-        cpu = platform.machine()
-        if os.path.exists("/proc/cpuinfo"):
-            with open("/proc/cpuinfo") as f:
-                cpu = next((ln.split(":", 1)[1].strip() for ln in f
-                            if ln.startswith("model name")), cpu)
+        cpu = machine().rsplit(", ", 1)[0]
         git = subprocess.run(["git", "describe", "--always", "--dirty"], text=True,
                              capture_output=True, cwd=os.path.dirname(os.path.abspath(__file__))
                              ).stdout.strip() or "?"
@@ -211,6 +207,18 @@ class Report:
 
 # ---- Running experiments: one task per seed, on a process pool or a Dask cluster ---------
 @functools.lru_cache(maxsize=1)
+def machine() -> str:
+    """This machine's processor (/proc/cpuinfo's model name, else the architecture) and core
+    count: what the page's header shows and each cached run records."""
+    cpu = platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f
+                        if ln.startswith("model name")), cpu)
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+@functools.lru_cache(maxsize=1)
 def code_identity() -> str:
     """What a run's result depends on besides its task: a digest of the project's modules
     (the .py files beside this one, tests aside) and the Python, NumPy and Numba versions. A
@@ -268,12 +276,38 @@ class RunCache:
         except (OSError, ValueError, KeyError):          # absent, or a torn/foreign file
             return None
 
-    def put(self, task, result: dict) -> None:
+    def put(self, task, result: dict, where: str = "") -> None:
+        """Keep a finished run (never an error), with the code identity that ran it (what
+        :meth:`foreign` reports of files no task here reads) and where it ran (``where``:
+        this machine by default)."""
         if "error" not in result:
             _, game, method, cfg = task
             replace_file(os.path.join(self.path, run_key(task) + ".json"),
-                         lambda f: json.dump({"game": game, "method": method,
-                                              "seed": cfg.seed, "result": plain(result)}, f))
+                         lambda f: json.dump({"game": game, "method": method, "seed": cfg.seed,
+                                              "identity": library_identity(),
+                                              "machine": where or machine(),
+                                              "result": plain(result)}, f))
+
+    def record(self, key: str) -> dict | None:
+        """The whole file of ``key`` (its run, identity and machine), or None."""
+        try:
+            with open(os.path.join(self.path, key + ".json")) as f:
+                rec = json.load(f)
+            return rec if isinstance(rec, dict) and "result" in rec else None
+        except (OSError, ValueError):
+            return None
+
+    def foreign(self, keys) -> dict:
+        """The runs in this folder that none of ``keys`` names, counted by the code identity
+        that wrote them ('unrecorded' for files older than that field, 'unreadable' for torn
+        ones): what a changed library or NumPy/Numba version leaves behind."""
+        out = {}
+        for name in sorted(os.listdir(self.path)):
+            if name.endswith(".json") and name[:-5] not in keys:
+                rec = self.record(name[:-5])
+                who = "unreadable" if rec is None else rec.get("identity", "unrecorded")
+                out[who] = out.get(who, 0) + 1
+        return out
 
 
 def worker_identity() -> str:
@@ -324,7 +358,7 @@ class DaskPool:
     scheduler runs the task again; its one future still yields one result)."""
 
     def __init__(self, client, kind: str):
-        self.pool = client.get_executor(pure=False)
+        self.pool, self.where = client.get_executor(pure=False), "a Dask worker"
         self.prefix = f"asae-{kind}-{uuid.uuid4().hex[:8]}"
 
     def submit(self, cell: int, seed: int, task):
@@ -341,6 +375,7 @@ class LocalPool:
     def __init__(self, jobs: int):
         self.pool = (cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
                      if jobs > 1 else cf.ThreadPoolExecutor(1))
+        self.where = machine()
 
     def submit(self, cell: int, seed: int, task):
         return self.pool.submit(run_seed, task)
@@ -359,6 +394,54 @@ def run_seed(task) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+class StatusShown(Exception):
+    """Raised by :func:`experiment` under ``--status`` once the cache's state is printed."""
+
+
+def cache_status(rep, kind: str, cells, cache: RunCache, outcome) -> dict:
+    """``--status``: per cell, its runs found in the cache and missing, the median CPU time
+    of its cached runs, and the CPU-hours its missing runs will take at that median (else at
+    its stage's, else at every cached run's); then the folder's other runs, by the code that
+    wrote them (a changed library or NumPy/Numba version shows there). Runs nothing."""
+    stats, keys = [], set()
+    for c in cells:
+        tasks = [(getattr(c, "outcome", outcome), c.game, c.method, cfg) for cfg in c.configs]
+        recs = [cache.record(k) for k in (run_key(t) for t in tasks)]
+        keys.update(run_key(t) for t in tasks)
+        cpu = [r["result"]["cpu_s"] for r in recs if r and "cpu_s" in r["result"]]
+        where = {r.get("machine", "unrecorded") for r in recs if r}
+        stats.append((c, sum(r is not None for r in recs), cpu, where))
+    every = [x for _, _, cpu, _ in stats for x in cpu]
+    rows, recs, left, unknown = [], [], 0.0, 0
+    for c, hit, cpu, _ in stats:
+        stage = getattr(c, "stage", 0)
+        near = cpu or [x for d, _, cp, _ in stats if getattr(d, "stage", 0) == stage
+                       for x in cp] or every
+        miss = len(c.configs) - hit
+        est = miss * float(np.median(near)) / 3600 if near and miss else 0.0
+        left, unknown = left + est, unknown + (miss if miss and not near else 0)
+        rows.append([f"{c.game} {c.method}{getattr(c, 'tag', '')}", stage, hit, miss,
+                     f"{np.median(cpu):.0f}" if cpu else "—",
+                     f"{est:.1f}" if miss and near else ("0" if not miss else "?")])
+        recs.append({"game": c.game, "method": c.method, "stage": stage, "cached": hit,
+                     "missing": miss, "cpu_hours_left": est if near or not miss else None})
+    found, total = sum(h for _, h, _, _ in stats), sum(len(c.configs) for c in cells)
+    other = cache.foreign(keys)
+    machines = sorted(set().union(*(w for *_, w in stats)))
+    notes = [f"`{cache.path}`: {found} of {total} runs cached, {total - found} to run, "
+             + (f"≈ {left:.1f} CPU-hours" if not unknown else
+                f"≈ {left:.1f} CPU-hours for those with an estimate, {unknown} without")
+             + " (each at its cell's median cached CPU time, else its stage's, else any run's)."
+             + (f" Cached here by: {'; '.join(machines)}." if machines else ""),
+             "Files of this folder no run here reads, by the code that wrote them: "
+             + ("; ".join(f"{n} × {who}" for who, n in other.items()) if other else "none")
+             + f". This code: {library_identity()}."]
+    rep.table(kind, f"{kind}: what the cache holds (--status)",
+              ["cell", "stage", "cached", "to run", "median CPU-s", "CPU-h to run"], rows,
+              recs, notes)
+    return {"cached": found, "total": total, "cpu_hours_left": left, "other": other}
+
+
 def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
     """Run every seed of every cell through ``outcome`` — all queued at once on ``--jobs``
     processes (1: a thread of this process) or on the Dask cluster of ``--dask`` (the client
@@ -367,7 +450,11 @@ def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
     ok_results)`` → (record, row). Returns the table rows [game, method, *row]. A cell's
     optional ``tag`` extends its progress label; its optional ``outcome`` replaces
     ``outcome`` for its seeds; with ``--cache`` runs are queued by the cells' optional
-    ``stage`` (0 first), then seed by seed."""
+    ``stage`` (0 first), then seed by seed; with ``--status`` nothing runs: the cache's state
+    is printed (:func:`cache_status`) and :class:`StatusShown` raised."""
+    if getattr(args, "status", False):
+        cache_status(rep, kind, cells, RunCache(args.cache), outcome)
+        raise StatusShown(kind)
     rows, records = [], rep.data.setdefault(kind, {}).setdefault("cells", [])
     total = sum(len(c.configs) for c in cells)
     client = getattr(args, "dask", None)
@@ -389,7 +476,8 @@ def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
             queued[i][s] = pool.submit(i, s, task)
             if cache:
                 queued[i][s].add_done_callback(
-                    lambda f, t=task: f.exception() is None and cache.put(t, f.result()))
+                    lambda f, t=task: f.exception() is None and cache.put(t, f.result(),
+                                                                        pool.where))
         rep.last = t0 = time.perf_counter()        # off a terminal: the first line after 10 s
         finished = 0                               # runs of the cells before this one
         for c, futs in zip(cells, queued):

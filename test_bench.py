@@ -999,6 +999,47 @@ def test_run_cache_ignores_torn_files_and_keeps_nan(tmp_path):
     assert c.get(task) is None
 
 
+def test_status_reports_cached_missing_and_foreign_runs(tmp_path, monkeypatch, capsys):
+    """--status runs nothing and reports, per cell, the runs the cache holds and lacks, the
+    CPU-hours left at the cell's median cached CPU time, and the folder's runs of other code
+    (a changed version) or torn files; every cached run records its code and machine."""
+    import bench_net
+    import bench_run
+    cache = tmp_path / "cache"
+    common = ["spread", "--quick", "--agents", "2", "--parts", "m", "--quiet", "--jobs", "1",
+              "--cache", str(cache)]
+    assert bench.main([*common, "--seeds", "1", "--docs", "none"]) == 0
+    files = sorted(cache.iterdir())
+    recs = [json.loads(f.read_text()) for f in files]
+    assert {(r["identity"], r["machine"]) for r in recs} == {
+        (bench_run.library_identity(), bench_run.machine())}
+    old = dict(recs[0], identity="0123 python 3.0 numpy 1.0 numba 0.1")
+    (cache / ("f" * 32 + ".json")).write_text(json.dumps(old))
+    (cache / ("e" * 32 + ".json")).write_text("{torn")
+    def refused(*a, **k):
+        raise AssertionError("--status ran a run")
+    refused.__wrapped__ = bench_net.spread_run                  # the same cache keys
+    monkeypatch.setattr(bench_net, "spread_run", refused)
+    capsys.readouterr()
+    path = tmp_path / "s.json"
+    assert bench.main([*common, "--seeds", "2", "--status", "--json", str(path),
+                       "--docs", str(tmp_path / "page")]) == 0
+    out = capsys.readouterr().out
+    table = strict_json(str(path))["spread"]["tables"][0]
+    assert [r[2:4] for r in table["rows"]] == [[1, 1]] * len(bench_net.METHODS)
+    cpu = {(r["method"]): r["result"]["cpu_s"] for r in recs}
+    for row, rec, m in zip(table["rows"], table["records"], bench_net.METHODS):
+        assert row[0].endswith(m + " n=2") and rec["method"] == m
+        assert rec["cpu_hours_left"] == pytest.approx(cpu[m] / 3600, rel=1e-12)
+    assert f"{len(recs)} of {2 * len(recs)} runs cached, {len(recs)} to run" in out
+    assert ("by the code that wrote them: 1 × unreadable; 1 × 0123 python 3.0 numpy 1.0 "
+            "numba 0.1. This code") in out
+    assert not (tmp_path / "page").exists()                     # no page of a run that ran nothing
+    with pytest.raises(SystemExit) as e:
+        bench.parse_args(["spread", "--status"])
+    assert e.value.code == 2 and "--status needs --cache" in capsys.readouterr().err
+
+
 def test_spread_budget_part_runs_every_arm_paired(tmp_path, capsys):
     import bench_net
     path = str(tmp_path / "b.json")
