@@ -50,7 +50,7 @@ import asae_neural as neural
 import envs_spread
 from bench_plan import FIELD_PARSERS, field_parser, parse_spec
 from bench_run import experiment
-from bench_stats import fmt_p, mean_ci, sign_test, signed, wilson
+from bench_stats import fmt_p, holm, mean_ci, sign_test, signed, wilson
 
 METHODS = ("async", "asae", "asae:sync_clip=none", "asae:clip_ratio=joint", "happo", "coppo",
            "a2po")
@@ -537,6 +537,30 @@ def crossing(curves, level: float, smooth: int = 10):
     return int(hit[0] + smooth) if hit.size else None
 
 
+def pfmt(p) -> str:
+    """A p value as the tables print it; a dash where there is no test."""
+    return "—" if p is None else fmt_p(p)
+
+
+def holm_family(by: dict, agents, methods) -> list:
+    """Per n, every arm's sign-test p against async (final score, AUC) adjusted by Holm over
+    the arms of that n (bench_stats.holm); an arm without 2 paired seeds has no test."""
+    out = []
+    for n in agents:
+        if (n, "async") not in by:
+            continue
+        arms = [m for m in methods if m != "async" and (n, m) in by]
+        ref = by[n, "async"]
+        fam = {"n": n}
+        for what, get in (("final", lambda r: r["scores"]),
+                          ("auc", lambda r: curve_means(r["curves"]))):
+            tests = [paired_scores(get(by[n, m]), get(ref)) for m in arms]
+            fam[what] = dict(zip(arms, holm([t["p_sign"] if t["pairs"] >= 2 else None
+                                             for t in tests])))
+        out.append(fam)
+    return out
+
+
 def part_b(rep, records, d, cfg) -> None:
     """The budget study's tables: final score and area under the curve, paired against async
     and asae; the paired difference with async in each quarter of training; ratios."""
@@ -566,10 +590,11 @@ def part_b(rep, records, d, cfg) -> None:
     steps = cfg.n_envs * cfg.rollout_len
     cross = {n: crossing(by[n, "async"]["curves"], 0.6) for n in d.budget_agents
              if (n, "async") in by}
+    family = holm_family(by, d.budget_agents, BUDGET_METHODS)
     rep.table("spread", f"Spread b: every method at {cfg.iterations * steps:,} env steps",
               ["n", "method", "final score [95 % bootstrap]", "median", "− async", "− asae",
                "AUC [95 % bootstrap]", "AUC − async", "CPU s / run"], rows,
-              {"crossing_0.6": cross},
+              {"crossing_0.6": cross, "holm": family},
               [f"{d.seeds} paired seeds per cell (the same initial networks for every method "
                f"under a seed); {cfg.iterations} updates of {cfg.n_envs} envs × "
                f"{cfg.rollout_len} steps; NetConfig otherwise (precision {cfg.precision}). "
@@ -579,7 +604,13 @@ def part_b(rep, records, d, cfg) -> None:
                "interval, wins/losses, exact sign test. async's median training score "
                "(smoothed over 10 updates) first reaches 0.6 at update "
                + ", ".join(f"{c} ({c * steps:,} env steps) at n = {n}" if c else
-                           f"— (never) at n = {n}" for n, c in cross.items()) + "."])
+                           f"— (never) at n = {n}" for n, c in cross.items()) + ". "
+               "Many arms, one question (does any differ from async?): the sign tests' p "
+               "adjusted by Holm's step-down over the arms of each n — " + "; ".join(
+                   f"n = {f['n']}: final score " + ", ".join(
+                       f"{m} {pfmt(p)}" for m, p in f["final"].items()) + "; AUC " + ", ".join(
+                       f"{m} {pfmt(p)}" for m, p in f["auc"].items()) for f in family)
+               + " (the bootstrap intervals are each at 95 %, unadjusted)."])
     rep.table("spread", "Spread b: where in training (− async, by quarter of the updates)",
               ["n", "method"] + [f"updates {q * cfg.iterations // WINDOWS + 1}–"
                                  f"{(q + 1) * cfg.iterations // WINDOWS}"

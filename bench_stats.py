@@ -33,6 +33,23 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n)
 
 
+def holm(ps) -> list:
+    """Holm's step-down adjustment of m p values (S. Holm, "A simple sequentially rejective
+    multiple test procedure", Scand. J. Statist. 6 (1979) 65–70): with p_(1) ≤ … ≤ p_(m),
+    p̃_(k) = max_{j ≤ k} min(1, (m − j + 1) p_(j)); rejecting where p̃ < α holds the
+    family-wise error at α. None entries (no test) stay None and do not count in m.
+
+    >>> [round(p, 6) for p in holm([0.01, 0.04, 0.03, 0.005])]
+    [0.03, 0.06, 0.06, 0.02]
+    """
+    idx = sorted((i for i, p in enumerate(ps) if p is not None), key=lambda i: ps[i])
+    out, run = list(ps), 0.0
+    for j, i in enumerate(idx):
+        run = max(run, min(1.0, (len(idx) - j) * ps[i]))
+        out[i] = run
+    return out
+
+
 def paired_difference_ci(both: int, wins: int, losses: int, neither: int) -> tuple:
     """Newcombe's 95 % interval for the difference p1 − p2 of two success rates measured on the
     same seeds: the square-and-add (hybrid score) interval of method 10 in R. G. Newcombe,

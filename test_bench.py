@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import asae
 import asae_learner as learner
@@ -60,6 +62,38 @@ def test_sign_test_known_values():
     for w in range(12):
         for lo in range(12):
             assert bench_stats.sign_test(w, lo) == bench_stats.sign_test(lo, w)
+
+
+def _holm_rejects(ps, alpha):
+    """Holm's procedure as the paper states it: order the tests by p; reject H_(1), H_(2), …
+    while p_(j) ≤ α / (m − j + 1), stop at the first that is not."""
+    live = sorted((p, i) for i, p in enumerate(ps) if p is not None)
+    out = set()
+    for j, (p, i) in enumerate(live):
+        if p > alpha / (len(live) - j):
+            break
+        out.add(i)
+    return out
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.none(), st.floats(0, 1), st.sampled_from([0.01, 0.02, 0.5])),
+                max_size=8))
+@example([0.01, 0.04, 0.03, 0.005])
+def test_holm_adjusted_p_is_the_least_level_that_rejects(ps):
+    """p̃_i ≤ α exactly when Holm's sequential procedure at level α rejects H_i, at every
+    level between the adjusted values (no float ties at the boundaries); None stays None."""
+    adj = bench_stats.holm(ps)
+    assert [a is None for a in adj] == [p is None for p in ps]
+    vals = sorted({a for a in adj if a is not None} | {0.0, 1.0})
+    for lo, hi in zip(vals, vals[1:]):
+        alpha = (lo + hi) / 2
+        if alpha <= 0 or any(p is not None and (math.isclose(p * k, alpha, rel_tol=1e-9))
+                             for p in ps for k in range(1, len(ps) + 1)):
+            continue
+        assert {i for i, a in enumerate(adj) if a is not None and a <= alpha} == \
+            _holm_rejects(ps, alpha)
+    assert all(a is None or p <= a <= 1 for p, a in zip(ps, adj))
 
 
 def test_paired_difference_ci_known_values_and_properties():
@@ -1053,8 +1087,38 @@ def test_spread_budget_part_runs_every_arm_paired(tmp_path, capsys):
     assert all(c["part"] == "b" and len(c["curves"]) == 2 and len(c["curves"][0]) == 4
                for c in cells)
     assert cells[0]["config"]["iterations"] == 4 and cells[0]["config"]["track_ratios"]
+    table = next(t for t in strict_json(path)["spread"]["tables"]
+                 if t["title"].startswith("Spread b: every method"))
+    assert table["records"]["holm"] == bench_net.holm_family(
+        {(c["n"], c["method"]): c for c in cells}, [2], bench_net.BUDGET_METHODS)
+    assert "adjusted by Holm's step-down over the arms of each n — n = 2: final score asae" in out
     with pytest.raises(SystemExit):
         bench.main(["spread", "--parts", "x"])
+
+
+def test_spread_budget_holm_family_on_synthetic_records():
+    """Per n, each arm's sign-test p against async, Holm-adjusted over the arms: final score
+    and AUC (from the curves); an arm with < 2 paired seeds has no test and does not count."""
+    import bench_net
+    base = np.linspace(0.2, 0.6, 10)
+
+    def shifted(wins):                        # ahead of async on the first ``wins`` seeds
+        return [float(x + (0.1 if k < wins else -0.1)) for k, x in enumerate(base)]
+
+    def cell(final_wins, auc_wins):
+        return {"scores": shifted(final_wins), "curves": [[x] * 4 for x in shifted(auc_wins)]}
+    by = {(3, "async"): {"scores": list(base), "curves": [[x] * 4 for x in base]},
+          (3, "asae"): cell(10, 5), (3, "happo"): cell(8, 10), (3, "a2po"): cell(5, 8),
+          (3, "coppo"): {"scores": [0.5] + [None] * 9, "curves": [[0.5] * 4] + [None] * 9}}
+    (fam,) = bench_net.holm_family(by, [3], bench_net.BUDGET_METHODS)
+    p10, p8 = bench_stats.sign_test(10, 0), bench_stats.sign_test(8, 2)
+    want = {"final": {"asae": 3 * p10, "happo": 2 * p8, "a2po": 1.0, "coppo": None},
+            "auc": {"asae": 1.0, "happo": 3 * p10, "a2po": 2 * p8, "coppo": None}}
+    for what, w in want.items():
+        assert set(fam[what]) == set(w)
+        for m, x in w.items():
+            assert fam[what][m] == (None if x is None else pytest.approx(x, rel=1e-12))
+    assert bench_net.holm_family({}, [3], bench_net.BUDGET_METHODS) == []
 
 
 def test_spread_precision_and_sharing_parts_pair_with_their_reference_runs(tmp_path, capsys):
