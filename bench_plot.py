@@ -270,43 +270,97 @@ def h2h_figure(records: list, out_dir: str) -> str:
 
 
 # ---- spread --------------------------------------------------------------------------------
+#: Updates in the trailing mean of the paired-difference panel (each seed's difference).
+SMOOTH = 10
+
+
+def trailing_mean(x, k: int = SMOOTH):
+    """Row by row, the mean of the last ``k`` finite values up to each update (fewer at the
+    start; NaN where there are none).
+
+    >>> trailing_mean(np.array([[1.0, np.nan, 3.0, 5.0]]), 2).tolist()
+    [[1.0, 1.0, 3.0, 4.0]]
+    """
+    x = np.atleast_2d(np.asarray(x, float))
+    ok = np.isfinite(x)
+    s = np.cumsum(np.where(ok, x, 0.0), axis=1)
+    c = np.cumsum(ok, axis=1)
+    s[:, k:], c[:, k:] = s[:, k:] - s[:, :-k], c[:, k:] - c[:, :-k]
+    return np.divide(s, c, out=np.full(x.shape, np.nan), where=c > 0)
+
+
 def spread_figure(records: list, out_dir: str) -> str:
     """Learning curves (normalised training return per update) with 95 % t-bands over seeds:
-    the learning run (first panel; part p's float32 runs beside it), then one panel per n with
-    every method (the budget study's panel with part a's shared-actor arms)."""
+    the learning run (parts l and p) if it ran; one panel per part m or b and n with every
+    method; per n of part b, every method's difference from async seed by seed (a trailing
+    mean over :data:`SMOOTH` updates, then mean and t-band over seeds); per n of part a,
+    async and asae with their own networks (solid) and a shared actor (dashed)."""
     from bench_stats import mean_ci
     plt = pyplot()
     learn = [r for r in records if r["part"] in ("l", "p")]
-    panels = _ordered((r["part"], r["n"]) for r in records if r["part"] in ("m", "b"))
-    methods = _ordered(r["method"] for r in records if r["part"] in ("m", "b", "a"))
-    color = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(1, 1 + len(panels), figsize=(4.6 * (1 + len(panels)), 4.2),
-                             squeeze=False)
+    panels = ([("l", None)] if learn else []) + _ordered(
+        (r["part"], r["n"]) for r in records if r["part"] in ("m", "b"))
+    panels += [("d", n) for part, n in list(panels) if part == "b"]
+    panels += _ordered(("a", r["n"]) for r in records if r["part"] == "a")
+    methods = _ordered(r["method"] for r in records if r["part"] in ("m", "b"))
+    shared = [m for m in _ordered(r["method"] for r in records if r["part"] == "a")
+              if m.split(":")[0] not in methods]          # a shared arm without its own run
+    color = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods + shared)}
+    methods += shared
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
 
-    def draw(ax, rec, c, label):
-        curves = np.array([_floats(x) for x in rec["curves"] if x is not None])
+    def band(ax, curves, c, label, style="-"):
         if curves.size == 0:
             return
         mean, half = mean_ci(curves)
         x = np.arange(1, mean.size + 1)
-        ax.plot(x, mean, color=c, lw=1.4, label=label)
+        ax.plot(x, mean, style, color=c, lw=1.4, label=label)
         ax.fill_between(x, mean - half, mean + half, color=c, alpha=0.15, lw=0)
-    for rec in learn:
-        float32 = rec["part"] == "p"
-        draw(axes[0, 0], rec, "darkcyan" if float32 else "black",
-             f"async n = {rec['n']}" + (" float32" if float32 else ""))
-        axes[0, 0].set_title(f"learning: async, n = {rec['n']}", fontsize=10)
-    if len(learn) > 1:
-        axes[0, 0].legend(fontsize=8, frameon=False)
-    for ax, (part, n) in zip(axes[0, 1:], panels):
-        for rec in records:
-            if rec["n"] == n and (rec["part"] == part or part == "b" and rec["part"] == "a"):
-                draw(ax, rec, color[rec["method"]], rec["method"])
-        ax.set_title(f"{'methods' if part == 'm' else 'budget study'}, n = {n}", fontsize=10)
+
+    def curves(rec):
+        return np.array([_floats(x) for x in rec["curves"] if x is not None])
+
+    def find(part, n, method):
+        return next((r for r in records if (r["part"], r["n"], r["method"]) == (part, n, method)),
+                    None)
+    for ax, (part, n) in zip(axes[0], panels):
+        if part == "l":
+            for rec in learn:
+                float32 = rec["part"] == "p"
+                band(ax, curves(rec), "darkcyan" if float32 else "black",
+                     f"async n = {rec['n']}" + (" float32" if float32 else ""))
+                ax.set_title(f"learning: async, n = {rec['n']}", fontsize=10)
+            if len(learn) > 1:
+                ax.legend(fontsize=8, frameon=False)
+            ax.set_ylabel("normalised return (0 random, 1 scripted)")
+        elif part in ("m", "b"):
+            for rec in records:
+                if (rec["part"], rec["n"]) == (part, n):
+                    band(ax, curves(rec), color[rec["method"]], rec["method"])
+            ax.set_title(f"{'methods' if part == 'm' else 'budget study'}, n = {n}",
+                         fontsize=10)
+        elif part == "d":
+            ref = find("b", n, "async")
+            for rec in records:
+                if (rec["part"], rec["n"]) == ("b", n) and ref is not None and rec is not ref:
+                    pairs = [(_floats(a), _floats(b)) for a, b in zip(rec["curves"], ref["curves"])
+                             if a is not None and b is not None]
+                    band(ax, trailing_mean(np.array([a - b for a, b in pairs])) if pairs
+                         else np.zeros(0), color[rec["method"]], rec["method"])
+            ax.axhline(0.0, color="grey", lw=0.8)
+            ax.set_title(f"− async, seed by seed (mean of {SMOOTH} updates), n = {n}",
+                         fontsize=10)
+        else:
+            for m in _ordered(r["method"] for r in records if (r["part"], r["n"]) == ("a", n)):
+                shared, own = find("a", n, m), find("b", n, m.split(":")[0])
+                c = color[own["method"]] if own is not None else color[m]
+                if own is not None:
+                    band(ax, curves(own), c, own["method"])
+                band(ax, curves(shared), c, m, "--")
+            ax.set_title(f"sharing, n = {n}: own networks (—), shared actor (--)", fontsize=10)
     for ax in axes[0]:
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("normalised return (0 random, 1 scripted)")
     if methods:                                  # --parts l: the learning panel alone
         fig.legend(handles=[plt.Line2D([], [], color=color[m], lw=2, label=m)
                             for m in methods],

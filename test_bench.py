@@ -894,27 +894,41 @@ def test_spread_speed_part_alone_writes_its_page(tmp_path, capsys):
 
 
 def test_spread_figure_draws_parts_p_and_a_beside_their_references(tmp_path, monkeypatch):
-    """The learning panel has part l's and part p's curves; the budget panel part b's arms
-    and part a's shared-actor arms."""
+    """Panels: learning (part l and part p's curves), the budget study (part b's arms), their
+    difference from async seed by seed (a trailing mean per seed, then the mean over seeds),
+    and sharing (each shared arm beside its own-network run, dashed, in its colour)."""
     pytest.importorskip("matplotlib")
     import bench_net
     figures = []
     real = bench_plot.save_figure
 
     def keep(plt, fig, out_dir, name):
-        figures.append([[line.get_label() for line in ax.get_lines()] for ax in fig.axes])
+        figures.append([[(ln.get_label(), ln.get_linestyle(), ln.get_color(), ln.get_ydata())
+                         for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+                        for ax in fig.axes])
         return real(plt, fig, out_dir, name)
     monkeypatch.setattr(bench_plot, "save_figure", keep)
+    rng = np.random.default_rng(0)
 
     def rec(part, method):
         return {"part": part, "n": 3, "method": method,
-                "curves": [[0.1, 0.2, 0.3], [0.0, 0.25, 0.35]]}
+                "curves": [list(rng.random(14)), None, list(rng.random(14))]}
     records = [rec("l", "async"), rec("p", bench_net.PRECISION_METHOD), rec("b", "async"),
                rec("b", "asae"), *(rec("a", m) for m in bench_net.SHARED_METHODS)]
+    records[3]["curves"][1] = [0.5] * 14                        # async has no run there
     bench_plot.spread_figure(records, str(tmp_path))
-    learning, budget = figures[0][:2]
-    assert learning == ["async n = 3", "async n = 3 float32"]
-    assert budget == ["async", "asae", *bench_net.SHARED_METHODS]
+    learning, budget, diff, sharing = figures[0]
+    assert [x[0] for x in learning] == ["async n = 3", "async n = 3 float32"]
+    assert [x[0] for x in budget] == ["async", "asae"]
+    (label, _, _, y), = diff
+    a, b = (np.array([r["curves"][0], r["curves"][2]]) for r in (records[3], records[2]))
+    want = [np.mean((a - b)[:, max(0, t - bench_plot.SMOOTH + 1):t + 1]) for t in range(14)]
+    assert label == "asae" and np.allclose(y, want, rtol=1e-12)
+    assert [x[:2] for x in sharing] == [("async", "-"), ("async:share_actor=true", "--"),
+                                        ("asae", "-"), ("asae:share_actor=true", "--")]
+    assert sharing[0][2] == sharing[1][2] == budget[0][2] != sharing[2][2] == sharing[3][2]
+    bench_plot.spread_figure(records[2:4], str(tmp_path))       # --parts b: no learning panel
+    assert [[x[0] for x in ax] for ax in figures[1]] == [["async", "asae"], ["asae"]]
 
 
 def test_spread_budget_flags_reach_the_configs(capsys):
