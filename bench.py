@@ -54,7 +54,8 @@ import bench_net  # noqa: E402
 import bench_speed  # noqa: E402
 import bench_study  # noqa: E402
 from bench_plan import DEFAULTS, FIELD_PARSERS, GAMES, game_defaults, plan  # noqa: E402
-from bench_run import PAGES, Report, StatusShown, dask_client  # noqa: E402
+from bench_run import (PAGES, Report, RunCache, StatusShown, dask_client,  # noqa: E402
+                       foreign_note)
 import asae_tabular as tabular
 
 SECTIONS = {"speed": bench_speed.speed, "learn": bench_learn.learn, "bias": bench_learn.bias,
@@ -157,6 +158,8 @@ def parse_args(argv=None):
         error(f"--jobs must be from 1 to {most} (4 × the CPU count); got {args.jobs}")
     if args.seeds is not None and args.seeds < 1:
         error(f"--seeds must be at least 1; got {args.seeds}")
+    if args.status and args.cache is not None and not os.path.isdir(args.cache):
+        error(f"--status reads an existing --cache folder; {args.cache!r} is not one")
     if args.cache is not None:
         try:
             os.makedirs(args.cache, exist_ok=True)
@@ -166,7 +169,7 @@ def parse_args(argv=None):
     if args.status and args.cache is None:
         error("--status needs --cache DIR (the runs it reports on)")
     if args.status:
-        args.docs, args.dask = "none", None         # nothing runs: no page, no cluster
+        args.docs, args.plot, args.dask = "none", None, None   # nothing runs: no page
     if args.docs is None and args.command in (None, *PAGES) and not args.quick:  # full runs
         args.docs = os.path.join(HERE, "docs")
     if getattr(args, "parts", None) and args.command == "spread" and not any(
@@ -258,17 +261,21 @@ def main(argv=None) -> int:
     rep, t0 = Report(args), time.perf_counter()
     for name in args.sections:
         t = time.perf_counter()
-        if args.status and name not in PLANS:
-            continue                                # a section with no runs to cache
+        if args.status and name not in PLANS:       # a section with no runs to cache
+            rep.out(f"\n## {name}: no runs to cache (--status)")
+            continue
         try:
             SECTIONS[name](args, rep)
         except StatusShown:                         # --status: the cache's state, nothing run
             pass
         rep.data["meta"].setdefault("section_s", {})[name] = time.perf_counter() - t
+    if args.status:                                 # the folder's other runs, once
+        foreign_note(rep, RunCache(args.cache), getattr(args, "status_keys", set()))
     rep.data["meta"]["wall_s"] = time.perf_counter() - t0
     rep.save()
-    rep.out(f"\nTotal wall time {rep.data['meta']['wall_s']:.1f} s ("
-            + ", ".join(f"{k} {v:.1f} s" for k, v in rep.data["meta"]["section_s"].items()) + ")"
+    each = rep.data["meta"].get("section_s", {})
+    rep.out(f"\nTotal wall time {rep.data['meta']['wall_s']:.1f} s"
+            + (" (" + ", ".join(f"{k} {v:.1f} s" for k, v in each.items()) + ")" if each else "")
             + (f"; {len(rep.failures)} FAILURE(S), see stderr" if rep.failures else ""))
     if args.docs:
         name, title = PAGES.get(args.command, ("results.md", "Bench results"))

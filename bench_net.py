@@ -722,6 +722,8 @@ def spread_section(args, rep) -> None:
     todo = [c for c in cells(args) if c.part in need
             or c.part == "b" and "a" in parts and c.method in shared]
     if not todo:
+        if getattr(args, "status", False):
+            rep.out("\nspread: no runs to cache in these parts (--status)")
         return
     experiment(args, rep, "spread", todo, summary, spread_run)
     records = rep.data["spread"]["cells"]
@@ -739,4 +741,7 @@ def spread_section(args, rep) -> None:
     if args.plot:
         from bench_plot import spread_figure
         rep.figure(spread_figure(records, args.plot), "Spread: mean normalised training "
-                   "return per update, 95 % t-bands over seeds; learning (left), methods per n")
+                   "return per update, 95 % t-bands over seeds: the learning run (parts l, p), "
+                   "every method per part and n, the budget study's differences from async "
+                   "(seed by seed, a trailing mean of 10 updates) and parameter sharing (own "
+                   "networks solid, shared actor dashed), as the parts ran")

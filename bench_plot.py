@@ -303,10 +303,10 @@ def spread_figure(records: list, out_dir: str) -> str:
     panels += [("d", n) for part, n in list(panels) if part == "b"]
     panels += _ordered(("a", r["n"]) for r in records if r["part"] == "a")
     methods = _ordered(r["method"] for r in records if r["part"] in ("m", "b"))
-    shared = [m for m in _ordered(r["method"] for r in records if r["part"] == "a")
-              if m.split(":")[0] not in methods]          # a shared arm without its own run
-    color = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods + shared)}
-    methods += shared
+    alone = [m for m in _ordered(r["method"] for r in records if r["part"] == "a")
+             if m.split(":")[0] not in methods]           # a shared arm without its own run
+    color = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods + alone)}
+    methods += alone
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
 
     def band(ax, curves, c, label, style="-"):
@@ -332,7 +332,6 @@ def spread_figure(records: list, out_dir: str) -> str:
                 ax.set_title(f"learning: async, n = {rec['n']}", fontsize=10)
             if len(learn) > 1:
                 ax.legend(fontsize=8, frameon=False)
-            ax.set_ylabel("normalised return (0 random, 1 scripted)")
         elif part in ("m", "b"):
             for rec in records:
                 if (rec["part"], rec["n"]) == (part, n):
@@ -348,6 +347,7 @@ def spread_figure(records: list, out_dir: str) -> str:
                     band(ax, trailing_mean(np.array([a - b for a, b in pairs])) if pairs
                          else np.zeros(0), color[rec["method"]], rec["method"])
             ax.axhline(0.0, color="grey", lw=0.8)
+            ax.set_ylabel("difference in normalised return")
             ax.set_title(f"− async, seed by seed (mean of {SMOOTH} updates), n = {n}",
                          fontsize=10)
         else:
@@ -361,6 +361,7 @@ def spread_figure(records: list, out_dir: str) -> str:
     for ax in axes[0]:
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("normalised return (0 random, 1 scripted)")
     if methods:                                  # --parts l: the learning panel alone
         fig.legend(handles=[plt.Line2D([], [], color=color[m], lw=2, label=m)
                             for m in methods],

@@ -269,12 +269,9 @@ class RunCache:
         self.path = path
 
     def get(self, task):
-        """The cached result of ``task``, or None."""
-        try:
-            with open(os.path.join(self.path, run_key(task) + ".json")) as f:
-                return json.load(f)["result"]
-        except (OSError, ValueError, KeyError):          # absent, or a torn/foreign file
-            return None
+        """The cached result of ``task``, or None (absent, torn, or not a run file)."""
+        rec = self.record(run_key(task))
+        return None if rec is None else rec["result"]
 
     def put(self, task, result: dict, where: str = "") -> None:
         """Keep a finished run (never an error), with the code identity that ran it (what
@@ -293,9 +290,11 @@ class RunCache:
         try:
             with open(os.path.join(self.path, key + ".json")) as f:
                 rec = json.load(f)
-            return rec if isinstance(rec, dict) and "result" in rec else None
         except (OSError, ValueError):
             return None
+        ok = (isinstance(rec, dict) and isinstance(rec.get("result"), dict)
+              and isinstance(rec.get("identity", ""), str))
+        return rec if ok else None                        # else: not a run file of ours
 
     def foreign(self, keys) -> dict:
         """The runs in this folder that none of ``keys`` names, counted by the code identity
@@ -358,7 +357,9 @@ class DaskPool:
     scheduler runs the task again; its one future still yields one result)."""
 
     def __init__(self, client, kind: str):
-        self.pool, self.where = client.get_executor(pure=False), "a Dask worker"
+        self.pool = client.get_executor(pure=False)
+        self.where = ("a Dask worker of the scheduler at "
+                      + str(getattr(getattr(client, "scheduler", None), "address", "?")))
         self.prefix = f"asae-{kind}-{uuid.uuid4().hex[:8]}"
 
     def submit(self, cell: int, seed: int, task):
@@ -398,19 +399,21 @@ class StatusShown(Exception):
     """Raised by :func:`experiment` under ``--status`` once the cache's state is printed."""
 
 
-def cache_status(rep, kind: str, cells, cache: RunCache, outcome) -> dict:
+def cache_status(rep, kind: str, cells, cache: RunCache, outcome) -> set:
     """``--status``: per cell, its runs found in the cache and missing, the median CPU time
-    of its cached runs, and the CPU-hours its missing runs will take at that median (else at
-    its stage's, else at every cached run's); then the folder's other runs, by the code that
-    wrote them (a changed library or NumPy/Numba version shows there). Runs nothing."""
+    of its cached runs (where runs record one: spread and h2h), and the CPU-hours its missing
+    runs will take at that median (else its stage's, else any cached run's; '?' with no
+    cached run to go by), and which machines ran the cached runs. Runs nothing; returns the
+    cells' keys (:func:`foreign_note` reports the folder's other files once)."""
     stats, keys = [], set()
     for c in cells:
-        tasks = [(getattr(c, "outcome", outcome), c.game, c.method, cfg) for cfg in c.configs]
-        recs = [cache.record(k) for k in (run_key(t) for t in tasks)]
-        keys.update(run_key(t) for t in tasks)
-        cpu = [r["result"]["cpu_s"] for r in recs if r and "cpu_s" in r["result"]]
-        where = {r.get("machine", "unrecorded") for r in recs if r}
-        stats.append((c, sum(r is not None for r in recs), cpu, where))
+        ks = [run_key((getattr(c, "outcome", outcome), c.game, c.method, cfg))
+              for cfg in c.configs]
+        keys.update(ks)
+        recs = [r for r in map(cache.record, ks) if r is not None]
+        cpu = [float(x) for r in recs if isinstance(x := r["result"].get("cpu_s"), (int, float))
+               and math.isfinite(x)]
+        stats.append((c, len(recs), cpu, {str(r.get("machine", "not recorded")) for r in recs}))
     every = [x for _, _, cpu, _ in stats for x in cpu]
     rows, recs, left, unknown = [], [], 0.0, 0
     for c, hit, cpu, _ in stats:
@@ -426,20 +429,28 @@ def cache_status(rep, kind: str, cells, cache: RunCache, outcome) -> dict:
         recs.append({"game": c.game, "method": c.method, "stage": stage, "cached": hit,
                      "missing": miss, "cpu_hours_left": est if near or not miss else None})
     found, total = sum(h for _, h, _, _ in stats), sum(len(c.configs) for c in cells)
-    other = cache.foreign(keys)
     machines = sorted(set().union(*(w for *_, w in stats)))
-    notes = [f"`{cache.path}`: {found} of {total} runs cached, {total - found} to run, "
-             + (f"≈ {left:.1f} CPU-hours" if not unknown else
-                f"≈ {left:.1f} CPU-hours for those with an estimate, {unknown} without")
-             + " (each at its cell's median cached CPU time, else its stage's, else any run's)."
-             + (f" Cached here by: {'; '.join(machines)}." if machines else ""),
-             "Files of this folder no run here reads, by the code that wrote them: "
-             + ("; ".join(f"{n} × {who}" for who, n in other.items()) if other else "none")
-             + f". This code: {library_identity()}."]
     rep.table(kind, f"{kind}: what the cache holds (--status)",
               ["cell", "stage", "cached", "to run", "median CPU-s", "CPU-h to run"], rows,
-              recs, notes)
-    return {"cached": found, "total": total, "cpu_hours_left": left, "other": other}
+              recs, [f"`{cache.path}`: {found} of {total} runs cached, {total - found} to run"
+                     + (f", ≈ {left:.1f} CPU-hours" if not unknown else
+                        f", ≈ {left:.1f} CPU-hours for {total - found - unknown} of them, no "
+                        f"estimate yet for {unknown}")
+                     + " (each at its cell's median cached CPU time, else its stage's, else "
+                     "any run's)." + (f" Machines of the cached runs: {'; '.join(machines)}."
+                                      if machines else "")])
+    return keys
+
+
+def foreign_note(rep, cache: RunCache, keys: set) -> None:
+    """``--status``, once after every section: the folder's runs that no cell of this command
+    reads, counted by the code identity that wrote them (a changed library, NumPy or Numba
+    shows here; so do the runs of cells or seeds this command does not ask for)."""
+    other = cache.foreign(keys)
+    rep.out(f"\nFiles of `{cache.path}` that no run of this command reads, by the code that "
+            "wrote them: " + ("; ".join(f"{n} × {who}" for who, n in other.items())
+                              if other else "none") + f". This code: {library_identity()}.")
+    rep.data.setdefault("status", {})["other"] = other
 
 
 def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
@@ -453,7 +464,8 @@ def experiment(args, rep, kind: str, cells, summary, outcome) -> list:
     ``stage`` (0 first), then seed by seed; with ``--status`` nothing runs: the cache's state
     is printed (:func:`cache_status`) and :class:`StatusShown` raised."""
     if getattr(args, "status", False):
-        cache_status(rep, kind, cells, RunCache(args.cache), outcome)
+        args.status_keys = getattr(args, "status_keys", set()) | cache_status(
+            rep, kind, cells, RunCache(args.cache), outcome)
         raise StatusShown(kind)
     rows, records = [], rep.data.setdefault(kind, {}).setdefault("cells", [])
     total = sum(len(c.configs) for c in cells)

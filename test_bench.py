@@ -1049,8 +1049,9 @@ def test_run_cache_ignores_torn_files_and_keeps_nan(tmp_path):
 
 def test_status_reports_cached_missing_and_foreign_runs(tmp_path, monkeypatch, capsys):
     """--status runs nothing and reports, per cell, the runs the cache holds and lacks, the
-    CPU-hours left at the cell's median cached CPU time, and the folder's runs of other code
-    (a changed version) or torn files; every cached run records its code and machine."""
+    CPU-hours left at the cell's median cached CPU time, and (once) the folder's runs of
+    other code (a changed version) or torn files; every cached run records its code and
+    machine."""
     import bench_net
     import bench_run
     cache = tmp_path / "cache"
@@ -1064,14 +1065,19 @@ def test_status_reports_cached_missing_and_foreign_runs(tmp_path, monkeypatch, c
     old = dict(recs[0], identity="0123 python 3.0 numpy 1.0 numba 0.1")
     (cache / ("f" * 32 + ".json")).write_text(json.dumps(old))
     (cache / ("e" * 32 + ".json")).write_text("{torn")
+    (cache / ("d" * 32 + ".json")).write_text(json.dumps({"result": None}))
+    (cache / ("c" * 32 + ".json")).write_text(json.dumps({"result": {}, "identity": [1]}))
+
     def refused(*a, **k):
+        """Nothing may run under --status."""
         raise AssertionError("--status ran a run")
     refused.__wrapped__ = bench_net.spread_run                  # the same cache keys
     monkeypatch.setattr(bench_net, "spread_run", refused)
+    monkeypatch.setattr(bench, "dask_client", refused)         # --dask: no cluster contacted
     capsys.readouterr()
     path = tmp_path / "s.json"
-    assert bench.main([*common, "--seeds", "2", "--status", "--json", str(path),
-                       "--docs", str(tmp_path / "page")]) == 0
+    assert bench.main([*common, "--seeds", "2", "--status", "--json", str(path), "--docs",
+                       str(tmp_path / "page"), "--dask", "tcp://127.0.0.1:1"]) == 0
     out = capsys.readouterr().out
     table = strict_json(str(path))["spread"]["tables"][0]
     assert [r[2:4] for r in table["rows"]] == [[1, 1]] * len(bench_net.METHODS)
@@ -1079,13 +1085,57 @@ def test_status_reports_cached_missing_and_foreign_runs(tmp_path, monkeypatch, c
     for row, rec, m in zip(table["rows"], table["records"], bench_net.METHODS):
         assert row[0].endswith(m + " n=2") and rec["method"] == m
         assert rec["cpu_hours_left"] == pytest.approx(cpu[m] / 3600, rel=1e-12)
-    assert f"{len(recs)} of {2 * len(recs)} runs cached, {len(recs)} to run" in out
-    assert ("by the code that wrote them: 1 × unreadable; 1 × 0123 python 3.0 numpy 1.0 "
+    assert f"{len(recs)} of {2 * len(recs)} runs cached, {len(recs)} to run, ≈" in out
+    assert out.count("that no run of this command reads") == 1
+    assert ("by the code that wrote them: 3 × unreadable; 1 × 0123 python 3.0 numpy 1.0 "
             "numba 0.1. This code") in out
     assert not (tmp_path / "page").exists()                     # no page of a run that ran nothing
+    for argv in (["speed"], ["spread", "--parts", "s"]):      # sections without cached runs
+        monkeypatch.setitem(bench.SECTIONS, "speed", refused)
+        monkeypatch.setattr(bench_net, "part_s", refused)
+        assert bench.main([*argv, "--status", "--cache", str(cache)]) == 0
+        assert "no runs to cache" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
         bench.parse_args(["spread", "--status"])
     assert e.value.code == 2 and "--status needs --cache" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        bench.parse_args(["spread", "--status", "--cache", str(tmp_path / "typo")])
+    assert e.value.code == 2 and "existing --cache folder" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_status_estimates_at_the_cell_median_else_stage_else_any_run(tmp_path, capsys):
+    """A cell's missing runs cost its cached runs' median CPU time; a cell with none, its
+    stage's median; a stage with none, every cached run's; no cached run at all: no estimate.
+    Files that are not runs of ours (no result, a non-finite time) do not count."""
+    import bench_run
+    rep = bench_run.Report(SimpleNamespace(jobs=1, quick=True, quiet=True, json=None))
+
+    def cell(method, stage, seeds=4):
+        return SimpleNamespace(game="climbing", method=method, stage=stage,
+                               configs=[TabularConfig(seed=s) for s in range(seeds)])
+    cells = [cell("async", 0), cell("asae", 0), cell("happo", 1), cell("coppo", 1)]
+    c = bench_run.RunCache(str(tmp_path))
+    for s, cpu in enumerate((10.0, 20.0, 90.0)):                # median 20, mean 40
+        c.put((bench_run.run_seed, "climbing", "async", cells[0].configs[s]), {"cpu_s": cpu})
+    c.put((bench_run.run_seed, "climbing", "happo", cells[2].configs[0]), {"cpu_s": 7.0})
+    c.put((bench_run.run_seed, "climbing", "coppo", cells[3].configs[0]), {"cpu_s": math.inf})
+    keys = bench_run.cache_status(rep, "x", cells, c, bench_run.run_seed)
+    assert len(keys) == 16
+    recs = rep.data["x"]["tables"][-1]["records"]
+    assert [(r["cached"], r["missing"]) for r in recs] == [(3, 1), (0, 4), (1, 3), (1, 3)]
+    want = [20.0, 4 * 20.0, 3 * 7.0, 3 * 7.0]                 # cell; stage 0; cell; stage 1
+    assert [r["cpu_hours_left"] * 3600 for r in recs] == pytest.approx(want, rel=1e-12)
+    rep2 = bench_run.Report(SimpleNamespace(jobs=1, quick=True, quiet=True, json=None))
+    bench_run.cache_status(rep2, "y", [cell("async", 0), cell("a2po", 5)], c,
+                           bench_run.run_seed)
+    recs = rep2.data["y"]["tables"][-1]["records"]
+    assert recs[1]["cpu_hours_left"] * 3600 == pytest.approx(4 * 20.0)   # any run's median
+    empty = bench_run.RunCache(str(tmp_path / "empty"))
+    bench_run.cache_status(rep2, "z", [cell("async", 0)], empty, bench_run.run_seed)
+    (rec,) = rep2.data["z"]["tables"][-1]["records"]
+    assert rec["cpu_hours_left"] is None and rec["missing"] == 4
+    assert "no estimate yet for 4" in capsys.readouterr().out
 
 
 def test_spread_budget_part_runs_every_arm_paired(tmp_path, capsys):
@@ -1105,33 +1155,52 @@ def test_spread_budget_part_runs_every_arm_paired(tmp_path, capsys):
                  if t["title"].startswith("Spread b: every method"))
     assert table["records"]["holm"] == bench_net.holm_family(
         {(c["n"], c["method"]): c for c in cells}, [2], bench_net.BUDGET_METHODS)
-    assert "adjusted by Holm's step-down over the arms of each n — n = 2: final score asae" in out
+    family = table["records"]["holm"][0]
+    assert ("adjusted by Holm's step-down over the arms of each n — n = 2: final score "
+            + ", ".join(f"{m} {bench_net.pfmt(p)}" for m, p in family["final"].items())
+            + "; AUC " + ", ".join(f"{m} {bench_net.pfmt(p)}" for m, p in family["auc"].items())
+            + " (the bootstrap") in out
     with pytest.raises(SystemExit):
         bench.main(["spread", "--parts", "x"])
 
 
 def test_spread_budget_holm_family_on_synthetic_records():
     """Per n, each arm's sign-test p against async, Holm-adjusted over the arms: final score
-    and AUC (from the curves); an arm with < 2 paired seeds has no test and does not count."""
+    and AUC (the mean of the whole curve); seeds pair by index when runs failed on either
+    side; an arm with < 2 paired seeds has no test and does not count."""
     import bench_net
     base = np.linspace(0.2, 0.6, 10)
 
     def shifted(wins):                        # ahead of async on the first ``wins`` seeds
         return [float(x + (0.1 if k < wins else -0.1)) for k, x in enumerate(base)]
 
-    def cell(final_wins, auc_wins):
-        return {"scores": shifted(final_wins), "curves": [[x] * 4 for x in shifted(auc_wins)]}
+    def cell(final_wins, auc_wins):           # curves: mean at the shifted value, not flat
+        return {"scores": shifted(final_wins),
+                "curves": [[x + 0.3, x + 0.3, x - 0.3, x - 0.3] for x in shifted(auc_wins)]}
     by = {(3, "async"): {"scores": list(base), "curves": [[x] * 4 for x in base]},
           (3, "asae"): cell(10, 5), (3, "happo"): cell(8, 10), (3, "a2po"): cell(5, 8),
           (3, "coppo"): {"scores": [0.5] + [None] * 9, "curves": [[0.5] * 4] + [None] * 9}}
+    by[3, "async"]["scores"][9] = by[3, "async"]["curves"][9] = None     # failed runs
+    by[3, "asae"]["scores"][0] = by[3, "asae"]["curves"][0] = None
     (fam,) = bench_net.holm_family(by, [3], bench_net.BUDGET_METHODS)
-    p10, p8 = bench_stats.sign_test(10, 0), bench_stats.sign_test(8, 2)
-    want = {"final": {"asae": 3 * p10, "happo": 2 * p8, "a2po": 1.0, "coppo": None},
-            "auc": {"asae": 1.0, "happo": 3 * p10, "a2po": 2 * p8, "coppo": None}}
-    for what, w in want.items():
-        assert set(fam[what]) == set(w)
-        for m, x in w.items():
+
+    def sign_p(a, b):                          # the slow way: seed by seed, both present
+        w = sum(x is not None and y is not None and x > y for x, y in zip(a, b))
+        lo = sum(x is not None and y is not None and x < y for x, y in zip(a, b))
+        return bench_stats.sign_test(w, lo)
+    auc = {m: [None if c is None else float(np.mean(c)) for c in by[3, m]["curves"]]
+           for m in ("async", "asae", "happo", "a2po")}
+    for what, get in (("final", lambda m: by[3, m]["scores"]), ("auc", lambda m: auc[m])):
+        ps = {m: sign_p(get(m), get("async")) for m in ("asae", "happo", "a2po")}
+        order = sorted(ps, key=ps.get)
+        want, run = {"coppo": None}, 0.0
+        for j, m in enumerate(order):
+            run = max(run, min(1.0, (3 - j) * ps[m]))
+            want[m] = run
+        assert set(fam[what]) == set(want)
+        for m, x in want.items():
             assert fam[what][m] == (None if x is None else pytest.approx(x, rel=1e-12))
+    assert fam["final"]["asae"] == pytest.approx(3 * bench_stats.sign_test(8, 0))
     assert bench_net.holm_family({}, [3], bench_net.BUDGET_METHODS) == []
 
 

@@ -46,10 +46,13 @@ def sweep(tmp_path, name, *extra):
 
 def test_dask_results_are_bit_identical_to_the_local_pool(cluster, tmp_path, capsys):
     local = sweep(tmp_path, "local", "--jobs", "2")
-    remote = sweep(tmp_path, "dask", "--dask", cluster.scheduler_address)
+    remote = sweep(tmp_path, "dask", "--dask", cluster.scheduler_address,
+                   "--cache", str(tmp_path / "cache"))
     assert [(c["game"], c["method"]) for c in remote] == [(c["game"], c["method"]) for c in local]
     assert [c["per_seed"] for c in remote] == [c["per_seed"] for c in local]
     assert "| climbing | asae |" in capsys.readouterr().out
+    where = {json.loads(f.read_text())["machine"] for f in (tmp_path / "cache").iterdir()}
+    assert where == {f"a Dask worker of the scheduler at {cluster.scheduler_address}"}
 
 
 def test_dask_neural_runs_are_bit_identical_to_the_local_pool(cluster, tmp_path):
