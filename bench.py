@@ -113,8 +113,8 @@ def parse_args(argv=None):
                             help="numbers of agents, e.g. 2,3,4 [2,3,4,6,8,12,16; --quick 2,3]")
         if sp is not p and sp.prog.split()[-1] == "spread":
             sp.add_argument("--agents", type=bench_net.agent_list, metavar="LIST",
-                            help="numbers of agents of parts m, b and a, e.g. 3,5 [m: 3,5,8; b, a: 3; "
-                            "--quick 2,3]")
+                            help="numbers of agents of parts m, b and a, e.g. 3,5 [m: 3,5,8; "
+                            "b, a: 3; --quick 2,3]")
             sp.add_argument("--parts", type=bench_net.part_list, metavar="LIST",
                             help="parts to run: s (speed), l (learning), m (methods); not in "
                             "the default: b (the budget study), p (float32 against l's float64 "
